@@ -1,0 +1,558 @@
+//! The validated campaign: what `validate` produces from the raw YAML once every check passed.
+//! Everything here is resolved (inventory loaded, names cross-checked, durations positive), so the
+//! runner never re-checks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::fault::Fault;
+use crate::units::{Ident, PathName, ProcessName, UnitName};
+
+/// The current version of the campaign format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A validated campaign.
+#[derive(Debug, Clone, Serialize)]
+pub struct Campaign {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Campaign name (defaults to the file stem).
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Hosts and services.
+    pub testbed: Testbed,
+    /// How the runner reaches the OpenStack APIs.
+    pub cloud: Option<Cloud>,
+    /// What the tracer captures.
+    pub tracing: Tracing,
+    /// The user commands issued during every window.
+    pub workload: Workload,
+    /// The experiments, in file order.
+    pub experiments: Vec<Experiment>,
+    /// Steady-state checks and SLOs.
+    pub hypotheses: Vec<Hypothesis>,
+    /// Conditions that abort the campaign and revert everything.
+    pub guardrails: Vec<Guardrail>,
+    /// Detectors to score.
+    pub detectors: Vec<Detector>,
+    /// Window lengths and the campaign seed.
+    pub timing: Timing,
+    /// Where results go.
+    pub output: Output,
+}
+
+/// The hosts and services a campaign targets.
+#[derive(Debug, Clone, Serialize)]
+pub struct Testbed {
+    /// The inventory file the hosts and services came from, if any.
+    pub inventory: Option<PathBuf>,
+    /// Hosts, in file order.
+    pub hosts: Vec<Host>,
+    /// Services, in file order.
+    pub services: Vec<Service>,
+}
+
+impl Testbed {
+    /// Looks a host up by name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|host| host.name.as_str() == name)
+    }
+
+    /// Looks a service up by name.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|service| service.name.as_str() == name)
+    }
+
+    /// The hosts a service runs on, in inventory order.
+    pub fn hosts_of(&self, service: &Service) -> Vec<&Host> {
+        self.hosts
+            .iter()
+            .filter(|host| service.runs_on(host))
+            .collect()
+    }
+}
+
+/// One machine of the testbed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    /// Its name in the campaign.
+    pub name: Ident,
+    /// IP address or DNS name used to reach it.
+    pub address: String,
+    /// Roles such as `controller` or `compute`.
+    pub roles: Vec<Ident>,
+    /// How to reach it over SSH.
+    pub ssh: SshSettings,
+}
+
+impl Host {
+    /// True when the host has the role.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r.as_str() == role)
+    }
+}
+
+/// SSH settings of a host.
+#[derive(Debug, Clone, Serialize)]
+pub struct SshSettings {
+    /// Remote user.
+    pub user: String,
+    /// Remote port.
+    pub port: u16,
+    /// Private key file, if not the agent's or the default.
+    pub identity: Option<PathBuf>,
+    /// known_hosts file to verify the host key against (the user's default when absent).
+    pub known_hosts: Option<PathBuf>,
+    /// Run fault commands through `sudo -n`.
+    pub sudo: bool,
+}
+
+/// A service of the cloud: a systemd unit on some hosts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    /// Canonical name, e.g. `nova-conductor`.
+    pub name: Ident,
+    /// systemd unit, e.g. `devstack@n-cond`.
+    pub unit: UnitName,
+    /// Exact process name, when known.
+    pub process: Option<ProcessName>,
+    /// Roles it runs on (any host with one of them).
+    pub roles: Vec<Ident>,
+    /// Hosts it runs on, by name (in addition to roles).
+    pub hosts: Vec<Ident>,
+    /// TCP ports it listens on.
+    pub ports: Vec<u16>,
+}
+
+impl Service {
+    /// True when the service runs on the host.
+    pub fn runs_on(&self, host: &Host) -> bool {
+        self.hosts.iter().any(|name| name == &host.name)
+            || self.roles.iter().any(|role| host.has_role(role.as_str()))
+    }
+}
+
+/// How the runner authenticates to the cloud.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Cloud {
+    /// An entry of a `clouds.yaml` (python-openstackclient conventions).
+    CloudsYaml {
+        /// Entry name (`OS_CLOUD`).
+        name: String,
+        /// Explicit clouds.yaml path; otherwise the usual search order applies.
+        file: Option<PathBuf>,
+    },
+    /// Inline Keystone v3 password auth; the password comes from an environment variable.
+    Inline {
+        /// Keystone URL, e.g. `http://10.77.0.2:5000/v3`.
+        auth_url: String,
+        /// User name.
+        username: String,
+        /// Name of the environment variable holding the password.
+        password_env: String,
+        /// Project name.
+        project_name: String,
+        /// User domain name.
+        user_domain_name: String,
+        /// Project domain name.
+        project_domain_name: String,
+        /// Region.
+        region_name: Option<String>,
+    },
+}
+
+/// What the tracer captures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tracing {
+    /// AMQP brokers to watch.
+    pub amqp: Vec<AmqpSource>,
+    /// Route API calls through the recording REST proxy.
+    pub rest_proxy: bool,
+}
+
+/// One AMQP broker to watch.
+#[derive(Debug, Clone, Serialize)]
+pub struct AmqpSource {
+    /// Where the URL comes from (never with a password in the campaign).
+    pub url: AmqpUrl,
+    /// Use the firehose (`amq.rabbitmq.trace`); otherwise tap the listed exchanges.
+    pub firehose: bool,
+    /// Exchanges to tap when the firehose is off.
+    pub tap: Vec<String>,
+}
+
+/// An AMQP URL whose secret is kept out of the campaign file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum AmqpUrl {
+    /// A URL without password plus the environment variable that holds the password.
+    WithPasswordEnv {
+        /// `amqp://user@host:port/vhost`.
+        url: String,
+        /// The variable holding the password.
+        password_env: Option<String>,
+    },
+    /// A file holding the complete URL (as `butterfly testbed up` writes it).
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// The user commands a campaign issues.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Workload {
+    /// Command streams, each with its own rate.
+    pub commands: Vec<WorkloadCommand>,
+}
+
+/// The OpenStack user commands the workload can issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandKind {
+    /// `server create` (then waits for ACTIVE or ERROR).
+    ServerCreate,
+    /// `server delete` of a server the workload created.
+    ServerDelete,
+    /// `server list`.
+    ServerList,
+    /// `image list`.
+    ImageList,
+    /// `flavor list`.
+    FlavorList,
+    /// `network list`.
+    NetworkList,
+}
+
+impl CommandKind {
+    /// Every command, as written in campaigns.
+    pub const ALL: &'static [CommandKind] = &[
+        CommandKind::ServerCreate,
+        CommandKind::ServerDelete,
+        CommandKind::ServerList,
+        CommandKind::ImageList,
+        CommandKind::FlavorList,
+        CommandKind::NetworkList,
+    ];
+
+    /// The command as written in campaigns (`server create`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CommandKind::ServerCreate => "server create",
+            CommandKind::ServerDelete => "server delete",
+            CommandKind::ServerList => "server list",
+            CommandKind::ImageList => "image list",
+            CommandKind::FlavorList => "flavor list",
+            CommandKind::NetworkList => "network list",
+        }
+    }
+
+    /// The parameters the command accepts.
+    pub fn parameters(self) -> &'static [&'static str] {
+        match self {
+            CommandKind::ServerCreate => &["flavor", "image", "network", "name_prefix", "timeout"],
+            CommandKind::ServerDelete => &["timeout"],
+            _ => &[],
+        }
+    }
+}
+
+/// One stream of user commands.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadCommand {
+    /// The command.
+    pub command: CommandKind,
+    /// Commands started per second.
+    pub rate_per_second: f64,
+    /// Commands in flight at most.
+    pub concurrency: u32,
+    /// Command parameters (validated per command).
+    pub params: Vec<(String, String)>,
+}
+
+/// One experiment: a fault on a target, triggered once per repetition.
+#[derive(Debug, Clone, Serialize)]
+pub struct Experiment {
+    /// Its name, unique in the campaign.
+    pub name: Ident,
+    /// Free text.
+    pub description: Option<String>,
+    /// The fault.
+    pub fault: Fault,
+    /// Where the fault lands.
+    pub target: Target,
+    /// When the fault lands.
+    pub trigger: Trigger,
+    /// How long the fault stays in effect.
+    #[serde(with = "crate::units::duration_serde")]
+    pub duration: Duration,
+    /// Length of the fault window (from its start to the revert deadline).
+    #[serde(with = "crate::units::duration_serde")]
+    pub window: Duration,
+    /// How often the experiment runs.
+    pub repetitions: u32,
+    /// Allow targets that are refused by default (e.g. filling `/`, stopping sshd).
+    pub allow_destructive: bool,
+}
+
+/// Which hosts (and service) a fault lands on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// The service acted on, when the fault is about a service.
+    pub service: Option<ServiceRef>,
+    /// The candidate hosts after role/host filtering, in inventory order.
+    pub candidates: Vec<Ident>,
+    /// How many of the candidates are picked.
+    pub mode: SelectMode,
+    /// Seed for the pick (the campaign seed when not given).
+    pub seed: u64,
+}
+
+/// A resolved reference to a service of the testbed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceRef {
+    /// Canonical name.
+    pub name: Ident,
+    /// systemd unit.
+    pub unit: UnitName,
+    /// Exact process name, when known.
+    pub process: Option<ProcessName>,
+    /// Its ports.
+    pub ports: Vec<u16>,
+}
+
+/// How many candidate hosts a selector picks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum SelectMode {
+    /// One host, picked at random (seeded).
+    One,
+    /// Every candidate.
+    All,
+    /// Exactly N hosts, picked at random (seeded).
+    Fixed {
+        /// N.
+        count: u32,
+    },
+    /// This share of the candidates, rounded up, at least one.
+    Percent {
+        /// The share, 0..=100.
+        percent: f64,
+    },
+}
+
+/// When a fault lands inside its window.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Trigger {
+    /// At a fixed offset after the window starts.
+    After {
+        /// The offset.
+        #[serde(with = "crate::units::duration_serde")]
+        offset: Duration,
+    },
+    /// When the tracer observes an operation (an execution point), at most `within` after the
+    /// window starts; if it is not seen by then, the fault lands at `within`.
+    Observed {
+        /// What to wait for.
+        point: ExecutionPoint,
+        /// Only when observed on this host.
+        host: Option<Ident>,
+        /// Latest inject time.
+        #[serde(with = "crate::units::duration_serde")]
+        within: Duration,
+    },
+}
+
+/// An operation the tracer can observe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "operation")]
+pub enum ExecutionPoint {
+    /// An RPC method, `topic.method` (e.g. `scheduler.select_destinations`) or just `method`.
+    Rpc(String),
+    /// A REST call, `METHOD /path/template` (e.g. `POST /v2.1/servers`).
+    Rest(String),
+}
+
+/// The windows of an experiment a check applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Window {
+    /// Before the fault.
+    Baseline,
+    /// While the fault is in effect.
+    Fault,
+    /// After the revert.
+    Recovery,
+}
+
+impl Window {
+    /// Every window, in time order.
+    pub const ALL: &'static [Window] = &[Window::Baseline, Window::Fault, Window::Recovery];
+
+    /// The name as written in campaigns.
+    pub fn name(self) -> &'static str {
+        match self {
+            Window::Baseline => "baseline",
+            Window::Fault => "fault",
+            Window::Recovery => "recovery",
+        }
+    }
+}
+
+/// A measurable property of the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "metric")]
+pub enum Metric {
+    /// Share of commands that succeeded, `0.0..=1.0`.
+    SuccessRatio,
+    /// A latency percentile of successful commands.
+    Latency {
+        /// Percentile in `0..=100`, e.g. 95.
+        percentile: f64,
+    },
+    /// Time from the revert until the success ratio is back to its baseline level.
+    RecoveryTime,
+}
+
+/// A bound a metric must respect.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bound {
+    /// At least this ratio.
+    MinRatio(f64),
+    /// At most this ratio.
+    MaxRatio(f64),
+    /// At most this long.
+    #[serde(with = "crate::units::duration_serde")]
+    MaxDuration(Duration),
+}
+
+/// A steady-state check or SLO.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hypothesis {
+    /// Its name, unique in the campaign.
+    pub name: Ident,
+    /// What is measured.
+    pub metric: Metric,
+    /// The bound it must respect.
+    pub bound: Bound,
+    /// Windows it applies to (recovery-time: always recovery).
+    pub windows: Vec<Window>,
+    /// Only these workload commands (all when empty).
+    pub commands: Vec<CommandKind>,
+    /// Only these experiments (all when empty).
+    pub experiments: Vec<Ident>,
+}
+
+/// A condition that aborts the campaign.
+#[derive(Debug, Clone, Serialize)]
+pub struct Guardrail {
+    /// Its name.
+    pub name: Ident,
+    /// What is measured, continuously over a sliding window.
+    pub metric: Metric,
+    /// The bound whose breach aborts.
+    pub bound: Bound,
+    /// Sliding window length.
+    #[serde(with = "crate::units::duration_serde")]
+    pub over: Duration,
+}
+
+/// A detector to score.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detector {
+    /// Its name in reports.
+    pub name: Ident,
+    /// What it is.
+    pub source: DetectorSource,
+}
+
+/// The built-in detectors.
+pub const BUILTIN_DETECTORS: &[&str] = &["fingerprint", "timeout"];
+
+/// Where a detector's alarms come from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum DetectorSource {
+    /// A built-in detector (`fingerprint`, `timeout`), with an optional fingerprint store.
+    Builtin {
+        /// Which one.
+        builtin: String,
+        /// Fingerprint store to use (learned from the baseline windows when absent).
+        fingerprints: Option<PathBuf>,
+    },
+    /// An external command: events in on stdin, alarms out on stdout, JSON Lines.
+    Command {
+        /// argv; run without a shell.
+        argv: Vec<String>,
+    },
+    /// A file of alarms (JSON Lines) written by another tool.
+    AlarmsFile {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Window lengths and seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    /// Workload without faults before each experiment's fault window.
+    #[serde(with = "crate::units::duration_serde")]
+    pub baseline: Duration,
+    /// Workload after the revert.
+    #[serde(with = "crate::units::duration_serde")]
+    pub recovery: Duration,
+    /// Pause between repetitions, without measurement.
+    #[serde(with = "crate::units::duration_serde")]
+    pub cooldown: Duration,
+    /// Campaign seed: target picks derive from it.
+    pub seed: u64,
+}
+
+/// Result formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// `report.json`.
+    Json,
+    /// `junit.xml`.
+    Junit,
+    /// `summary.md`.
+    Markdown,
+    /// `report.html`.
+    Html,
+}
+
+/// Where and how results are written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Output {
+    /// Parent directory of run directories.
+    pub dir: PathBuf,
+    /// Formats to write.
+    pub formats: Vec<Format>,
+}
+
+/// Refused targets: a path a disk fill may not use without `allow_destructive`.
+pub fn is_protected_fill_path(path: &PathName) -> bool {
+    let path = path.as_str().trim_end_matches('/');
+    path.is_empty()
+        || [
+            "/",
+            "/boot",
+            "/etc",
+            "/usr",
+            "/bin",
+            "/sbin",
+            "/lib",
+            "/var/lib/mysql",
+        ]
+        .iter()
+        .any(|protected| protected.trim_end_matches('/') == path)
+}

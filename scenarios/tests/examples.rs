@@ -1,0 +1,90 @@
+//! Every shipped example validates, conforms to the published JSON Schema, and expands into a plan.
+
+use std::path::{Path, PathBuf};
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|n| n != "testbed-inventory.yaml")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn at_least_six_examples_ship() {
+    assert!(examples().len() >= 6, "{:?}", examples());
+}
+
+#[test]
+fn every_example_validates() {
+    for file in examples() {
+        if let Err(diagnostics) = scenarios::load(&file) {
+            panic!("{} is invalid:\n{diagnostics}", file.display());
+        }
+    }
+}
+
+#[test]
+fn every_example_conforms_to_the_published_schema() {
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for file in examples() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let document: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&document)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+    }
+}
+
+#[test]
+fn plans_are_deterministic_and_cover_every_repetition() {
+    for file in examples() {
+        let campaign = scenarios::load(&file).unwrap();
+        let first = scenarios::plan::expand(&campaign);
+        let second = scenarios::plan::expand(&campaign);
+        assert_eq!(first.render(), second.render());
+        let repetitions: u32 = campaign.experiments.iter().map(|e| e.repetitions).sum();
+        assert_eq!(first.runs.len() as u32, repetitions, "{}", file.display());
+        for run in &first.runs {
+            assert!(!run.hosts.is_empty());
+            let t = &run.timeline;
+            assert!(t.baseline_start < t.fault_window_start);
+            assert!(t.fault_window_start < t.revert_by);
+            assert!(t.revert_by < t.recovery_end);
+        }
+    }
+}
+
+#[test]
+fn ci_smoke_plan_snapshot() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci-smoke.yaml");
+    let campaign = scenarios::load(&file).unwrap();
+    insta::assert_snapshot!(scenarios::plan::expand(&campaign).render());
+}
+
+/// The committed schema must be what the types generate; `UPDATE_SCHEMA=1` rewrites it.
+#[test]
+fn committed_schema_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.json");
+    let generated = serde_json::to_string_pretty(&scenarios::campaign_schema()).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "scenarios/schema.json is stale; regenerate it with `UPDATE_SCHEMA=1 cargo test -p scenarios --test examples`"
+    );
+}

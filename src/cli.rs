@@ -1,0 +1,58 @@
+//! Argument parsing and dispatch. Each subcommand lives in its own module under `commands`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+use crate::exit::{self, CliError, Exit};
+
+/// Butterfly Effect: fault-injection campaigns for OpenStack that explain each failure they cause.
+///
+/// Exit codes: 0 pass, 1 gate failed, 2 invalid input, 3 testbed/setup error, 4 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "butterfly", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (tracing syntax), e.g. `info` or `butterfly=debug`.
+    #[arg(long, global = true, env = "BUTTERFLY_LOG", default_value = "warn")]
+    pub log: String,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `butterfly` subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check campaign files and print every problem with its location.
+    Validate(commands::validate::Args),
+    /// Print the JSON Schema of the campaign format.
+    Schema(commands::schema::Args),
+    /// Print the expanded campaign: experiments, repetitions, targets and timelines.
+    Plan(commands::plan::Args),
+    // Further commands are added here, one line each, by the module that implements them.
+}
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    exit::finish(dispatch(cli.command))
+}
+
+fn dispatch(command: Command) -> Result<Exit, CliError> {
+    match command {
+        Command::Validate(args) => commands::validate::run(args),
+        Command::Schema(args) => commands::schema::run(args),
+        Command::Plan(args) => commands::plan::run(args),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

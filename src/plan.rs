@@ -1,0 +1,46 @@
+//! `butterfly plan FILE`: print the expanded campaign.
+
+use std::path::PathBuf;
+
+use crate::exit::{CliError, Exit};
+
+/// Print the expanded campaign: every experiment and repetition with its resolved target hosts
+/// and timeline (baseline, inject, revert, recovery). Deterministic for a given seed.
+///
+/// Examples:
+///   butterfly plan scenarios/examples/mixed.yaml
+///   butterfly plan --seed 7 --json scenarios/examples/mixed.yaml
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The campaign file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Override the campaign seed (target picks derive from it).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<Exit, CliError> {
+    let mut campaign = scenarios::load(&args.file)
+        .map_err(|diagnostics| CliError::InvalidInput(diagnostics.to_string()))?;
+    if let Some(seed) = args.seed {
+        campaign.timing.seed = seed;
+        for (index, experiment) in campaign.experiments.iter_mut().enumerate() {
+            experiment.target.seed = scenarios::plan::mix(seed, index as u64);
+        }
+    }
+    let plan = scenarios::plan::expand(&campaign);
+    if args.json {
+        let text = serde_json::to_string_pretty(&plan)
+            .map_err(|error| CliError::Setup(format!("cannot render the plan: {error}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", plan.render());
+    }
+    Ok(Exit::Pass)
+}

@@ -1,0 +1,121 @@
+//! The `butterfly` binary's contract: exit codes and output of the foundation commands.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn butterfly() -> Command {
+    Command::cargo_bin("butterfly").unwrap()
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn validate_accepts_every_example_with_exit_0() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "testbed-inventory.yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    butterfly()
+        .arg("validate")
+        .args(&files)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("ok (").count(files.len()));
+}
+
+#[test]
+fn validate_refuses_a_bad_campaign_with_exit_2_and_located_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("campaign.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\ntestbed:\n  hosts:\n    - name: a\n      address: 10.0.0.1\nexperiments:\n  - name: e\n    fault:\n      kind: kil\n    duration: 5s\n",
+    )
+    .unwrap();
+    butterfly()
+        .arg("validate")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "campaign.yaml:9:13: unknown fault kind \"kil\"; did you mean \"process-kill\"?",
+        ));
+}
+
+#[test]
+fn a_missing_file_is_invalid_input() {
+    butterfly()
+        .args(["validate", "/nonexistent/campaign.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot read the file"));
+}
+
+#[test]
+fn plan_is_deterministic_and_seed_dependent() {
+    let run = |seed: &str| {
+        let output = butterfly()
+            .args(["plan", "--seed", seed, &example("partition-compute.yaml")])
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(run("1"), run("1"));
+    let distinct: std::collections::BTreeSet<String> =
+        (0..16).map(|s| run(&s.to_string())).collect();
+    assert!(
+        distinct.len() > 1,
+        "different seeds must be able to pick different hosts"
+    );
+}
+
+#[test]
+fn plan_json_lists_every_repetition() {
+    let output = butterfly()
+        .args(["plan", "--json", &example("freeze-scheduler.yaml")])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(plan["runs"][0]["timeline"]["inject"]["kind"], "observed");
+}
+
+#[test]
+fn schema_matches_the_committed_file() {
+    let output = butterfly().arg("schema").output().unwrap();
+    assert!(output.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(printed, committed);
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for command in ["validate", "schema", "plan"] {
+        butterfly()
+            .args([command, "--help"])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("Examples:"));
+    }
+}
