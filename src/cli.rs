@@ -30,6 +30,22 @@ pub enum Command {
     Schema(commands::schema::Args),
     /// Print the expanded campaign: experiments, repetitions, targets and timelines.
     Plan(commands::plan::Args),
+    /// Run a campaign: workload, tracing, faults, hypotheses and detector scores, then the report.
+    Run(commands::run::Args),
+    /// Bring the local DevStack-like testbed up or down, check it, or discover a real DevStack.
+    Testbed(commands::testbed::Args),
+    /// Trace AMQP and REST traffic into execution graphs, or rebuild them from recorded traces.
+    Trace(commands::trace::Args),
+    /// List every fault kind with its parameters and a one-line description.
+    Faults(commands::faults::Args),
+    /// Revert every fault of a run that its journal does not record as reverted.
+    Recover(commands::recover::Args),
+    /// Re-render a run's reports from report.json, or compare two runs and gate on regressions.
+    Report(commands::report::Args),
+    /// Learn fingerprints of user commands from traced runs (positive or, with a fault, negative).
+    Fingerprint(commands::fingerprint::Args),
+    /// Diagnose traced transactions against learned fingerprints and write alarms.
+    Diagnose(commands::diagnose::Args),
     // Further commands are added here, one line each, by the module that implements them.
 }
 
@@ -45,6 +61,14 @@ fn dispatch(command: Command) -> Result<Exit, CliError> {
         Command::Validate(args) => commands::validate::run(args),
         Command::Schema(args) => commands::schema::run(args),
         Command::Plan(args) => commands::plan::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Testbed(args) => commands::testbed::run(args),
+        Command::Trace(args) => commands::trace::run(args),
+        Command::Faults(args) => commands::faults::run(args),
+        Command::Recover(args) => commands::recover::run(args),
+        Command::Report(args) => commands::report::run(args),
+        Command::Fingerprint(args) => commands::fingerprint::run(args),
+        Command::Diagnose(args) => commands::diagnose::run(args),
     }
 }
 

@@ -119,3 +119,44 @@ fn every_command_has_help_with_examples() {
             .stdout(predicate::str::contains("Examples:"));
     }
 }
+
+#[test]
+fn run_refuses_a_campaign_without_cloud_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("campaign.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\ntestbed:\n  hosts:\n    - name: a\n      address: 127.0.0.1\n      roles: [x]\n  services:\n    - name: s\n      unit: s.service\n      roles: [x]\nexperiments:\n  - name: e\n    fault: {kind: service-stop}\n    target: {service: s}\n    duration: 1s\n",
+    )
+    .unwrap();
+    butterfly()
+        .args(["run", "--run-dir"])
+        .arg(dir.path().join("run"))
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no `cloud` section"));
+}
+
+#[test]
+fn run_reports_an_unreachable_cloud_as_a_setup_error_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("campaign.yaml");
+    // Port 9 (discard) on loopback is closed here, so Keystone cannot be reached.
+    std::fs::write(
+        &file,
+        "version: 1\ntestbed:\n  hosts:\n    - name: a\n      address: 127.0.0.1\n      roles: [x]\n  services:\n    - name: s\n      unit: s.service\n      roles: [x]\ncloud:\n  auth:\n    auth_url: http://127.0.0.1:9/v3\n    username: admin\n    password_env: BUTTERFLY_TEST_UNREACHABLE_PASSWORD\n    project_name: admin\nexperiments:\n  - name: e\n    fault: {kind: service-stop}\n    target: {service: s}\n    duration: 1s\n",
+    )
+    .unwrap();
+    butterfly()
+        .env("BUTTERFLY_TEST_UNREACHABLE_PASSWORD", "not-a-secret")
+        .args(["run", "--run-dir"])
+        .arg(dir.path().join("run"))
+        .arg(&file)
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "authentication against http://127.0.0.1:9/v3 failed",
+        ))
+        .stderr(predicate::str::contains("not-a-secret").not());
+}

@@ -1,5 +1,13 @@
 //! One module per `butterfly` subcommand. Each has an `Args` (clap) and a `run` function.
 
+pub mod diagnose;
+pub mod faults;
+pub mod fingerprint;
 pub mod plan;
+pub mod recover;
+pub mod report;
+pub mod run;
 pub mod schema;
+pub mod testbed;
+pub mod trace;
 pub mod validate;

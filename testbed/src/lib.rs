@@ -1,4 +1,421 @@
-//! The testbed crate builds and runs a local, DevStack-like OpenStack on one machine: network
-//! namespaces on a private bridge, each booted with systemd-nspawn, running real OpenStack services
-//! under DevStack's unit names. It also discovers the same inventory from a real DevStack.
+//! The testbed crate builds and runs a local, DevStack-like OpenStack on one machine, and discovers
+//! the same description from a real DevStack.
+//!
+//! * [`up`] boots N hosts (network namespaces on a private bridge, each a systemd-nspawn machine
+//!   with its own loop-mounted `/srv` disk and real sshd) from a cached Debian rootfs ([`image`]),
+//!   stacks OpenStack on them with DevStack's unit names ([`openstack`]), waits until it is
+//!   healthy and writes the outputs: `inventory.yaml` ([`inventory`]), `clouds.yaml`, the SSH
+//!   config with the hosts' real keys, and the tracer's AMQP URL.
+//! * [`status`] checks health ([`health`]); [`down`] removes everything and proves it with a
+//!   residue scan ([`residue`]).
+//! * [`discover()`] builds an [`inventory::Inventory`] from a real DevStack over SSH.
+//!
+//! Data flows out of this crate as files in the state directory ([`topology::StateDir`]); the
+//! runner reads the inventory and hands it to the injector and the tracer.
 #![warn(missing_docs)]
+
+pub mod assets;
+pub mod discover;
+mod error;
+pub mod health;
+mod hosts;
+pub mod image;
+pub mod inventory;
+pub mod openstack;
+pub mod progress;
+pub mod residue;
+mod sys;
+pub mod topology;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use discover::{DiscoverOptions, discover};
+pub use error::{Error, Result};
+pub use hosts::{HostRecord, ssh_config};
+pub use progress::Progress;
+pub use topology::{Role, StateDir, Topology};
+
+use crate::error::io_at;
+use crate::inventory::SshDefaults;
+use crate::progress::run_step;
+
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/butterfly/testbed";
+/// The default cache directory.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/butterfly/testbed";
+
+/// What `up` brings up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Hosts with systemd, sshd, the fault tools and disks; no OpenStack.
+    HostsOnly,
+    /// Hosts plus the OpenStack services.
+    OpenStack,
+}
+
+/// Options of `up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Where the outputs and per-host files go.
+    pub state_dir: PathBuf,
+    /// Where the image layers are cached.
+    pub cache_dir: PathBuf,
+    /// Hosts only, or OpenStack too.
+    pub mode: Mode,
+    /// Instance number (subnet 10.77.N.0/24).
+    pub instance: u8,
+    /// Number of compute hosts.
+    pub computes: usize,
+    /// Size of each host's `/srv` disk in MiB.
+    pub disk_mb: u64,
+    /// Leave a failed testbed up for inspection instead of rolling it back.
+    pub keep_on_failure: bool,
+}
+
+/// What `up` wrote into the state directory, also used by `status` and `down`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The mode it was brought up in.
+    pub mode: Mode,
+    /// The hosts.
+    pub topology: Topology,
+    /// The rootfs the hosts boot.
+    pub rootfs: PathBuf,
+    /// The cache key of that image.
+    pub image_key: String,
+    /// What was started per host.
+    pub hosts: Vec<HostRecord>,
+    /// The runner-side venv with the `openstack` CLI, in OpenStack mode.
+    pub client_venv: Option<PathBuf>,
+}
+
+impl Record {
+    /// Reads the record of the testbed in `state`, if any.
+    pub fn load(state: &StateDir) -> Result<Option<Self>> {
+        let path = state.record();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: unreadable testbed record: {e}",
+                    path.display()
+                ))
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(Error::Io {
+                path,
+                source: error,
+            }),
+        }
+    }
+
+    fn save(&self, state: &StateDir) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("record serializes");
+        sys::write_file(&state.record(), &text, 0o644)
+    }
+}
+
+/// What `up` produced.
+#[derive(Debug, Clone)]
+pub struct UpReport {
+    /// True when the testbed was already up and only its status was checked.
+    pub already_up: bool,
+    /// The record.
+    pub record: Record,
+    /// The output files (inventory, clouds.yaml, …) with their paths.
+    pub outputs: Vec<(String, PathBuf)>,
+    /// Health checks (OpenStack mode).
+    pub health: Option<health::Health>,
+}
+
+/// The tools `up` and `down` run.
+const TOOLS: &[&str] = &[
+    "ip",
+    "systemd-nspawn",
+    "nsenter",
+    "mount",
+    "umount",
+    "losetup",
+    "mkfs.ext4",
+    "ssh",
+    "ssh-keygen",
+];
+
+/// Brings the testbed up (or reports the status of the one already up).
+pub fn up(options: &UpOptions, progress: &Progress) -> Result<UpReport> {
+    let mut tools = TOOLS.to_vec();
+    tools.push("debootstrap");
+    sys::preflight(&tools)?;
+    let state = StateDir::new(&options.state_dir);
+    let topology = Topology::new(options.instance, options.computes, options.disk_mb)?;
+    sys::mkdir(state.root())?;
+    // Held until `up` returns: a second `up` (or `status`) on the same state directory must not
+    // mistake a testbed that is still being stacked for a broken one.
+    let _lock = lock_state(&state)?;
+
+    if let Some(record) = Record::load(&state)? {
+        if hosts::all_running(&record.hosts) {
+            let health = match record.mode {
+                Mode::OpenStack => Some(health::check(&record, &state)?),
+                Mode::HostsOnly => None,
+            };
+            let outputs = outputs(&state, record.mode);
+            return Ok(UpReport {
+                already_up: true,
+                record,
+                outputs,
+                health,
+            });
+        }
+        // A record whose hosts are gone: an interrupted or crashed run. Clear it first.
+        let leftovers = hosts::teardown(&record.topology, &state, &record.hosts);
+        ensure_clean(&leftovers)?;
+    }
+    let leftovers = residue::scan(&topology, state.root());
+    if !leftovers.is_empty() {
+        run_step(progress, "remove leftovers of an earlier run", |_| {
+            ensure_clean(&hosts::teardown(&topology, &state, &[]))
+        })?;
+    }
+
+    let cache = options.cache_dir.clone();
+    let images = match options.mode {
+        Mode::HostsOnly => image::Images {
+            rootfs: image::ensure_base(&cache, progress)?,
+            secrets: None,
+            client_venv: None,
+            key: "base".to_owned(),
+        },
+        Mode::OpenStack => image::ensure_openstack(&cache, progress)?,
+    };
+
+    sys::mkdir(state.root())?;
+    hosts::prepare_ssh(&topology, &state)?;
+    let mut record = Record {
+        mode: options.mode,
+        topology: topology.clone(),
+        rootfs: images.rootfs.clone(),
+        image_key: images.key.clone(),
+        hosts: Vec::new(),
+        client_venv: images.client_venv.clone(),
+    };
+    // The record is written before anything is started, so that `down` finds an interrupted run.
+    record.save(&state)?;
+    let mut run_files = Vec::new();
+    if let Some(secrets) = &images.secrets {
+        let dir = state.host_dir(&topology.controller().name).join("run");
+        for file in assets::controller_run_files(&topology, secrets) {
+            let source = dir.join(file.path.replace('/', "_"));
+            sys::write_file(&source, &file.contents, file.mode)?;
+            run_files.push((source, format!("/{}", file.path)));
+        }
+    }
+    let booted = run_step(
+        progress,
+        &format!("boot {} hosts (systemd-nspawn)", topology.hosts.len()),
+        |step| hosts::start(&topology, &state, &images.rootfs, &run_files, step),
+    );
+    let result = booted.and_then(|records| {
+        record.hosts = records;
+        record.save(&state)?;
+        finish_up(options, &state, &record, &images, progress)
+    });
+    match result {
+        Ok(health) => Ok(UpReport {
+            already_up: false,
+            outputs: outputs(&state, options.mode),
+            record,
+            health,
+        }),
+        Err(error) if options.keep_on_failure => Err(error),
+        Err(error) => {
+            let step = progress.step("roll back");
+            let leftovers = hosts::teardown(&topology, &state, &record.hosts);
+            remove_outputs(&state);
+            step.done();
+            if leftovers.is_empty() {
+                Err(error)
+            } else {
+                Err(Error::Step {
+                    step: "roll back".to_owned(),
+                    detail: format!(
+                        "{error}; and the roll-back left: {}",
+                        leftovers
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+            }
+        }
+    }
+}
+
+fn finish_up(
+    options: &UpOptions,
+    state: &StateDir,
+    record: &Record,
+    images: &image::Images,
+    progress: &Progress,
+) -> Result<Option<health::Health>> {
+    let ssh = SshDefaults {
+        identity: state.identity().to_string_lossy().into_owned(),
+        known_hosts: state.known_hosts().to_string_lossy().into_owned(),
+    };
+    let health = match options.mode {
+        Mode::HostsOnly => None,
+        Mode::OpenStack => {
+            let secrets = images
+                .secrets
+                .as_ref()
+                .expect("the OpenStack image has secrets");
+            openstack::stack(record, state, progress)?;
+            let health = run_step(progress, "wait until healthy", |step| {
+                health::wait_healthy(record, state, step)
+            })?;
+            sys::write_file(
+                &state.clouds_yaml(),
+                &assets::clouds_yaml(&record.topology, secrets),
+                0o600,
+            )?;
+            sys::write_file(
+                &state.amqp_url(),
+                &format!("{}\n", assets::tracer_amqp_url(&record.topology, secrets)),
+                0o600,
+            )?;
+            Some(health)
+        }
+    };
+    let inventory = inventory::generate(&record.topology, &ssh, options.mode == Mode::OpenStack);
+    sys::write_file(&state.inventory(), &inventory.to_yaml()?, 0o644)?;
+    Ok(health)
+}
+
+fn outputs(state: &StateDir, mode: Mode) -> Vec<(String, PathBuf)> {
+    let mut list = vec![
+        ("inventory".to_owned(), state.inventory()),
+        ("ssh config".to_owned(), state.ssh_config()),
+        ("known_hosts".to_owned(), state.known_hosts()),
+        ("identity".to_owned(), state.identity()),
+    ];
+    if mode == Mode::OpenStack {
+        list.push((
+            "clouds.yaml (cloud `butterfly`)".to_owned(),
+            state.clouds_yaml(),
+        ));
+        list.push(("tracer AMQP URL (secret)".to_owned(), state.amqp_url()));
+    }
+    list
+}
+
+fn remove_outputs(state: &StateDir) {
+    for path in [
+        state.inventory(),
+        state.clouds_yaml(),
+        state.amqp_url(),
+        state.record(),
+    ] {
+        let _ = std::fs::remove_file(path);
+    }
+    let _ = std::fs::remove_dir_all(state.ssh_dir());
+    // Only removed when empty: the directory may be the user's and hold other files.
+    let _ = std::fs::remove_dir(state.root());
+}
+
+fn ensure_clean(leftovers: &[residue::Residue]) -> Result<()> {
+    if leftovers.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Residue(
+            leftovers.iter().map(ToString::to_string).collect(),
+        ))
+    }
+}
+
+/// Removes the testbed in `state_dir` and everything it created; idempotent. `instance` is used
+/// to find leftovers when no record exists (an interrupted first `up`).
+pub fn down(state_dir: &Path, instance: u8, progress: &Progress) -> Result<()> {
+    sys::preflight(TOOLS)?;
+    let state = StateDir::new(state_dir);
+    let record = Record::load(&state)?;
+    let (topology, records) = match &record {
+        Some(record) => (record.topology.clone(), record.hosts.clone()),
+        None => (
+            Topology::new(instance, topology::MAX_COMPUTES, 64)?,
+            Vec::new(),
+        ),
+    };
+    run_step(progress, "stop the hosts and remove everything", |_| {
+        let leftovers = hosts::teardown(&topology, &state, &records);
+        ensure_clean(&leftovers)?;
+        remove_outputs(&state);
+        Ok(())
+    })
+}
+
+/// Takes the state directory's lock, failing at once if another `up` holds it.
+fn lock_state(state: &StateDir) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = std::fs::File::open(state.root()).map_err(io_at(state.root()))?;
+    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        Error::Environment(format!(
+            "another `butterfly testbed up` is running on {}; wait for it or run `down`",
+            state.root().display()
+        ))
+    })
+}
+
+/// Checks the health of the testbed in `state_dir`.
+pub fn status(state_dir: &Path) -> Result<(Record, Option<health::Health>)> {
+    let state = StateDir::new(state_dir);
+    if state.root().is_dir() {
+        // Released at once: this only asks whether an `up` is still at work.
+        lock_state(&state)?;
+    }
+    let record = Record::load(&state)?.ok_or_else(|| Error::NotUp(state_dir.to_path_buf()))?;
+    hosts::check_running(&record.hosts)?;
+    let health = match record.mode {
+        Mode::OpenStack => {
+            let health = health::check(&record, &state)?;
+            if !health.healthy() {
+                return Err(Error::Unhealthy(health.failures()));
+            }
+            Some(health)
+        }
+        Mode::HostsOnly => {
+            health::check_hosts(&record, &state)?;
+            None
+        }
+    };
+    Ok((record, health))
+}
+
+/// Reads a file from the state directory (used by the CLI to print outputs).
+pub fn read_output(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(io_at(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_up_on_the_same_state_dir_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let first = lock_state(&state).unwrap();
+        let error = lock_state(&state).unwrap_err().to_string();
+        assert!(error.contains("another `butterfly testbed up`"), "{error}");
+        drop(first);
+        assert!(lock_state(&state).is_ok());
+    }
+
+    #[test]
+    fn status_without_a_testbed_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = status(dir.path()).unwrap_err();
+        assert!(matches!(error, Error::NotUp(_)), "{error}");
+    }
+}

@@ -1,0 +1,480 @@
+//! Levenshtein distance over sequences of interned symbol ids.
+//!
+//! [`Pattern`] is the one-against-many comparator: it precomputes, for one query sequence, the
+//! bit masks of the bit-parallel algorithm of Myers (1999) in its blocked form (Hyyrö's
+//! formulation), so that each comparison with a stored sequence costs `O(⌈m/64⌉ · n)` word
+//! operations. Because symbol ids are interned into a small dense range, the match table is a
+//! plain array indexed by id rather than a hash map; ids beyond [`DENSE_ALPHABET_LIMIT`] fall back
+//! to a hash map so that arbitrary `u32` tokens still work.
+//!
+//! A score cutoff ([`Pattern::distance_within`]) stops as soon as the distance provably exceeds
+//! the cutoff, and the length difference is used as a free lower bound before any work is done.
+//! [`align`] and [`best_prefix`] are the quadratic dynamic programs used for localization and for
+//! live transactions; they run once per diagnosed trace, not once per stored variant.
+
+use std::collections::HashMap;
+
+const WORD_BITS: usize = 64;
+
+/// Token ids below this limit get a dense match table (one row of masks per id).
+pub const DENSE_ALPHABET_LIMIT: u32 = 1 << 16;
+
+/// A query sequence prepared for many bit-parallel comparisons.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    len: usize,
+    words: usize,
+    table: MatchTable,
+    zeros: Vec<u64>,
+}
+
+#[derive(Debug, Clone)]
+enum MatchTable {
+    /// `masks[token * words + word]`, for tokens `< alphabet`.
+    Dense { alphabet: usize, masks: Vec<u64> },
+    /// `masks[row * words + word]` with `rows[token] = row`.
+    Sparse {
+        rows: HashMap<u32, usize>,
+        masks: Vec<u64>,
+    },
+}
+
+impl Pattern {
+    /// Prepares `tokens` as the query side of comparisons.
+    pub fn new(tokens: &[u32]) -> Self {
+        let len = tokens.len();
+        let words = len.div_ceil(WORD_BITS).max(1);
+        let max_token = tokens.iter().copied().max().unwrap_or(0);
+        let table = if max_token < DENSE_ALPHABET_LIMIT {
+            let alphabet = max_token as usize + 1;
+            let mut masks = vec![0u64; alphabet * words];
+            for (position, &token) in tokens.iter().enumerate() {
+                masks[token as usize * words + position / WORD_BITS] |=
+                    1u64 << (position % WORD_BITS);
+            }
+            MatchTable::Dense { alphabet, masks }
+        } else {
+            let mut rows: HashMap<u32, usize> = HashMap::new();
+            let mut masks = Vec::new();
+            for (position, &token) in tokens.iter().enumerate() {
+                let next_row = rows.len();
+                let row = *rows.entry(token).or_insert_with(|| {
+                    masks.extend(std::iter::repeat_n(0u64, words));
+                    next_row
+                });
+                masks[row * words + position / WORD_BITS] |= 1u64 << (position % WORD_BITS);
+            }
+            MatchTable::Sparse { rows, masks }
+        };
+        Pattern {
+            len,
+            words,
+            table,
+            zeros: vec![0u64; words],
+        }
+    }
+
+    /// Length of the query sequence.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the query sequence is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn masks(&self, token: u32) -> &[u64] {
+        let words = self.words;
+        match &self.table {
+            MatchTable::Dense { alphabet, masks } => {
+                let index = token as usize;
+                if index < *alphabet {
+                    &masks[index * words..(index + 1) * words]
+                } else {
+                    &self.zeros
+                }
+            }
+            MatchTable::Sparse { rows, masks } => match rows.get(&token) {
+                Some(&row) => &masks[row * words..(row + 1) * words],
+                None => &self.zeros,
+            },
+        }
+    }
+
+    /// The Levenshtein distance between the query and `text`.
+    pub fn distance(&self, text: &[u32]) -> usize {
+        self.run(text, usize::MAX)
+            .expect("an unbounded comparison always finishes")
+    }
+
+    /// The Levenshtein distance between the query and `text` if it is at most `max`, else `None`.
+    pub fn distance_within(&self, text: &[u32], max: usize) -> Option<usize> {
+        if self.len.abs_diff(text.len()) > max {
+            return None;
+        }
+        self.run(text, max)
+    }
+
+    fn run(&self, text: &[u32], max: usize) -> Option<usize> {
+        let distance = if self.len == 0 {
+            text.len()
+        } else if text.is_empty() {
+            self.len
+        } else if self.words == 1 {
+            self.run_single_word(text, max)?
+        } else {
+            self.run_blocks(text, max)?
+        };
+        (distance <= max).then_some(distance)
+    }
+
+    /// The one-word case (query of at most 64 symbols), kept separate because it is the hot path.
+    fn run_single_word(&self, text: &[u32], max: usize) -> Option<usize> {
+        match &self.table {
+            MatchTable::Dense { masks, .. } => single_word(self.len, text, max, |token| {
+                masks.get(token as usize).copied().unwrap_or(0)
+            }),
+            MatchTable::Sparse { .. } => {
+                single_word(self.len, text, max, |token| self.masks(token)[0])
+            }
+        }
+    }
+
+    /// The blocked case: the column is split into 64-row words, and the horizontal delta leaving
+    /// the top row of one word enters the bottom row of the next.
+    fn run_blocks(&self, text: &[u32], max: usize) -> Option<usize> {
+        let words = self.words;
+        let last = 1u64 << ((self.len - 1) % WORD_BITS);
+        let mut vp = vec![!0u64; words];
+        let mut vn = vec![0u64; words];
+        let mut score = self.len;
+        for (column, &token) in text.iter().enumerate() {
+            let masks = self.masks(token);
+            let mut carry: i8 = 1;
+            for word in 0..words {
+                let mut eq = masks[word];
+                let pv = vp[word];
+                let mv = vn[word];
+                let xv = eq | mv;
+                if carry < 0 {
+                    eq |= 1;
+                }
+                let xh = ((eq & pv).wrapping_add(pv) ^ pv) | eq;
+                let mut ph = mv | !(xh | pv);
+                let mut mh = pv & xh;
+                let high = if word + 1 == words { last } else { 1u64 << 63 };
+                let carry_out: i8 = if ph & high != 0 {
+                    1
+                } else if mh & high != 0 {
+                    -1
+                } else {
+                    0
+                };
+                ph <<= 1;
+                mh <<= 1;
+                if carry < 0 {
+                    mh |= 1;
+                } else if carry > 0 {
+                    ph |= 1;
+                }
+                vp[word] = mh | !(xv | ph);
+                vn[word] = ph & xv;
+                carry = carry_out;
+            }
+            score = score.wrapping_add_signed(isize::from(carry));
+            let remaining = text.len() - column - 1;
+            if score > max.saturating_add(remaining) {
+                return None;
+            }
+        }
+        Some(score)
+    }
+}
+
+/// Myers' algorithm for a query of `len ≤ 64` symbols; `eq(token)` gives the query positions
+/// equal to `token` as bits.
+#[inline(always)]
+fn single_word(len: usize, text: &[u32], max: usize, eq: impl Fn(u32) -> u64) -> Option<usize> {
+    let last = 1u64 << (len - 1);
+    let mut vp = !0u64;
+    let mut vn = 0u64;
+    let mut score = len;
+    // Checking the whole column only pays off when the cutoff band is narrow.
+    let checkpoints = max.saturating_mul(2) < len;
+    for (column, &token) in text.iter().enumerate() {
+        let eq = eq(token);
+        let xv = eq | vn;
+        let xh = ((eq & vp).wrapping_add(vp) ^ vp) | eq;
+        let mut ph = vn | !(xh | vp);
+        let mut mh = vp & xh;
+        if ph & last != 0 {
+            score += 1;
+        } else if mh & last != 0 {
+            score -= 1;
+        }
+        // Row 0 of the matrix is 0, 1, 2, …: every step to the right adds one there.
+        ph = (ph << 1) | 1;
+        mh <<= 1;
+        vp = mh | !(xv | ph);
+        vn = ph & xv;
+        // The distance can drop by at most one per remaining column.
+        let remaining = text.len() - column - 1;
+        if score > max.saturating_add(remaining) {
+            return None;
+        }
+        if checkpoints
+            && (column + 1) % CHECKPOINT_COLUMNS == 0
+            && column_lower_bound(vp, vn, len, column + 1, remaining, max) > max
+        {
+            return None;
+        }
+    }
+    Some(score)
+}
+
+/// How often (in text columns) a cut-off comparison checks the whole column for a lower bound.
+const CHECKPOINT_COLUMNS: usize = 8;
+
+/// A lower bound on the final distance from one column of the matrix (one query word): every
+/// alignment passes through some row `i` of column `column`, and from there still costs at least
+/// the difference between the remaining query and text lengths. Only rows where that difference
+/// is within `max` can give a bound `≤ max`, so only that band is rebuilt from the column's
+/// vertical deltas (`vp`/`vn` bits, with `D[0][column] = column`).
+fn column_lower_bound(
+    vp: u64,
+    vn: u64,
+    len: usize,
+    column: usize,
+    remaining: usize,
+    max: usize,
+) -> usize {
+    let (len_i, remaining_i, max_i) = (len as isize, remaining as isize, max as isize);
+    let center = len_i - remaining_i;
+    let low = (center - max_i).max(0);
+    let high = (center + max_i).min(len_i);
+    if low > high {
+        return max + 1;
+    }
+    let below = |row: isize| -> u64 { if row >= 64 { !0 } else { (1u64 << row) - 1 } };
+    let mut value = column as isize + (vp & below(low)).count_ones() as isize
+        - (vn & below(low)).count_ones() as isize;
+    let mut best = value + (len_i - low - remaining_i).abs();
+    for row in low + 1..=high {
+        let bit = 1u64 << (row - 1);
+        if vp & bit != 0 {
+            value += 1;
+        } else if vn & bit != 0 {
+            value -= 1;
+        }
+        best = best.min(value + (len_i - row - remaining_i).abs());
+    }
+    best.max(0) as usize
+}
+
+/// The Levenshtein distance between two token sequences.
+pub fn levenshtein(a: &[u32], b: &[u32]) -> usize {
+    let (query, text) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    Pattern::new(query).distance(text)
+}
+
+/// The Levenshtein distance if it is at most `max`, else `None`.
+pub fn levenshtein_within(a: &[u32], b: &[u32], max: usize) -> Option<usize> {
+    let (query, text) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if query.len().abs_diff(text.len()) > max {
+        return None;
+    }
+    Pattern::new(query).distance_within(text, max)
+}
+
+/// The distance divided by the longer length: `0.0` for equal sequences, `1.0` for disjoint ones.
+pub fn normalized(distance: usize, len_a: usize, len_b: usize) -> f64 {
+    let longest = len_a.max(len_b);
+    if longest == 0 {
+        0.0
+    } else {
+        distance as f64 / longest as f64
+    }
+}
+
+/// The largest raw distance whose normalized value is at most `threshold`.
+pub fn cutoff_for(threshold: f64, len_a: usize, len_b: usize) -> usize {
+    let longest = len_a.max(len_b) as f64;
+    (threshold * longest).floor().max(0.0) as usize
+}
+
+/// One step of an optimal alignment of a trace `a` against a reference `b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditOp {
+    /// `a[a] == b[b]`.
+    Match {
+        /// Index in the trace.
+        a: usize,
+        /// Index in the reference.
+        b: usize,
+    },
+    /// `a[a]` took the place of `b[b]`.
+    Substitute {
+        /// Index in the trace.
+        a: usize,
+        /// Index in the reference.
+        b: usize,
+    },
+    /// `a[a]` is extra: the reference has nothing there.
+    Insert {
+        /// Index in the trace.
+        a: usize,
+    },
+    /// `b[b]` is missing from the trace.
+    Delete {
+        /// Index in the reference.
+        b: usize,
+    },
+}
+
+/// An optimal alignment of trace `a` against reference `b`, in order.
+///
+/// Ties prefer matches, then substitutions, then missing reference steps, so that a truncated
+/// trace aligns as a common prefix followed by the missing tail.
+pub fn align(a: &[u32], b: &[u32]) -> Vec<EditOp> {
+    let (n, m) = (a.len(), b.len());
+    let width = m + 1;
+    let mut cost = vec![0u32; (n + 1) * width];
+    for (j, cell) in cost.iter_mut().enumerate().take(m + 1) {
+        *cell = j as u32;
+    }
+    for i in 1..=n {
+        cost[i * width] = i as u32;
+        for j in 1..=m {
+            let diagonal = cost[(i - 1) * width + j - 1] + u32::from(a[i - 1] != b[j - 1]);
+            let up = cost[(i - 1) * width + j] + 1;
+            let left = cost[i * width + j - 1] + 1;
+            cost[i * width + j] = diagonal.min(up).min(left);
+        }
+    }
+    let mut ops = Vec::with_capacity(n.max(m));
+    let (mut i, mut j) = (n, m);
+    while i > 0 || j > 0 {
+        let here = cost[i * width + j];
+        if i > 0 && j > 0 {
+            let same = a[i - 1] == b[j - 1];
+            let diagonal = cost[(i - 1) * width + j - 1];
+            if same && diagonal == here {
+                ops.push(EditOp::Match { a: i - 1, b: j - 1 });
+                i -= 1;
+                j -= 1;
+                continue;
+            }
+            if !same && diagonal + 1 == here {
+                ops.push(EditOp::Substitute { a: i - 1, b: j - 1 });
+                i -= 1;
+                j -= 1;
+                continue;
+            }
+        }
+        if j > 0 && cost[i * width + j - 1] + 1 == here {
+            ops.push(EditOp::Delete { b: j - 1 });
+            j -= 1;
+        } else {
+            ops.push(EditOp::Insert { a: i - 1 });
+            i -= 1;
+        }
+    }
+    ops.reverse();
+    ops
+}
+
+/// How well a (possibly unfinished) trace `a` matches some prefix of reference `b`: the minimum
+/// over `j` of `levenshtein(a, b[..j])`, and the largest `j` that reaches it (the position in the
+/// reference that the trace has reached).
+pub fn best_prefix(a: &[u32], b: &[u32]) -> (usize, usize) {
+    let m = b.len();
+    let mut row: Vec<usize> = (0..=m).collect();
+    let mut next = vec![0usize; m + 1];
+    for (i, &token) in a.iter().enumerate() {
+        next[0] = i + 1;
+        for j in 1..=m {
+            let diagonal = row[j - 1] + usize::from(token != b[j - 1]);
+            next[j] = diagonal.min(row[j] + 1).min(next[j - 1] + 1);
+        }
+        std::mem::swap(&mut row, &mut next);
+    }
+    let mut best = (row[0], 0);
+    for (j, &cost) in row.iter().enumerate() {
+        if cost <= best.0 {
+            best = (cost, j);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(a: &[u32], b: &[u32]) -> usize {
+        strsim::generic_levenshtein(&a.to_vec(), &b.to_vec())
+    }
+
+    #[test]
+    fn small_cases_agree_with_the_reference() {
+        let cases: [(&[u32], &[u32]); 6] = [
+            (&[], &[]),
+            (&[1, 2, 3], &[]),
+            (&[], &[4]),
+            (&[1, 2, 3], &[1, 2, 3]),
+            (&[1, 2, 3, 4], &[2, 3, 5]),
+            (&[7, 7, 7], &[7, 8, 7, 7]),
+        ];
+        for (a, b) in cases {
+            assert_eq!(levenshtein(a, b), reference(a, b), "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn long_sequences_cross_word_boundaries() {
+        let a: Vec<u32> = (0..300).map(|i| (i * 7 % 13) as u32).collect();
+        let mut b = a.clone();
+        b.remove(64);
+        b.insert(130, 99);
+        b[200] = 42;
+        b.truncate(290);
+        assert_eq!(levenshtein(&a, &b), reference(&a, &b));
+        assert_eq!(Pattern::new(&b).distance(&a), reference(&a, &b));
+    }
+
+    #[test]
+    fn large_token_ids_use_the_sparse_table() {
+        let a = [u32::MAX, 5, DENSE_ALPHABET_LIMIT + 3, 5];
+        let b = [5, DENSE_ALPHABET_LIMIT + 3, u32::MAX];
+        assert_eq!(levenshtein(&a, &b), reference(&a, &b));
+    }
+
+    #[test]
+    fn cutoff_rejects_by_length_and_by_content() {
+        assert_eq!(levenshtein_within(&[1, 2, 3, 4, 5], &[1], 3), None);
+        assert_eq!(levenshtein_within(&[1, 2, 3], &[4, 5, 6], 2), None);
+        assert_eq!(levenshtein_within(&[1, 2, 3], &[1, 5, 3], 1), Some(1));
+    }
+
+    #[test]
+    fn alignment_of_a_truncated_trace_is_prefix_then_missing_tail() {
+        let ops = align(&[1, 2], &[1, 2, 3, 4]);
+        assert_eq!(
+            ops,
+            vec![
+                EditOp::Match { a: 0, b: 0 },
+                EditOp::Match { a: 1, b: 1 },
+                EditOp::Delete { b: 2 },
+                EditOp::Delete { b: 3 },
+            ]
+        );
+    }
+
+    #[test]
+    fn best_prefix_finds_the_position_reached() {
+        assert_eq!(best_prefix(&[1, 2], &[1, 2, 3, 4]), (0, 2));
+        assert_eq!(best_prefix(&[], &[1, 2]), (0, 0));
+        assert_eq!(best_prefix(&[1, 9, 3], &[1, 2, 3, 4]), (1, 3));
+    }
+}

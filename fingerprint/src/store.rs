@@ -1,0 +1,650 @@
+//! The fingerprint store: interned symbols, positive fingerprints per command (variants with
+//! frequencies and per-step timing), negative fingerprints labelled with a fault, saved as
+//! versioned JSON and refined incrementally by every `learn`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tracer::event::Transaction;
+
+use crate::Error;
+use crate::distance::{Pattern, normalized};
+use crate::normalize::{NormalizeConfig, steps_of};
+use crate::symbol::Step;
+use crate::timing::{LatencyProfile, TimingPolicy};
+
+/// The `format` field of every store file.
+pub const STORE_FORMAT: &str = "butterfly-fingerprints";
+/// The store version this crate writes and reads.
+pub const STORE_VERSION: u32 = 1;
+/// How many learning distances a command keeps to estimate its threshold.
+const NOVELTY_HISTORY: usize = 1_000;
+
+/// Learning and diagnosis settings, stored with the fingerprints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// How traces are normalized.
+    pub normalize: NormalizeConfig,
+    /// How step time bounds follow from learned latencies.
+    pub timing: TimingPolicy,
+    /// The anomaly threshold on normalized distance is never below this.
+    pub min_threshold: f64,
+    /// The threshold is this multiple of the 99th percentile of distances seen while learning.
+    pub threshold_margin: f64,
+    /// The threshold is never above this.
+    pub max_threshold: f64,
+    /// Neighbours consulted when classifying against negative fingerprints.
+    pub knn: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            normalize: NormalizeConfig::default(),
+            timing: TimingPolicy::default(),
+            min_threshold: 0.15,
+            threshold_margin: 1.5,
+            max_threshold: 0.5,
+            knn: 3,
+        }
+    }
+}
+
+/// What a step of a variant is known to involve, and how long it takes after the previous step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepProfile {
+    /// The service that acts on the step, as last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The host that acts on the step, as last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The service that sends the step, as last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    /// Time from the previous step (empty for the first step).
+    pub latency: LatencyProfile,
+}
+
+/// One normal shape of a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// Symbol ids, in order.
+    pub symbols: Vec<u32>,
+    /// How many learned runs had exactly this shape.
+    pub count: u64,
+    /// One profile per symbol.
+    pub steps: Vec<StepProfile>,
+}
+
+/// The positive fingerprint of one command.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandFingerprint {
+    /// Runs learned.
+    pub runs: u64,
+    /// Distinct normal shapes. Add them by learning or [`CommandFingerprint::push_variant`]: the
+    /// search indexes are built from them.
+    pub variants: Vec<Variant>,
+    /// Normalized distance of each learned run (after the first) to the nearest variant known
+    /// before it: the spread of normal behaviour, from which the threshold is derived.
+    pub novelty: Vec<f64>,
+    #[serde(skip)]
+    exact: HashMap<Vec<u32>, usize>,
+    /// `(length, variant index)`, sorted.
+    #[serde(skip)]
+    by_length: Vec<(usize, usize)>,
+    /// Every variant's symbols back to back, so that a scan over thousands of variants reads
+    /// memory in order instead of chasing one allocation per variant.
+    #[serde(skip)]
+    arena: Vec<u32>,
+    /// Start of each variant's symbols in `arena`.
+    #[serde(skip)]
+    starts: Vec<usize>,
+}
+
+impl CommandFingerprint {
+    fn reindex(&mut self) {
+        self.arena.clear();
+        self.starts.clear();
+        for variant in &self.variants {
+            self.starts.push(self.arena.len());
+            self.arena.extend_from_slice(&variant.symbols);
+        }
+        self.exact = self
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(index, variant)| (variant.symbols.clone(), index))
+            .collect();
+        self.by_length = self
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(index, variant)| (variant.symbols.len(), index))
+            .collect();
+        self.by_length.sort_unstable();
+    }
+
+    /// The anomaly threshold on normalized distance.
+    pub fn threshold(&self, config: &Config) -> f64 {
+        let mut sorted = self.novelty.clone();
+        sorted.sort_by(f64::total_cmp);
+        let p99 = if sorted.is_empty() {
+            0.0
+        } else {
+            let rank = ((0.99 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            sorted[rank - 1]
+        };
+        (p99 * config.threshold_margin).clamp(config.min_threshold, config.max_threshold)
+    }
+
+    /// The nearest variant to `query` by edit distance: `(variant index, distance)`.
+    ///
+    /// Exact shapes are found by hash. Otherwise variants are visited in order of length
+    /// difference from the query, each comparison cut off at the best distance so far, and the
+    /// scan stops once the length difference alone exceeds it.
+    pub fn nearest(&self, query: &[u32]) -> Option<(usize, usize)> {
+        self.search(query, usize::MAX, usize::MAX)
+    }
+
+    /// The nearest variant if its distance is at most `max`. The cutoff makes far variants cheap
+    /// to reject, so this is the fast test of "is the trace within the threshold of any variant".
+    pub fn nearest_within(&self, query: &[u32], max: usize) -> Option<(usize, usize)> {
+        self.search(query, max, usize::MAX)
+    }
+
+    /// The nearest among the `candidates` variants closest in length to `query`: an approximate
+    /// nearest variant for traces already known to be far from all of them.
+    pub fn nearest_among(&self, query: &[u32], candidates: usize) -> Option<(usize, usize)> {
+        self.search(query, usize::MAX, candidates)
+    }
+
+    fn search(&self, query: &[u32], max: usize, candidates: usize) -> Option<(usize, usize)> {
+        if let Some(&index) = self.exact.get(query) {
+            return Some((index, 0));
+        }
+        let pattern = Pattern::new(query);
+        let length = query.len();
+        let start = self.by_length.partition_point(|&(len, _)| len < length);
+        let (mut below, mut above) = (start, start);
+        let mut best: Option<(usize, usize)> = None;
+        let mut visited = 0;
+        while visited < candidates {
+            let below_gap = (below > 0).then(|| length - self.by_length[below - 1].0);
+            let above_gap =
+                (above < self.by_length.len()).then(|| self.by_length[above].0 - length);
+            let (gap, position) = match (below_gap, above_gap) {
+                (Some(b), Some(a)) if b <= a => (b, below - 1),
+                (_, Some(a)) => (a, above),
+                (Some(b), None) => (b, below - 1),
+                (None, None) => break,
+            };
+            if position < start {
+                below -= 1;
+            } else {
+                above += 1;
+            }
+            let limit = match best {
+                Some((_, distance)) if gap >= distance => break,
+                Some((_, distance)) => distance - 1,
+                None if gap > max => break,
+                None => max,
+            };
+            visited += 1;
+            let (len, index) = self.by_length[position];
+            let start = self.starts[index];
+            if let Some(distance) = pattern.distance_within(&self.arena[start..start + len], limit)
+            {
+                best = Some((index, distance));
+                if distance == 0 {
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    /// Adds a variant without learning from a trace (benchmarks and tests build large stores so).
+    pub fn push_variant(&mut self, symbols: Vec<u32>) {
+        let steps = vec![StepProfile::default(); symbols.len()];
+        self.add_variant(Variant {
+            symbols,
+            count: 1,
+            steps,
+        });
+    }
+
+    /// Appends a variant and updates the indexes incrementally.
+    fn add_variant(&mut self, variant: Variant) -> usize {
+        let index = self.variants.len();
+        let key = (variant.symbols.len(), index);
+        self.exact.entry(variant.symbols.clone()).or_insert(index);
+        let position = self.by_length.partition_point(|&entry| entry < key);
+        self.by_length.insert(position, key);
+        self.starts.push(self.arena.len());
+        self.arena.extend_from_slice(&variant.symbols);
+        self.variants.push(variant);
+        index
+    }
+}
+
+/// The fault a negative fingerprint was recorded under.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultLabel {
+    /// The fault kind, as in the campaign (e.g. `process-kill`, `service-stop`).
+    pub fault_kind: String,
+    /// The faulty service.
+    pub service: String,
+    /// The faulty host, when the fault was host-specific.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// A trace shape recorded under a known fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegativeFingerprint {
+    /// The command it belongs to.
+    pub command: String,
+    /// The fault it was recorded under.
+    pub label: FaultLabel,
+    /// Symbol ids, in order.
+    pub symbols: Vec<u32>,
+    /// The step at which it departed from normal behaviour (see [`crate::Diagnosis::anchor`]),
+    /// when positive fingerprints existed at learning time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<String>,
+    /// How many learned runs had this shape, label and anchor.
+    pub count: u64,
+}
+
+/// What learning one transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Learned {
+    /// Background traffic is not learned.
+    Skipped,
+    /// The run matched an existing variant of the command.
+    Known {
+        /// The command.
+        command: String,
+    },
+    /// The run added a variant to the command.
+    NewVariant {
+        /// The command.
+        command: String,
+    },
+    /// The run was stored as (or merged into) a negative fingerprint.
+    Negative {
+        /// The command.
+        command: String,
+    },
+}
+
+/// A symbolized, normalized transaction, ready for learning or diagnosis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    /// The transaction id.
+    pub transaction: String,
+    /// The command: the transaction's own, else the symbol of its first step.
+    pub command: String,
+    /// Background traffic.
+    pub background: bool,
+    /// Normalized steps.
+    pub steps: Vec<Step>,
+}
+
+impl Trace {
+    /// Symbolizes and normalizes a transaction.
+    pub fn new(transaction: &Transaction, config: &NormalizeConfig) -> Trace {
+        let steps = steps_of(transaction, config);
+        let command = transaction
+            .command
+            .clone()
+            .or_else(|| steps.first().map(|step| step.symbol.clone()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        Trace {
+            transaction: transaction.id.clone(),
+            command,
+            background: transaction.background,
+            steps,
+        }
+    }
+}
+
+/// The fingerprint store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    /// Always [`STORE_FORMAT`].
+    pub format: String,
+    /// The store version, [`STORE_VERSION`].
+    pub version: u32,
+    /// Settings used for learning and diagnosis.
+    #[serde(default)]
+    pub config: Config,
+    /// Interned symbols: id `i` is `symbols[i]`.
+    symbols: Vec<String>,
+    /// Positive fingerprints by command.
+    pub commands: BTreeMap<String, CommandFingerprint>,
+    /// Negative fingerprints.
+    pub negatives: Vec<NegativeFingerprint>,
+    #[serde(skip)]
+    index: HashMap<String, u32>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new(Config::default())
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(config: Config) -> Store {
+        Store {
+            format: STORE_FORMAT.to_owned(),
+            version: STORE_VERSION,
+            config,
+            symbols: Vec::new(),
+            commands: BTreeMap::new(),
+            negatives: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Parses a store from JSON; `origin` names the source in errors.
+    pub fn from_json(text: &str, origin: &Path) -> Result<Store, Error> {
+        let mut store: Store = serde_json::from_str(text).map_err(|source| Error::Json {
+            path: origin.to_owned(),
+            line: source.line(),
+            column: source.column(),
+            source,
+        })?;
+        if store.format != STORE_FORMAT {
+            return Err(Error::Format {
+                path: origin.to_owned(),
+                reason: format!("format is `{}`, expected `{STORE_FORMAT}`", store.format),
+            });
+        }
+        if store.version != STORE_VERSION {
+            return Err(Error::Format {
+                path: origin.to_owned(),
+                reason: format!(
+                    "version {} is not supported (this build reads version {STORE_VERSION})",
+                    store.version
+                ),
+            });
+        }
+        let symbol_count = store.symbols.len();
+        let bad_id = store
+            .commands
+            .values()
+            .flat_map(|command| command.variants.iter().map(|variant| &variant.symbols))
+            .chain(store.negatives.iter().map(|negative| &negative.symbols))
+            .flatten()
+            .find(|&&id| id as usize >= symbol_count);
+        if let Some(id) = bad_id {
+            return Err(Error::Format {
+                path: origin.to_owned(),
+                reason: format!("symbol id {id} is out of range ({symbol_count} symbols)"),
+            });
+        }
+        store.reindex();
+        Ok(store)
+    }
+
+    /// Reads a store file.
+    pub fn load(path: &Path) -> Result<Store, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Store::from_json(&text, path)
+    }
+
+    /// Reads a store file, or starts an empty store when the file does not exist.
+    pub fn load_or_new(path: &Path) -> Result<Store, Error> {
+        if path.exists() {
+            Store::load(path)
+        } else {
+            Ok(Store::default())
+        }
+    }
+
+    /// The store as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a store always serializes")
+    }
+
+    /// Writes the store atomically (a temporary file renamed over the target).
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let io_error = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        let temporary = std::path::PathBuf::from(temporary);
+        std::fs::write(&temporary, self.to_json() + "\n").map_err(io_error)?;
+        std::fs::rename(&temporary, path).map_err(io_error)
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .symbols
+            .iter()
+            .enumerate()
+            .map(|(id, symbol)| (symbol.clone(), id as u32))
+            .collect();
+        for command in self.commands.values_mut() {
+            command.reindex();
+        }
+    }
+
+    /// The symbol with id `id`.
+    pub fn symbol(&self, id: u32) -> Option<&str> {
+        self.symbols.get(id as usize).map(String::as_str)
+    }
+
+    /// Number of interned symbols.
+    pub fn symbol_count(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// The id of `symbol`, interning it if new.
+    pub fn intern(&mut self, symbol: &str) -> u32 {
+        if let Some(&id) = self.index.get(symbol) {
+            return id;
+        }
+        let id = u32::try_from(self.symbols.len()).expect("fewer than 2^32 symbols");
+        self.symbols.push(symbol.to_owned());
+        self.index.insert(symbol.to_owned(), id);
+        id
+    }
+
+    /// Ids for the steps of a trace without changing the store: unknown symbols get fresh ids past
+    /// the interned range (the same id for the same unknown symbol), which match nothing stored.
+    pub fn lookup(&self, steps: &[Step]) -> Vec<u32> {
+        let mut unknown: HashMap<&str, u32> = HashMap::new();
+        let first_free = self.symbols.len() as u32;
+        steps
+            .iter()
+            .map(|step| match self.index.get(&step.symbol) {
+                Some(&id) => id,
+                None => {
+                    let next = first_free + unknown.len() as u32;
+                    *unknown.entry(step.symbol.as_str()).or_insert(next)
+                }
+            })
+            .collect()
+    }
+
+    /// Symbolizes and normalizes a transaction with this store's settings.
+    pub fn trace(&self, transaction: &Transaction) -> Trace {
+        Trace::new(transaction, &self.config.normalize)
+    }
+
+    /// The positive fingerprint of a command, mutable (created when missing).
+    pub fn command_mut(&mut self, command: &str) -> &mut CommandFingerprint {
+        self.commands.entry(command.to_owned()).or_default()
+    }
+
+    /// Learns a fault-free run into the positive fingerprint of its command.
+    pub fn learn_positive(&mut self, transaction: &Transaction) -> Learned {
+        let trace = self.trace(transaction);
+        if trace.background || trace.steps.is_empty() {
+            return Learned::Skipped;
+        }
+        let ids: Vec<u32> = trace
+            .steps
+            .iter()
+            .map(|step| self.intern(&step.symbol))
+            .collect();
+        let fingerprint = self.commands.entry(trace.command.clone()).or_default();
+        fingerprint.runs += 1;
+        let nearest = fingerprint.nearest(&ids);
+        if let Some((index, distance)) = nearest {
+            let variant_len = fingerprint.variants[index].symbols.len();
+            fingerprint
+                .novelty
+                .push(normalized(distance, ids.len(), variant_len));
+            if fingerprint.novelty.len() > NOVELTY_HISTORY {
+                fingerprint.novelty.remove(0);
+            }
+        }
+        let (index, learned) = match nearest {
+            Some((index, 0)) => (
+                index,
+                Learned::Known {
+                    command: trace.command.clone(),
+                },
+            ),
+            _ => {
+                let index = fingerprint.add_variant(Variant {
+                    symbols: ids.clone(),
+                    count: 0,
+                    steps: vec![StepProfile::default(); ids.len()],
+                });
+                (
+                    index,
+                    Learned::NewVariant {
+                        command: trace.command.clone(),
+                    },
+                )
+            }
+        };
+        let variant = &mut fingerprint.variants[index];
+        variant.count += 1;
+        for (position, step) in trace.steps.iter().enumerate() {
+            let profile = &mut variant.steps[position];
+            if step.service.is_some() {
+                profile.service.clone_from(&step.service);
+            }
+            if step.host.is_some() {
+                profile.host.clone_from(&step.host);
+            }
+            if step.caller.is_some() {
+                profile.caller.clone_from(&step.caller);
+            }
+            if position > 0 {
+                let gap = step.ts_us.saturating_sub(trace.steps[position - 1].ts_us);
+                profile.latency.record(u64::try_from(gap).unwrap_or(0));
+            }
+        }
+        learned
+    }
+
+    /// Learns a run recorded under a known fault as a negative fingerprint.
+    pub fn learn_negative(&mut self, transaction: &Transaction, label: &FaultLabel) -> Learned {
+        let trace = self.trace(transaction);
+        if trace.background || trace.steps.is_empty() {
+            return Learned::Skipped;
+        }
+        let anchor = self.diagnose_trace(&trace).anchor;
+        let ids: Vec<u32> = trace
+            .steps
+            .iter()
+            .map(|step| self.intern(&step.symbol))
+            .collect();
+        let existing = self.negatives.iter_mut().find(|negative| {
+            negative.command == trace.command
+                && negative.label == *label
+                && negative.symbols == ids
+                && negative.anchor == anchor
+        });
+        match existing {
+            Some(negative) => negative.count += 1,
+            None => self.negatives.push(NegativeFingerprint {
+                command: trace.command.clone(),
+                label: label.clone(),
+                symbols: ids,
+                anchor,
+                count: 1,
+            }),
+        }
+        Learned::Negative {
+            command: trace.command,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_prefers_exact_then_smallest_distance() {
+        let mut command = CommandFingerprint::default();
+        command.push_variant(vec![1, 2, 3, 4]);
+        command.push_variant(vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        command.push_variant(vec![9, 9]);
+        assert_eq!(command.nearest(&[1, 2, 3, 4]), Some((0, 0)));
+        assert_eq!(command.nearest(&[1, 2, 3, 4, 5, 6, 7]), Some((1, 1)));
+        assert_eq!(command.nearest(&[9]), Some((2, 1)));
+        assert_eq!(CommandFingerprint::default().nearest(&[1]), None);
+    }
+
+    #[test]
+    fn bounded_and_approximate_searches() {
+        let mut command = CommandFingerprint::default();
+        command.push_variant(vec![1, 2, 3, 4]);
+        command.push_variant(vec![5, 6, 7, 8, 9, 10]);
+        assert_eq!(command.nearest_within(&[1, 2, 3, 9], 1), Some((0, 1)));
+        assert_eq!(command.nearest_within(&[9, 9, 9, 9], 2), None);
+        assert_eq!(command.nearest_among(&[1, 2, 3], 1), Some((0, 1)));
+        assert_eq!(
+            command.nearest_among(&[5, 6, 7, 8, 9, 10, 11], 1),
+            Some((1, 1))
+        );
+    }
+
+    #[test]
+    fn threshold_follows_learned_spread_within_limits() {
+        let config = Config::default();
+        let mut command = CommandFingerprint::default();
+        assert_eq!(command.threshold(&config), config.min_threshold);
+        command.novelty = vec![0.0, 0.2, 0.1];
+        assert!((command.threshold(&config) - 0.3).abs() < 1e-9);
+        command.novelty = vec![0.9];
+        assert_eq!(command.threshold(&config), config.max_threshold);
+    }
+
+    #[test]
+    fn stores_of_another_format_or_version_are_refused() {
+        let origin = Path::new("fp.json");
+        let store = Store {
+            version: 99,
+            ..Store::default()
+        };
+        let error = Store::from_json(&store.to_json(), origin).unwrap_err();
+        assert!(error.to_string().contains("version 99"), "{error}");
+        let error = Store::from_json("{\"format\": 1}", origin).unwrap_err();
+        assert!(error.to_string().starts_with("fp.json:1:"), "{error}");
+    }
+}

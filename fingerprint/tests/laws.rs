@@ -1,0 +1,101 @@
+//! Property tests: the distance is a metric and agrees with the reference implementation (strsim),
+//! the cutoff version agrees with the full one, and normalization and templating are idempotent.
+
+use fingerprint::distance::{EditOp, Pattern, align, best_prefix, levenshtein, levenshtein_within};
+use fingerprint::normalize::{NormalizeConfig, normalize};
+use fingerprint::symbol::{Step, template_rest};
+use proptest::prelude::*;
+
+fn reference(a: &[u32], b: &[u32]) -> usize {
+    strsim::generic_levenshtein(&a.to_vec(), &b.to_vec())
+}
+
+/// Sequences over a small alphabet (so that matches are frequent), long enough to cross one or
+/// several 64-symbol words.
+fn sequence() -> impl Strategy<Value = Vec<u32>> {
+    prop_oneof![
+        prop::collection::vec(0u32..6, 0..80),
+        prop::collection::vec(0u32..40, 60..200),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        prop::sample::select(vec![
+            "nova-api:POST /v2.1/servers",
+            "rest:nova-api GET /v2.1/servers/{id}",
+            "rest:neutron-api GET /v2.0/ports?device_id",
+            "rpc.call:conductor.object_action",
+            "rpc.cast:compute.build_and_run_instance",
+            "reply:ok",
+        ]),
+        0i64..50_000,
+        0u64..1_000,
+        prop::option::of(0u8..4),
+    )
+        .prop_map(|(symbol, ts_us, seq, link)| Step {
+            symbol: symbol.to_owned(),
+            ts_us,
+            seq,
+            service: None,
+            host: None,
+            caller: None,
+            error: false,
+            answer: symbol.starts_with("reply:"),
+            read_only: symbol.contains(" GET "),
+            link: link.map(|link| link.to_string()),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn distance_agrees_with_the_reference(a in sequence(), b in sequence()) {
+        prop_assert_eq!(levenshtein(&a, &b), reference(&a, &b));
+        prop_assert_eq!(Pattern::new(&a).distance(&b), reference(&a, &b));
+    }
+
+    #[test]
+    fn distance_is_a_metric(a in sequence(), b in sequence(), c in sequence()) {
+        prop_assert_eq!(levenshtein(&a, &a), 0);
+        prop_assert_eq!(levenshtein(&a, &b) == 0, a == b);
+        prop_assert_eq!(levenshtein(&a, &b), levenshtein(&b, &a));
+        prop_assert!(levenshtein(&a, &c) <= levenshtein(&a, &b) + levenshtein(&b, &c));
+    }
+
+    #[test]
+    fn cutoff_agrees_with_the_full_distance(a in sequence(), b in sequence(), max in 0usize..120) {
+        let full = levenshtein(&a, &b);
+        let expected = (full <= max).then_some(full);
+        prop_assert_eq!(levenshtein_within(&a, &b, max), expected);
+        prop_assert_eq!(Pattern::new(&a).distance_within(&b, max), expected);
+    }
+
+    #[test]
+    fn alignment_costs_the_distance(a in prop::collection::vec(0u32..5, 0..40),
+                                    b in prop::collection::vec(0u32..5, 0..40)) {
+        let ops = align(&a, &b);
+        let cost = ops.iter().filter(|op| !matches!(op, EditOp::Match { .. })).count();
+        prop_assert_eq!(cost, reference(&a, &b));
+        let (prefix_cost, reached) = best_prefix(&a, &b);
+        prop_assert_eq!(prefix_cost, reference(&a, &b[..reached]));
+    }
+
+    #[test]
+    fn normalization_is_idempotent(steps in prop::collection::vec(step(), 0..40),
+                                   window in 0i64..20_000) {
+        let config = NormalizeConfig { concurrency_window_us: window, ..NormalizeConfig::default() };
+        let once = normalize(steps, &config);
+        let twice = normalize(once.clone(), &config);
+        prop_assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn templating_is_idempotent(path in "(/(servers|[0-9]{1,4}|[0-9a-f]{32}|v2\\.1|req-[0-9a-f]{8}))*",
+                                query in "(\\?([a-z]{1,3}=[0-9a-z]{0,3}&?){0,3})?") {
+        let operation = format!("GET {path}{query}");
+        let once = template_rest(&operation);
+        prop_assert_eq!(template_rest(&once), once);
+    }
+}

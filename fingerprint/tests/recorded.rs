@@ -1,0 +1,269 @@
+//! Learning and diagnosis on traffic recorded from a real OpenStack (see `tests/fixtures/`, built
+//! by `examples/import_capture.rs` from the captures of a `server create` + `server delete`, of a
+//! `server create` while nova-compute was stopped, and of an idle cloud).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fingerprint::{FaultLabel, Learned, Monitor, Status, Store};
+use tracer::event::Transaction;
+
+fn fixture(name: &str) -> Vec<Transaction> {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    tracer::import::read_transactions(&directory.join("transactions.json")).expect("fixture reads")
+}
+
+fn command(transactions: &[Transaction], name: &str) -> Transaction {
+    transactions
+        .iter()
+        .find(|transaction| transaction.command.as_deref() == Some(name))
+        .cloned()
+        .expect("command present")
+}
+
+/// A transaction cut off at `until_us`, as seen by an observer at that moment.
+fn cut(transaction: &Transaction, until_us: i64) -> Transaction {
+    let mut cut = transaction.clone();
+    cut.events.retain(|event| event.ts_us <= until_us);
+    let kept: Vec<u64> = cut.events.iter().map(|event| event.seq).collect();
+    cut.edges
+        .retain(|edge| kept.contains(&edge.from) && kept.contains(&edge.to));
+    cut
+}
+
+fn ts_of(transaction: &Transaction, operation: &str) -> i64 {
+    transaction
+        .events
+        .iter()
+        .find(|event| event.operation == operation)
+        .map(|event| event.ts_us)
+        .expect("operation present")
+}
+
+fn learned_store() -> Store {
+    let mut store = Store::default();
+    for transaction in fixture("create-delete") {
+        store.learn_positive(&transaction);
+    }
+    store
+}
+
+#[test]
+fn learning_the_normal_run_makes_one_variant_per_command_and_skips_background() {
+    let mut store = Store::default();
+    let outcomes: Vec<Learned> = fixture("create-delete")
+        .iter()
+        .map(|transaction| store.learn_positive(transaction))
+        .collect();
+    assert!(
+        outcomes.contains(&Learned::Skipped),
+        "background is skipped"
+    );
+    for name in ["server create", "server delete"] {
+        let fingerprint = &store.commands[name];
+        assert_eq!(fingerprint.runs, 1);
+        assert_eq!(fingerprint.variants.len(), 1);
+        assert!(
+            fingerprint.variants[0].symbols.len() > 20,
+            "{name} is a real trail"
+        );
+    }
+    let first = store.commands["server create"].variants[0].symbols[0];
+    assert_eq!(store.symbol(first), Some("nova-api:POST /v2.1/servers"));
+}
+
+#[test]
+fn the_normal_run_diagnoses_as_normal() {
+    let store = learned_store();
+    for name in ["server create", "server delete"] {
+        let diagnosis = store.diagnose(&command(&fixture("create-delete"), name));
+        assert_eq!(diagnosis.status, Status::Normal, "{diagnosis}");
+        assert_eq!(diagnosis.distance, Some(0.0));
+        assert!(diagnosis.to_alarm().is_none());
+    }
+}
+
+#[test]
+fn a_fresh_fault_free_delete_is_normal() {
+    // The delete of the compute-down capture ran after nova-compute was back: a fresh, fault-free
+    // run that differs from the learned one only by the interleaving of concurrent work.
+    let store = learned_store();
+    let diagnosis = store.diagnose(&command(&fixture("compute-down"), "server delete"));
+    assert_eq!(diagnosis.status, Status::Normal, "{diagnosis}");
+    let distance = diagnosis.distance.expect("compared");
+    assert!(distance > 0.0, "the runs do differ: {distance}");
+}
+
+#[test]
+fn create_while_compute_was_down_is_anomalous_with_nova_compute_first() {
+    let store = learned_store();
+    let diagnosis = store.diagnose(&command(&fixture("compute-down"), "server create"));
+    assert_eq!(diagnosis.status, Status::Anomalous, "{diagnosis}");
+    let late = diagnosis.late.first().expect("a late step");
+    assert_eq!(late.after, "rpc.cast:compute.build_and_run_instance");
+    assert!(late.gap_us > 15_000_000, "compute was down for ~19 s");
+    assert_eq!(diagnosis.suspects[0].service, "nova-compute");
+    assert_eq!(diagnosis.suspects[0].host.as_deref(), Some("osbed"));
+    let alarm = diagnosis.to_alarm().expect("anomalous diagnoses alarm");
+    assert_eq!(alarm.suspects[0].service, "nova-compute");
+    assert!(alarm.score > 0.5);
+    insta::assert_snapshot!("compute_down_create_diagnosis", diagnosis.to_string());
+    insta::assert_json_snapshot!("compute_down_create_alarm", alarm);
+}
+
+#[test]
+fn create_observed_while_compute_is_still_down_misses_the_compute_steps() {
+    // What diagnosis sees 15 s into the fault: the trail stops at the cast to nova-compute.
+    let store = learned_store();
+    let create = command(&fixture("compute-down"), "server create");
+    let cast = ts_of(&create, "compute.build_and_run_instance");
+    let diagnosis = store.diagnose(&cut(&create, cast + 15_000_000));
+    assert_eq!(diagnosis.status, Status::Anomalous, "{diagnosis}");
+    let divergence = diagnosis.divergence.as_ref().expect("diverges");
+    assert_eq!(
+        divergence.after.as_deref(),
+        Some("rpc.cast:compute.build_and_run_instance")
+    );
+    assert_eq!(diagnosis.suspects[0].service, "nova-compute", "{diagnosis}");
+}
+
+#[test]
+fn live_monitor_raises_an_early_timeout_naming_nova_compute() {
+    let store = Arc::new(learned_store());
+    let create = command(&fixture("compute-down"), "server create");
+    let cast = ts_of(&create, "compute.build_and_run_instance");
+    let mut monitor = Monitor::new(store);
+    let mut events = create.events.clone();
+    events.sort_by_key(|event| (event.ts_us, event.seq));
+    let mut alarms = Vec::new();
+    let mut next = 0;
+    // Replay the trace against a clock ticking every 100 ms, as a live runner would poll.
+    let mut now = events[0].ts_us;
+    while next < events.len() && alarms.is_empty() {
+        while next < events.len() && events[next].ts_us <= now {
+            monitor.observe(&create.id, create.command.as_deref(), &events[next]);
+            next += 1;
+        }
+        alarms.extend(monitor.poll(now));
+        now += 100_000;
+    }
+    let alarm = alarms.first().expect("an early alarm");
+    assert_eq!(alarm.detector, "timeout");
+    assert_eq!(alarm.suspects[0].service, "nova-compute");
+    assert_eq!(alarm.transaction.as_deref(), Some(create.id.as_str()));
+    let after_cast = alarm.ts_us - cast;
+    // The learned bound of the step after the cast is max(4 × p99, p99 + 1 s) ≈ 1.01 s, and the
+    // clock ticks every 100 ms: the alarm comes ~1 s after the cast, not after the 60 s RPC timeout.
+    assert!(
+        (1_000_000..1_200_000).contains(&after_cast),
+        "alarm {after_cast} µs after the cast"
+    );
+    // The same overdue step does not alarm twice.
+    assert!(monitor.poll(alarm.ts_us + 1_000_000).is_empty());
+}
+
+#[test]
+fn live_monitor_stays_quiet_on_a_fault_free_run() {
+    let store = Arc::new(learned_store());
+    let delete = command(&fixture("compute-down"), "server delete");
+    let mut monitor = Monitor::new(store);
+    let mut events = delete.events.clone();
+    events.sort_by_key(|event| (event.ts_us, event.seq));
+    for event in &events {
+        assert!(
+            monitor.poll(event.ts_us).is_empty(),
+            "no alarm before {}",
+            event.seq
+        );
+        monitor.observe(&delete.id, delete.command.as_deref(), event);
+    }
+    assert!(
+        monitor.expectation(&delete.id).is_none(),
+        "the run is complete"
+    );
+    monitor.close(&delete.id);
+    assert_eq!(monitor.open_transactions(), 0);
+}
+
+#[test]
+fn negatives_classify_the_fault_by_nearest_neighbours() {
+    let mut store = learned_store();
+    let normal_create = command(&fixture("create-delete"), "server create");
+    let faulty_create = command(&fixture("compute-down"), "server create");
+    let compute_stop = FaultLabel {
+        fault_kind: "service-stop".to_owned(),
+        service: "nova-compute".to_owned(),
+        host: Some("osbed".to_owned()),
+    };
+    let scheduler_freeze = FaultLabel {
+        fault_kind: "process-freeze".to_owned(),
+        service: "nova-scheduler".to_owned(),
+        host: None,
+    };
+    // A scheduler that never answers: the normal trail cut right after the call to it.
+    let select = ts_of(&normal_create, "scheduler.select_destinations");
+    let frozen_scheduler = cut(&normal_create, select);
+    let cast = ts_of(&faulty_create, "compute.build_and_run_instance");
+    let compute_down_early = cut(&faulty_create, cast + 15_000_000);
+    assert!(matches!(
+        store.learn_negative(&compute_down_early, &compute_stop),
+        Learned::Negative { .. }
+    ));
+    store.learn_negative(&frozen_scheduler, &scheduler_freeze);
+    store.learn_negative(&compute_down_early, &compute_stop);
+    assert_eq!(store.negatives.len(), 2, "identical runs merge");
+    assert_eq!(store.negatives[0].count, 2);
+
+    let diagnosis = store.diagnose(&cut(&faulty_create, cast + 10_000_000));
+    let classification = diagnosis.classification.expect("classified");
+    assert_eq!(classification.label, compute_stop);
+    assert!(classification.confidence > 0.5, "{classification:?}");
+
+    let diagnosis = store.diagnose(&frozen_scheduler);
+    assert_eq!(
+        diagnosis.suspects[0].service, "nova-scheduler",
+        "{diagnosis}"
+    );
+    assert_eq!(
+        diagnosis.classification.expect("classified").label,
+        scheduler_freeze
+    );
+}
+
+#[test]
+fn the_store_round_trips_and_learns_incrementally() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("fp.json");
+    learned_store().save(&path).unwrap();
+    let mut store = Store::load(&path).unwrap();
+    let fault = fixture("compute-down");
+    let before = store.diagnose(&command(&fault, "server create"));
+    assert_eq!(
+        before,
+        learned_store().diagnose(&command(&fault, "server create"))
+    );
+    store.learn_positive(&command(&fault, "server delete"));
+    store.save(&path).unwrap();
+    let store = Store::load(&path).unwrap();
+    let delete = &store.commands["server delete"];
+    assert_eq!(delete.runs, 2);
+    assert_eq!(delete.variants.len(), 2);
+    assert_eq!(delete.novelty.len(), 1);
+    let again = store.diagnose(&command(&fault, "server delete"));
+    assert_eq!(again.distance, Some(0.0));
+}
+
+#[test]
+fn idle_cloud_traffic_is_background_only() {
+    let mut store = Store::default();
+    for transaction in fixture("startup-idle") {
+        let learned = store.learn_positive(&transaction);
+        assert!(
+            transaction.background == (learned == Learned::Skipped),
+            "{}",
+            transaction.id
+        );
+    }
+}

@@ -1,0 +1,1824 @@
+//! The fault catalog: for every [`Fault`] kind, the scripts of its five phases. Everything a
+//! campaign supplies is quoted with [`crate::shell::quote`] (and was validated by `scenarios`); the only
+//! unquoted text is shell syntax written here. Values that are only known on the host (a main
+//! PID, a cgroup path) are read into shell variables on the host and used double-quoted.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use scenarios::fault::{Direction, Fault, FillAmount, FreezeMethod, Peer, Signal};
+use scenarios::model::{ServiceRef, is_protected_fill_path};
+use scenarios::units::UnitName;
+
+use crate::Error;
+use crate::host::HostSpec;
+use crate::plan::{Check, FaultPlan, INJECT_CAPTURE, PREFLIGHT_CAPTURE};
+use crate::shell::{join, quote};
+
+/// Where the NFQUEUE delayer is installed on hosts (the engine uploads it when missing).
+pub const DEFAULT_DELAYER_PATH: &str = "/usr/local/lib/butterfly/bfly-nfqdelay";
+
+/// Share of a filesystem a disk fill leaves free unless forced, in percent.
+pub const DISK_FILL_KEEP_FREE_PERCENT: u64 = 2;
+
+/// How a network delay is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DelayBackend {
+    /// iptables `NFQUEUE` (xt target) + the `bfly-nfqdelay` helper: any direction, peers and
+    /// ports; works on kernels without `sch_netem` (as on this project's CI machine).
+    #[default]
+    Nfqueue,
+    /// `tc netem` on the interface's root (egress only, all traffic of the interface).
+    Netem,
+}
+
+/// Options that are not part of the fault itself.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Allow targets refused by default (filling `/`, touching sshd, cutting the SSH port).
+    pub allow_destructive: bool,
+    /// Delay mechanism.
+    pub delay_backend: DelayBackend,
+    /// Path of the delayer on the host.
+    pub delayer_path: String,
+    /// Added to the duration for self-bounded helpers (stress-ng, lock sessions) and the
+    /// dead-man timer, so that the normal revert always comes first.
+    pub grace: Duration,
+}
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions {
+            allow_destructive: false,
+            delay_backend: DelayBackend::default(),
+            delayer_path: DEFAULT_DELAYER_PATH.to_owned(),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One fault to plan: what, where, on which service, for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultInput<'a> {
+    /// Unique id (8 lowercase hex digits), see [`new_fault_id`].
+    pub id: &'a str,
+    /// The validated fault.
+    pub fault: &'a Fault,
+    /// The target host.
+    pub host: &'a HostSpec,
+    /// The service acted on, when any.
+    pub service: Option<&'a ServiceRef>,
+    /// How long the fault stays in effect.
+    pub duration: Duration,
+}
+
+/// A fresh fault id: 8 lowercase hex digits, safe in unit, chain, table and file names.
+pub fn new_fault_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+fn check(what: impl Into<String>, script: impl Into<String>) -> Check {
+    Check {
+        what: what.into(),
+        script: script.into(),
+    }
+}
+
+/// `systemctl show -p PROPERTY --value UNIT` as a command substitution.
+fn unit_property(unit: &str, property: &str) -> String {
+    format!(
+        "$({})",
+        join(&["systemctl", "show", "-p", property, "--value", unit])
+    )
+}
+
+fn is_active(unit: &str) -> String {
+    join(&["systemctl", "is-active", "--quiet", unit])
+}
+
+/// Shell that sets `r` (cgroup2 root) and `cg` (the unit's cgroup path) for a unit.
+fn cgroup_vars(unit: &str) -> String {
+    format!(
+        "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then r=/sys/fs/cgroup; else r=/sys/fs/cgroup/unified; fi; cg={}",
+        unit_property(unit, "ControlGroup")
+    )
+}
+
+/// Shell true when the process `$1`-style expression names a process that is gone or a zombie.
+fn pids_gone(pids: &str) -> String {
+    format!(
+        "for p in {pids}; do s=$(ps -o stat= -p \"$p\") || continue; case \"$s\" in Z*) ;; *) exit 1;; esac; done"
+    )
+}
+
+fn pids_alive(pids: &str) -> String {
+    format!("for p in {pids}; do [ -d \"/proc/$p\" ] || exit 1; done")
+}
+
+/// Signals after which a service process is expected to be gone.
+fn is_lethal(signal: Signal) -> bool {
+    matches!(
+        signal,
+        Signal::Kill | Signal::Term | Signal::Int | Signal::Quit | Signal::Abrt
+    )
+}
+
+fn signal_verify(signal: Signal, pids: &str) -> Check {
+    if is_lethal(signal) {
+        check("the signalled processes are gone", pids_gone(pids))
+    } else {
+        check(
+            format!(
+                "the signalled processes handled SIG{} and still run",
+                signal.name()
+            ),
+            pids_alive(pids),
+        )
+    }
+}
+
+/// Revert of faults that may leave a unit down: start it unless it runs (again) by itself.
+fn ensure_started(unit: &str) -> (String, Check) {
+    (
+        format!("{} || {{ {}; }}", is_active(unit), start_unit(unit)),
+        check(format!("{unit} is active"), is_active(unit)),
+    )
+}
+
+/// Starts a unit, first clearing a start-rate limit that the fault itself may have tripped
+/// (repeated kills count against `StartLimitBurst`).
+fn start_unit(unit: &str) -> String {
+    format!(
+        "{} 2>/dev/null; {}",
+        join(&["systemctl", "reset-failed", unit]),
+        join(&["systemctl", "start", unit])
+    )
+}
+
+fn is_ssh_name(name: &str) -> bool {
+    let base = name.split(['.', '@']).next().unwrap_or(name);
+    matches!(base, "ssh" | "sshd" | "openssh-server")
+}
+
+fn service_unit<'a>(input: &FaultInput<'a>) -> Result<&'a UnitName, Error> {
+    input.service.map(|service| &service.unit).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} needs a service (with its systemd unit) as its target",
+            input.fault.kind()
+        ))
+    })
+}
+
+/// Every peer address parsed again here (defence in depth), as `(is_ipv6, text)`.
+fn peer_addresses(peers: &[Peer]) -> Result<Vec<(bool, String)>, Error> {
+    peers
+        .iter()
+        .map(|peer| {
+            let (address, prefix) = match peer.address.split_once('/') {
+                Some((address, prefix)) => (address, Some(prefix)),
+                None => (peer.address.as_str(), None),
+            };
+            let ip: IpAddr = address.parse().map_err(|_| {
+                Error::Invalid(format!(
+                    "peer {} has an invalid address {:?}",
+                    peer.name, peer.address
+                ))
+            })?;
+            let max = if ip.is_ipv6() { 128 } else { 32 };
+            if let Some(prefix) = prefix {
+                match prefix.parse::<u8>() {
+                    Ok(bits) if bits <= max => {}
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "peer {} has an invalid prefix in {:?}",
+                            peer.name, peer.address
+                        )));
+                    }
+                }
+            }
+            Ok((
+                ip.is_ipv6(),
+                format!(
+                    "{ip}{}",
+                    prefix.map(|p| format!("/{p}")).unwrap_or_default()
+                ),
+            ))
+        })
+        .collect()
+}
+
+fn covers_everything(peers: &[(bool, String)]) -> bool {
+    peers.iter().any(|(_, address)| address.ends_with("/0"))
+}
+
+impl FaultInput<'_> {
+    /// Builds the plan for this fault, refusing destructive targets unless allowed.
+    pub fn plan(&self, options: &PlanOptions) -> Result<FaultPlan, Error> {
+        if !is_safe_id(self.id) {
+            return Err(Error::Invalid(format!(
+                "fault id {:?} must be 8 lowercase hex digits",
+                self.id
+            )));
+        }
+        self.refuse_destructive(options)?;
+        let phases = match self.fault {
+            Fault::ProcessKill { signal, process } => {
+                self.process_kill(*signal, process.as_ref().map(|p| p.as_str()))?
+            }
+            Fault::ServiceStop => {
+                let unit = service_unit(self)?.as_str();
+                Phases {
+                    preflight: check(format!("{unit} is active"), is_active(unit)),
+                    inject: join(&["systemctl", "stop", unit]),
+                    verify: check(
+                        format!("{unit} is not active"),
+                        format!("! {}", is_active(unit)),
+                    ),
+                    revert: Some(start_unit(unit)),
+                    verify_reverted: Some(check(format!("{unit} is active"), is_active(unit))),
+                    deadman: true,
+                }
+            }
+            Fault::ServiceRestart => {
+                let unit = service_unit(self)?.as_str();
+                let main_pid = unit_property(unit, "MainPID");
+                Phases {
+                    preflight: check(
+                        format!("{unit} is active with a main process"),
+                        format!(
+                            "{} && pid={main_pid} && [ \"$pid\" -gt 0 ] && echo \"$pid\"",
+                            is_active(unit)
+                        ),
+                    ),
+                    inject: join(&["systemctl", "restart", unit]),
+                    verify: check(
+                        format!("{unit} runs again with a new main process"),
+                        format!(
+                            "{} && pid={main_pid} && [ \"$pid\" -gt 0 ] && [ \"$pid\" != {PREFLIGHT_CAPTURE} ]",
+                            is_active(unit)
+                        ),
+                    ),
+                    revert: None,
+                    verify_reverted: None,
+                    deadman: false,
+                }
+            }
+            Fault::ServiceKill { signal } => {
+                let unit = service_unit(self)?.as_str();
+                let main_pid = unit_property(unit, "MainPID");
+                let (revert, verify_reverted) = ensure_started(unit);
+                Phases {
+                    preflight: check(
+                        format!("{unit} is active with a main process"),
+                        format!(
+                            "{} && pid={main_pid} && [ \"$pid\" -gt 0 ] && echo \"$pid\"",
+                            is_active(unit)
+                        ),
+                    ),
+                    inject: join(&["systemctl", "kill", "-s", signal.name(), unit]),
+                    verify: signal_verify(*signal, PREFLIGHT_CAPTURE),
+                    revert: Some(revert),
+                    verify_reverted: Some(verify_reverted),
+                    deadman: true,
+                }
+            }
+            Fault::ProcessFreeze { method } => self.process_freeze(*method)?,
+            Fault::NetworkDelay {
+                delay,
+                jitter,
+                interface,
+                direction,
+                peers,
+                ports,
+            } => self.network_delay(
+                options,
+                *delay,
+                *jitter,
+                interface.as_str(),
+                *direction,
+                peers,
+                ports,
+            )?,
+            Fault::NetworkLoss {
+                percent,
+                direction,
+                peers,
+                ports,
+            } => {
+                let peers = peer_addresses(peers)?;
+                let threshold = (percent.get() * 100.0).round() as u32;
+                let verdict = format!("numgen random mod 10000 < {threshold} drop");
+                let mut rules = Vec::new();
+                if matches!(direction, Direction::Egress | Direction::Both) {
+                    rules.extend(match_rules(
+                        "output",
+                        &peers,
+                        ports,
+                        "daddr",
+                        &["dport"],
+                        &verdict,
+                    ));
+                }
+                if matches!(direction, Direction::Ingress | Direction::Both) {
+                    rules.extend(match_rules(
+                        "input",
+                        &peers,
+                        ports,
+                        "saddr",
+                        &["sport"],
+                        &verdict,
+                    ));
+                }
+                self.nft_phases(rules)
+            }
+            Fault::NetworkPartition { peers, ports } => {
+                let peers = peer_addresses(peers)?;
+                let mut rules = match_rules(
+                    "output",
+                    &peers,
+                    ports,
+                    "daddr",
+                    &["dport", "sport"],
+                    "drop",
+                );
+                rules.extend(match_rules(
+                    "input",
+                    &peers,
+                    ports,
+                    "saddr",
+                    &["dport", "sport"],
+                    "drop",
+                ));
+                self.nft_phases(rules)
+            }
+            Fault::NetworkReset { ports, peers } => {
+                if ports.is_empty() {
+                    return Err(Error::Invalid(
+                        "network-reset needs at least one port".into(),
+                    ));
+                }
+                let peers = peer_addresses(peers)?;
+                let verdict = "reject with tcp reset";
+                let mut rules = tcp_port_rules("output", &peers, ports, "daddr", verdict);
+                rules.extend(tcp_port_rules("input", &peers, ports, "saddr", verdict));
+                self.nft_phases(rules)
+            }
+            Fault::NetworkBandwidth {
+                rate_bits_per_second,
+                burst,
+                interface,
+                direction,
+            } => self.network_bandwidth(
+                *rate_bits_per_second,
+                burst.0,
+                interface.as_str(),
+                *direction,
+            )?,
+            Fault::DiskFill {
+                path,
+                amount,
+                force,
+            } => self.disk_fill(path.as_str(), *amount, *force)?,
+            Fault::CpuStress { workers, load } => {
+                let seconds = (self.duration + options.grace).as_secs().max(1);
+                let unit = format!("bfly-cpu-{}", self.id);
+                let stress = join(&[
+                    "stress-ng".to_owned(),
+                    "--cpu".to_owned(),
+                    workers.to_string(),
+                    "--cpu-load".to_owned(),
+                    (load.get().round() as u32).to_string(),
+                    "--timeout".to_owned(),
+                    format!("{seconds}s"),
+                ]);
+                self.helper_unit_phases(&unit, &stress, seconds, None)
+            }
+            Fault::MemoryStress { size, workers } => {
+                let seconds = (self.duration + options.grace).as_secs().max(1);
+                let unit = format!("bfly-mem-{}", self.id);
+                let workers = (*workers).max(1);
+                let per_worker = size.0 / u64::from(workers);
+                let stress = join(&[
+                    "stress-ng".to_owned(),
+                    "--vm".to_owned(),
+                    workers.to_string(),
+                    "--vm-bytes".to_owned(),
+                    format!("{per_worker}b"),
+                    "--vm-keep".to_owned(),
+                    "--timeout".to_owned(),
+                    format!("{seconds}s"),
+                ]);
+                let limit = if options.allow_destructive { 100 } else { 50 };
+                let preflight_extra = format!(
+                    "avail=$(awk '/^MemAvailable:/ {{printf \"%.0f\\n\", $2 * 1024}}' /proc/meminfo) && [ {} -le $((avail * {limit} / 100)) ]",
+                    size.0
+                );
+                let mut phases =
+                    self.helper_unit_phases(&unit, &stress, seconds, Some(preflight_extra));
+                let held = size.0 * 7 / 10;
+                phases.verify = check(
+                    format!("{unit} holds at least 70% of {} bytes", size.0),
+                    format!(
+                        "{}; [ -n \"$cg\" ] && rss=$(for p in $(cat \"$r$cg/cgroup.procs\"); do awk '/^VmRSS:/ {{printf \"%.0f\\n\", $2 * 1024}}' \"/proc/$p/status\" 2>/dev/null; done | awk '{{s += $1}} END {{printf \"%.0f\\n\", s}}') && [ \"$rss\" -ge {held} ]",
+                        cgroup_vars(&format!("{unit}.service"))
+                    ),
+                );
+                phases
+            }
+            Fault::ClockSkew { offset_seconds } => self.clock_skew(*offset_seconds)?,
+            Fault::RabbitmqCloseConnections => {
+                let connected_at = "rabbitmqctl -q list_connections connected_at";
+                Phases {
+                    preflight: check(
+                        "rabbitmqctl reaches the broker",
+                        "rabbitmqctl -q status >/dev/null",
+                    ),
+                    inject: format!(
+                        "t=$(date +%s%3N) && {} && echo \"$t\"",
+                        join(&[
+                            "rabbitmqctl",
+                            "-q",
+                            "close_all_connections",
+                            &format!("butterfly fault {}", self.id)
+                        ])
+                    ),
+                    verify: check(
+                        "no connection opened before the fault remains",
+                        format!(
+                            "{connected_at} | awk -v t={INJECT_CAPTURE} '$1 ~ /^[0-9]+$/ && $1 < t {{old++}} END {{exit old > 0}}'"
+                        ),
+                    ),
+                    revert: None,
+                    verify_reverted: None,
+                    deadman: false,
+                }
+            }
+            Fault::RabbitmqMemoryAlarm => {
+                let alarms = "rabbitmqctl -q eval 'rabbit_alarm:get_alarms().'";
+                Phases {
+                    // The watermark is captured in the form `set_vm_memory_high_watermark`
+                    // takes back: a fraction, or `absolute BYTES` for the Erlang term
+                    // `{absolute,BYTES}` (whose braces no capture may hold, and which the
+                    // command would refuse, leaving the alarm raised).
+                    preflight: check(
+                        "rabbitmqctl reaches the broker and the watermark is a fraction or absolute bytes",
+                        "w=$(rabbitmqctl -q eval 'vm_memory_monitor:get_vm_memory_high_watermark().') && case \"$w\" in '{absolute,'*) w=\"absolute $(printf '%s' \"$w\" | tr -cd 0-9)\" ;; esac && printf '%s\\n' \"$w\" | grep -Eqx '(absolute [0-9]+|[0-9]+(\\.[0-9]+)?)' && printf '%s\\n' \"$w\"",
+                    ),
+                    inject: "rabbitmqctl -q set_vm_memory_high_watermark 0".into(),
+                    verify: check(
+                        "the memory alarm is raised",
+                        format!("{alarms} | grep -q memory"),
+                    ),
+                    revert: Some(format!(
+                        "rabbitmqctl -q set_vm_memory_high_watermark {PREFLIGHT_CAPTURE}"
+                    )),
+                    verify_reverted: Some(check(
+                        "no memory alarm",
+                        format!("! {alarms} | grep -q memory"),
+                    )),
+                    deadman: true,
+                }
+            }
+            Fault::RabbitmqStopApp => {
+                let running = "rabbitmqctl -q eval 'rabbit:is_running().' | grep -qx true";
+                Phases {
+                    preflight: check("the RabbitMQ application runs", running),
+                    inject: "rabbitmqctl -q stop_app".into(),
+                    verify: check(
+                        "the RabbitMQ application is stopped",
+                        format!("! {running}"),
+                    ),
+                    revert: Some("rabbitmqctl -q start_app".into()),
+                    verify_reverted: Some(check("the RabbitMQ application runs", running)),
+                    deadman: true,
+                }
+            }
+            Fault::MariadbKillConnections { user } => {
+                let filter = user
+                    .as_ref()
+                    .map(|user| format!(" AND USER = '{}'", user.as_str()))
+                    .unwrap_or_default();
+                let select = format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon' AND USER <> 'system user'{filter}"
+                );
+                Phases {
+                    preflight: check(
+                        "a MariaDB client reaches the server",
+                        format!("{MYSQL} && $m -N -B -e 'SELECT 1' >/dev/null"),
+                    ),
+                    inject: format!(
+                        "{MYSQL} && ids=$($m -N -B -e {}) && for i in $ids; do $m -e \"KILL CONNECTION $i\" 2>/dev/null; done; echo $ids",
+                        quote(&select)
+                    ),
+                    verify: check(
+                        "the killed connections are gone",
+                        format!(
+                            "{MYSQL} && list=$(echo {INJECT_CAPTURE} | tr ' ' ','); [ -z \"$list\" ] || [ -z \"$($m -N -B -e \"SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ($list)\")\" ]"
+                        ),
+                    ),
+                    revert: None,
+                    verify_reverted: None,
+                    deadman: false,
+                }
+            }
+            Fault::MariadbLockTables { database, tables } => {
+                if tables.is_empty() {
+                    return Err(Error::Invalid(
+                        "mariadb-lock-tables needs at least one table".into(),
+                    ));
+                }
+                let seconds = (self.duration + options.grace).as_secs().max(1);
+                let unit = format!("bfly-dblock-{}", self.id);
+                let locks = tables
+                    .iter()
+                    .map(|table| format!("`{}`.`{}` READ", database.as_str(), table.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("LOCK TABLES {locks}; SELECT SLEEP({seconds});");
+                let in_use = format!(
+                    "SHOW OPEN TABLES FROM `{}` WHERE In_use > 0",
+                    database.as_str()
+                );
+                let count = tables.len();
+                Phases {
+                    preflight: check(
+                        "a MariaDB client reaches the server and systemd-run exists",
+                        format!(
+                            "command -v systemd-run >/dev/null && {MYSQL} && $m -N -B -e 'SELECT 1' >/dev/null"
+                        ),
+                    ),
+                    inject: format!(
+                        "{MYSQL} && systemd-run --quiet --collect {} \"$m\" -N -B -e {}",
+                        quote(&format!("--unit={unit}")),
+                        quote(&sql)
+                    ),
+                    verify: check(
+                        format!("{count} table(s) of {} are locked", database.as_str()),
+                        format!(
+                            "{MYSQL} && [ \"$($m -N -B -e {} | grep -c .)\" -ge {count} ]",
+                            quote(&in_use)
+                        ),
+                    ),
+                    revert: Some(format!(
+                        "systemctl stop {} 2>/dev/null; true",
+                        quote(&format!("{unit}.service"))
+                    )),
+                    verify_reverted: Some(check(
+                        "no table of the database is locked",
+                        format!(
+                            "! {} && {MYSQL} && [ -z \"$($m -N -B -e {})\" ]",
+                            is_active(&format!("{unit}.service")),
+                            quote(&in_use)
+                        ),
+                    )),
+                    deadman: false,
+                }
+            }
+        };
+        Ok(FaultPlan {
+            id: self.id.to_owned(),
+            kind: self.fault.kind().name().to_owned(),
+            host: self.host.clone(),
+            fault: serde_json::to_value(self.fault).map_err(|e| Error::Invalid(e.to_string()))?,
+            duration: self.duration,
+            preflight: phases.preflight,
+            inject: phases.inject,
+            verify: phases.verify,
+            revert: phases.revert,
+            verify_reverted: phases.verify_reverted,
+            deadman: phases.deadman,
+            delayer: match (self.fault, options.delay_backend) {
+                (Fault::NetworkDelay { .. }, DelayBackend::Nfqueue) => {
+                    Some(options.delayer_path.clone())
+                }
+                _ => None,
+            },
+        })
+    }
+
+    fn refuse_destructive(&self, options: &PlanOptions) -> Result<(), Error> {
+        if options.allow_destructive {
+            return Ok(());
+        }
+        let refuse = |why: String| {
+            Err(Error::Refused(format!(
+                "{} on {}: {why}; set allow_destructive to do it anyway",
+                self.fault.kind(),
+                self.host.name
+            )))
+        };
+        let touches_service = matches!(
+            self.fault,
+            Fault::ProcessKill { process: None, .. }
+                | Fault::ServiceStop
+                | Fault::ServiceRestart
+                | Fault::ServiceKill { .. }
+                | Fault::ProcessFreeze { .. }
+                | Fault::ClockSkew { .. }
+        );
+        if let (true, Some(service)) = (touches_service, self.service)
+            && is_ssh_name(service.unit.as_str())
+        {
+            return refuse(format!(
+                "the unit {} is the SSH server the injector needs",
+                service.unit
+            ));
+        }
+        if let Fault::ProcessKill {
+            process: Some(process),
+            ..
+        } = self.fault
+            && is_ssh_name(process.as_str())
+        {
+            return refuse(format!(
+                "the process {process} is the SSH server the injector needs"
+            ));
+        }
+        if let Fault::DiskFill { path, .. } = self.fault
+            && is_protected_fill_path(path)
+        {
+            return refuse(format!("{path} is a system filesystem path"));
+        }
+        let ssh_port = self.host.ssh_port();
+        match self.fault {
+            Fault::NetworkPartition { peers, ports } => {
+                if peers.is_empty() && ports.is_empty() {
+                    return refuse(
+                        "a partition without peers or ports cuts the host from everything".into(),
+                    );
+                }
+                if covers_everything(&peer_addresses(peers)?) && ports.is_empty() {
+                    return refuse("a peer network covers every address".into());
+                }
+                if let Some(port) = ssh_port
+                    && ports.contains(&port)
+                {
+                    return refuse(format!("port {port} is the SSH port the injector uses"));
+                }
+            }
+            Fault::NetworkLoss { percent, ports, .. } if percent.get() >= 100.0 => {
+                if let Some(port) = ssh_port
+                    && ports.contains(&port)
+                {
+                    return refuse(format!("port {port} is the SSH port the injector uses"));
+                }
+            }
+            Fault::NetworkReset { ports, .. } => {
+                if let Some(port) = ssh_port
+                    && ports.contains(&port)
+                {
+                    return refuse(format!("port {port} is the SSH port the injector uses"));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn process_kill(&self, signal: Signal, process: Option<&str>) -> Result<Phases, Error> {
+        let sig = signal.name();
+        let (preflight, inject) = match (process, self.service) {
+            (Some(name), _) => (
+                check(
+                    format!("a process named {name} runs"),
+                    format!("{} >/dev/null", join(&["pgrep", "-x", name])),
+                ),
+                format!(
+                    "pids=$({} | tr '\\n' ' ') && [ -n \"$pids\" ] && kill -s {sig} $pids && echo $pids",
+                    join(&["pgrep", "-x", name])
+                ),
+            ),
+            (None, Some(service)) => {
+                let unit = service.unit.as_str();
+                let main_pid = unit_property(unit, "MainPID");
+                (
+                    check(
+                        format!("{unit} has a main process"),
+                        format!("pid={main_pid} && [ \"$pid\" -gt 0 ]"),
+                    ),
+                    format!(
+                        "pid={main_pid} && [ \"$pid\" -gt 0 ] && kill -s {sig} \"$pid\" && echo \"$pid\""
+                    ),
+                )
+            }
+            (None, None) => {
+                return Err(Error::Invalid(
+                    "process-kill needs a process name or a service as its target".into(),
+                ));
+            }
+        };
+        let (revert, verify_reverted) = match self.service {
+            Some(service) if process.is_none() && is_lethal(signal) => {
+                let (revert, check) = ensure_started(service.unit.as_str());
+                (Some(revert), Some(check))
+            }
+            _ => (None, None),
+        };
+        Ok(Phases {
+            preflight,
+            inject,
+            verify: signal_verify(signal, INJECT_CAPTURE),
+            deadman: revert.is_some(),
+            revert,
+            verify_reverted,
+        })
+    }
+
+    fn process_freeze(&self, method: FreezeMethod) -> Result<Phases, Error> {
+        let unit = service_unit(self)?.as_str();
+        Ok(match method {
+            FreezeMethod::Cgroup => {
+                let vars = cgroup_vars(unit);
+                let state = |frozen: u8| {
+                    format!(
+                        "{vars}; [ -n \"$cg\" ] && grep -qx 'frozen {frozen}' \"$r$cg/cgroup.events\""
+                    )
+                };
+                Phases {
+                    preflight: check(
+                        format!("{unit} is active and has a cgroup2 cgroup.freeze"),
+                        format!(
+                            "{} && {vars}; [ -n \"$cg\" ] && [ -w \"$r$cg/cgroup.freeze\" ]",
+                            is_active(unit)
+                        ),
+                    ),
+                    inject: format!("{vars}; [ -n \"$cg\" ] && echo 1 > \"$r$cg/cgroup.freeze\""),
+                    verify: check(format!("the cgroup of {unit} is frozen"), state(1)),
+                    revert: Some(format!(
+                        "{vars}; [ -n \"$cg\" ] && [ -w \"$r$cg/cgroup.freeze\" ] && echo 0 > \"$r$cg/cgroup.freeze\"; true"
+                    )),
+                    verify_reverted: Some(check(
+                        format!("the cgroup of {unit} is thawed"),
+                        state(0),
+                    )),
+                    deadman: true,
+                }
+            }
+            FreezeMethod::Sigstop => {
+                let main_pid = unit_property(unit, "MainPID");
+                let stopped = |pid: &str| {
+                    format!("case \"$(ps -o stat= -p {pid})\" in T*) true;; *) false;; esac")
+                };
+                Phases {
+                    preflight: check(
+                        format!("{unit} has a main process"),
+                        format!("pid={main_pid} && [ \"$pid\" -gt 0 ]"),
+                    ),
+                    inject: format!(
+                        "pid={main_pid} && [ \"$pid\" -gt 0 ] && kill -s STOP \"$pid\" && echo \"$pid\""
+                    ),
+                    verify: check(
+                        format!("the main process of {unit} is stopped"),
+                        stopped(INJECT_CAPTURE),
+                    ),
+                    revert: Some(format!(
+                        "pid={main_pid}; [ \"$pid\" -gt 0 ] && kill -s CONT \"$pid\"; true"
+                    )),
+                    verify_reverted: Some(check(
+                        format!("the main process of {unit} runs"),
+                        format!(
+                            "pid={main_pid}; [ \"$pid\" -gt 0 ] && ! {}",
+                            stopped("\"$pid\"")
+                        ),
+                    )),
+                    deadman: true,
+                }
+            }
+        })
+    }
+
+    fn nft_table(&self) -> String {
+        format!("bfly_{}", self.id)
+    }
+
+    /// A throwaway nft table with input and output chains holding `rules` (`(chain, rule)`),
+    /// loaded atomically with `nft -f -`. The SSH port stays open so the injector keeps its
+    /// control channel whatever the fault does.
+    fn nft_phases(&self, rules: Vec<(String, String)>) -> Phases {
+        let table = self.nft_table();
+        let mut lines = vec![
+            format!("add table inet {table}"),
+            format!(
+                "add chain inet {table} input {{ type filter hook input priority -10 ; policy accept ; }}"
+            ),
+            format!(
+                "add chain inet {table} output {{ type filter hook output priority -10 ; policy accept ; }}"
+            ),
+        ];
+        if let Some(port) = self.host.ssh_port() {
+            lines.push(format!(
+                "add rule inet {table} input tcp dport {port} accept"
+            ));
+            lines.push(format!(
+                "add rule inet {table} output tcp sport {port} accept"
+            ));
+        }
+        let count = rules.len();
+        lines.extend(
+            rules
+                .into_iter()
+                .map(|(chain, rule)| format!("add rule inet {table} {chain} {rule}")),
+        );
+        let mut printf = vec!["printf".to_owned(), "%s\\n".to_owned()];
+        printf.extend(lines);
+        let list = join(&["nft", "list", "table", "inet", &table]);
+        Phases {
+            preflight: check(
+                format!("nft works and table {table} does not exist yet"),
+                format!("command -v nft >/dev/null && ! {list} >/dev/null 2>&1"),
+            ),
+            inject: format!("{} | nft -f -", join(&printf)),
+            verify: check(
+                format!("table {table} holds its {count} fault rule(s)"),
+                format!("[ \"$({list} | grep -c -E ' (drop|reject)')\" -ge {count} ]"),
+            ),
+            revert: Some(format!(
+                "{} 2>/dev/null; true",
+                join(&["nft", "delete", "table", "inet", &table])
+            )),
+            verify_reverted: Some(check(
+                format!("table {table} is gone"),
+                format!("! {list} >/dev/null 2>&1"),
+            )),
+            deadman: true,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn network_delay(
+        &self,
+        options: &PlanOptions,
+        delay: Duration,
+        jitter: Duration,
+        interface: &str,
+        direction: Direction,
+        peers: &[Peer],
+        ports: &[u16],
+    ) -> Result<Phases, Error> {
+        let peers = peer_addresses(peers)?;
+        let delay_ms = delay.as_millis();
+        let jitter_ms = jitter.as_millis();
+        match options.delay_backend {
+            DelayBackend::Netem => {
+                if direction != Direction::Egress || !peers.is_empty() || !ports.is_empty() {
+                    return Err(Error::Invalid(
+                        "the netem delay backend does egress on the whole interface only; use the nfqueue backend for ingress, peers or ports".into(),
+                    ));
+                }
+                let show = join(&["tc", "qdisc", "show", "dev", interface, "root"]);
+                Ok(Phases {
+                    preflight: check(
+                        format!("sch_netem is available and {interface} exists"),
+                        format!(
+                            "{} >/dev/null && (modprobe -q sch_netem 2>/dev/null; [ -d /sys/module/sch_netem ]) && ! {show} | grep -q -E 'netem|tbf|htb'",
+                            join(&["ip", "link", "show", "dev", interface])
+                        ),
+                    ),
+                    inject: join(&[
+                        "tc".to_owned(),
+                        "qdisc".into(),
+                        "replace".into(),
+                        "dev".into(),
+                        interface.into(),
+                        "root".into(),
+                        "netem".into(),
+                        "delay".into(),
+                        format!("{delay_ms}ms"),
+                        format!("{jitter_ms}ms"),
+                    ]),
+                    verify: check(
+                        format!("netem is the root qdisc of {interface}"),
+                        format!("{show} | grep -q netem"),
+                    ),
+                    revert: Some(format!(
+                        "{show} | grep -q netem && {}; true",
+                        join(&["tc", "qdisc", "del", "dev", interface, "root"])
+                    )),
+                    verify_reverted: Some(check(
+                        format!("no netem on {interface}"),
+                        format!("! {show} | grep -q netem"),
+                    )),
+                    deadman: true,
+                })
+            }
+            DelayBackend::Nfqueue => {
+                if peers.iter().any(|(v6, _)| *v6) {
+                    return Err(Error::Invalid(
+                        "the nfqueue delay backend takes IPv4 peers only".into(),
+                    ));
+                }
+                let queue = self.queue_number();
+                let unit = format!("bfly-delay-{}.service", self.id);
+                let chain_out = format!("BFLY_{}_O", self.id.to_ascii_uppercase());
+                let chain_in = format!("BFLY_{}_I", self.id.to_ascii_uppercase());
+                let ipt = |args: &[&str]| {
+                    let mut argv = vec!["iptables", "-w", "-t", "mangle"];
+                    argv.extend_from_slice(args);
+                    join(&argv)
+                };
+                let mut inject = vec![join(&[
+                    "systemd-run".to_owned(),
+                    "--quiet".to_owned(),
+                    "--collect".to_owned(),
+                    format!("--unit={unit}"),
+                    options.delayer_path.clone(),
+                    "--queue".to_owned(),
+                    queue.to_string(),
+                    "--delay-ms".to_owned(),
+                    delay_ms.to_string(),
+                    "--jitter-ms".to_owned(),
+                    jitter_ms.to_string(),
+                ])];
+                let mut chains: Vec<(&str, &str, &str)> = Vec::new();
+                if matches!(direction, Direction::Egress | Direction::Both) {
+                    chains.push((&chain_out, "OUTPUT", "-d"));
+                }
+                if matches!(direction, Direction::Ingress | Direction::Both) {
+                    chains.push((&chain_in, "PREROUTING", "-s"));
+                }
+                let ssh_port = self.host.ssh_port().map(|port| port.to_string());
+                let queue_text = queue.to_string();
+                for (chain, hook, peer_flag) in &chains {
+                    inject.push(ipt(&["-N", chain]));
+                    if let Some(port) = &ssh_port {
+                        inject.push(ipt(&[
+                            "-A", chain, "-p", "tcp", "--sport", port, "-j", "RETURN",
+                        ]));
+                        inject.push(ipt(&[
+                            "-A", chain, "-p", "tcp", "--dport", port, "-j", "RETURN",
+                        ]));
+                    }
+                    let nfqueue = [
+                        "-j",
+                        "NFQUEUE",
+                        "--queue-num",
+                        queue_text.as_str(),
+                        "--queue-bypass",
+                    ];
+                    let peer_options: Vec<Vec<&str>> = if peers.is_empty() {
+                        vec![vec![]]
+                    } else {
+                        peers
+                            .iter()
+                            .map(|(_, address)| vec![*peer_flag, address.as_str()])
+                            .collect()
+                    };
+                    let port_list = ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let port_options: Vec<Vec<&str>> = if ports.is_empty() {
+                        vec![vec![]]
+                    } else {
+                        let mut options = Vec::new();
+                        for protocol in ["tcp", "udp"] {
+                            for flag in ["--dports", "--sports"] {
+                                options.push(vec![
+                                    "-p",
+                                    protocol,
+                                    "-m",
+                                    "multiport",
+                                    flag,
+                                    port_list.as_str(),
+                                ]);
+                            }
+                        }
+                        options
+                    };
+                    for peer in &peer_options {
+                        for port in &port_options {
+                            let mut args = vec!["-A", chain];
+                            args.extend(peer.iter().copied());
+                            args.extend(port.iter().copied());
+                            args.extend(nfqueue);
+                            inject.push(ipt(&args));
+                        }
+                    }
+                    inject.push(ipt(&["-A", hook, "-j", chain]));
+                }
+                let mut verify = vec![is_active(&unit)];
+                let mut revert = Vec::new();
+                let mut gone = vec![format!("! {}", is_active(&unit))];
+                for (chain, hook, _) in &chains {
+                    verify.push(ipt(&["-C", hook, "-j", chain]));
+                    revert.push(format!("{} 2>/dev/null", ipt(&["-D", hook, "-j", chain])));
+                    revert.push(format!("{} 2>/dev/null", ipt(&["-F", chain])));
+                    revert.push(format!("{} 2>/dev/null", ipt(&["-X", chain])));
+                    gone.push(format!("! {} >/dev/null 2>&1", ipt(&["-S", chain])));
+                }
+                revert.push(format!("systemctl stop {} 2>/dev/null", quote(&unit)));
+                revert.push("true".into());
+                let _ = interface;
+                Ok(Phases {
+                    preflight: check(
+                        format!(
+                            "iptables, systemd-run and the delayer {} are present",
+                            options.delayer_path
+                        ),
+                        format!(
+                            "command -v iptables >/dev/null && command -v systemd-run >/dev/null && [ -x {} ] && ! {} >/dev/null 2>&1",
+                            quote(&options.delayer_path),
+                            ipt(&["-S", chains[0].0])
+                        ),
+                    ),
+                    inject: inject.join(" && "),
+                    verify: check(
+                        format!("the delayer {unit} runs and its chains are hooked"),
+                        verify.join(" && "),
+                    ),
+                    revert: Some(revert.join("; ")),
+                    verify_reverted: Some(check(
+                        "the delayer and its chains are gone",
+                        gone.join(" && "),
+                    )),
+                    deadman: true,
+                })
+            }
+        }
+    }
+
+    /// An NFQUEUE number derived from the fault id (1000..=60999), so that faults do not share a queue.
+    pub fn queue_number(&self) -> u16 {
+        let value = u32::from_str_radix(self.id, 16).unwrap_or(0);
+        (1000 + value % 60000) as u16
+    }
+
+    fn network_bandwidth(
+        &self,
+        rate: u64,
+        burst: u64,
+        interface: &str,
+        direction: Direction,
+    ) -> Result<Phases, Error> {
+        let tbf = |device: &str| {
+            join(&[
+                "tc".to_owned(),
+                "qdisc".into(),
+                "replace".into(),
+                "dev".into(),
+                device.into(),
+                "root".into(),
+                "tbf".into(),
+                "rate".into(),
+                format!("{rate}bit"),
+                "burst".into(),
+                burst.to_string(),
+                "latency".into(),
+                "100ms".into(),
+            ])
+        };
+        let show_root = |device: &str| join(&["tc", "qdisc", "show", "dev", device, "root"]);
+        let link = |device: &str| join(&["ip", "link", "show", "dev", device]);
+        match direction {
+            Direction::Egress => Ok(Phases {
+                preflight: check(
+                    format!("{interface} exists without a shaping qdisc"),
+                    format!(
+                        "command -v tc >/dev/null && {} >/dev/null && ! {} | grep -q -E 'tbf|htb|netem'",
+                        link(interface),
+                        show_root(interface)
+                    ),
+                ),
+                inject: tbf(interface),
+                verify: check(
+                    format!("tbf is the root qdisc of {interface}"),
+                    format!("{} | grep -q 'qdisc tbf'", show_root(interface)),
+                ),
+                revert: Some(format!(
+                    "{} | grep -q 'qdisc tbf' && {}; true",
+                    show_root(interface),
+                    join(&["tc", "qdisc", "del", "dev", interface, "root"])
+                )),
+                verify_reverted: Some(check(
+                    format!("no tbf on {interface}"),
+                    format!("! {} | grep -q 'qdisc tbf'", show_root(interface)),
+                )),
+                deadman: true,
+            }),
+            Direction::Ingress => {
+                let ifb = format!("bfb{}", self.id);
+                let ingress = join(&["tc", "qdisc", "show", "dev", interface, "ingress"]);
+                Ok(Phases {
+                    preflight: check(
+                        format!("{interface} exists without an ingress qdisc"),
+                        format!(
+                            "command -v tc >/dev/null && {} >/dev/null && ! {ingress} | grep -q ingress",
+                            link(interface)
+                        ),
+                    ),
+                    inject: [
+                        join(&["ip", "link", "add", &ifb, "type", "ifb"]),
+                        join(&["ip", "link", "set", &ifb, "up"]),
+                        join(&[
+                            "tc", "qdisc", "add", "dev", interface, "handle", "ffff:", "ingress",
+                        ]),
+                        join(&[
+                            "tc", "filter", "add", "dev", interface, "parent", "ffff:", "protocol",
+                            "all", "u32", "match", "u32", "0", "0", "action", "mirred", "egress",
+                            "redirect", "dev", &ifb,
+                        ]),
+                        tbf(&ifb),
+                    ]
+                    .join(" && "),
+                    verify: check(
+                        format!("ingress of {interface} is redirected through {ifb} with tbf"),
+                        format!(
+                            "{} | grep -q 'qdisc tbf' && {} | grep -q {}",
+                            show_root(&ifb),
+                            join(&["tc", "filter", "show", "dev", interface, "parent", "ffff:"]),
+                            quote(&ifb)
+                        ),
+                    ),
+                    revert: Some(format!(
+                        "{ingress} | grep -q ingress && {}; {} >/dev/null 2>&1 && {}; true",
+                        join(&["tc", "qdisc", "del", "dev", interface, "ingress"]),
+                        link(&ifb),
+                        join(&["ip", "link", "del", &ifb])
+                    )),
+                    verify_reverted: Some(check(
+                        format!("no ingress qdisc on {interface} and no {ifb}"),
+                        format!(
+                            "! {ingress} | grep -q ingress && ! {} >/dev/null 2>&1",
+                            link(&ifb)
+                        ),
+                    )),
+                    deadman: true,
+                })
+            }
+            Direction::Both => Err(Error::Invalid(
+                "network-bandwidth takes egress or ingress, not both".into(),
+            )),
+        }
+    }
+
+    fn disk_fill(&self, path: &str, amount: FillAmount, force: bool) -> Result<Phases, Error> {
+        let file = format!("{}/.bfly-fill-{}", path.trim_end_matches('/'), self.id);
+        let keep = if force {
+            0
+        } else {
+            DISK_FILL_KEEP_FREE_PERCENT
+        };
+        let want = match amount {
+            FillAmount::Size(size) => size.0.to_string(),
+            FillAmount::Percent(percent) => {
+                if !force && percent.get() > (100 - DISK_FILL_KEEP_FREE_PERCENT) as f64 {
+                    return Err(Error::Refused(format!(
+                        "disk-fill to {}% leaves less than the {DISK_FILL_KEEP_FREE_PERCENT}% safety margin; set force",
+                        percent.get()
+                    )));
+                }
+                let basis_points = (percent.get() * 100.0).round() as u64;
+                format!("$(((used + avail) / 10000 * {basis_points} - used))")
+            }
+        };
+        // Sizes are relative to what df reports (used + available), so that "90%" is what
+        // `df` shows afterwards; root-reserved blocks are never counted as fillable.
+        let df = format!(
+            "set -- $(df -P -B1 {} | awk 'NR == 2 {{print $3, $4}}') && used=$1 avail=$2",
+            quote(path)
+        );
+        let over_limit = if force {
+            "want=$room".to_owned()
+        } else {
+            "echo \"filling $want bytes would leave less than the safety margin ($room bytes may be used); set force\" >&2; exit 1".to_owned()
+        };
+        let quoted = quote(&file);
+        Ok(Phases {
+            preflight: check(
+                format!("{path} is a directory and fallocate exists"),
+                format!(
+                    "[ -d {} ] && command -v fallocate >/dev/null && [ ! -e {quoted} ]",
+                    quote(path)
+                ),
+            ),
+            inject: format!(
+                "{df} && want={want} && room=$((avail - (used + avail) / 100 * {keep})) && \
+                 if [ \"$want\" -gt \"$room\" ]; then {over_limit}; fi && \
+                 [ \"$want\" -gt 0 ] && {{ fallocate -l \"$want\" {quoted} || [ -s {quoted} ]; }} && echo \"$want\""
+            ),
+            verify: check(
+                format!("{file} holds the space"),
+                format!(
+                    "[ -f {quoted} ] && [ \"$(du -B1 {quoted} | cut -f1)\" -ge $(({INJECT_CAPTURE} / 10 * 9)) ]"
+                ),
+            ),
+            revert: Some(format!("rm -f {quoted}")),
+            verify_reverted: Some(check(
+                format!("{file} is gone"),
+                format!("[ ! -e {quoted} ]"),
+            )),
+            deadman: true,
+        })
+    }
+
+    /// Runs `command` as a transient unit bounded by its own timeout (stress-ng, lock sessions).
+    fn helper_unit_phases(
+        &self,
+        unit: &str,
+        command: &str,
+        seconds: u64,
+        preflight_extra: Option<String>,
+    ) -> Phases {
+        let service = format!("{unit}.service");
+        let mut preflight =
+            "command -v systemd-run >/dev/null && command -v stress-ng >/dev/null".to_owned();
+        if let Some(extra) = preflight_extra {
+            preflight = format!("{preflight} && {extra}");
+        }
+        Phases {
+            preflight: check(
+                "systemd-run and stress-ng exist and the size is bounded",
+                preflight,
+            ),
+            inject: format!(
+                "systemd-run --quiet --collect {} {} {command}",
+                quote(&format!("--unit={service}")),
+                quote(&format!("--property=RuntimeMaxSec={seconds}"))
+            ),
+            verify: check(
+                format!("{service} runs"),
+                format!(
+                    "{} && [ {} -gt 0 ]",
+                    is_active(&service),
+                    unit_property(&service, "MainPID")
+                ),
+            ),
+            revert: Some(format!(
+                "systemctl stop {} 2>/dev/null; true",
+                quote(&service)
+            )),
+            verify_reverted: Some(check(
+                format!("{service} is gone"),
+                format!("! {}", is_active(&service)),
+            )),
+            deadman: false,
+        }
+    }
+
+    fn clock_skew(&self, offset_seconds: i64) -> Result<Phases, Error> {
+        let unit = service_unit(self)?.as_str();
+        let full_unit = if unit.contains('.') {
+            unit.to_owned()
+        } else {
+            format!("{unit}.service")
+        };
+        let dir = format!("/run/systemd/system/{full_unit}.d");
+        let file = format!("{dir}/50-bfly-clock-{}.conf", self.id);
+        let faketime = format!("{offset_seconds:+}");
+        let main_pid = unit_property(unit, "MainPID");
+        let preloaded = "grep -q libfaketime \"/proc/$pid/maps\"";
+        let environment = format!(
+            "Environment=LD_PRELOAD={PREFLIGHT_CAPTURE} FAKETIME={faketime} FAKETIME_DONT_FAKE_MONOTONIC=1"
+        );
+        Ok(Phases {
+            preflight: check(
+                format!("{unit} is active and libfaketime is installed"),
+                format!(
+                    "{} && lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n 1) && [ -n \"$lib\" ] && echo \"$lib\"",
+                    is_active(unit)
+                ),
+            ),
+            inject: format!(
+                "{} && {} > {} && systemctl daemon-reload && {}",
+                join(&["mkdir", "-p", &dir]),
+                join(&["printf", "%s\\n", "[Service]", &environment]),
+                quote(&file),
+                join(&["systemctl", "restart", unit])
+            ),
+            verify: check(
+                format!(
+                    "the main process of {unit} runs under libfaketime with FAKETIME={faketime}"
+                ),
+                format!(
+                    "pid={main_pid} && [ \"$pid\" -gt 0 ] && {preloaded} && tr '\\0' '\\n' < \"/proc/$pid/environ\" | grep -qx {}",
+                    quote(&format!("FAKETIME={faketime}"))
+                ),
+            ),
+            revert: Some(format!(
+                "rm -f {}; systemctl daemon-reload; pid={main_pid}; if [ \"$pid\" -gt 0 ] && {preloaded}; then {}; fi; true",
+                quote(&file),
+                join(&["systemctl", "restart", unit])
+            )),
+            verify_reverted: Some(check(
+                format!("{unit} runs without libfaketime and the drop-in is gone"),
+                format!(
+                    "[ ! -e {} ] && {} && pid={main_pid} && [ \"$pid\" -gt 0 ] && ! {preloaded}",
+                    quote(&file),
+                    is_active(unit)
+                ),
+            )),
+            deadman: true,
+        })
+    }
+}
+
+/// Finds the MariaDB client (`mariadb` or `mysql`) into `$m`.
+const MYSQL: &str = "m=$(command -v mariadb || command -v mysql)";
+
+struct Phases {
+    preflight: Check,
+    inject: String,
+    verify: Check,
+    revert: Option<String>,
+    verify_reverted: Option<Check>,
+    deadman: bool,
+}
+
+fn is_safe_id(id: &str) -> bool {
+    id.len() == 8
+        && id
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+fn family(is_v6: bool) -> &'static str {
+    if is_v6 { "ip6" } else { "ip" }
+}
+
+/// nft rules in `chain`, one per peer (or one for all), matching `ports` on each of `port_fields`.
+fn match_rules(
+    chain: &str,
+    peers: &[(bool, String)],
+    ports: &[u16],
+    address_field: &str,
+    port_fields: &[&str],
+    verdict: &str,
+) -> Vec<(String, String)> {
+    let peer_matches: Vec<String> = if peers.is_empty() {
+        vec![String::new()]
+    } else {
+        peers
+            .iter()
+            .map(|(v6, address)| format!("{} {address_field} {address} ", family(*v6)))
+            .collect()
+    };
+    let port_matches: Vec<String> = if ports.is_empty() {
+        vec![String::new()]
+    } else {
+        port_fields
+            .iter()
+            .map(|field| {
+                format!(
+                    "meta l4proto {{ tcp, udp }} th {field} {{ {} }} ",
+                    port_set(ports)
+                )
+            })
+            .collect()
+    };
+    let mut rules = Vec::new();
+    for peer in &peer_matches {
+        for port in &port_matches {
+            rules.push((chain.to_owned(), format!("{peer}{port}{verdict}")));
+        }
+    }
+    rules
+}
+
+fn tcp_port_rules(
+    chain: &str,
+    peers: &[(bool, String)],
+    ports: &[u16],
+    address_field: &str,
+    verdict: &str,
+) -> Vec<(String, String)> {
+    let port_match = format!("tcp dport {{ {} }}", port_set(ports));
+    if peers.is_empty() {
+        return vec![(chain.to_owned(), format!("{port_match} {verdict}"))];
+    }
+    peers
+        .iter()
+        .map(|(v6, address)| {
+            (
+                chain.to_owned(),
+                format!(
+                    "{} {address_field} {address} {port_match} {verdict}",
+                    family(*v6)
+                ),
+            )
+        })
+        .collect()
+}
+
+fn port_set(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Reach, SshSpec};
+    use crate::plan::{Captured, substitute};
+    use scenarios::units::{Bytes, InterfaceName, PathName, Percent, ProcessName, SqlIdent};
+
+    const ID: &str = "0a1b2c3d";
+
+    fn ssh_host() -> HostSpec {
+        HostSpec {
+            name: "compute1".into(),
+            reach: Reach::Ssh(SshSpec {
+                address: "10.77.0.3".into(),
+                user: "root".into(),
+                port: 22,
+                identity: None,
+                known_hosts: None,
+                insecure_accept_any_host_key: false,
+            }),
+            sudo: false,
+        }
+    }
+
+    fn service(unit: &str) -> ServiceRef {
+        ServiceRef {
+            name: scenarios::units::Ident::new("svc").unwrap(),
+            unit: UnitName::new(unit).unwrap(),
+            process: None,
+            ports: vec![8774],
+        }
+    }
+
+    fn peer(address: &str) -> Peer {
+        Peer {
+            name: "controller".into(),
+            address: address.into(),
+        }
+    }
+
+    /// One representative fault per kind, in catalog order.
+    fn samples() -> Vec<Fault> {
+        vec![
+            Fault::ProcessKill {
+                signal: Signal::Kill,
+                process: None,
+            },
+            Fault::ProcessKill {
+                signal: Signal::Term,
+                process: Some(ProcessName::new("nova-conductor").unwrap()),
+            },
+            Fault::ServiceStop,
+            Fault::ServiceRestart,
+            Fault::ServiceKill {
+                signal: Signal::Kill,
+            },
+            Fault::ProcessFreeze {
+                method: FreezeMethod::Cgroup,
+            },
+            Fault::ProcessFreeze {
+                method: FreezeMethod::Sigstop,
+            },
+            Fault::NetworkDelay {
+                delay: Duration::from_millis(100),
+                jitter: Duration::from_millis(10),
+                interface: InterfaceName::new("eth0").unwrap(),
+                direction: Direction::Both,
+                peers: vec![peer("10.77.0.2")],
+                ports: vec![5672],
+            },
+            Fault::NetworkLoss {
+                percent: Percent::new(30.0).unwrap(),
+                direction: Direction::Both,
+                peers: vec![peer("10.77.0.2")],
+                ports: vec![],
+            },
+            Fault::NetworkPartition {
+                peers: vec![peer("10.77.0.0/24"), peer("fd00::2")],
+                ports: vec![],
+            },
+            Fault::NetworkReset {
+                ports: vec![5672, 3306],
+                peers: vec![],
+            },
+            Fault::NetworkBandwidth {
+                rate_bits_per_second: 1_000_000,
+                burst: Bytes(32768),
+                interface: InterfaceName::new("eth0").unwrap(),
+                direction: Direction::Egress,
+            },
+            Fault::NetworkBandwidth {
+                rate_bits_per_second: 1_000_000,
+                burst: Bytes(32768),
+                interface: InterfaceName::new("eth0").unwrap(),
+                direction: Direction::Ingress,
+            },
+            Fault::DiskFill {
+                path: PathName::new("/srv").unwrap(),
+                amount: FillAmount::Percent(Percent::new(90.0).unwrap()),
+                force: false,
+            },
+            Fault::DiskFill {
+                path: PathName::new("/srv/data").unwrap(),
+                amount: FillAmount::Size(Bytes(8 << 20)),
+                force: true,
+            },
+            Fault::CpuStress {
+                workers: 2,
+                load: Percent::new(80.0).unwrap(),
+            },
+            Fault::MemoryStress {
+                size: Bytes(256 << 20),
+                workers: 2,
+            },
+            Fault::ClockSkew {
+                offset_seconds: -1800,
+            },
+            Fault::RabbitmqCloseConnections,
+            Fault::RabbitmqMemoryAlarm,
+            Fault::RabbitmqStopApp,
+            Fault::MariadbKillConnections {
+                user: Some(SqlIdent::new("nova").unwrap()),
+            },
+            Fault::MariadbLockTables {
+                database: SqlIdent::new("nova").unwrap(),
+                tables: vec![
+                    SqlIdent::new("instances").unwrap(),
+                    SqlIdent::new("services").unwrap(),
+                ],
+            },
+        ]
+    }
+
+    fn plan_of(fault: &Fault, options: &PlanOptions) -> Result<FaultPlan, Error> {
+        let host = ssh_host();
+        let service = service("devstack@n-cpu");
+        FaultInput {
+            id: ID,
+            fault,
+            host: &host,
+            service: Some(&service),
+            duration: Duration::from_secs(60),
+        }
+        .plan(options)
+    }
+
+    #[test]
+    fn every_fault_kind_has_a_plan() {
+        let planned: std::collections::BTreeSet<_> = samples()
+            .iter()
+            .map(|fault| plan_of(fault, &PlanOptions::default()).unwrap().kind)
+            .collect();
+        for kind in scenarios::fault::FAULT_KINDS {
+            assert!(planned.contains(kind.name()), "no sample for {kind}");
+        }
+    }
+
+    /// Every generated script is valid POSIX sh (checked with `sh -n`), with captures filled in.
+    #[test]
+    fn every_script_parses_as_posix_sh() {
+        let pre = Captured::from_output("1234").unwrap();
+        let inj = Captured::from_output("1234 5678").unwrap();
+        for fault in samples() {
+            let plan = plan_of(&fault, &PlanOptions::default()).unwrap();
+            let mut scripts = vec![
+                plan.preflight.script.clone(),
+                plan.inject.clone(),
+                plan.verify.script.clone(),
+            ];
+            scripts.extend(plan.revert.clone());
+            scripts.extend(
+                plan.verify_reverted
+                    .as_ref()
+                    .map(|check| check.script.clone()),
+            );
+            if let Some(revert) = &plan.revert {
+                scripts.push(crate::plan::deadman_arm(
+                    &plan.id,
+                    Duration::from_secs(90),
+                    revert,
+                ));
+            }
+            for script in scripts {
+                let script = substitute(&script, &pre, &inj);
+                let status = std::process::Command::new("sh")
+                    .args(["-n", "-c", &script])
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{}: not valid sh: {script}", plan.kind);
+            }
+        }
+    }
+
+    #[test]
+    fn dry_run_shows_the_exact_commands_of_every_kind() {
+        let mut text = String::new();
+        for fault in samples() {
+            let plan = plan_of(&fault, &PlanOptions::default()).unwrap();
+            text.push_str(&plan.dry_run(Duration::from_secs(30)).to_string());
+        }
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn sudo_hosts_get_sudo_n() {
+        let mut host = ssh_host();
+        host.sudo = true;
+        let service = service("devstack@n-cpu");
+        let plan = FaultInput {
+            id: ID,
+            fault: &Fault::ServiceStop,
+            host: &host,
+            service: Some(&service),
+            duration: Duration::from_secs(5),
+        }
+        .plan(&PlanOptions::default())
+        .unwrap();
+        let dry = plan.dry_run(Duration::from_secs(30));
+        assert!(
+            dry.steps
+                .iter()
+                .all(|(_, line)| line.starts_with("sudo -n sh -c ")),
+            "{dry}"
+        );
+    }
+
+    #[test]
+    fn destructive_targets_are_refused_without_the_flag() {
+        let host = ssh_host();
+        let sshd = service("ssh.service");
+        let cases: Vec<(Fault, Option<&ServiceRef>)> = vec![
+            (Fault::ServiceStop, Some(&sshd)),
+            (
+                Fault::ProcessKill {
+                    signal: Signal::Kill,
+                    process: Some(ProcessName::new("sshd").unwrap()),
+                },
+                None,
+            ),
+            (
+                Fault::DiskFill {
+                    path: PathName::new("/").unwrap(),
+                    amount: FillAmount::Size(Bytes(1)),
+                    force: false,
+                },
+                None,
+            ),
+            (
+                Fault::NetworkPartition {
+                    peers: vec![],
+                    ports: vec![],
+                },
+                None,
+            ),
+            (
+                Fault::NetworkPartition {
+                    peers: vec![peer("0.0.0.0/0")],
+                    ports: vec![],
+                },
+                None,
+            ),
+            (
+                Fault::NetworkPartition {
+                    peers: vec![],
+                    ports: vec![22],
+                },
+                None,
+            ),
+            (
+                Fault::NetworkReset {
+                    peers: vec![],
+                    ports: vec![22],
+                },
+                None,
+            ),
+        ];
+        for (fault, service) in cases {
+            let input = FaultInput {
+                id: ID,
+                fault: &fault,
+                host: &host,
+                service,
+                duration: Duration::from_secs(5),
+            };
+            let error = input.plan(&PlanOptions::default()).unwrap_err();
+            assert!(matches!(error, Error::Refused(_)), "{fault:?}: {error}");
+            let allowed = PlanOptions {
+                allow_destructive: true,
+                ..PlanOptions::default()
+            };
+            assert!(
+                input.plan(&allowed).is_ok(),
+                "{fault:?} should pass with allow_destructive"
+            );
+        }
+        let too_full = Fault::DiskFill {
+            path: PathName::new("/srv").unwrap(),
+            amount: FillAmount::Percent(Percent::new(99.0).unwrap()),
+            force: false,
+        };
+        assert!(matches!(
+            plan_of(&too_full, &PlanOptions::default()),
+            Err(Error::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn injection_strings_are_refused_in_every_field() {
+        let hostile = [
+            "a;reboot", "$(id)", "`id`", "x y", "-rf", "a'b", "a\nb", "a|b", "../etc",
+        ];
+        for text in hostile {
+            assert!(UnitName::new(text).is_err(), "unit {text}");
+            assert!(ProcessName::new(text).is_err(), "process {text}");
+            assert!(InterfaceName::new(text).is_err(), "interface {text}");
+            assert!(SqlIdent::new(text).is_err(), "sql {text}");
+            assert!(
+                PathName::new(&format!("/srv/{text}")).is_err()
+                    || !text.contains(['/', ';', '$', '`', ' ', '\'', '\n', '|']),
+                "path {text}"
+            );
+            // Peers carry addresses as text: the catalog parses them again and refuses.
+            let fault = Fault::NetworkPartition {
+                peers: vec![peer(&format!("10.0.0.1{text}"))],
+                ports: vec![],
+            };
+            assert!(
+                matches!(
+                    plan_of(&fault, &PlanOptions::default()),
+                    Err(Error::Invalid(_))
+                ),
+                "peer {text}"
+            );
+        }
+        let host = ssh_host();
+        for id in ["0a1b2c3d; reboot", "ABCDEF12", "short", ""] {
+            let input = FaultInput {
+                id,
+                fault: &Fault::ServiceStop,
+                host: &host,
+                service: None,
+                duration: Duration::from_secs(1),
+            };
+            assert!(
+                matches!(input.plan(&PlanOptions::default()), Err(Error::Invalid(_))),
+                "id {id:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn service_faults_without_a_service_are_invalid() {
+        let host = ssh_host();
+        for fault in [
+            Fault::ServiceStop,
+            Fault::ClockSkew { offset_seconds: 60 },
+            Fault::ProcessKill {
+                signal: Signal::Kill,
+                process: None,
+            },
+        ] {
+            let input = FaultInput {
+                id: ID,
+                fault: &fault,
+                host: &host,
+                service: None,
+                duration: Duration::from_secs(1),
+            };
+            assert!(
+                matches!(input.plan(&PlanOptions::default()), Err(Error::Invalid(_))),
+                "{fault:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn netem_backend_is_egress_only_and_keeps_the_ssh_port_out_of_nfqueue() {
+        let netem = PlanOptions {
+            delay_backend: DelayBackend::Netem,
+            ..PlanOptions::default()
+        };
+        let egress = Fault::NetworkDelay {
+            delay: Duration::from_millis(50),
+            jitter: Duration::ZERO,
+            interface: InterfaceName::new("eth0").unwrap(),
+            direction: Direction::Egress,
+            peers: vec![],
+            ports: vec![],
+        };
+        let plan = plan_of(&egress, &netem).unwrap();
+        assert!(
+            plan.inject.contains("netem delay 50ms 0ms"),
+            "{}",
+            plan.inject
+        );
+        assert_eq!(plan.delayer, None);
+        let nfq = plan_of(&egress, &PlanOptions::default()).unwrap();
+        assert!(
+            nfq.inject.contains("--sport 22 -j RETURN"),
+            "{}",
+            nfq.inject
+        );
+        assert_eq!(nfq.delayer.as_deref(), Some(DEFAULT_DELAYER_PATH));
+        let ingress = Fault::NetworkDelay {
+            delay: Duration::from_millis(50),
+            jitter: Duration::ZERO,
+            interface: InterfaceName::new("eth0").unwrap(),
+            direction: Direction::Ingress,
+            peers: vec![],
+            ports: vec![],
+        };
+        assert!(matches!(plan_of(&ingress, &netem), Err(Error::Invalid(_))));
+    }
+}

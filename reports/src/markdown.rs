@@ -1,0 +1,121 @@
+//! `summary.md`: a short verdict table for a pull-request comment.
+
+use std::fmt::Write as _;
+
+use crate::fmt;
+use crate::model::{Report, RunOutcome, Verdict};
+
+/// Renders the Markdown summary.
+pub fn render(report: &Report) -> String {
+    let hypotheses: Vec<_> = report.hypotheses().collect();
+    let held = hypotheses
+        .iter()
+        .filter(|(_, _, h)| h.verdict == Verdict::Pass)
+        .count();
+    let mut out = String::new();
+    let icon = if report.passed() { "✅" } else { "❌" };
+    let _ = writeln!(
+        out,
+        "## {icon} {campaign}: {held} of {total} hypotheses held",
+        campaign = cell(&report.campaign.name),
+        total = hypotheses.len()
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Run `{}` · seed {} · butterfly {} · {} `{}`",
+        report.run_id,
+        report.campaign.seed,
+        report.environment.butterfly_version,
+        report.environment.testbed.kind,
+        report.environment.testbed.cloud,
+    );
+    match report.outcome {
+        RunOutcome::Completed => {}
+        RunOutcome::Aborted => {
+            let _ = writeln!(
+                out,
+                "\n**The run was aborted by a guardrail; later experiments did not run.**"
+            );
+        }
+        RunOutcome::Interrupted => {
+            let _ = writeln!(
+                out,
+                "\n**The run was interrupted; later experiments did not run.**"
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| Experiment | Hypothesis | Window | Required | Observed | Verdict |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for (experiment, repetition, h) in &hypotheses {
+        let name = if experiment.repetitions.len() > 1 {
+            format!("{} #{}", experiment.name, repetition.index + 1)
+        } else {
+            experiment.name.clone()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} {} | {} | {} |",
+            cell(&name),
+            cell(&h.name),
+            h.window.as_str(),
+            h.comparison.symbol(),
+            fmt::value(h.bound, &h.unit),
+            fmt::opt_value(h.observed, &h.unit),
+            if h.verdict == Verdict::Pass {
+                "✅ pass"
+            } else {
+                "❌ **fail**"
+            },
+        );
+    }
+    let failures: Vec<_> = hypotheses
+        .iter()
+        .filter(|(_, _, h)| h.verdict == Verdict::Fail)
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(out, "\n**Why it failed**\n");
+        for (experiment, _, h) in failures {
+            let _ = writeln!(
+                out,
+                "- {} / {}: {}",
+                cell(&experiment.name),
+                cell(&h.name),
+                cell(&h.reason)
+            );
+        }
+    }
+    if !report.detectors.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| Detector | Precision | Recall | F1 | Mean time to detect | Top-1 | False alarms/h |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for d in &report.detectors {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                cell(&d.detector),
+                fmt::score(d.precision),
+                fmt::score(d.recall),
+                fmt::score(d.f1),
+                fmt::opt_value(d.mean_time_to_detect_s, "s"),
+                d.localization_top1
+                    .map_or_else(|| fmt::DASH.to_owned(), fmt::percent),
+                d.false_alarms_per_hour
+                    .map_or_else(|| fmt::DASH.to_owned(), |v| fmt::trim(v, 1)),
+            );
+        }
+    }
+    let _ = writeln!(out, "\nFull report: `report.html` in the run directory.");
+    out
+}
+
+/// Makes text safe inside a table cell: no pipes or line breaks.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}

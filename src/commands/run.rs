@@ -1,0 +1,37 @@
+//! `butterfly run CAMPAIGN`: run a campaign against a cloud and write its reliability report.
+
+use std::path::PathBuf;
+
+use crate::exit::{CliError, Exit};
+use crate::runner::{self, RunOptions};
+
+/// Run a campaign: workload, tracing, faults at their triggers, hypotheses, detector scores.
+///
+/// Exit codes: 0 every hypothesis held, 1 one failed (or a guardrail aborted the run), 2 the
+/// campaign is invalid, 3 the testbed or cloud is not usable, 4 interrupted (after reverting).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  butterfly run scenarios/examples/ci-smoke.yaml\n  butterfly run --run-dir /tmp/run1 scenarios/examples/kill-conductor.yaml"
+)]
+pub struct Args {
+    /// The campaign file.
+    #[arg(value_name = "CAMPAIGN")]
+    pub campaign: PathBuf,
+    /// Where to write results (default: `OUTPUT_DIR/NAME-TIME`, from the campaign).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Do not check that every nova service is up before each repetition.
+    #[arg(long)]
+    pub skip_health_check: bool,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<Exit, CliError> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|error| CliError::Setup(format!("cannot start the async runtime: {error}")))?;
+    runtime.block_on(runner::run(RunOptions {
+        campaign: args.campaign,
+        run_dir: args.run_dir,
+        skip_health_check: args.skip_health_check,
+    }))
+}

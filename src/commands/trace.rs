@@ -1,0 +1,436 @@
+//! `butterfly trace`: run the AMQP and REST tracers standalone and write a trace directory, or
+//! `butterfly trace import` to rebuild graphs offline from recorded traces and other tools' spans.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use tokio::sync::{mpsc, watch};
+use tracer::amqp::{AmqpCapture, CaptureMode, RabbitmqctlSwitch, TraceSwitch};
+use tracer::pipeline::{Pipeline, TraceSummary};
+use tracer::proxy::{BoundProxy, ProxySpec};
+use tracer::secrets::redact_url;
+use tracer::stitch::StitchConfig;
+
+use crate::exit::{CliError, Exit};
+
+/// Arguments of `butterfly trace`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    /// Rebuild graphs offline instead of capturing.
+    #[command(subcommand)]
+    pub command: Option<TraceCommand>,
+    /// Capture options.
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+/// `butterfly trace` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Read recorded traces (trace directory, events.jsonl, firehose capture JSONL, Zipkin v2 JSON,
+    /// OTLP/JSON spans) and write the rebuilt transactions and graphs.
+    Import(ImportArgs),
+}
+
+/// Arguments of `butterfly trace import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Input files or trace directories (format detected from the content).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output trace directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Stitching options.
+    #[command(flatten)]
+    pub stitch: StitchArgs,
+}
+
+/// Stitcher limits.
+#[derive(Debug, clap::Args)]
+pub struct StitchArgs {
+    /// A transaction closes after this long without a new event.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// At most this many open transactions; the least recently active is evicted beyond it.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_open: usize,
+}
+
+/// Capture options of `butterfly trace`.
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    /// AMQP URL of the broker vhost, e.g. `amqp://openstack@10.77.0.1:5672/%2f`. The password
+    /// may be left out and given in BUTTERFLY_AMQP_PASSWORD instead.
+    #[arg(long)]
+    pub amqp: Option<String>,
+    /// How to switch the firehose on: `rabbitmqctl` (runs `rabbitmqctl trace_on` on this machine,
+    /// and `trace_off` at the end if it was off) or `none` (already on).
+    #[arg(long, default_value = "rabbitmqctl", value_parser = ["rabbitmqctl", "none"])]
+    pub firehose_switch: String,
+    /// Tap these exchanges with own queues instead of using the firehose (repeatable).
+    #[arg(long = "tap", value_name = "EXCHANGE")]
+    pub tap: Vec<String>,
+    /// A recording REST proxy `SERVICE=LISTEN=UPSTREAM`, e.g.
+    /// `nova-api=127.0.0.1:18774=http://10.77.0.2:8774` (repeatable).
+    #[arg(long = "rest-proxy", value_name = "SERVICE=LISTEN=UPSTREAM")]
+    pub rest_proxy: Vec<String>,
+    /// Output trace directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stop after this long (e.g. `30s`, `5m`); without it, run until Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stitching options.
+    #[command(flatten)]
+    pub stitch: StitchArgs,
+}
+
+impl StitchArgs {
+    fn config(&self) -> StitchConfig {
+        StitchConfig {
+            idle_timeout_us: i64::try_from(self.idle_timeout.as_micros()).unwrap_or(i64::MAX),
+            max_open: self.max_open.max(1),
+        }
+    }
+}
+
+/// Runs `butterfly trace`.
+pub fn run(args: Args) -> Result<Exit, CliError> {
+    match args.command {
+        Some(TraceCommand::Import(import)) => run_import(import),
+        None => run_capture(args.capture),
+    }
+}
+
+fn run_import(args: ImportArgs) -> Result<Exit, CliError> {
+    // Check every input before anything is written.
+    let problems: Vec<String> = args
+        .inputs
+        .iter()
+        .filter_map(|input| {
+            tracer::import::detect(input)
+                .err()
+                .map(|error| error.to_string())
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(CliError::InvalidInput(problems.join("\n")));
+    }
+    let mut pipeline = Pipeline::writing(args.stitch.config(), &args.out)
+        .map_err(|error| CliError::Setup(error.to_string()))?;
+    for input in &args.inputs {
+        tracer::import::import_into(input, &mut pipeline)
+            .map_err(|error| CliError::InvalidInput(error.to_string()))?;
+    }
+    let output = pipeline
+        .finish()
+        .map_err(|error| CliError::Setup(error.to_string()))?;
+    print_summary(&output.summary, &args.out);
+    Ok(Exit::Pass)
+}
+
+/// Puts `password` (from BUTTERFLY_AMQP_PASSWORD) into a URL that has a user but no password.
+fn with_password(url: &str, password: Option<String>) -> String {
+    let Some(password) = password else {
+        return url.to_owned();
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].split_once('@') {
+        Some((user, _)) if !user.contains(':') => {
+            let encoded: String = password
+                .bytes()
+                .map(|byte| {
+                    if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                        (byte as char).to_string()
+                    } else {
+                        format!("%{byte:02X}")
+                    }
+                })
+                .collect();
+            format!("{scheme}://{user}:{encoded}@{}", &rest[user.len() + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn run_capture(args: CaptureArgs) -> Result<Exit, CliError> {
+    let out = args
+        .out
+        .clone()
+        .ok_or_else(|| CliError::InvalidInput("--out DIR is required".to_owned()))?;
+    if args.amqp.is_none() && args.rest_proxy.is_empty() {
+        return Err(CliError::InvalidInput(
+            "nothing to trace: give --amqp URL and/or --rest-proxy SERVICE=LISTEN=UPSTREAM"
+                .to_owned(),
+        ));
+    }
+    if args.amqp.is_none() && !args.tap.is_empty() {
+        return Err(CliError::InvalidInput("--tap needs --amqp URL".to_owned()));
+    }
+    let mut problems = Vec::new();
+    let specs: Vec<ProxySpec> = args
+        .rest_proxy
+        .iter()
+        .filter_map(|text| {
+            text.parse()
+                .map_err(|error| problems.push(format!("--rest-proxy: {error}")))
+                .ok()
+        })
+        .collect();
+    if let Some(url) = &args.amqp
+        && let Err(error) = tracer::amqp::vhost_of(url)
+    {
+        problems.push(format!("--amqp: {error}"));
+    }
+    if !problems.is_empty() {
+        return Err(CliError::InvalidInput(problems.join("\n")));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| CliError::Setup(format!("starting the async runtime: {error}")))?;
+    runtime.block_on(capture(args, specs, out))
+}
+
+async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>, out: PathBuf) -> Result<Exit, CliError> {
+    let mut pipeline = Pipeline::writing(args.stitch.config(), &out)
+        .map_err(|error| CliError::Setup(error.to_string()))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut receiver: watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+    let (rest_tx, mut rest_rx) = mpsc::unbounded_channel();
+    let mut proxies = Vec::new();
+    for spec in specs {
+        let shown = format!("{} {} → {}", spec.service, spec.listen, spec.upstream);
+        let proxy = BoundProxy::bind(spec, rest_tx.clone())
+            .await
+            .map_err(|error| CliError::Setup(error.to_string()))?;
+        eprintln!("REST proxy {shown}");
+        proxies.push(tokio::spawn(proxy.serve(stopped(stop_rx.clone()))));
+    }
+    drop(rest_tx);
+    let (amqp_tx, mut amqp_rx) = mpsc::channel(65_536);
+    let mut amqp_task = None;
+    if let Some(url) = &args.amqp {
+        let mode = if args.tap.is_empty() {
+            let switch: Option<Arc<dyn TraceSwitch>> = match args.firehose_switch.as_str() {
+                "rabbitmqctl" => Some(Arc::new(RabbitmqctlSwitch::default())),
+                _ => None,
+            };
+            CaptureMode::Firehose { switch }
+        } else {
+            CaptureMode::Tap {
+                exchanges: args.tap.clone(),
+            }
+        };
+        let capture = AmqpCapture {
+            url: with_password(url, std::env::var("BUTTERFLY_AMQP_PASSWORD").ok()),
+            mode,
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(capture.run(amqp_tx, Some(ready_tx), stopped(stop_rx.clone())));
+        if ready_rx.await.is_err() {
+            let error = match task.await {
+                Ok(Err(error)) => error.to_string(),
+                _ => "the AMQP capture stopped before it started".to_owned(),
+            };
+            let _ = stop_tx.send(true);
+            let _ = pipeline.finish();
+            return Err(CliError::Setup(error));
+        }
+        eprintln!("AMQP capture from {}", redact_url(url));
+        amqp_task = Some(task);
+    } else {
+        drop(amqp_tx);
+    }
+
+    let deadline = async {
+        match args.duration {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut interrupted = false;
+    let mut failure = None;
+    let mut amqp_open = amqp_task.is_some();
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            _ = tokio::signal::ctrl_c() => {
+                interrupted = args.duration.is_some();
+                break;
+            }
+            record = amqp_rx.recv(), if amqp_open => match record {
+                Some(record) => {
+                    if let Err(error) = pipeline.push_amqp(&record) { failure = Some(error.to_string()); break; }
+                }
+                None => amqp_open = false,
+            },
+            Some(record) = rest_rx.recv() => {
+                if let Err(error) = pipeline.push_rest(&record) { failure = Some(error.to_string()); break; }
+            }
+            _ = ticker.tick() => {
+                if let Err(error) = pipeline.tick(jiff::Timestamp::now().as_microsecond()) {
+                    failure = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    // Take what the capture still had in flight, so nothing received is dropped: the channel
+    // closes when the capture task ends, which it does once its consumer is drained.
+    if amqp_open {
+        while let Some(record) = amqp_rx.recv().await {
+            if let Err(error) = pipeline.push_amqp(&record) {
+                failure = failure.or(Some(error.to_string()));
+            }
+        }
+    }
+    if let Some(task) = amqp_task {
+        match task.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => failure = failure.or(Some(error.to_string())),
+            Err(error) => failure = failure.or(Some(error.to_string())),
+        }
+    }
+    for proxy in proxies {
+        if let Ok(Err(error)) = proxy.await {
+            failure = failure.or(Some(error.to_string()));
+        }
+    }
+    while let Ok(record) = rest_rx.try_recv() {
+        let _ = pipeline.push_rest(&record);
+    }
+    let output = pipeline
+        .finish()
+        .map_err(|error| CliError::Setup(error.to_string()))?;
+    print_summary(&output.summary, &out);
+    if let Some(failure) = failure {
+        return Err(CliError::Setup(failure));
+    }
+    if interrupted {
+        return Err(CliError::Interrupted(
+            "trace stopped before --duration ended; files are complete".to_owned(),
+        ));
+    }
+    Ok(Exit::Pass)
+}
+
+fn print_summary(summary: &TraceSummary, out: &std::path::Path) {
+    println!(
+        "trace {}: {} transactions ({} background, {} evicted); AMQP {} received, {} decoded, {} opaque, {} deliveries; {} REST requests; {} imported; {} unattributed",
+        out.display(),
+        summary.transactions,
+        summary.stitch.background,
+        summary.stitch.evicted,
+        summary.amqp.received,
+        summary.amqp.decoded,
+        summary.amqp.opaque,
+        summary.amqp.delivered,
+        summary.rest_requests,
+        summary.imported,
+        summary.stitch.unattributed,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_fills_a_url_without_one() {
+        let password = || Some("p@ss/word".to_owned());
+        assert_eq!(
+            with_password("amqp://openstack@10.0.0.1:5672/%2f", password()),
+            "amqp://openstack:p%40ss%2Fword@10.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            with_password("amqp://u:given@h/v", password()),
+            "amqp://u:given@h/v"
+        );
+        assert_eq!(with_password("amqp://h/v", password()), "amqp://h/v");
+        assert_eq!(with_password("amqp://u@h/v", None), "amqp://u@h/v");
+    }
+
+    fn stitch_defaults() -> StitchArgs {
+        StitchArgs {
+            idle_timeout: Duration::from_secs(30),
+            max_open: 10_000,
+        }
+    }
+
+    #[test]
+    fn import_rebuilds_a_recorded_capture_into_a_trace_directory() {
+        let out = tempfile::tempdir().unwrap();
+        let capture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tracer/tests/fixtures/server-create-delete.amqp.jsonl");
+        let args = Args {
+            command: Some(TraceCommand::Import(ImportArgs {
+                inputs: vec![capture],
+                out: out.path().to_owned(),
+                stitch: stitch_defaults(),
+            })),
+            capture: CaptureArgs {
+                amqp: None,
+                firehose_switch: "rabbitmqctl".to_owned(),
+                tap: Vec::new(),
+                rest_proxy: Vec::new(),
+                out: None,
+                duration: None,
+                stitch: stitch_defaults(),
+            },
+        };
+        assert_eq!(run(args).unwrap(), Exit::Pass);
+        let transactions =
+            tracer::import::read_transactions(&out.path().join("transactions.json")).unwrap();
+        assert!(
+            transactions
+                .iter()
+                .any(|t| t.command.as_deref() == Some("server create"))
+        );
+        assert!(out.path().join("trace.json").is_file());
+        assert!(
+            std::fs::read_dir(out.path().join("graphs"))
+                .unwrap()
+                .count()
+                >= 2
+        );
+    }
+
+    #[test]
+    fn capture_without_sources_or_with_bad_proxies_is_invalid_input() {
+        let capture = |amqp: Option<&str>, rest_proxy: Vec<String>| CaptureArgs {
+            amqp: amqp.map(str::to_owned),
+            firehose_switch: "none".to_owned(),
+            tap: Vec::new(),
+            rest_proxy,
+            out: Some(PathBuf::from("/nonexistent/never-written")),
+            duration: None,
+            stitch: stitch_defaults(),
+        };
+        let error = run_capture(capture(None, Vec::new())).unwrap_err();
+        assert!(
+            matches!(&error, CliError::InvalidInput(message) if message.contains("nothing to trace"))
+        );
+        let error =
+            run_capture(capture(Some("no-scheme"), vec!["nova-api=x=y".to_owned()])).unwrap_err();
+        let CliError::InvalidInput(message) = error else {
+            panic!("{error}")
+        };
+        assert!(
+            message.contains("--rest-proxy") && message.contains("--amqp"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! From workload records and window boundaries to hypothesis verdicts. Pure functions, so that
+//! every rule here is tested without a cloud. Window statistics, the timeline and the recovery time
+//! come from `reports::stats`, which owns those definitions (a command belongs to the window it
+//! started in; percentiles are nearest-rank; recovery is measured from the revert).
+
+use jiff::Timestamp;
+
+use reports::model::{
+    Comparison, HypothesisResult, Recovery, Timeline, Verdict, Window, WindowKind, WindowStats,
+    Windows,
+};
+use reports::stats;
+use scenarios::model::{
+    Bound, CommandKind, Experiment, Hypothesis, Metric, Window as CampaignWindow,
+};
+
+use super::workload::CommandRecord;
+
+/// Recovery is judged over stretches of this many seconds of started commands.
+pub const RECOVERY_SPAN_S: f64 = 10.0;
+/// The recovery instant is searched in steps of this many seconds.
+pub const RECOVERY_STEP_S: f64 = 0.5;
+
+/// The records as `reports::stats` takes them.
+pub fn to_stats(records: &[CommandRecord]) -> Vec<stats::CommandRecord> {
+    records
+        .iter()
+        .map(|r| stats::CommandRecord {
+            command: r.command.clone(),
+            started_at: r.started_at,
+            latency_ms: r.latency_ms(),
+            ok: r.ok,
+        })
+        .collect()
+}
+
+fn in_window(records: &[CommandRecord], window: Window) -> impl Iterator<Item = &CommandRecord> {
+    records
+        .iter()
+        .filter(move |r| r.started_at >= window.start && r.started_at < window.end)
+}
+
+/// Nearest-rank percentile `p` (in `0..=100`) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    stats::percentile(sorted, p / 100.0)
+}
+
+/// Statistics of each window, overall and per command.
+pub fn window_stats(records: &[stats::CommandRecord], windows: &Windows) -> Vec<WindowStats> {
+    WindowKind::ALL
+        .iter()
+        .map(|kind| stats::window_stats(*kind, windows.get(*kind), records))
+        .collect()
+}
+
+/// Per-bucket series over the whole repetition.
+pub fn timeline(records: &[stats::CommandRecord], windows: &Windows, bucket_s: f64) -> Timeline {
+    stats::timeline(
+        windows.baseline.start,
+        windows.recovery.end,
+        bucket_s,
+        records,
+    )
+}
+
+/// Recovery after the revert, over the commands `filter` keeps.
+pub fn recovery(
+    records: &[CommandRecord],
+    windows: &Windows,
+    reverted_at: Timestamp,
+    filter: &dyn Fn(&CommandRecord) -> bool,
+) -> Recovery {
+    let kept: Vec<CommandRecord> = records.iter().filter(|r| filter(r)).cloned().collect();
+    stats::recovery(
+        windows.baseline,
+        windows.recovery,
+        reverted_at,
+        &to_stats(&kept),
+        RECOVERY_SPAN_S,
+        RECOVERY_STEP_S,
+    )
+}
+
+fn ratio<'r>(records: impl Iterator<Item = &'r CommandRecord>) -> Option<f64> {
+    let (ok, total) = records.fold((0usize, 0usize), |(ok, total), r| {
+        (ok + usize::from(r.ok), total + 1)
+    });
+    (total > 0).then(|| ok as f64 / total as f64)
+}
+
+fn window_kind(window: CampaignWindow) -> WindowKind {
+    match window {
+        CampaignWindow::Baseline => WindowKind::Baseline,
+        CampaignWindow::Fault => WindowKind::Fault,
+        CampaignWindow::Recovery => WindowKind::Recovery,
+    }
+}
+
+/// Whether a hypothesis applies to an experiment.
+pub fn applies(hypothesis: &Hypothesis, experiment: &Experiment) -> bool {
+    hypothesis.experiments.is_empty() || hypothesis.experiments.contains(&experiment.name)
+}
+
+fn command_label(commands: &[CommandKind]) -> Option<String> {
+    (!commands.is_empty()).then(|| {
+        commands
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// Evaluates one hypothesis over one repetition.
+pub fn evaluate(
+    hypothesis: &Hypothesis,
+    records: &[CommandRecord],
+    windows: &Windows,
+    reverted_at: Timestamp,
+) -> Vec<HypothesisResult> {
+    let filter = |r: &CommandRecord| {
+        hypothesis.commands.is_empty() || hypothesis.commands.iter().any(|c| c.name() == r.command)
+    };
+    let command = command_label(&hypothesis.commands);
+    let scope = command
+        .as_deref()
+        .map(|c| format!(" of `{c}`"))
+        .unwrap_or_default();
+    match (hypothesis.metric, hypothesis.bound) {
+        (Metric::RecoveryTime, Bound::MaxDuration(max)) => {
+            let recovery = recovery(records, windows, reverted_at, &filter);
+            let bound = max.as_secs_f64();
+            let (verdict, reason) = match (recovery.recovery_s, recovery.baseline_success_ratio) {
+                (_, None) => (
+                    Verdict::Fail,
+                    format!(
+                        "no command{scope} ran in the baseline window, so recovery cannot be measured"
+                    ),
+                ),
+                (None, Some(base)) => (
+                    Verdict::Fail,
+                    format!(
+                        "the success ratio{scope} did not get back to the baseline's {:.0}% before the recovery window ended",
+                        base * 100.0
+                    ),
+                ),
+                (Some(seconds), _) if seconds <= bound => (
+                    Verdict::Pass,
+                    format!("back to baseline {seconds:.1}s after the revert (bound {bound:.0}s)"),
+                ),
+                (Some(seconds), _) => (
+                    Verdict::Fail,
+                    format!(
+                        "back to baseline only {seconds:.1}s after the revert, above the bound of {bound:.0}s"
+                    ),
+                ),
+            };
+            vec![HypothesisResult {
+                name: hypothesis.name.as_str().to_owned(),
+                metric: "recovery_time".into(),
+                command,
+                window: WindowKind::Recovery,
+                comparison: Comparison::AtMost,
+                bound,
+                unit: "s".into(),
+                observed: recovery.recovery_s,
+                verdict,
+                reason,
+            }]
+        }
+        (metric, bound) => hypothesis
+            .windows
+            .iter()
+            .map(|window| {
+                let kind = window_kind(*window);
+                let selected: Vec<&CommandRecord> = in_window(records, windows.get(kind))
+                    .filter(|r| filter(r))
+                    .collect();
+                let (metric_name, comparison, bound_value, unit, observed) = match (metric, bound) {
+                    (Metric::SuccessRatio, Bound::MinRatio(min)) => (
+                        "success_ratio".to_owned(),
+                        Comparison::AtLeast,
+                        min,
+                        "ratio",
+                        ratio(selected.iter().copied()),
+                    ),
+                    (Metric::Latency { percentile: p }, Bound::MaxDuration(max)) => {
+                        let mut latencies: Vec<f64> =
+                            selected.iter().map(|r| r.latency_ms()).collect();
+                        latencies.sort_by(f64::total_cmp);
+                        (
+                            format!("latency_p{}", p.round() as u32),
+                            Comparison::AtMost,
+                            max.as_secs_f64() * 1000.0,
+                            "ms",
+                            percentile(&latencies, p),
+                        )
+                    }
+                    // The validator only builds the pairs above; anything else is a bug upstream.
+                    _ => ("unsupported".into(), Comparison::AtLeast, 0.0, "", None),
+                };
+                let (verdict, reason) = match observed {
+                    None => (
+                        Verdict::Fail,
+                        format!(
+                            "no command{scope} started in the {} window, so nothing was measured",
+                            kind.as_str()
+                        ),
+                    ),
+                    Some(value) => {
+                        let holds = match comparison {
+                            Comparison::AtLeast => value + 1e-9 >= bound_value,
+                            Comparison::AtMost => value <= bound_value + 1e-9,
+                        };
+                        let shown = |v: f64| {
+                            if unit == "ratio" {
+                                format!("{:.1}%", v * 100.0)
+                            } else {
+                                format!("{v:.0} {unit}")
+                            }
+                        };
+                        let verdict = if holds { Verdict::Pass } else { Verdict::Fail };
+                        (
+                            verdict,
+                            format!(
+                                "{} {} in the {} window over {} command(s){scope}: {} {} {}",
+                                metric_name.replace('_', " "),
+                                if holds { "held" } else { "violated" },
+                                kind.as_str(),
+                                selected.len(),
+                                shown(value),
+                                comparison.symbol(),
+                                shown(bound_value)
+                            ),
+                        )
+                    }
+                };
+                HypothesisResult {
+                    name: hypothesis.name.as_str().to_owned(),
+                    metric: metric_name,
+                    command: command.clone(),
+                    window: kind,
+                    comparison,
+                    bound: bound_value,
+                    unit: unit.into(),
+                    observed,
+                    verdict,
+                    reason,
+                }
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn record(command: &str, start: i64, ms: i64, ok: bool) -> CommandRecord {
+        CommandRecord {
+            command: command.into(),
+            request_id: format!("req-{start}"),
+            started_at: at(start),
+            finished_at: Timestamp::from_microsecond(at(start).as_microsecond() + ms * 1000)
+                .unwrap(),
+            ok,
+            error: (!ok).then(|| "boom".into()),
+        }
+    }
+
+    fn windows() -> Windows {
+        Windows {
+            baseline: Window {
+                start: at(0),
+                end: at(10),
+            },
+            fault: Window {
+                start: at(10),
+                end: at(20),
+            },
+            recovery: Window {
+                start: at(20),
+                end: at(40),
+            },
+        }
+    }
+
+    #[test]
+    fn percentiles_take_campaign_percent_values() {
+        let values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        assert_eq!(percentile(&values, 50.0), Some(5.0));
+        assert_eq!(percentile(&values, 95.0), Some(10.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn commands_belong_to_the_window_they_started_in() {
+        let records = vec![
+            record("server list", 9, 5000, true),
+            record("server list", 10, 10, false),
+        ];
+        let stats = window_stats(&to_stats(&records), &windows());
+        assert_eq!(stats[0].total.count, 1);
+        assert_eq!(stats[1].total.count, 1);
+        assert_eq!(stats[1].total.success_ratio, Some(0.0));
+        assert_eq!(stats[2].total.count, 0);
+        assert_eq!(stats[2].total.success_ratio, None);
+    }
+
+    #[test]
+    fn recovery_is_measured_from_the_revert_and_respects_the_filter() {
+        let mut records: Vec<CommandRecord> = (0..10)
+            .map(|s| record("server create", s, 100, true))
+            .collect();
+        records.push(record("server create", 21, 100, false));
+        records.push(record("server create", 23, 100, false));
+        records.extend((25..40).map(|s| record("server create", s, 100, true)));
+        records.push(record("server list", 38, 100, false));
+        let result = recovery(&records, &windows(), at(20), &|r| {
+            r.command == "server create"
+        });
+        assert_eq!(result.baseline_success_ratio, Some(1.0));
+        assert_eq!(result.recovery_s, Some(3.5));
+        // Counting the list that failed late, the workload recovered only after it.
+        assert_eq!(
+            recovery(&records, &windows(), at(20), &|_| true).recovery_s,
+            Some(18.5)
+        );
+    }
+
+    #[test]
+    fn hypotheses_judge_each_window_and_explain_why() {
+        let records: Vec<CommandRecord> = (0..40)
+            .map(|s| record("server create", s, 100, !(10..20).contains(&s)))
+            .collect();
+        let hypothesis = Hypothesis {
+            name: scenarios::units::Ident::new("h").unwrap(),
+            metric: Metric::SuccessRatio,
+            bound: Bound::MinRatio(0.9),
+            windows: vec![CampaignWindow::Baseline, CampaignWindow::Fault],
+            commands: vec![CommandKind::ServerCreate],
+            experiments: vec![],
+        };
+        let results = evaluate(&hypothesis, &records, &windows(), at(20));
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[0].verdict, Verdict::Pass);
+        assert_eq!(results[1].verdict, Verdict::Fail);
+        assert_eq!(results[1].observed, Some(0.0));
+        assert!(
+            results[1].reason.contains("violated in the fault window"),
+            "{}",
+            results[1].reason
+        );
+        let recovery_time = Hypothesis {
+            metric: Metric::RecoveryTime,
+            bound: Bound::MaxDuration(std::time::Duration::from_secs(5)),
+            windows: vec![CampaignWindow::Recovery],
+            ..hypothesis
+        };
+        let results = evaluate(&recovery_time, &records, &windows(), at(20));
+        assert_eq!(results[0].verdict, Verdict::Pass, "{}", results[0].reason);
+        assert_eq!(results[0].observed, Some(0.0));
+    }
+
+    #[test]
+    fn no_recovery_when_failures_last_to_the_end() {
+        let mut records: Vec<CommandRecord> = (0..10).map(|s| record("x", s, 100, true)).collect();
+        records.extend((20..40).map(|s| record("x", s, 100, s % 3 != 0)));
+        assert_eq!(
+            recovery(&records, &windows(), at(20), &|_| true).recovery_s,
+            None
+        );
+    }
+
+    #[test]
+    fn timeline_buckets_count_outcomes() {
+        let records = vec![
+            record("x", 0, 100, true),
+            record("x", 0, 300, false),
+            record("x", 35, 100, true),
+        ];
+        let series = timeline(&to_stats(&records), &windows(), 5.0);
+        assert_eq!(series.buckets.len(), 2);
+        assert_eq!((series.buckets[0].ok, series.buckets[0].failed), (1, 1));
+        assert_eq!(series.buckets[1].index, 7);
+    }
+}

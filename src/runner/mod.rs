@@ -1,0 +1,925 @@
+//! The campaign runner: for each experiment and repetition, a health check, the baseline window,
+//! the fault (at an offset or at an execution point seen by the tracer), the fault window, the
+//! revert, the recovery window and the cool-down — with the workload running and the tracer
+//! recording throughout. At the end, detectors are run and scored, hypotheses are judged, and the
+//! run directory receives `report.json` and its renderings.
+//!
+//! Every fault goes through the injector's journal in the run directory before it is applied, and
+//! is reverted at the end of its duration, on Ctrl-C/SIGTERM, on a guardrail breach and on any
+//! error; a crash leaves the journal for `butterfly recover`.
+
+pub mod detect;
+pub mod evaluate;
+pub mod live;
+pub mod openstack;
+pub mod trace;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::watch;
+
+use injector::{Active, EngineSettings, FaultInput, HostSpec, Injector, Journal, PlanOptions};
+use reports::model as rm;
+use scenarios::model::{Campaign, Guardrail, Metric};
+use scenarios::plan::{InjectAt, Plan, PlannedRun};
+
+use crate::exit::{CliError, Exit};
+
+use self::openstack::{Credentials, Session};
+use self::workload::{CommandRecord, WorkloadHandle};
+
+/// Seconds after a revert during which alarms still count for that fault.
+pub const SCORING_GRACE_S: f64 = 30.0;
+/// Width of the plot buckets in the report.
+pub const BUCKET_S: f64 = 2.0;
+
+/// What `butterfly run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The campaign file.
+    pub campaign: PathBuf,
+    /// Run directory; default `<output.dir>/<campaign>-<timestamp>`.
+    pub run_dir: Option<PathBuf>,
+    /// Skip the health check before each repetition.
+    pub skip_health_check: bool,
+}
+
+/// Why a run stopped early.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// A guardrail was breached or a fault could not be injected; the reason.
+    Guardrail(String),
+}
+
+/// One finished repetition, before scoring.
+struct RepetitionResult {
+    experiment: usize,
+    index: u32,
+    windows: rm::Windows,
+    faults: Vec<rm::Fault>,
+    reverted_at: Timestamp,
+}
+
+/// Runs a campaign and returns the exit code's meaning.
+pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
+    let campaign = scenarios::load(&options.campaign)
+        .map_err(|diagnostics| CliError::InvalidInput(diagnostics.to_string()))?;
+    let plan = scenarios::plan::expand(&campaign);
+    let started_at = Timestamp::now();
+    let run_dir = options.run_dir.clone().unwrap_or_else(|| {
+        campaign.output.dir.join(format!(
+            "{}-{}",
+            campaign.name,
+            started_at.strftime("%Y%m%dT%H%M%SZ")
+        ))
+    });
+    std::fs::create_dir_all(&run_dir).map_err(|e| {
+        CliError::Setup(format!(
+            "cannot create the run directory {}: {e}",
+            run_dir.display()
+        ))
+    })?;
+    eprintln!("butterfly: run directory {}", run_dir.display());
+    write_json(&run_dir.join("plan.json"), &plan)?;
+
+    if campaign.tracing.rest_proxy {
+        eprintln!(
+            "butterfly: warning: `tracing.rest_proxy` is not started by `butterfly run` yet; REST calls are traced only through the RPC context"
+        );
+    }
+    let cloud = campaign.cloud.as_ref().ok_or_else(|| {
+        CliError::InvalidInput(
+            "the campaign has no `cloud` section; `butterfly run` needs one to drive the workload"
+                .into(),
+        )
+    })?;
+    let credentials = Credentials::resolve(cloud).map_err(|e| CliError::Setup(e.to_string()))?;
+    let session = Session::connect(&credentials)
+        .await
+        .map_err(|e| CliError::Setup(e.to_string()))?;
+
+    let (cancel_tx, cancel) = watch::channel(None::<Stop>);
+    let signal_tx = cancel_tx.clone();
+    let signals = tokio::spawn(async move {
+        injector::shutdown_signal().await;
+        eprintln!("butterfly: interrupted; reverting every active fault");
+        let _ = signal_tx.send(Some(Stop::Interrupted));
+    });
+
+    let tracer = trace::LiveTrace::start(&campaign, &run_dir.join("trace"))
+        .await
+        .map_err(CliError::Setup)?;
+    let journal = Arc::new(Journal::open(&run_dir).map_err(|e| CliError::Setup(e.to_string()))?);
+    let connections = Arc::new(injector::transport::Connections::new(
+        injector::transport::TransportSettings::default(),
+    ));
+    let injector = Injector::new(connections.clone(), journal, EngineSettings::default());
+
+    let workload = workload::start(session.clone(), &campaign.workload)
+        .await
+        .map_err(CliError::Setup)?;
+    let live = live::Live::start(
+        plan.runs.len() as u64,
+        workload.records.clone(),
+        run_dir.join("metrics.prom"),
+    );
+    let context = Context {
+        campaign: &campaign,
+        session: &session,
+        injector: &injector,
+        tracer: &tracer,
+        live: &live,
+        cancel: &cancel,
+    };
+    let outcome = run_plan(
+        &context,
+        &plan,
+        &workload,
+        &cancel_tx,
+        options.skip_health_check,
+    )
+    .await;
+
+    // Whatever happened, stop the workload, clean up, stop tracing, then judge.
+    let (records, cleanup) = workload.stop().await;
+    let leftover = cleanup.run().await;
+    for (id, error) in &leftover {
+        eprintln!("butterfly: could not delete server {id} created by the workload: {error}");
+    }
+    connections.close().await;
+    signals.abort();
+    let transactions = tracer.stop().await.map_err(CliError::Setup)?;
+    write_jsonl(&run_dir.join("workload.jsonl"), &records)?;
+
+    let (mut results, stop) = match outcome {
+        Ok((results, stop)) => (results, stop),
+        Err(error) => return Err(error),
+    };
+    let journal = injector::journal::read(&run_dir)
+        .map_err(|e| CliError::Setup(format!("reading the fault journal: {e}")))?;
+    apply_journal_times(&mut results, &journal);
+    let report = build_report(
+        &campaign,
+        &options.campaign,
+        &credentials,
+        started_at,
+        &records,
+        &results,
+        &transactions,
+        stop.as_ref(),
+    );
+    live.finish(&report);
+    let paths = reports::render_all(&report, &run_dir)
+        .map_err(|e| CliError::Setup(format!("writing the report: {e}")))?;
+    write_jsonl(
+        &run_dir.join("alarms.jsonl"),
+        &report
+            .experiments
+            .iter()
+            .flat_map(|e| &e.repetitions)
+            .flat_map(|r| &r.alarms)
+            .collect::<Vec<_>>(),
+    )?;
+    for path in paths {
+        eprintln!("butterfly: wrote {}", path.display());
+    }
+    if !leftover.is_empty() {
+        return Err(CliError::Setup(format!(
+            "{} server(s) created by the workload could not be deleted",
+            leftover.len()
+        )));
+    }
+    match stop {
+        Some(Stop::Interrupted) => Err(CliError::Interrupted(format!(
+            "results so far are in {}",
+            run_dir.display()
+        ))),
+        Some(Stop::Guardrail(why)) => {
+            eprintln!("butterfly: aborted by guardrail: {why}");
+            Ok(Exit::GateFailed)
+        }
+        None if report.passed() => Ok(Exit::Pass),
+        None => Ok(Exit::GateFailed),
+    }
+}
+
+/// Sleeps until `deadline`, or returns early with the reason the run must stop.
+async fn wait_until(
+    deadline: tokio::time::Instant,
+    cancel: &watch::Receiver<Option<Stop>>,
+) -> Option<Stop> {
+    let mut cancel = cancel.clone();
+    if let Some(stop) = cancel.borrow().clone() {
+        return Some(stop);
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(deadline) => None,
+        _ = cancel.changed() => cancel.borrow().clone(),
+    }
+}
+
+/// What every step of a run needs.
+struct Context<'a> {
+    campaign: &'a Campaign,
+    session: &'a Session,
+    injector: &'a Injector,
+    tracer: &'a trace::LiveTrace,
+    live: &'a live::Live,
+    cancel: &'a watch::Receiver<Option<Stop>>,
+}
+
+async fn run_plan(
+    context: &Context<'_>,
+    plan: &Plan,
+    workload: &WorkloadHandle,
+    cancel_tx: &watch::Sender<Option<Stop>>,
+    skip_health_check: bool,
+) -> Result<(Vec<RepetitionResult>, Option<Stop>), CliError> {
+    let campaign = context.campaign;
+    let guardrails = tokio::spawn(watch_guardrails(
+        campaign.guardrails.clone(),
+        workload.records.clone(),
+        cancel_tx.clone(),
+    ));
+    let mut results = Vec::new();
+    let mut stop = None;
+    for planned in &plan.runs {
+        let experiment_index = campaign
+            .experiments
+            .iter()
+            .position(|e| e.name == planned.experiment)
+            .expect("plans are expanded from the campaign's experiments");
+        context.live.phase(
+            planned.experiment.as_str(),
+            planned.repetition,
+            "health-check",
+        );
+        if !skip_health_check && let Err(problem) = health_check(context.session).await {
+            guardrails.abort();
+            return Err(CliError::Setup(format!(
+                "the cloud is not healthy before {} #{}: {problem}",
+                planned.experiment, planned.repetition
+            )));
+        }
+        let outcome = run_repetition(context, experiment_index, planned).await;
+        context.live.repetition_done();
+        match outcome {
+            Ok(result) => results.push(result),
+            Err((Some(result), why)) => {
+                results.push(result);
+                stop = Some(why);
+                break;
+            }
+            Err((None, why)) => {
+                stop = Some(why);
+                break;
+            }
+        }
+    }
+    guardrails.abort();
+    Ok((results, stop))
+}
+
+/// Cloud health before a repetition: every nova service reports up.
+async fn health_check(session: &Session) -> Result<(), String> {
+    let url = format!("{}/os-services", session.endpoints.compute);
+    let response = session
+        .call(
+            reqwest::Method::GET,
+            &url,
+            &openstack::new_request_id(),
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status.is_success() {
+        return Err(format!(
+            "GET /os-services answered HTTP {}",
+            response.status.as_u16()
+        ));
+    }
+    let down: Vec<String> = response
+        .body
+        .get("services")
+        .and_then(|s| s.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|s| s.get("status").and_then(|v| v.as_str()) == Some("enabled"))
+        .filter(|s| s.get("state").and_then(|v| v.as_str()) != Some("up"))
+        .map(|s| {
+            format!(
+                "{} on {} is down",
+                s.get("binary").and_then(|v| v.as_str()).unwrap_or("?"),
+                s.get("host").and_then(|v| v.as_str()).unwrap_or("?")
+            )
+        })
+        .collect();
+    if down.is_empty() {
+        Ok(())
+    } else {
+        Err(down.join("; "))
+    }
+}
+
+type RepetitionError = (Option<RepetitionResult>, Stop);
+
+async fn run_repetition(
+    context: &Context<'_>,
+    experiment_index: usize,
+    planned: &PlannedRun,
+) -> Result<RepetitionResult, RepetitionError> {
+    let Context {
+        campaign,
+        injector,
+        tracer,
+        live,
+        cancel,
+        ..
+    } = *context;
+    let experiment = &campaign.experiments[experiment_index];
+    let timing = &campaign.timing;
+    let origin = tokio::time::Instant::now();
+    let baseline_start = Timestamp::now();
+    let name = planned.experiment.as_str();
+    live.phase(name, planned.repetition, "baseline");
+    if let Some(stop) = wait_until(origin + timing.baseline, cancel).await {
+        return Err((None, stop));
+    }
+    let fault_start = Timestamp::now();
+    let fault_origin = tokio::time::Instant::now();
+    live.phase(name, planned.repetition, "fault");
+    let window_deadline = fault_origin + experiment.window;
+
+    // When to inject.
+    let trigger = match &planned.timeline.inject {
+        InjectAt::At { .. } => {
+            let offset = match &experiment.trigger {
+                scenarios::model::Trigger::After { offset } => *offset,
+                scenarios::model::Trigger::Observed { within, .. } => *within,
+            };
+            if let Some(stop) = wait_until(fault_origin + offset, cancel).await {
+                return Err((None, stop));
+            }
+            rm::Trigger::Offset {
+                after_s: offset.as_secs_f64(),
+            }
+        }
+        InjectAt::Observed { point, host, .. } => {
+            let within = match &experiment.trigger {
+                scenarios::model::Trigger::Observed { within, .. } => *within,
+                scenarios::model::Trigger::After { offset } => *offset,
+            };
+            let seen = tracer
+                .wait_for(
+                    point,
+                    host.as_ref().map(|h| h.as_str()),
+                    fault_origin + within,
+                    cancel,
+                )
+                .await;
+            if let Some(stop) = cancel.borrow().clone() {
+                return Err((None, stop));
+            }
+            let label = match point {
+                scenarios::model::ExecutionPoint::Rpc(method) => method.clone(),
+                scenarios::model::ExecutionPoint::Rest(call) => call.clone(),
+            };
+            if !seen {
+                live.log(&format!(
+                    "{label} was not observed in time; injecting at the latest point"
+                ));
+            }
+            rm::Trigger::ExecutionPoint {
+                point: label,
+                host: host.as_ref().map(|h| h.as_str().to_owned()),
+            }
+        }
+    };
+
+    // Inject on every target host at once.
+    let mut faults = Vec::new();
+    let mut active: Vec<Active> = Vec::new();
+    let service = experiment.target.service.as_ref();
+    let options = PlanOptions {
+        allow_destructive: experiment.allow_destructive,
+        ..PlanOptions::default()
+    };
+    let mut failure = None;
+    // The time spent waiting for the trigger belongs to the plan, not to the framework.
+    let trigger_wait = fault_origin.elapsed();
+    for host_name in &planned.hosts {
+        let host = campaign
+            .testbed
+            .host(host_name.as_str())
+            .expect("planned hosts come from the inventory");
+        let spec = HostSpec::from(host);
+        let id = injector::new_fault_id();
+        let input = FaultInput {
+            id: &id,
+            fault: &experiment.fault,
+            host: &spec,
+            service,
+            duration: experiment.duration,
+        };
+        let plan = match input.plan(&options) {
+            Ok(plan) => plan,
+            Err(error) => {
+                failure = Some(format!(
+                    "planning {} on {host_name}: {error}",
+                    experiment.fault.kind()
+                ));
+                break;
+            }
+        };
+        live.log(&format!(
+            "{name} #{}: injecting {} on {host_name}{}",
+            planned.repetition,
+            experiment.fault.kind(),
+            service
+                .map(|s| format!(" ({})", s.name))
+                .unwrap_or_default()
+        ));
+        let injected_at = Timestamp::now();
+        match injector.inject(&plan).await {
+            Ok(fault) => {
+                faults.push(rm::Fault {
+                    id: plan.id.clone(),
+                    kind: plan.kind.clone(),
+                    parameters: fault_parameters(&plan.fault),
+                    target: rm::FaultTarget {
+                        service: service.map(|s| s.name.as_str().to_owned()),
+                        hosts: vec![host_name.as_str().to_owned()],
+                    },
+                    trigger: trigger.clone(),
+                    injected_at,
+                    verified_at: Some(
+                        Timestamp::from_microsecond(
+                            injected_at.as_microsecond() + fault.inject_latency.as_micros() as i64,
+                        )
+                        .unwrap_or(injected_at),
+                    ),
+                    reverted_at: None,
+                });
+                live.injected(name, faults.last().expect("just pushed"));
+                active.push(fault);
+            }
+            Err(error) => {
+                failure = Some(format!(
+                    "injecting {} on {host_name}: {error}",
+                    experiment.fault.kind()
+                ));
+                break;
+            }
+        }
+    }
+
+    // Hold the fault for its duration (unless stopped), then revert everything that is active.
+    let hold_until = fault_origin.max(tokio::time::Instant::now()) + experiment.duration;
+    let stopped = if failure.is_none() {
+        wait_until(hold_until.min(window_deadline), cancel).await
+    } else {
+        None
+    };
+    for (fault, report) in active.iter().zip(faults.iter_mut()) {
+        match injector.revert(fault, "runner").await {
+            Ok(()) => {
+                report.reverted_at = Some(Timestamp::now());
+                live.reverted(name, report);
+            }
+            Err(error) => live.log(&format!(
+                "reverting {} on {} failed: {error}; `butterfly recover` will retry",
+                fault.plan.kind, fault.plan.host.name
+            )),
+        }
+    }
+    let reverted_at = Timestamp::now();
+    let windows_until = |end: Timestamp| rm::Windows {
+        baseline: rm::Window {
+            start: baseline_start,
+            end: fault_start,
+        },
+        fault: rm::Window {
+            start: fault_start,
+            end: reverted_at,
+        },
+        recovery: rm::Window {
+            start: reverted_at,
+            end,
+        },
+    };
+    if let Some(error) = failure {
+        live.log(&error);
+        return Err((
+            Some(RepetitionResult {
+                experiment: experiment_index,
+                index: planned.repetition - 1,
+                windows: windows_until(reverted_at),
+                faults,
+                reverted_at,
+            }),
+            Stop::Guardrail(error),
+        ));
+    }
+    if let Some(stop) = stopped {
+        return Err((
+            Some(RepetitionResult {
+                experiment: experiment_index,
+                index: planned.repetition - 1,
+                windows: windows_until(reverted_at),
+                faults,
+                reverted_at,
+            }),
+            stop,
+        ));
+    }
+    let recovery_origin = tokio::time::Instant::now();
+    live.phase(name, planned.repetition, "recovery");
+    let stopped = wait_until(recovery_origin + timing.recovery, cancel).await;
+    let result = RepetitionResult {
+        experiment: experiment_index,
+        index: planned.repetition - 1,
+        windows: windows_until(Timestamp::now()),
+        faults,
+        reverted_at,
+    };
+    if let Some(stop) = stopped {
+        return Err((Some(result), stop));
+    }
+    live.phase(name, planned.repetition, "cool-down");
+    if let Some(stop) = wait_until(tokio::time::Instant::now() + timing.cooldown, cancel).await {
+        return Err((Some(result), stop));
+    }
+    // Framework overhead: everything beyond the configured windows and the trigger wait
+    // (injecting, verifying, reverting, health checks are measured separately).
+    let configured =
+        timing.baseline + trigger_wait + experiment.duration + timing.recovery + timing.cooldown;
+    let elapsed = origin.elapsed();
+    live.log(&format!(
+        "{name} #{} took {:.2}s; framework overhead {:.3}s",
+        planned.repetition,
+        elapsed.as_secs_f64(),
+        elapsed.saturating_sub(configured).as_secs_f64()
+    ));
+    Ok(result)
+}
+
+/// Takes each fault's exact times from the journal: `injecting` (applied), `injected` (verified in
+/// effect) and `reverted`. The journal is the ground truth that detectors are scored against.
+fn apply_journal_times(results: &mut [RepetitionResult], journal: &[injector::journal::Record]) {
+    use injector::journal::Record;
+    let at = |ms: u64| Timestamp::from_millisecond(ms as i64).ok();
+    for fault in results.iter_mut().flat_map(|r| r.faults.iter_mut()) {
+        for record in journal {
+            match record {
+                Record::Injecting { at_ms, plan, .. } if plan.id == fault.id => {
+                    fault.injected_at = at(*at_ms).unwrap_or(fault.injected_at);
+                }
+                Record::Injected { at_ms, id } if *id == fault.id => fault.verified_at = at(*at_ms),
+                Record::Reverted { at_ms, id, .. } if *id == fault.id => {
+                    fault.reverted_at = at(*at_ms)
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Fault parameters as strings for the report (the kind is reported on its own).
+fn fault_parameters(fault: &serde_json::Value) -> BTreeMap<String, String> {
+    fault
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, value)| key.as_str() != "kind" && !value.is_null())
+        .map(|(key, value)| {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (key.clone(), text)
+        })
+        .collect()
+}
+
+/// Checks the guardrails every second over their sliding windows and stops the run on a breach.
+async fn watch_guardrails(
+    guardrails: Vec<Guardrail>,
+    records: Arc<workload::Records>,
+    cancel: watch::Sender<Option<Stop>>,
+) {
+    if guardrails.is_empty() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        let now = Timestamp::now();
+        let snapshot = records.snapshot();
+        for guardrail in &guardrails {
+            if let Some(why) = guardrail_breach(guardrail, &snapshot, now) {
+                eprintln!("butterfly: guardrail {} breached: {why}", guardrail.name);
+                let _ = cancel.send(Some(Stop::Guardrail(format!("{}: {why}", guardrail.name))));
+                return;
+            }
+        }
+    }
+}
+
+/// Whether a guardrail is breached by the commands that ended in its window before `now`. A
+/// window needs at least three finished commands, so that one early failure does not abort.
+pub fn guardrail_breach(
+    guardrail: &Guardrail,
+    records: &[CommandRecord],
+    now: Timestamp,
+) -> Option<String> {
+    let from = now.as_microsecond() - guardrail.over.as_micros() as i64;
+    let recent: Vec<&CommandRecord> = records
+        .iter()
+        .filter(|r| r.finished_at.as_microsecond() >= from)
+        .collect();
+    if recent.len() < 3 {
+        return None;
+    }
+    match (guardrail.metric, guardrail.bound) {
+        (Metric::SuccessRatio, scenarios::model::Bound::MinRatio(min)) => {
+            let ratio = recent.iter().filter(|r| r.ok).count() as f64 / recent.len() as f64;
+            (ratio < min).then(|| {
+                format!(
+                    "success ratio {:.0}% below {:.0}% over the last {}",
+                    ratio * 100.0,
+                    min * 100.0,
+                    scenarios::units::format_duration(guardrail.over)
+                )
+            })
+        }
+        (Metric::Latency { percentile }, scenarios::model::Bound::MaxDuration(max)) => {
+            let mut latencies: Vec<f64> = recent.iter().map(|r| r.latency_ms()).collect();
+            latencies.sort_by(f64::total_cmp);
+            let value = evaluate::percentile(&latencies, percentile)?;
+            (value > max.as_secs_f64() * 1000.0).then(|| {
+                format!(
+                    "p{percentile:.0} latency {value:.0} ms above {} ms",
+                    max.as_millis()
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    campaign: &Campaign,
+    file: &Path,
+    credentials: &Credentials,
+    started_at: Timestamp,
+    records: &[CommandRecord],
+    results: &[RepetitionResult],
+    transactions: &[tracer::event::Transaction],
+    stop: Option<&Stop>,
+) -> rm::Report {
+    let scoring = rm::ScoringConfig {
+        grace_s: SCORING_GRACE_S,
+    };
+    let detectors = detect::run_detectors(
+        campaign,
+        records,
+        results
+            .iter()
+            .map(|r| (r.windows, r.faults.as_slice()))
+            .collect::<Vec<_>>()
+            .as_slice(),
+        transactions,
+    );
+    let mut experiments: Vec<rm::Experiment> = campaign
+        .experiments
+        .iter()
+        .map(|e| rm::Experiment {
+            name: e.name.as_str().to_owned(),
+            description: e.description.clone(),
+            repetitions: Vec::new(),
+        })
+        .collect();
+    let stats_records = evaluate::to_stats(records);
+    for (position, result) in results.iter().enumerate() {
+        let experiment = &campaign.experiments[result.experiment];
+        let hypotheses = campaign
+            .hypotheses
+            .iter()
+            .filter(|h| evaluate::applies(h, experiment))
+            .flat_map(|h| evaluate::evaluate(h, records, &result.windows, result.reverted_at))
+            .collect();
+        let alarms: Vec<rm::Alarm> = detectors
+            .alarms
+            .iter()
+            .filter(|a| {
+                let ts = a.timestamp();
+                ts >= result.windows.baseline.start && ts < result.windows.recovery.end
+            })
+            .cloned()
+            .collect();
+        experiments[result.experiment]
+            .repetitions
+            .push(rm::Repetition {
+                index: result.index,
+                windows: result.windows,
+                faults: result.faults.clone(),
+                workload: evaluate::window_stats(&stats_records, &result.windows),
+                timeline: evaluate::timeline(&stats_records, &result.windows, BUCKET_S),
+                hypotheses,
+                recovery: evaluate::recovery(records, &result.windows, result.reverted_at, &|_| {
+                    true
+                }),
+                alarms,
+                failing_transactions: detectors
+                    .divergences
+                    .get(position)
+                    .cloned()
+                    .unwrap_or_default(),
+            });
+    }
+    let mut names: Vec<String> = campaign
+        .detectors
+        .iter()
+        .map(|d| d.name.as_str().to_owned())
+        .collect();
+    names.sort();
+    let repetitions: Vec<&rm::Repetition> =
+        experiments.iter().flat_map(|e| &e.repetitions).collect();
+    let scores = reports::scoring::score(
+        repetitions
+            .iter()
+            .map(|r| reports::scoring::ScoringInput::from(*r)),
+        names,
+        scoring,
+    );
+    let hosts = campaign
+        .testbed
+        .hosts
+        .iter()
+        .map(|h| rm::Host {
+            name: h.name.as_str().to_owned(),
+            address: h.address.clone(),
+            services: campaign
+                .testbed
+                .services
+                .iter()
+                .filter(|s| s.runs_on(h))
+                .map(|s| s.name.as_str().to_owned())
+                .collect(),
+        })
+        .collect();
+    // The local testbed is recognised by its state directory holding the inventory or clouds.yaml.
+    let state_dir = Path::new(testbed::DEFAULT_STATE_DIR);
+    let local = campaign
+        .testbed
+        .inventory
+        .as_deref()
+        .is_some_and(|p| p.starts_with(state_dir))
+        || matches!(&campaign.cloud, Some(scenarios::model::Cloud::CloudsYaml { file: Some(file), .. }) if file.starts_with(state_dir));
+    rm::Report {
+        format_version: rm::REPORT_FORMAT_VERSION,
+        run_id: format!(
+            "{}-{}",
+            campaign.name,
+            started_at.strftime("%Y%m%dT%H%M%SZ")
+        ),
+        started_at,
+        finished_at: Timestamp::now(),
+        outcome: match stop {
+            None => rm::RunOutcome::Completed,
+            Some(Stop::Guardrail(_)) => rm::RunOutcome::Aborted,
+            Some(Stop::Interrupted) => rm::RunOutcome::Interrupted,
+        },
+        campaign: rm::Campaign {
+            name: campaign.name.clone(),
+            file: file.display().to_string(),
+            seed: campaign.timing.seed,
+            description: campaign.description.clone(),
+        },
+        environment: rm::Environment {
+            butterfly_version: env!("CARGO_PKG_VERSION").to_owned(),
+            testbed: rm::Testbed {
+                kind: if local {
+                    "local".into()
+                } else {
+                    "devstack".into()
+                },
+                cloud: credentials.cloud_name.clone(),
+                auth_url: credentials.auth_url.clone(),
+                openstack_release: None,
+            },
+            hosts,
+        },
+        scoring,
+        experiments,
+        detectors: scores,
+    }
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))?;
+    std::fs::write(path, text + "\n")
+        .map_err(|e| CliError::Setup(format!("writing {}: {e}", path.display())))
+}
+
+fn write_jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> Result<(), CliError> {
+    let mut text = String::new();
+    for item in items {
+        text.push_str(
+            &serde_json::to_string(item)
+                .map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))?,
+        );
+        text.push('\n');
+    }
+    std::fs::write(path, text)
+        .map_err(|e| CliError::Setup(format!("writing {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(finished_s: i64, ok: bool, ms: i64) -> CommandRecord {
+        let finished = Timestamp::from_second(1_800_000_000 + finished_s).unwrap();
+        CommandRecord {
+            command: "server list".into(),
+            request_id: format!("req-{finished_s}"),
+            started_at: Timestamp::from_microsecond(finished.as_microsecond() - ms * 1000).unwrap(),
+            finished_at: finished,
+            ok,
+            error: None,
+        }
+    }
+
+    fn guardrail(metric: Metric, bound: scenarios::model::Bound) -> Guardrail {
+        Guardrail {
+            name: scenarios::units::Ident::new("g").unwrap(),
+            metric,
+            bound,
+            over: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn success_ratio_guardrails_need_a_few_commands_and_look_back_only_their_window() {
+        let rail = guardrail(Metric::SuccessRatio, scenarios::model::Bound::MinRatio(0.5));
+        let now = Timestamp::from_second(1_800_000_100).unwrap();
+        let two_failures = vec![record(99, false, 10), record(98, false, 10)];
+        assert_eq!(guardrail_breach(&rail, &two_failures, now), None);
+        let mut many = vec![
+            record(99, false, 10),
+            record(98, false, 10),
+            record(97, false, 10),
+            record(96, true, 10),
+        ];
+        assert!(
+            guardrail_breach(&rail, &many, now)
+                .unwrap()
+                .contains("success ratio 25%")
+        );
+        // Old failures outside the 30 s window do not count.
+        many.iter_mut().for_each(|r| {
+            r.finished_at = Timestamp::from_second(1_800_000_000).unwrap();
+        });
+        assert_eq!(guardrail_breach(&rail, &many, now), None);
+    }
+
+    #[test]
+    fn latency_guardrails_compare_the_percentile() {
+        let rail = guardrail(
+            Metric::Latency { percentile: 50.0 },
+            scenarios::model::Bound::MaxDuration(Duration::from_secs(1)),
+        );
+        let now = Timestamp::from_second(1_800_000_100).unwrap();
+        let fast = vec![
+            record(99, true, 10),
+            record(98, true, 20),
+            record(97, true, 30),
+        ];
+        assert_eq!(guardrail_breach(&rail, &fast, now), None);
+        let slow = vec![
+            record(99, true, 5000),
+            record(98, true, 6000),
+            record(97, true, 30),
+        ];
+        assert!(guardrail_breach(&rail, &slow, now).is_some());
+    }
+
+    #[test]
+    fn fault_parameters_leave_out_the_kind() {
+        let parameters = fault_parameters(
+            &serde_json::json!({"kind": "process-kill", "signal": "KILL", "process": null}),
+        );
+        assert_eq!(parameters.get("signal").map(String::as_str), Some("KILL"));
+        assert!(!parameters.contains_key("kind"));
+    }
+}

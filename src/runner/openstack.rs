@@ -1,0 +1,672 @@
+//! A small OpenStack client for the workload: Keystone v3 password auth from a `clouds.yaml` entry
+//! (or inline auth with the password from the environment), and the user commands a campaign can
+//! issue, each tagged with its own global request id so that the tracer can stitch it.
+//!
+//! Secrets (the password and the token) live in [`Secret`], whose `Debug` never shows them, and
+//! are never logged or written to results.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use scenarios::model::Cloud;
+
+/// A string that must never be shown.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What went wrong talking to the cloud.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// The cloud configuration is incomplete or unreadable.
+    #[error("cloud configuration: {0}")]
+    Config(String),
+    /// Keystone refused or could not be reached.
+    #[error("authentication against {url} failed: {message}")]
+    Auth {
+        /// The Keystone URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// An API call failed.
+    #[error("{0}")]
+    Api(String),
+}
+
+/// Keystone v3 password credentials of one cloud.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Keystone URL ending in `/v3`.
+    pub auth_url: String,
+    /// User name.
+    pub username: String,
+    /// The password.
+    pub password: Secret,
+    /// Project name.
+    pub project_name: String,
+    /// User domain name.
+    pub user_domain_name: String,
+    /// Project domain name.
+    pub project_domain_name: String,
+    /// Region, when the catalog has several.
+    pub region_name: Option<String>,
+    /// The clouds.yaml entry name or `inline`, for reports.
+    pub cloud_name: String,
+}
+
+/// Where `clouds.yaml` is looked for, in python-openstackclient's order.
+fn clouds_yaml_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(path) = explicit {
+        return vec![path.to_owned()];
+    }
+    let mut candidates = Vec::new();
+    if let Some(path) = std::env::var_os("OS_CLIENT_CONFIG_FILE") {
+        candidates.push(PathBuf::from(path));
+    }
+    candidates.push(PathBuf::from("clouds.yaml"));
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".config/openstack/clouds.yaml"));
+    }
+    candidates.push(PathBuf::from("/etc/openstack/clouds.yaml"));
+    candidates
+}
+
+impl Credentials {
+    /// Resolves the campaign's cloud section into credentials.
+    pub fn resolve(cloud: &Cloud) -> Result<Credentials, CloudError> {
+        match cloud {
+            Cloud::CloudsYaml { name, file } => {
+                let candidates = clouds_yaml_candidates(file.as_deref());
+                let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+                    return Err(CloudError::Config(format!(
+                        "no clouds.yaml found (looked at {})",
+                        candidates
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    CloudError::Config(format!("cannot read {}: {e}", path.display()))
+                })?;
+                Self::from_clouds_yaml(&text, name, path)
+            }
+            Cloud::Inline {
+                auth_url,
+                username,
+                password_env,
+                project_name,
+                user_domain_name,
+                project_domain_name,
+                region_name,
+            } => {
+                let password = std::env::var(password_env).map_err(|_| {
+                    CloudError::Config(format!("the password variable {password_env} is not set"))
+                })?;
+                Ok(Credentials {
+                    auth_url: auth_url.clone(),
+                    username: username.clone(),
+                    password: Secret(password),
+                    project_name: project_name.clone(),
+                    user_domain_name: user_domain_name.clone(),
+                    project_domain_name: project_domain_name.clone(),
+                    region_name: region_name.clone(),
+                    cloud_name: "inline".into(),
+                })
+            }
+        }
+    }
+
+    /// Reads one entry of a clouds.yaml document.
+    pub fn from_clouds_yaml(
+        text: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<Credentials, CloudError> {
+        let document: Value = serde_saphyr::from_str(text).map_err(|e| {
+            CloudError::Config(format!("{} is not valid YAML: {e}", path.display()))
+        })?;
+        let entry = document
+            .get("clouds")
+            .and_then(|c| c.get(name))
+            .ok_or_else(|| {
+                let known: Vec<String> = document
+                    .get("clouds")
+                    .and_then(Value::as_object)
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default();
+                CloudError::Config(format!(
+                    "cloud \"{name}\" is not in {} (it has: {})",
+                    path.display(),
+                    known.join(", ")
+                ))
+            })?;
+        let auth = entry
+            .get("auth")
+            .ok_or_else(|| CloudError::Config(format!("cloud \"{name}\" has no auth section")))?;
+        let field = |key: &str| auth.get(key).and_then(Value::as_str).map(str::to_owned);
+        let required = |key: &str| {
+            field(key)
+                .ok_or_else(|| CloudError::Config(format!("cloud \"{name}\" lacks auth.{key}")))
+        };
+        let mut auth_url = required("auth_url")?;
+        if !auth_url.trim_end_matches('/').ends_with("/v3") {
+            auth_url = format!("{}/v3", auth_url.trim_end_matches('/'));
+        }
+        Ok(Credentials {
+            auth_url,
+            username: required("username")?,
+            password: Secret(required("password")?),
+            project_name: required("project_name")?,
+            user_domain_name: field("user_domain_name").unwrap_or_else(|| "Default".into()),
+            project_domain_name: field("project_domain_name").unwrap_or_else(|| "Default".into()),
+            region_name: entry
+                .get("region_name")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            cloud_name: name.to_owned(),
+        })
+    }
+}
+
+/// Endpoints of the services the workload uses.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Nova, e.g. `http://10.77.0.2:8774/v2.1`.
+    pub compute: String,
+    /// Glance, e.g. `http://10.77.0.2:9292`.
+    pub image: Option<String>,
+    /// Neutron, e.g. `http://10.77.0.2:9696`.
+    pub network: Option<String>,
+}
+
+/// An authenticated session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    http: reqwest::Client,
+    token: Secret,
+    /// The service endpoints from the catalog.
+    pub endpoints: Endpoints,
+    /// The credentials (for re-authentication).
+    pub credentials: Credentials,
+}
+
+/// The outcome of one API call.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Parsed JSON body, `Null` when empty or not JSON.
+    pub body: Value,
+}
+
+/// A fresh global request id in the format Nova and oslo.middleware accept.
+pub fn new_request_id() -> String {
+    format!("req-{}", uuid::Uuid::new_v4())
+}
+
+impl Session {
+    /// Authenticates with Keystone v3 and reads the catalog.
+    pub async fn connect(credentials: &Credentials) -> Result<Session, CloudError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| CloudError::Config(format!("HTTP client: {e}")))?;
+        let body = json!({
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {"user": {
+                        "name": credentials.username,
+                        "domain": {"name": credentials.user_domain_name},
+                        "password": credentials.password.expose(),
+                    }}
+                },
+                "scope": {"project": {
+                    "name": credentials.project_name,
+                    "domain": {"name": credentials.project_domain_name},
+                }}
+            }
+        });
+        let url = format!("{}/auth/tokens", credentials.auth_url.trim_end_matches('/'));
+        let auth_error = |message: String| CloudError::Auth {
+            url: credentials.auth_url.clone(),
+            message,
+        };
+        let response = http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| auth_error(e.to_string()))?;
+        let status = response.status();
+        let token = response
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(|t| Secret(t.to_owned()));
+        let document: Value = response.json().await.unwrap_or(Value::Null);
+        let Some(token) = token.filter(|_| status.is_success()) else {
+            return Err(auth_error(format!("HTTP {status}")));
+        };
+        let region = credentials.region_name.as_deref();
+        let endpoint = |kind: &str| -> Option<String> {
+            let catalog = document.pointer("/token/catalog")?.as_array()?;
+            let service = catalog
+                .iter()
+                .find(|s| s.get("type").and_then(Value::as_str) == Some(kind))?;
+            let endpoints = service.get("endpoints")?.as_array()?;
+            endpoints
+                .iter()
+                .filter(|e| {
+                    region.is_none_or(|r| {
+                        e.get("region_id").and_then(Value::as_str) == Some(r)
+                            || e.get("region").and_then(Value::as_str) == Some(r)
+                    })
+                })
+                .find(|e| e.get("interface").and_then(Value::as_str) == Some("public"))
+                .and_then(|e| {
+                    e.get("url")?
+                        .as_str()
+                        .map(|u| u.trim_end_matches('/').to_owned())
+                })
+        };
+        let compute = endpoint("compute")
+            .ok_or_else(|| auth_error("the catalog has no public compute endpoint".into()))?;
+        Ok(Session {
+            http,
+            token,
+            endpoints: Endpoints {
+                compute,
+                image: endpoint("image"),
+                network: endpoint("network"),
+            },
+            credentials: credentials.clone(),
+        })
+    }
+
+    /// One API call with the session's token, a global request id and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        request_id: &str,
+        body: Option<&Value>,
+    ) -> Result<Response, CloudError> {
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header("X-Auth-Token", self.token.expose())
+            .header("X-OpenStack-Request-ID", request_id)
+            // Microversion 2.37 allows servers without networks (`networks: none`).
+            .header("OpenStack-API-Version", "compute 2.37")
+            .header("X-OpenStack-Nova-API-Version", "2.37")
+            .header("Accept", "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            CloudError::Api(format!("{method} {}: {}", redact_url(url), without_url(&e)))
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Response { status, body })
+    }
+}
+
+/// URLs of our calls carry no credentials, but keep the path only in messages anyway.
+fn redact_url(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_owned()
+}
+
+fn without_url(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    if let Some(url) = error.url() {
+        message = message.replace(url.as_str(), "");
+    }
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "connection failed".into()
+    } else {
+        message.trim().to_owned()
+    }
+}
+
+/// The names the workload refers to, resolved to ids once at start.
+#[derive(Debug, Clone)]
+pub struct ServerTemplate {
+    /// Flavor id.
+    pub flavor_id: String,
+    /// Image id.
+    pub image_id: String,
+    /// `none`, `auto`, or a network id.
+    pub networks: Value,
+    /// Server name prefix.
+    pub name_prefix: String,
+}
+
+impl Session {
+    /// Resolves flavor, image and network names for `server create`.
+    pub async fn server_template(
+        &self,
+        params: &[(String, String)],
+    ) -> Result<ServerTemplate, CloudError> {
+        let param = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let flavor = param("flavor").unwrap_or("m1.tiny");
+        let image = param("image").unwrap_or("fake-img");
+        let network = param("network").unwrap_or("none");
+        let rid = new_request_id();
+        let flavors = self
+            .call(
+                reqwest::Method::GET,
+                &format!("{}/flavors", self.endpoints.compute),
+                &rid,
+                None,
+            )
+            .await?;
+        let flavor_id = flavors
+            .body
+            .get("flavors")
+            .and_then(Value::as_array)
+            .and_then(|list| {
+                list.iter().find(|f| {
+                    f.get("name").and_then(Value::as_str) == Some(flavor)
+                        || f.get("id").and_then(Value::as_str) == Some(flavor)
+                })
+            })
+            .and_then(|f| f.get("id")?.as_str().map(str::to_owned))
+            .ok_or_else(|| CloudError::Api(format!("flavor \"{flavor}\" not found")))?;
+        let image_endpoint = self
+            .endpoints
+            .image
+            .as_deref()
+            .ok_or_else(|| CloudError::Api("the catalog has no image endpoint".into()))?;
+        let images = self
+            .call(
+                reqwest::Method::GET,
+                &format!("{image_endpoint}/v2/images?name={image}"),
+                &rid,
+                None,
+            )
+            .await?;
+        let image_id = images
+            .body
+            .get("images")
+            .and_then(Value::as_array)
+            .and_then(|list| list.first())
+            .and_then(|i| i.get("id")?.as_str().map(str::to_owned))
+            .or_else(|| uuid::Uuid::parse_str(image).ok().map(|_| image.to_owned()))
+            .ok_or_else(|| CloudError::Api(format!("image \"{image}\" not found")))?;
+        let networks = match network {
+            "none" | "auto" => Value::String(network.to_owned()),
+            name => {
+                let endpoint =
+                    self.endpoints.network.as_deref().ok_or_else(|| {
+                        CloudError::Api("the catalog has no network endpoint".into())
+                    })?;
+                let found = self
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("{endpoint}/v2.0/networks?name={name}"),
+                        &rid,
+                        None,
+                    )
+                    .await?;
+                let id = found
+                    .body
+                    .get("networks")
+                    .and_then(Value::as_array)
+                    .and_then(|l| l.first())
+                    .and_then(|n| n.get("id")?.as_str().map(str::to_owned))
+                    .ok_or_else(|| CloudError::Api(format!("network \"{name}\" not found")))?;
+                json!([{"uuid": id}])
+            }
+        };
+        Ok(ServerTemplate {
+            flavor_id,
+            image_id,
+            networks,
+            name_prefix: param("name_prefix").unwrap_or("bfly").to_owned(),
+        })
+    }
+
+    /// Creates a server and waits until it is ACTIVE. Returns its id even when the build failed,
+    /// so that the caller can clean it up.
+    pub async fn create_server(
+        &self,
+        template: &ServerTemplate,
+        request_id: &str,
+        timeout: Duration,
+    ) -> (Option<String>, Result<(), String>) {
+        let name = format!(
+            "{}-{}",
+            template.name_prefix,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let body = json!({"server": {
+            "name": name,
+            "imageRef": template.image_id,
+            "flavorRef": template.flavor_id,
+            "networks": template.networks,
+        }});
+        let url = format!("{}/servers", self.endpoints.compute);
+        let created = match self
+            .call(reqwest::Method::POST, &url, request_id, Some(&body))
+            .await
+        {
+            Ok(response) if response.status.is_success() => response,
+            Ok(response) => return (None, Err(api_failure("POST /servers", &response))),
+            Err(error) => return (None, Err(error.to_string())),
+        };
+        let Some(id) = created
+            .body
+            .pointer("/server/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return (None, Err("POST /servers returned no server id".into()));
+        };
+        let deadline = Instant::now() + timeout;
+        let show = format!("{}/servers/{id}", self.endpoints.compute);
+        loop {
+            if Instant::now() >= deadline {
+                return (
+                    Some(id),
+                    Err(format!("not ACTIVE within {}s", timeout.as_secs())),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match self
+                .call(reqwest::Method::GET, &show, request_id, None)
+                .await
+            {
+                Ok(response) if response.status.is_success() => {
+                    match response
+                        .body
+                        .pointer("/server/status")
+                        .and_then(Value::as_str)
+                    {
+                        Some("ACTIVE") => return (Some(id), Ok(())),
+                        Some("ERROR") => {
+                            let fault = response
+                                .body
+                                .pointer("/server/fault/message")
+                                .and_then(Value::as_str)
+                                .unwrap_or("no fault message");
+                            return (Some(id), Err(format!("server went to ERROR: {fault}")));
+                        }
+                        _ => {}
+                    }
+                }
+                // A poll that fails (API briefly down) is retried until the deadline: the user
+                // command fails only if the server never becomes ACTIVE.
+                Ok(_) | Err(_) => {}
+            }
+        }
+    }
+
+    /// Deletes a server and waits until it is gone.
+    pub async fn delete_server(
+        &self,
+        id: &str,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let url = format!("{}/servers/{id}", self.endpoints.compute);
+        match self
+            .call(reqwest::Method::DELETE, &url, request_id, None)
+            .await
+        {
+            Ok(response)
+                if response.status.is_success() || response.status == StatusCode::NOT_FOUND => {}
+            Ok(response) => return Err(api_failure("DELETE /servers/{id}", &response)),
+            Err(error) => return Err(error.to_string()),
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(format!("not deleted within {}s", timeout.as_secs()));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match self
+                .call(reqwest::Method::GET, &url, request_id, None)
+                .await
+            {
+                Ok(response) if response.status == StatusCode::NOT_FOUND => return Ok(()),
+                Ok(response)
+                    if response
+                        .body
+                        .pointer("/server/status")
+                        .and_then(Value::as_str)
+                        == Some("ERROR") =>
+                {
+                    return Err("server went to ERROR while deleting".into());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A list command (`server list`, `image list`, `flavor list`, `network list`).
+    pub async fn list(&self, what: ListKind, request_id: &str) -> Result<(), String> {
+        let url = match what {
+            ListKind::Servers => format!("{}/servers", self.endpoints.compute),
+            ListKind::Flavors => format!("{}/flavors", self.endpoints.compute),
+            ListKind::Images => format!(
+                "{}/v2/images",
+                self.endpoints
+                    .image
+                    .as_deref()
+                    .ok_or("the catalog has no image endpoint")?
+            ),
+            ListKind::Networks => format!(
+                "{}/v2.0/networks",
+                self.endpoints
+                    .network
+                    .as_deref()
+                    .ok_or("the catalog has no network endpoint")?
+            ),
+        };
+        match self
+            .call(reqwest::Method::GET, &url, request_id, None)
+            .await
+        {
+            Ok(response) if response.status.is_success() => Ok(()),
+            Ok(response) => Err(api_failure(what.path(), &response)),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+/// The list commands.
+#[derive(Debug, Clone, Copy)]
+pub enum ListKind {
+    /// `GET /servers`.
+    Servers,
+    /// `GET /flavors`.
+    Flavors,
+    /// `GET /v2/images`.
+    Images,
+    /// `GET /v2.0/networks`.
+    Networks,
+}
+
+impl ListKind {
+    fn path(self) -> &'static str {
+        match self {
+            ListKind::Servers => "GET /servers",
+            ListKind::Flavors => "GET /flavors",
+            ListKind::Images => "GET /v2/images",
+            ListKind::Networks => "GET /v2.0/networks",
+        }
+    }
+}
+
+fn api_failure(call: &str, response: &Response) -> String {
+    // OpenStack error bodies look like {"itemNotFound": {"message": …}} or {"error": {"message": …}}.
+    let message = response
+        .body
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|v| v.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    format!("{call}: HTTP {} {message}", response.status.as_u16())
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clouds_yaml_entries_resolve_and_hide_the_password() {
+        let text = "clouds:\n  butterfly:\n    auth:\n      auth_url: http://10.77.0.2:5000\n      username: admin\n      password: s3cret\n      project_name: admin\n    region_name: RegionOne\n";
+        let credentials =
+            Credentials::from_clouds_yaml(text, "butterfly", Path::new("clouds.yaml")).unwrap();
+        assert_eq!(credentials.auth_url, "http://10.77.0.2:5000/v3");
+        assert_eq!(credentials.user_domain_name, "Default");
+        assert_eq!(credentials.region_name.as_deref(), Some("RegionOne"));
+        assert!(!format!("{credentials:?}").contains("s3cret"));
+        let missing =
+            Credentials::from_clouds_yaml(text, "other", Path::new("clouds.yaml")).unwrap_err();
+        assert!(
+            missing.to_string().contains("it has: butterfly"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn request_ids_have_the_accepted_shape() {
+        let id = new_request_id();
+        assert!(id.starts_with("req-"));
+        assert!(uuid::Uuid::parse_str(&id[4..]).is_ok());
+    }
+}

@@ -1,0 +1,379 @@
+//! The tracer during a run: AMQP captures feeding one pipeline that writes the run's trace
+//! directory, and a live feed of observed operations for execution-point triggers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use scenarios::model::{AmqpUrl, Campaign, ExecutionPoint, Host};
+use tracer::amqp::{AmqpCapture, CaptureMode, TraceSwitch};
+use tracer::event::{Event, EventKind, Transaction};
+use tracer::oslo::{AmqpRecord, Decoded, Decoder};
+use tracer::pipeline::Pipeline;
+use tracer::stitch::StitchConfig;
+
+use super::Stop;
+
+/// An operation the tracer saw, for triggers.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// `topic.method` for RPC, `METHOD /path/template` for REST.
+    pub operation: String,
+    /// The acting host, when known.
+    pub host: Option<String>,
+    /// Whether it was an RPC message (as opposed to a REST request).
+    pub rpc: bool,
+}
+
+/// A running capture: how to stop it, and its task.
+type RunningCapture = (
+    oneshot::Sender<()>,
+    JoinHandle<tracer::Result<tracer::amqp::CaptureStats>>,
+);
+
+/// The running tracer of a campaign run.
+pub struct LiveTrace {
+    captures: Vec<RunningCapture>,
+    processor: Option<JoinHandle<Result<(), String>>>,
+    observed: broadcast::Sender<Observed>,
+    dir: PathBuf,
+}
+
+/// Switches the firehose on the broker's host over SSH (`rabbitmqctl trace_on`), verifying the
+/// host key like every other connection of the runner.
+struct SshRabbitmqctl {
+    host: Host,
+}
+
+impl SshRabbitmqctl {
+    fn run(&self, args: &[&str]) -> tracer::Result<String> {
+        let mut command = Command::new("ssh");
+        command.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ]);
+        command.args(["-p", &self.host.ssh.port.to_string()]);
+        if let Some(identity) = &self.host.ssh.identity {
+            command.arg("-i").arg(identity);
+        }
+        if let Some(known_hosts) = &self.host.ssh.known_hosts {
+            command
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", known_hosts.display()));
+        }
+        command.arg(format!("{}@{}", self.host.ssh.user, self.host.address));
+        // Every argument is a fixed word or a vhost checked below, so the remote line is safe.
+        let mut line = vec!["rabbitmqctl", "-q"];
+        line.extend_from_slice(args);
+        command.arg(line.join(" "));
+        let output = command.output().map_err(|e| {
+            tracer::Error::Switch(format!("running ssh to {}: {e}", self.host.name))
+        })?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(tracer::Error::Switch(format!(
+                "rabbitmqctl {} on {}: {}",
+                args.join(" "),
+                self.host.name,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    }
+}
+
+fn check_vhost(vhost: &str) -> tracer::Result<&str> {
+    if !vhost.is_empty()
+        && vhost
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.'))
+    {
+        Ok(vhost)
+    } else {
+        Err(tracer::Error::Switch(format!(
+            "refusing to pass vhost {vhost:?} to a remote command"
+        )))
+    }
+}
+
+impl TraceSwitch for SshRabbitmqctl {
+    fn enable(&self, vhost: &str) -> tracer::Result<bool> {
+        let vhost = check_vhost(vhost)?;
+        let listing = self.run(&["list_vhosts", "name", "tracing"])?;
+        let already = listing
+            .lines()
+            .any(|line| line.split_whitespace().collect::<Vec<_>>() == [vhost, "true"]);
+        if already {
+            return Ok(false);
+        }
+        self.run(&["trace_on", "-p", vhost])?;
+        Ok(true)
+    }
+
+    fn disable(&self, vhost: &str) -> tracer::Result<()> {
+        let vhost = check_vhost(vhost)?;
+        self.run(&["trace_off", "-p", vhost]).map(|_| ())
+    }
+}
+
+/// Puts the password from `password_env` into an AMQP URL's user part.
+fn resolve_url(url: &AmqpUrl) -> Result<String, String> {
+    match url {
+        AmqpUrl::File { path } => std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .map_err(|e| format!("cannot read the AMQP URL file {}: {e}", path.display())),
+        AmqpUrl::WithPasswordEnv { url, password_env } => {
+            let Some(variable) = password_env else {
+                return Ok(url.clone());
+            };
+            let password = std::env::var(variable)
+                .map_err(|_| format!("the AMQP password variable {variable} is not set"))?;
+            let (scheme, rest) = url.split_once("://").ok_or("the AMQP URL has no scheme")?;
+            let (user, host) = rest.split_once('@').ok_or("the AMQP URL names no user")?;
+            let encoded: String = password
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+        }
+    }
+}
+
+impl LiveTrace {
+    /// Starts one capture per AMQP source of the campaign and the pipeline writing `dir`.
+    pub async fn start(campaign: &Campaign, dir: &Path) -> Result<LiveTrace, String> {
+        let (observed, _) = broadcast::channel(1024);
+        let (sink, mut records) = mpsc::channel::<AmqpRecord>(16_384);
+        let mut captures = Vec::new();
+        // The broker's host, to switch the firehose on where it runs.
+        let broker = campaign.testbed.service("rabbitmq").and_then(|service| {
+            campaign
+                .testbed
+                .hosts_of(service)
+                .into_iter()
+                .next()
+                .cloned()
+        });
+        for source in &campaign.tracing.amqp {
+            let url = resolve_url(&source.url)?;
+            let mode = if source.firehose {
+                CaptureMode::Firehose {
+                    switch: broker
+                        .clone()
+                        .map(|host| Arc::new(SshRabbitmqctl { host }) as Arc<dyn TraceSwitch>),
+                }
+            } else {
+                CaptureMode::Tap {
+                    exchanges: source.tap.clone(),
+                }
+            };
+            let capture = AmqpCapture { url, mode };
+            let (stop, stopped) = oneshot::channel::<()>();
+            let (ready, is_ready) = oneshot::channel();
+            let sink = sink.clone();
+            let handle = tokio::spawn(async move {
+                capture
+                    .run(sink, Some(ready), async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            });
+            // Start the workload only once the capture consumes, so the baseline is complete.
+            if is_ready.await.is_err() {
+                let error = match handle.await {
+                    Ok(Err(error)) => error.to_string(),
+                    Ok(Ok(_)) => "the capture ended before it started".into(),
+                    Err(error) => error.to_string(),
+                };
+                return Err(format!("starting the AMQP tracer: {error}"));
+            }
+            captures.push((stop, handle));
+        }
+        drop(sink);
+        let mut pipeline =
+            Pipeline::writing(StitchConfig::default(), dir).map_err(|e| e.to_string())?;
+        let feed = observed.clone();
+        let processor = tokio::spawn(async move {
+            let mut decoder = Decoder::new();
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    record = records.recv() => {
+                        let Some(record) = record else { break };
+                        if let Decoded::Event(event) = decoder.decode(&record) {
+                            announce(&feed, &event);
+                        }
+                        pipeline.push_amqp(&record).map_err(|e| e.to_string())?;
+                    }
+                    _ = ticker.tick() => {
+                        pipeline.tick(jiff::Timestamp::now().as_microsecond()).map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            pipeline.finish().map(|_| ()).map_err(|e| e.to_string())
+        });
+        Ok(LiveTrace {
+            captures,
+            processor: Some(processor),
+            observed,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Waits until an operation matching `point` (and `host`) is observed, the deadline passes or
+    /// the run is stopped. Returns whether it was observed.
+    pub async fn wait_for(
+        &self,
+        point: &ExecutionPoint,
+        host: Option<&str>,
+        deadline: tokio::time::Instant,
+        cancel: &watch::Receiver<Option<Stop>>,
+    ) -> bool {
+        let mut feed = self.observed.subscribe();
+        let mut cancel = cancel.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return false,
+                _ = cancel.changed() => return false,
+                received = feed.recv() => match received {
+                    Ok(observed) if matches(point, host, &observed) => return true,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => {
+                        tokio::time::sleep_until(deadline).await;
+                        return false;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Stops the captures (switching the firehose off if it was switched on), flushes the
+    /// pipeline and reads the transactions back.
+    pub async fn stop(mut self) -> Result<Vec<Transaction>, String> {
+        for (stop, handle) in self.captures.drain(..) {
+            let _ = stop.send(());
+            match handle.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    eprintln!("butterfly: the AMQP capture ended with an error: {error}")
+                }
+                Err(error) => eprintln!("butterfly: the AMQP capture task failed: {error}"),
+            }
+        }
+        if let Some(processor) = self.processor.take() {
+            processor.await.map_err(|e| e.to_string())??;
+        }
+        let file = self.dir.join("transactions.json");
+        if !file.exists() {
+            return Ok(Vec::new());
+        }
+        tracer::import::read_transactions(&file).map_err(|e| e.to_string())
+    }
+}
+
+fn announce(feed: &broadcast::Sender<Observed>, event: &Event) {
+    let rpc = matches!(
+        event.kind,
+        EventKind::RpcCall | EventKind::RpcCast | EventKind::RpcFanout
+    );
+    if rpc || event.kind == EventKind::RestRequest {
+        let _ = feed.send(Observed {
+            operation: event.operation.clone(),
+            host: event.host.clone(),
+            rpc,
+        });
+    }
+}
+
+/// Whether an observed operation is the execution point: RPC `topic.method` or `method` alone,
+/// REST `METHOD /path` exactly (paths are templated by the tracer).
+pub fn matches(point: &ExecutionPoint, host: Option<&str>, observed: &Observed) -> bool {
+    let host_ok = host.is_none_or(|h| observed.host.as_deref() == Some(h));
+    let operation_ok = match point {
+        ExecutionPoint::Rpc(method) => {
+            observed.rpc
+                && (observed.operation == *method
+                    || observed.operation.rsplit('.').next() == Some(method.as_str()))
+        }
+        ExecutionPoint::Rest(call) => !observed.rpc && observed.operation == *call,
+    };
+    host_ok && operation_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(operation: &str, host: Option<&str>, rpc: bool) -> Observed {
+        Observed {
+            operation: operation.into(),
+            host: host.map(str::to_owned),
+            rpc,
+        }
+    }
+
+    #[test]
+    fn rpc_points_match_with_or_without_topic() {
+        let full = ExecutionPoint::Rpc("scheduler.select_destinations".into());
+        let bare = ExecutionPoint::Rpc("select_destinations".into());
+        let event = seen("scheduler.select_destinations", Some("controller"), true);
+        assert!(matches(&full, None, &event));
+        assert!(matches(&bare, None, &event));
+        assert!(matches(&full, Some("controller"), &event));
+        assert!(!matches(&full, Some("compute1"), &event));
+        assert!(!matches(
+            &full,
+            None,
+            &seen("scheduler.select_destinations", None, false)
+        ));
+    }
+
+    #[test]
+    fn rest_points_match_exactly() {
+        let point = ExecutionPoint::Rest("POST /v2.1/servers".into());
+        assert!(matches(
+            &point,
+            None,
+            &seen("POST /v2.1/servers", None, false)
+        ));
+        assert!(!matches(
+            &point,
+            None,
+            &seen("GET /v2.1/servers", None, false)
+        ));
+    }
+
+    #[test]
+    fn a_missing_password_variable_is_named() {
+        // The variable is never set (setting it would need `unsafe` in edition 2024), so this
+        // checks the refusal path: a missing password is an error that names the variable.
+        let variable = "BUTTERFLY_TEST_AMQP_PASSWORD_RESOLVE";
+        let error = resolve_url(&AmqpUrl::WithPasswordEnv {
+            url: "amqp://tracer@10.77.0.2:5672/".into(),
+            password_env: Some(variable.into()),
+        })
+        .unwrap_err();
+        assert!(error.contains(variable), "{error}");
+        assert_eq!(
+            resolve_url(&AmqpUrl::WithPasswordEnv {
+                url: "amqp://guest@127.0.0.1:5672/".into(),
+                password_env: None
+            })
+            .unwrap(),
+            "amqp://guest@127.0.0.1:5672/"
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! The inventory: the campaign format's testbed part (hosts, how to reach them, which services run
+//! where). `up` generates it from the topology; `discover` builds it from a real DevStack. The
+//! `scenarios` crate parses the same shape and rejects unknown fields, so this module emits exactly
+//! that shape.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::topology::{Role, Topology};
+
+/// The inventory format version.
+pub const VERSION: u32 = 1;
+
+/// The whole inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    /// Format version (1).
+    pub version: u32,
+    /// The hosts.
+    pub hosts: Vec<InventoryHost>,
+    /// The services and where they run.
+    pub services: Vec<InventoryService>,
+}
+
+/// One host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryHost {
+    /// Host name.
+    pub name: String,
+    /// Address the runner connects to.
+    pub address: String,
+    /// Roles (`controller`, `compute`).
+    pub roles: Vec<String>,
+    /// How to log in.
+    pub ssh: SshAccess,
+}
+
+/// SSH access to one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshAccess {
+    /// Login user.
+    pub user: String,
+    /// TCP port.
+    pub port: u16,
+    /// Private key file.
+    pub identity: String,
+    /// known_hosts file holding the host's real key.
+    pub known_hosts: String,
+    /// Whether privileged commands need `sudo`.
+    pub sudo: bool,
+}
+
+/// One service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryService {
+    /// Canonical name (`nova-conductor`, …).
+    pub name: String,
+    /// The systemd unit (`devstack@n-cond`).
+    pub unit: String,
+    /// Exact process name (comm), when it identifies the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    /// Roles of the hosts it runs on.
+    pub roles: Vec<String>,
+    /// TCP ports it listens on.
+    pub ports: Vec<u16>,
+}
+
+/// A service the framework knows by a canonical name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanonicalService {
+    /// Canonical name, shared with the tracer and the fingerprints.
+    pub name: &'static str,
+    /// The systemd unit, without `.service`.
+    pub unit: &'static str,
+    /// The process name (comm, at most 15 bytes) when it is distinctive. oslo.service retitles
+    /// its processes (`nova-conductor: …`), so the comm of conductor and scheduler ends in `:`;
+    /// the gunicorn-served APIs all show `gunicorn: maste`/`gunicorn: worke` and get none.
+    pub process: Option<&'static str>,
+    /// The role of the hosts it runs on.
+    pub role: Role,
+    /// The TCP ports it listens on in the testbed.
+    pub ports: &'static [u16],
+}
+
+/// Every canonical service, in inventory order.
+pub const CANONICAL_SERVICES: &[CanonicalService] = &[
+    CanonicalService {
+        name: "keystone",
+        unit: "devstack@keystone",
+        process: None,
+        role: Role::Controller,
+        ports: &[5000],
+    },
+    CanonicalService {
+        name: "placement-api",
+        unit: "devstack@placement-api",
+        process: None,
+        role: Role::Controller,
+        ports: &[8778],
+    },
+    CanonicalService {
+        name: "glance-api",
+        unit: "devstack@g-api",
+        process: None,
+        role: Role::Controller,
+        ports: &[9292],
+    },
+    CanonicalService {
+        name: "neutron-api",
+        unit: "devstack@q-svc",
+        process: None,
+        role: Role::Controller,
+        ports: &[9696],
+    },
+    CanonicalService {
+        name: "nova-api",
+        unit: "devstack@n-api",
+        process: None,
+        role: Role::Controller,
+        ports: &[8774],
+    },
+    CanonicalService {
+        name: "nova-conductor",
+        unit: "devstack@n-cond",
+        process: Some("nova-conductor:"),
+        role: Role::Controller,
+        ports: &[],
+    },
+    CanonicalService {
+        name: "nova-scheduler",
+        unit: "devstack@n-sch",
+        process: Some("nova-scheduler:"),
+        role: Role::Controller,
+        ports: &[],
+    },
+    CanonicalService {
+        name: "nova-compute",
+        unit: "devstack@n-cpu",
+        process: Some("nova-compute"),
+        role: Role::Compute,
+        ports: &[],
+    },
+    CanonicalService {
+        name: "rabbitmq",
+        unit: "rabbitmq-server",
+        process: Some("beam.smp"),
+        role: Role::Controller,
+        ports: &[5672],
+    },
+    CanonicalService {
+        name: "mariadb",
+        unit: "mariadb",
+        process: Some("mariadbd"),
+        role: Role::Controller,
+        ports: &[3306],
+    },
+];
+
+/// The canonical service run by `unit` (with or without `.service`).
+pub fn canonical_by_unit(unit: &str) -> Option<&'static CanonicalService> {
+    let unit = unit.strip_suffix(".service").unwrap_or(unit);
+    CANONICAL_SERVICES.iter().find(|s| s.unit == unit)
+}
+
+/// How the runner logs in to the generated testbed's hosts.
+#[derive(Debug, Clone)]
+pub struct SshDefaults {
+    /// Private key path.
+    pub identity: String,
+    /// known_hosts path.
+    pub known_hosts: String,
+}
+
+/// The inventory of a generated testbed. `with_services` is false in hosts-only mode, where no
+/// OpenStack service runs.
+pub fn generate(topology: &Topology, ssh: &SshDefaults, with_services: bool) -> Inventory {
+    let hosts = topology
+        .hosts
+        .iter()
+        .map(|host| InventoryHost {
+            name: host.name.clone(),
+            address: host.address.to_string(),
+            roles: vec![host.role.as_str().to_owned()],
+            ssh: SshAccess {
+                user: "root".to_owned(),
+                port: 22,
+                identity: ssh.identity.clone(),
+                known_hosts: ssh.known_hosts.clone(),
+                sudo: false,
+            },
+        })
+        .collect();
+    let services = if with_services {
+        CANONICAL_SERVICES.iter().map(service_entry).collect()
+    } else {
+        Vec::new()
+    };
+    Inventory {
+        version: VERSION,
+        hosts,
+        services,
+    }
+}
+
+/// The inventory entry of a canonical service, with the given ports.
+pub(crate) fn service_entry(service: &CanonicalService) -> InventoryService {
+    InventoryService {
+        name: service.name.to_owned(),
+        unit: service.unit.to_owned(),
+        process: service.process.map(str::to_owned),
+        roles: vec![service.role.as_str().to_owned()],
+        ports: service.ports.to_vec(),
+    }
+}
+
+impl Inventory {
+    /// The inventory as YAML.
+    pub fn to_yaml(&self) -> Result<String> {
+        serde_saphyr::to_string(self)
+            .map_err(|e| Error::Invalid(format!("cannot render the inventory: {e}")))
+    }
+
+    /// Parses an inventory (used to read back a generated one and in tests).
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        serde_saphyr::from_str(text).map_err(|e| Error::Invalid(format!("inventory: {e}")))
+    }
+
+    /// The differences between two inventories, one line each; empty when they describe the same
+    /// hosts and services.
+    pub fn differences(&self, other: &Inventory) -> Vec<String> {
+        let mut diffs = Vec::new();
+        let names = |inv: &Inventory| inv.hosts.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+        if names(self) != names(other) {
+            diffs.push(format!("hosts {:?} vs {:?}", names(self), names(other)));
+        }
+        for (a, b) in self.hosts.iter().zip(&other.hosts) {
+            if a != b {
+                diffs.push(format!("host {}: {a:?} vs {b:?}", a.name));
+            }
+        }
+        let service_names = |inv: &Inventory| {
+            inv.services
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>()
+        };
+        if service_names(self) != service_names(other) {
+            diffs.push(format!(
+                "services {:?} vs {:?}",
+                service_names(self),
+                service_names(other)
+            ));
+        }
+        for (a, b) in self.services.iter().zip(&other.services) {
+            if a != b {
+                diffs.push(format!("service {}: {a:?} vs {b:?}", a.name));
+            }
+        }
+        diffs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> SshDefaults {
+        SshDefaults {
+            identity: "/var/lib/butterfly/testbed/ssh/id_ed25519".into(),
+            known_hosts: "/var/lib/butterfly/testbed/ssh/known_hosts".into(),
+        }
+    }
+
+    #[test]
+    fn generated_inventory_has_the_campaign_shape() {
+        let topology = Topology::new(0, 2, 64).unwrap();
+        let yaml = generate(&topology, &defaults(), true).to_yaml().unwrap();
+        insta::assert_snapshot!(yaml);
+    }
+
+    #[test]
+    fn inventory_round_trips_through_yaml() {
+        let topology = Topology::new(0, 2, 64).unwrap();
+        let inventory = generate(&topology, &defaults(), true);
+        let parsed = Inventory::from_yaml(&inventory.to_yaml().unwrap()).unwrap();
+        assert_eq!(parsed, inventory);
+        assert!(parsed.differences(&inventory).is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let text = "version: 1\nhosts: []\nservices: []\nextra: 1\n";
+        assert!(Inventory::from_yaml(text).is_err());
+    }
+
+    #[test]
+    fn hosts_only_inventory_lists_no_services() {
+        let topology = Topology::new(0, 1, 64).unwrap();
+        let inventory = generate(&topology, &defaults(), false);
+        assert_eq!(inventory.hosts.len(), 2);
+        assert!(inventory.services.is_empty());
+    }
+
+    #[test]
+    fn differences_name_the_changed_service() {
+        let topology = Topology::new(0, 1, 64).unwrap();
+        let a = generate(&topology, &defaults(), true);
+        let mut b = a.clone();
+        b.services[0].ports = vec![80];
+        let diffs = a.differences(&b);
+        assert_eq!(diffs.len(), 1);
+        assert!(diffs[0].starts_with("service keystone"), "{diffs:?}");
+    }
+
+    #[test]
+    fn canonical_lookup_accepts_the_service_suffix() {
+        assert_eq!(
+            canonical_by_unit("devstack@n-cpu.service").unwrap().name,
+            "nova-compute"
+        );
+        assert_eq!(canonical_by_unit("mariadb").unwrap().name, "mariadb");
+        assert!(canonical_by_unit("devstack@c-vol").is_none());
+    }
+}

@@ -1,0 +1,473 @@
+//! Live AMQP capture: RabbitMQ's firehose (`amq.rabbitmq.trace`) or tap queues bound to given
+//! exchanges, turned into [`AmqpRecord`]s on a channel.
+//!
+//! The firehose must be switched on per vhost (`rabbitmqctl trace_on -p VHOST`, which only works
+//! on the broker's own machine). A [`TraceSwitch`] does that; the capture switches tracing off again
+//! only if it was the one that switched it on, also when it fails or is dropped.
+//!
+//! Tap mode, for brokers where the firehose is not allowed, binds exclusive server-named queues
+//! with key `#` to each given exchange. It sees only messages routed through those exchanges:
+//! RPC replies (sent through the default exchange to the caller's `reply_…` queue) and
+//! deliveries are not visible there.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties};
+use tokio::sync::mpsc;
+
+use crate::oslo::{AmqpRecord, Direction};
+use crate::secrets::redact_url;
+use crate::{Error, Result};
+
+/// The firehose exchange.
+pub const FIREHOSE_EXCHANGE: &str = "amq.rabbitmq.trace";
+
+/// Switches RabbitMQ's firehose on and off for a vhost.
+pub trait TraceSwitch: Send + Sync {
+    /// Switches tracing on; returns `true` when it was off before (so it must be switched off).
+    fn enable(&self, vhost: &str) -> Result<bool>;
+    /// Switches tracing off.
+    fn disable(&self, vhost: &str) -> Result<()>;
+}
+
+/// Runs `rabbitmqctl` on this machine (the broker's own node).
+#[derive(Debug, Clone)]
+pub struct RabbitmqctlSwitch {
+    /// The `rabbitmqctl` program.
+    pub program: PathBuf,
+    /// `-n NODE`, when not the default node.
+    pub node: Option<String>,
+}
+
+impl Default for RabbitmqctlSwitch {
+    fn default() -> Self {
+        RabbitmqctlSwitch {
+            program: PathBuf::from("rabbitmqctl"),
+            node: None,
+        }
+    }
+}
+
+impl RabbitmqctlSwitch {
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let mut command = Command::new(&self.program);
+        if let Some(node) = &self.node {
+            command.args(["-n", node]);
+        }
+        command.args(["-q"]).args(args);
+        let output = command.output().map_err(|error| {
+            Error::Switch(format!("running {}: {error}", self.program.display()))
+        })?;
+        if !output.status.success() {
+            return Err(Error::Switch(format!(
+                "{} {}: {}",
+                self.program.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Whether tracing is on for the vhost (`rabbitmqctl list_vhosts name tracing`).
+    pub fn is_on(&self, vhost: &str) -> Result<bool> {
+        let listing = self.run(&["list_vhosts", "name", "tracing"])?;
+        Ok(listing.lines().any(|line| {
+            let mut columns = line.split('\t');
+            columns.next() == Some(vhost) && columns.next().map(str::trim) == Some("true")
+        }))
+    }
+}
+
+impl TraceSwitch for RabbitmqctlSwitch {
+    fn enable(&self, vhost: &str) -> Result<bool> {
+        if self.is_on(vhost)? {
+            return Ok(false);
+        }
+        self.run(&["trace_on", "-p", vhost])?;
+        Ok(true)
+    }
+
+    fn disable(&self, vhost: &str) -> Result<()> {
+        self.run(&["trace_off", "-p", vhost]).map(|_| ())
+    }
+}
+
+/// Switches the firehose off on drop when this capture switched it on.
+struct SwitchGuard {
+    switch: Arc<dyn TraceSwitch>,
+    vhost: String,
+    armed: bool,
+}
+
+impl SwitchGuard {
+    fn release(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.armed) {
+            self.switch.disable(&self.vhost)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SwitchGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.release() {
+            tracing::error!(
+                "could not switch the firehose off for vhost {:?}: {error}",
+                self.vhost
+            );
+        }
+    }
+}
+
+/// Where the capture reads from.
+#[derive(Clone)]
+pub enum CaptureMode {
+    /// The firehose; with a switch, tracing is turned on for the vhost (and off again after).
+    Firehose {
+        /// How to switch tracing; `None` when it is already on (e.g. by the operator).
+        switch: Option<Arc<dyn TraceSwitch>>,
+    },
+    /// Exclusive queues bound with `#` to each exchange.
+    Tap {
+        /// The exchanges to tap.
+        exchanges: Vec<String>,
+    },
+}
+
+/// A live capture from one broker vhost.
+#[derive(Clone)]
+pub struct AmqpCapture {
+    /// `amqp://user:pass@host:port/vhost` (vhost percent-encoded, `%2f` for `/`).
+    pub url: String,
+    /// Firehose or tap.
+    pub mode: CaptureMode,
+}
+
+/// The vhost named by an AMQP URL (`/` when the path is empty).
+pub fn vhost_of(url: &str) -> Result<String> {
+    let rest = url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| Error::Format(format!("AMQP URL {:?} has no scheme", redact_url(url))))?;
+    let path = rest.split_once('/').map_or("", |(_, path)| path);
+    let path = path.split('?').next().unwrap_or("");
+    if path.is_empty() {
+        return Ok("/".to_owned());
+    }
+    percent_decode(path).ok_or_else(|| {
+        Error::Format(format!(
+            "AMQP URL {:?}: bad vhost encoding",
+            redact_url(url)
+        ))
+    })
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = text.get(index + 1..index + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn now_us() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
+
+fn text(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        AMQPValue::ShortString(text) => Some(text.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// Converts a firehose message (routing key `publish.<exchange>` / `deliver.<queue>`, headers
+/// `exchange_name`, `routing_keys`, `properties`) into a record.
+pub fn firehose_record(
+    routing_key: &str,
+    headers: Option<&FieldTable>,
+    body: Vec<u8>,
+    ts_us: i64,
+) -> Option<AmqpRecord> {
+    let (direction, queue) = if routing_key.starts_with("publish.") {
+        (Direction::Publish, None)
+    } else if let Some(queue) = routing_key.strip_prefix("deliver.") {
+        (Direction::Deliver, Some(queue.to_owned()))
+    } else {
+        return None;
+    };
+    let headers = headers.map(FieldTable::inner);
+    let get = |name: &str| headers.and_then(|headers| headers.get(name));
+    let exchange = get("exchange_name").and_then(text).unwrap_or_default();
+    let routing_key = match get("routing_keys") {
+        Some(AMQPValue::FieldArray(keys)) => {
+            keys.as_slice().first().and_then(text).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    let expiration = match get("properties") {
+        Some(AMQPValue::FieldTable(properties)) => {
+            properties.inner().get("expiration").and_then(text)
+        }
+        _ => None,
+    };
+    Some(AmqpRecord {
+        ts_us,
+        direction,
+        exchange,
+        routing_key,
+        queue,
+        expiration,
+        body,
+    })
+}
+
+/// A consumed message as a record: firehose messages by their trace routing key and headers, tap
+/// copies as publishes with their own exchange and routing key.
+fn to_record(firehose: bool, delivery: lapin::message::Delivery) -> Option<AmqpRecord> {
+    let ts_us = now_us();
+    if firehose {
+        return firehose_record(
+            delivery.routing_key.as_str(),
+            delivery.properties.headers().as_ref(),
+            delivery.data,
+            ts_us,
+        );
+    }
+    Some(AmqpRecord {
+        ts_us,
+        direction: Direction::Publish,
+        exchange: delivery.exchange.as_str().to_owned(),
+        routing_key: delivery.routing_key.as_str().to_owned(),
+        queue: None,
+        expiration: delivery
+            .properties
+            .expiration()
+            .as_ref()
+            .map(|expiration| expiration.as_str().to_owned()),
+        body: delivery.data,
+    })
+}
+
+/// What a finished capture saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Messages consumed from the firehose or tap queues.
+    pub consumed: u64,
+    /// Firehose messages whose routing key was neither `publish.` nor `deliver.` (ignored).
+    pub foreign: u64,
+}
+
+impl AmqpCapture {
+    /// Connects, sets up the queues (and switches the firehose on if asked), then forwards records
+    /// to `sink` until `shutdown` resolves or the connection fails. `ready` is signalled once
+    /// consuming has started, so a caller can start its traffic without missing any.
+    pub async fn run(
+        self,
+        sink: mpsc::Sender<AmqpRecord>,
+        ready: Option<tokio::sync::oneshot::Sender<()>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<CaptureStats> {
+        let vhost = vhost_of(&self.url)?;
+        let shown = redact_url(&self.url);
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(|error| Error::Amqp(format!("connecting to {shown}: {error}")))?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|error| Error::Amqp(format!("opening a channel: {error}")))?;
+        channel
+            .basic_qos(10_000, BasicQosOptions::default())
+            .await
+            .map_err(|error| Error::Amqp(format!("basic.qos: {error}")))?;
+        let bindings: Vec<String> = match &self.mode {
+            CaptureMode::Firehose { .. } => vec![FIREHOSE_EXCHANGE.to_owned()],
+            CaptureMode::Tap { exchanges } => exchanges.clone(),
+        };
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|error| Error::Amqp(format!("declaring the capture queue: {error}")))?;
+        for exchange in &bindings {
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    exchange.as_str().into(),
+                    "#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|error| {
+                    Error::Amqp(format!("binding to exchange {exchange:?}: {error}"))
+                })?;
+        }
+        // Switch the firehose on only after our queue is bound, so nothing is missed.
+        let mut guard = match &self.mode {
+            CaptureMode::Firehose {
+                switch: Some(switch),
+            } => {
+                let armed = switch.enable(&vhost)?;
+                Some(SwitchGuard {
+                    switch: Arc::clone(switch),
+                    vhost: vhost.clone(),
+                    armed,
+                })
+            }
+            _ => None,
+        };
+        let mut consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "butterfly-tracer".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|error| Error::Amqp(format!("consuming: {error}")))?;
+        if let Some(ready) = ready {
+            let _ = ready.send(());
+        }
+        let firehose = matches!(self.mode, CaptureMode::Firehose { .. });
+        let mut stats = CaptureStats::default();
+        tokio::pin!(shutdown);
+        // After `shutdown`, the consumer is cancelled and what the broker already pushed to it is
+        // still taken (until the stream ends or stays empty for a moment), so a record that
+        // reached the tracer is never dropped at the end.
+        let mut stopping = false;
+        let outcome = loop {
+            let delivery = if stopping {
+                match tokio::time::timeout(Duration::from_millis(500), consumer.next()).await {
+                    Ok(Some(delivery)) => Some(delivery),
+                    Ok(None) | Err(_) => break Ok(()),
+                }
+            } else {
+                tokio::select! {
+                    () = &mut shutdown => {
+                        stopping = true;
+                        let _ = channel
+                            .basic_cancel("butterfly-tracer".into(), BasicCancelOptions::default())
+                            .await;
+                        continue;
+                    }
+                    delivery = consumer.next() => delivery,
+                }
+            };
+            let delivery = match delivery {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(error)) => break Err(Error::Amqp(format!("consuming: {error}"))),
+                None => {
+                    break Err(Error::Amqp(
+                        "the broker cancelled the capture consumer".to_owned(),
+                    ));
+                }
+            };
+            stats.consumed += 1;
+            match to_record(firehose, delivery) {
+                Some(record) => {
+                    if sink.send(record).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                None => stats.foreign += 1,
+            }
+        };
+        if !stopping {
+            let _ = channel
+                .basic_cancel("butterfly-tracer".into(), BasicCancelOptions::default())
+                .await;
+        }
+        let switched_off = guard.as_mut().map_or(Ok(()), SwitchGuard::release);
+        let _ = connection.close(200, "tracer done".into()).await;
+        outcome?;
+        switched_off?;
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use lapin::types::{FieldArray, LongString};
+
+    use super::*;
+
+    #[test]
+    fn vhosts_are_read_from_urls() {
+        assert_eq!(
+            vhost_of("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap(),
+            "/"
+        );
+        assert_eq!(vhost_of("amqp://guest:guest@127.0.0.1:5672").unwrap(), "/");
+        assert_eq!(
+            vhost_of("amqp://127.0.0.1/bt-1?heartbeat=10").unwrap(),
+            "bt-1"
+        );
+        assert!(vhost_of("127.0.0.1").is_err());
+        assert!(vhost_of("amqp://h/%zz").is_err());
+    }
+
+    #[test]
+    fn firehose_headers_become_records() {
+        let mut properties = BTreeMap::new();
+        properties.insert(
+            "expiration".into(),
+            AMQPValue::LongString(LongString::from("60000")),
+        );
+        let mut headers = BTreeMap::new();
+        headers.insert(
+            "exchange_name".into(),
+            AMQPValue::LongString(LongString::from("nova")),
+        );
+        let mut keys = FieldArray::default();
+        keys.push(AMQPValue::LongString(LongString::from("compute.host1")));
+        headers.insert("routing_keys".into(), AMQPValue::FieldArray(keys));
+        headers.insert(
+            "properties".into(),
+            AMQPValue::FieldTable(properties.into()),
+        );
+        let headers = FieldTable::from(headers);
+        let record = firehose_record("publish.nova", Some(&headers), b"{}".to_vec(), 7).unwrap();
+        assert_eq!(record.direction, Direction::Publish);
+        assert_eq!(record.exchange, "nova");
+        assert_eq!(record.routing_key, "compute.host1");
+        assert_eq!(record.expiration.as_deref(), Some("60000"));
+        let delivered =
+            firehose_record("deliver.compute.host1", Some(&headers), vec![], 8).unwrap();
+        assert_eq!(delivered.queue.as_deref(), Some("compute.host1"));
+        assert!(firehose_record("other", None, vec![], 0).is_none());
+    }
+}

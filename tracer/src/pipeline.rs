@@ -1,0 +1,276 @@
+//! The pipeline from records to a trace: number events in arrival order, decode AMQP records,
+//! stitch, and write the trace directory (see `docs/tracer.md`, "Trace format"):
+//!
+//! * `events.jsonl`: one [`Event`] per line, in arrival order, written as they arrive;
+//! * `transactions.json`: `{"format": "butterfly-trace", "version": 1, "transactions": [...]}`,
+//!   each transaction appended when it closes;
+//! * `graphs/<n>-<id>.dot`: one Graphviz graph per user (non-background) transaction;
+//! * `trace.json`: the [`TraceSummary`] with format version and every count.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, TRACE_FORMAT_VERSION, Transaction};
+use crate::graph::to_dot;
+use crate::oslo::{AmqpCounts, AmqpRecord, Decoded, Decoder};
+use crate::rest::RestRecord;
+use crate::stitch::{StitchConfig, StitchCounts, Stitcher};
+use crate::{Error, Result};
+
+/// The `format` value of trace files.
+pub const TRACE_FORMAT_NAME: &str = "butterfly-trace";
+
+/// What a trace contains, written as `trace.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSummary {
+    /// Always [`TRACE_FORMAT_NAME`].
+    pub format: String,
+    /// [`TRACE_FORMAT_VERSION`] of the writer.
+    pub version: u32,
+    /// AMQP decoder counts.
+    pub amqp: AmqpCounts,
+    /// REST requests recorded by the proxies.
+    pub rest_requests: u64,
+    /// Events imported from other formats.
+    pub imported: u64,
+    /// Stitcher counts.
+    pub stitch: StitchCounts,
+    /// Transactions written (user and background).
+    pub transactions: u64,
+}
+
+enum Sink {
+    Keep(Vec<Transaction>),
+    Discard,
+    Write(Box<TraceWriter>),
+}
+
+/// Numbering, decoding, stitching and output in one place, driven by the capture loops, the
+/// importers and the benchmarks.
+pub struct Pipeline {
+    decoder: Decoder,
+    stitcher: Stitcher,
+    next_seq: u64,
+    rest_requests: u64,
+    imported: u64,
+    transactions: u64,
+    sink: Sink,
+}
+
+/// What a finished pipeline returns.
+#[derive(Debug)]
+pub struct TraceOutput {
+    /// Counts of the whole run.
+    pub summary: TraceSummary,
+    /// The transactions, when the pipeline kept them in memory.
+    pub transactions: Vec<Transaction>,
+}
+
+impl Pipeline {
+    /// A pipeline that keeps the closed transactions in memory.
+    pub fn in_memory(config: StitchConfig) -> Pipeline {
+        Pipeline::with_sink(config, Sink::Keep(Vec::new()))
+    }
+
+    /// A pipeline that only counts closed transactions (benchmarks).
+    pub fn counting(config: StitchConfig) -> Pipeline {
+        Pipeline::with_sink(config, Sink::Discard)
+    }
+
+    /// A pipeline that writes a trace directory (created if missing).
+    pub fn writing(config: StitchConfig, dir: &Path) -> Result<Pipeline> {
+        Ok(Pipeline::with_sink(
+            config,
+            Sink::Write(Box::new(TraceWriter::create(dir)?)),
+        ))
+    }
+
+    fn with_sink(config: StitchConfig, sink: Sink) -> Pipeline {
+        Pipeline {
+            decoder: Decoder::new(),
+            stitcher: Stitcher::new(config),
+            next_seq: 1,
+            rest_requests: 0,
+            imported: 0,
+            transactions: 0,
+            sink,
+        }
+    }
+
+    /// Decodes and stitches one AMQP record.
+    pub fn push_amqp(&mut self, record: &AmqpRecord) -> Result<()> {
+        match self.decoder.decode(record) {
+            Decoded::Event(event) => self.push(*event),
+            Decoded::Delivery(delivery) => {
+                self.stitcher.deliver(&delivery);
+                Ok(())
+            }
+        }
+    }
+
+    /// Stitches one REST exchange.
+    pub fn push_rest(&mut self, record: &RestRecord) -> Result<()> {
+        self.rest_requests += 1;
+        self.push(record.to_event())
+    }
+
+    /// Stitches one event from another source (an importer); it is renumbered.
+    pub fn push_imported(&mut self, event: Event) -> Result<()> {
+        self.imported += 1;
+        self.push(event)
+    }
+
+    fn push(&mut self, mut event: Event) -> Result<()> {
+        event.seq = self.next_seq;
+        self.next_seq += 1;
+        self.stitcher.annotate(&mut event);
+        if let Sink::Write(writer) = &mut self.sink {
+            writer.event(&event)?;
+        }
+        self.stitcher.push(event);
+        self.drain()
+    }
+
+    /// Closes transactions idle at `now_us` (wall clock in live capture).
+    pub fn tick(&mut self, now_us: i64) -> Result<()> {
+        self.stitcher.advance(now_us);
+        self.drain()
+    }
+
+    /// Current counts.
+    pub fn summary(&self) -> TraceSummary {
+        TraceSummary {
+            format: TRACE_FORMAT_NAME.to_owned(),
+            version: TRACE_FORMAT_VERSION,
+            amqp: self.decoder.counts(),
+            rest_requests: self.rest_requests,
+            imported: self.imported,
+            stitch: self.stitcher.counts(),
+            transactions: self.transactions,
+        }
+    }
+
+    fn drain(&mut self) -> Result<()> {
+        for transaction in self.stitcher.take_closed() {
+            self.transactions += 1;
+            match &mut self.sink {
+                Sink::Keep(kept) => kept.push(transaction),
+                Sink::Discard => {}
+                Sink::Write(writer) => writer.transaction(&transaction)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every open transaction, finishes the files and returns the counts.
+    pub fn finish(mut self) -> Result<TraceOutput> {
+        self.stitcher.flush();
+        self.drain()?;
+        let summary = self.summary();
+        let transactions = match self.sink {
+            Sink::Keep(kept) => kept,
+            Sink::Discard => Vec::new(),
+            Sink::Write(writer) => {
+                writer.finish(&summary)?;
+                Vec::new()
+            }
+        };
+        Ok(TraceOutput {
+            summary,
+            transactions,
+        })
+    }
+}
+
+/// Writes a trace directory incrementally.
+struct TraceWriter {
+    dir: PathBuf,
+    events: BufWriter<File>,
+    transactions: BufWriter<File>,
+    written: u64,
+    graphs: u64,
+}
+
+impl TraceWriter {
+    fn create(dir: &Path) -> Result<TraceWriter> {
+        std::fs::create_dir_all(dir.join("graphs"))
+            .map_err(|error| Error::io(format!("creating {}", dir.display()), error))?;
+        let open = |name: &str| {
+            let path = dir.join(name);
+            File::create(&path)
+                .map(BufWriter::new)
+                .map_err(|error| Error::io(format!("creating {}", path.display()), error))
+        };
+        let mut transactions = open("transactions.json")?;
+        write!(
+            transactions,
+            "{{\"format\":\"{TRACE_FORMAT_NAME}\",\"version\":{TRACE_FORMAT_VERSION},\"transactions\":["
+        )
+        .map_err(|error| Error::io("writing transactions.json", error))?;
+        Ok(TraceWriter {
+            dir: dir.to_owned(),
+            events: open("events.jsonl")?,
+            transactions,
+            written: 0,
+            graphs: 0,
+        })
+    }
+
+    fn event(&mut self, event: &Event) -> Result<()> {
+        serde_json::to_writer(&mut self.events, event)
+            .map_err(|error| Error::io("writing events.jsonl", error.into()))?;
+        self.events
+            .write_all(b"\n")
+            .map_err(|error| Error::io("writing events.jsonl", error))
+    }
+
+    fn transaction(&mut self, transaction: &Transaction) -> Result<()> {
+        if self.written > 0 {
+            self.transactions
+                .write_all(b",\n")
+                .map_err(|error| Error::io("writing transactions.json", error))?;
+        }
+        serde_json::to_writer(&mut self.transactions, transaction)
+            .map_err(|error| Error::io("writing transactions.json", error.into()))?;
+        self.written += 1;
+        if !transaction.background {
+            self.graphs += 1;
+            let name: String = transaction
+                .id
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(80)
+                .collect();
+            let path = self
+                .dir
+                .join("graphs")
+                .join(format!("{:05}-{name}.dot", self.graphs));
+            std::fs::write(&path, to_dot(transaction))
+                .map_err(|error| Error::io(format!("writing {}", path.display()), error))?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, summary: &TraceSummary) -> Result<()> {
+        self.transactions
+            .write_all(b"]}\n")
+            .and_then(|()| self.transactions.flush())
+            .and_then(|()| self.events.flush())
+            .map_err(|error| Error::io("finishing the trace files", error))?;
+        let path = self.dir.join("trace.json");
+        let text = serde_json::to_string_pretty(summary)
+            .map_err(|error| Error::Format(format!("summary: {error}")))?;
+        std::fs::write(&path, text + "\n")
+            .map_err(|error| Error::io(format!("writing {}", path.display()), error))
+    }
+}

@@ -1,0 +1,144 @@
+//! The recording proxy forwards real HTTP on loopback and records templates, ids and status, but
+//! never a token. Regression tests for issue 5.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracer::event::Outcome;
+use tracer::proxy::{BoundProxy, ProxySpec};
+
+const TOKEN: &str = "gAAAAABproxyTokenThatMustNotBeRecorded";
+
+/// An upstream that checks the token arrived, echoes the path and answers with a request id.
+async fn upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+                    let authorized = request
+                        .headers()
+                        .get("x-auth-token")
+                        .is_some_and(|v| v == TOKEN);
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    let mut response = Response::new(Full::new(body));
+                    *response.status_mut() = if authorized {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    };
+                    response.headers_mut().insert(
+                        "x-openstack-request-id",
+                        "req-aaaaaaaa-0000-0000-0000-000000000001".parse().unwrap(),
+                    );
+                    Ok::<_, Infallible>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn issue_5_proxy_records_template_ids_and_status_without_tokens() {
+    let upstream = upstream().await;
+    let (sink, mut records) = mpsc::unbounded_channel();
+    let spec: ProxySpec = format!("nova-api=127.0.0.1:0=http://{upstream}")
+        .parse()
+        .unwrap();
+    let proxy = BoundProxy::bind(spec, sink).await.unwrap();
+    let addr = proxy.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(proxy.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = Request::post(format!(
+        "http://{addr}/v2.1/servers/3cf6d929-3aa8-471b-a066-9c52d409c54f/action?x=1"
+    ))
+    .header("x-auth-token", TOKEN)
+    .header(
+        "x-openstack-request-id",
+        "req-bbbbbbbb-0000-0000-0000-000000000002",
+    )
+    .header("user-agent", "nova-conductor keystoneauth1/5.11")
+    .body(Full::new(Bytes::from_static(b"{\"reboot\": {}}")))
+    .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "the token was forwarded"
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        &body[..],
+        b"{\"reboot\": {}}",
+        "the body was streamed through"
+    );
+
+    let record = records.recv().await.unwrap();
+    let event = record.to_event();
+    assert_eq!(event.operation, "POST /v2.1/servers/{id}/action");
+    assert_eq!(event.service.as_deref(), Some("nova-api"));
+    assert_eq!(event.caller.as_deref(), Some("nova-conductor"));
+    assert_eq!(event.outcome, Some(Outcome::Http { status: 202 }));
+    assert_eq!(
+        event.ids.global_request_id.as_deref(),
+        Some("req-bbbbbbbb-0000-0000-0000-000000000002")
+    );
+    assert_eq!(
+        event.ids.request_id.as_deref(),
+        Some("req-aaaaaaaa-0000-0000-0000-000000000001")
+    );
+    assert!(event.duration_us.is_some());
+    let serialized = serde_json::to_string(&event).unwrap() + &format!("{record:?}");
+    assert!(!serialized.contains(TOKEN));
+
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn issue_5_an_unreachable_upstream_is_a_recorded_502() {
+    // Bind and drop a listener to get a port nothing listens on.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (sink, mut records) = mpsc::unbounded_channel();
+    let spec: ProxySpec = format!("glance-api=127.0.0.1:0=http://{dead}")
+        .parse()
+        .unwrap();
+    let proxy = BoundProxy::bind(spec, sink).await.unwrap();
+    let addr = proxy.local_addr().unwrap();
+    tokio::spawn(proxy.serve(std::future::pending()));
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = client
+        .request(
+            Request::get(format!("http://{addr}/v2/images/fake-img"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let event = records.recv().await.unwrap().to_event();
+    assert_eq!(event.operation, "GET /v2/images/{id}");
+    assert!(event.is_error());
+}
