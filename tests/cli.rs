@@ -160,3 +160,32 @@ fn run_reports_an_unreachable_cloud_as_a_setup_error_with_exit_3() {
         ))
         .stderr(predicate::str::contains("not-a-secret").not());
 }
+
+#[test]
+fn plan_dry_run_prints_every_phase_for_every_host() {
+    let output = butterfly()
+        .args(["plan", "--dry-run", &example("partition-compute.yaml")])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    for phase in [
+        "preflight:",
+        "inject:",
+        "verify:",
+        "revert:",
+        "verify-reverted:",
+    ] {
+        assert_eq!(
+            text.matches(phase).count(),
+            2,
+            "{phase} once per repetition:\n{text}"
+        );
+    }
+    // The partition names the controller's address, quoted into nft's argv.
+    assert!(text.contains("10.77.0.2"), "{text}");
+}

@@ -8,7 +8,7 @@ use crate::exit::{CliError, Exit};
 /// and timeline (baseline, inject, revert, recovery). Deterministic for a given seed.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  butterfly plan scenarios/examples/mixed.yaml\n  butterfly plan --seed 7 --json scenarios/examples/mixed.yaml"
+    after_help = "Examples:\n  butterfly plan scenarios/examples/mixed.yaml\n  butterfly plan --seed 7 --json scenarios/examples/mixed.yaml\n  butterfly plan --dry-run scenarios/examples/ci-smoke.yaml"
 )]
 pub struct Args {
     /// The campaign file.
@@ -20,6 +20,10 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also print, for every repetition and host, the exact commands the injector would send:
+    /// preflight, dead-man timer, inject, verify, revert, verify-reverted.
+    #[arg(long, conflicts_with = "json")]
+    pub dry_run: bool,
 }
 
 /// Runs the command.
@@ -39,6 +43,24 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
         println!("{text}");
     } else {
         print!("{}", plan.render());
+    }
+    if args.dry_run {
+        let options = injector::PlanOptions::default();
+        for (index, run) in plan.runs.iter().enumerate() {
+            let experiment = campaign
+                .experiments
+                .iter()
+                .find(|e| e.name == run.experiment)
+                .expect("plans are expanded from the campaign's experiments");
+            println!("\n## {} #{}", run.experiment, run.repetition);
+            for (position, host) in run.hosts.iter().enumerate() {
+                // A fixed id per step keeps the output stable; a real run draws a random one.
+                let id = format!("{:08x}", index * 256 + position);
+                let fault = crate::runner::fault_plan(&campaign, experiment, host.as_str(), &id)
+                    .map_err(CliError::InvalidInput)?;
+                print!("{}", fault.dry_run(options.grace));
+            }
+        }
     }
     Ok(Exit::Pass)
 }

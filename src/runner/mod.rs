@@ -407,34 +407,19 @@ async fn run_repetition(
     let mut faults = Vec::new();
     let mut active: Vec<Active> = Vec::new();
     let service = experiment.target.service.as_ref();
-    let options = PlanOptions {
-        allow_destructive: experiment.allow_destructive,
-        ..PlanOptions::default()
-    };
     let mut failure = None;
     // The time spent waiting for the trigger belongs to the plan, not to the framework.
     let trigger_wait = fault_origin.elapsed();
     for host_name in &planned.hosts {
-        let host = campaign
-            .testbed
-            .host(host_name.as_str())
-            .expect("planned hosts come from the inventory");
-        let spec = HostSpec::from(host);
-        let id = injector::new_fault_id();
-        let input = FaultInput {
-            id: &id,
-            fault: &experiment.fault,
-            host: &spec,
-            service,
-            duration: experiment.duration,
-        };
-        let plan = match input.plan(&options) {
+        let plan = match fault_plan(
+            campaign,
+            experiment,
+            host_name.as_str(),
+            &injector::new_fault_id(),
+        ) {
             Ok(plan) => plan,
             Err(error) => {
-                failure = Some(format!(
-                    "planning {} on {host_name}: {error}",
-                    experiment.fault.kind()
-                ));
+                failure = Some(error);
                 break;
             }
         };
@@ -568,6 +553,38 @@ async fn run_repetition(
         elapsed.saturating_sub(configured).as_secs_f64()
     ));
     Ok(result)
+}
+
+/// The injector's plan for one experiment's fault on one host: what `butterfly run` injects and
+/// what `butterfly plan --dry-run` prints.
+pub fn fault_plan(
+    campaign: &Campaign,
+    experiment: &scenarios::model::Experiment,
+    host_name: &str,
+    id: &str,
+) -> Result<injector::FaultPlan, String> {
+    let host = campaign
+        .testbed
+        .host(host_name)
+        .ok_or_else(|| format!("host {host_name} is not in the inventory"))?;
+    let spec = HostSpec::from(host);
+    let input = FaultInput {
+        id,
+        fault: &experiment.fault,
+        host: &spec,
+        service: experiment.target.service.as_ref(),
+        duration: experiment.duration,
+    };
+    let options = PlanOptions {
+        allow_destructive: experiment.allow_destructive,
+        ..PlanOptions::default()
+    };
+    input.plan(&options).map_err(|error| {
+        format!(
+            "planning {} on {host_name}: {error}",
+            experiment.fault.kind()
+        )
+    })
 }
 
 /// Takes each fault's exact times from the journal: `injecting` (applied), `injected` (verified in
