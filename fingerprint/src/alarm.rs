@@ -3,13 +3,14 @@
 //! External detectors write the same shape, so the runner can score all detectors alike. Add fields
 //! only as optional, and bump [`ALARM_FORMAT_VERSION`] on incompatible changes.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the alarm JSON Lines format.
 pub const ALARM_FORMAT_VERSION: u32 = 1;
 
 /// One alarm raised by a detector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alarm {
     /// When the alarm was raised, microseconds since the Unix epoch (UTC).
@@ -31,8 +32,19 @@ pub struct Alarm {
     pub evidence: Vec<String>,
 }
 
+impl Alarm {
+    /// The alarm time as a timestamp (clamped into the representable range).
+    pub fn timestamp(&self) -> jiff::Timestamp {
+        jiff::Timestamp::from_microsecond(self.ts_us).unwrap_or(if self.ts_us < 0 {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        })
+    }
+}
+
 /// A suspected component: a service, optionally on a host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Suspect {
     /// Service name as in the campaign inventory (e.g. `nova-conductor`).

@@ -457,57 +457,9 @@ pub struct Recovery {
     pub recovery_s: Option<f64>,
 }
 
-/// An alarm raised by a detector: the alarm format of the `fingerprint` crate
-/// (`fingerprint::alarm::Alarm`, JSON Lines version 1), field for field.
-///
-/// It is mirrored here rather than imported because `fingerprint` depends on the tracer's async
-/// stack, which this pure crate must not pull in; the JSON shape is identical, so an alarms file
-/// line parses as either type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Alarm {
-    /// When the alarm was raised, microseconds since the Unix epoch (UTC).
-    pub ts_us: i64,
-    /// The detector that raised it (`fingerprint`, `timeout`, or an external detector's name).
-    pub detector: String,
-    /// Suspected components, most likely first. The first one is the top-1 localization.
-    pub suspects: Vec<Suspect>,
-    /// Anomaly score in `0.0..=1.0` (1 = certainly anomalous).
-    pub score: f64,
-    /// The transaction the alarm is about, when it is about one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transaction: Option<String>,
-    /// The likely fault kind, when the detector classifies (e.g. `process-freeze`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fault_kind: Option<String>,
-    /// Human-readable evidence: why the detector raised this alarm.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub evidence: Vec<String>,
-}
-
-impl Alarm {
-    /// The alarm time as a timestamp (clamped into the representable range).
-    pub fn timestamp(&self) -> Timestamp {
-        Timestamp::from_microsecond(self.ts_us).unwrap_or(if self.ts_us < 0 {
-            Timestamp::MIN
-        } else {
-            Timestamp::MAX
-        })
-    }
-}
-
-/// A suspected component: a service, optionally on a host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Suspect {
-    /// Service name as in the campaign inventory (e.g. `nova-conductor`).
-    pub service: String,
-    /// Host name as in the campaign inventory, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// Relative confidence in `0.0..=1.0`.
-    pub confidence: f64,
-}
+/// Alarms are the `fingerprint` crate's format (`fingerprint::alarm`, JSON Lines version 1): every
+/// detector, built-in or external, writes the same shape, and reports carry it unchanged.
+pub use fingerprint::alarm::{Alarm, Suspect};
 
 /// A failing transaction's symbol sequence aligned with its nearest normal fingerprint.
 ///

@@ -35,24 +35,10 @@ const POLL_US: i64 = 100_000;
 /// Failing transactions shown per repetition in the report.
 const DIVERGENCES_PER_REPETITION: usize = 3;
 
-fn to_report_alarm(alarm: fingerprint::alarm::Alarm, detector: &str) -> rm::Alarm {
-    rm::Alarm {
-        ts_us: alarm.ts_us,
-        detector: detector.to_owned(),
-        suspects: alarm
-            .suspects
-            .into_iter()
-            .map(|s| rm::Suspect {
-                service: s.service,
-                host: s.host,
-                confidence: s.confidence,
-            })
-            .collect(),
-        score: alarm.score,
-        transaction: alarm.transaction,
-        fault_kind: alarm.fault_kind,
-        evidence: alarm.evidence,
-    }
+/// Names an alarm after the campaign's detector (a built-in one calls itself by its kind).
+fn named(mut alarm: rm::Alarm, detector: &str) -> rm::Alarm {
+    alarm.detector = detector.to_owned();
+    alarm
 }
 
 fn first_ts(transaction: &Transaction) -> i64 {
@@ -130,7 +116,7 @@ pub fn run_detectors(
                     {
                         divergences.push(divergence);
                     }
-                    detected.alarms.push(to_report_alarm(alarm, name));
+                    detected.alarms.push(named(alarm, name));
                 }
             }
         }
@@ -138,7 +124,7 @@ pub fn run_detectors(
             detected.alarms.extend(
                 replay_timeouts(&store, &watched, windows.recovery.end.as_microsecond())
                     .into_iter()
-                    .map(|a| to_report_alarm(a, name)),
+                    .map(|a| named(a, name)),
             );
         }
         detected.divergences.push(divergences);
@@ -152,11 +138,9 @@ pub fn run_detectors(
                 .map(|text| parse_alarms(&text)),
         };
         match alarms {
-            Ok(alarms) => detected.alarms.extend(
-                alarms
-                    .into_iter()
-                    .map(|a| to_report_alarm(a, detector.name.as_str())),
-            ),
+            Ok(alarms) => detected
+                .alarms
+                .extend(alarms.into_iter().map(|a| named(a, detector.name.as_str()))),
             Err(error) => eprintln!("butterfly: detector {}: {error}", detector.name),
         }
     }
@@ -165,11 +149,7 @@ pub fn run_detectors(
 }
 
 /// Replays the watched transactions' events through the timeout monitor.
-fn replay_timeouts(
-    store: &Store,
-    watched: &[&Transaction],
-    end_us: i64,
-) -> Vec<fingerprint::alarm::Alarm> {
+fn replay_timeouts(store: &Store, watched: &[&Transaction], end_us: i64) -> Vec<rm::Alarm> {
     let mut monitor = Monitor::new(Arc::new(store.clone()));
     let mut events: Vec<(&str, Option<&str>, &Event)> = watched
         .iter()
@@ -229,7 +209,7 @@ fn divergence(
     })
 }
 
-fn parse_alarms(text: &str) -> Vec<fingerprint::alarm::Alarm> {
+fn parse_alarms(text: &str) -> Vec<rm::Alarm> {
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .filter_map(|line| match serde_json::from_str(line) {
@@ -246,7 +226,7 @@ fn parse_alarms(text: &str) -> Vec<fingerprint::alarm::Alarm> {
 fn external_command(
     argv: &[String],
     transactions: &[Transaction],
-) -> Result<Vec<fingerprint::alarm::Alarm>, String> {
+) -> Result<Vec<rm::Alarm>, String> {
     let mut events: Vec<&Event> = transactions.iter().flat_map(|t| &t.events).collect();
     events.sort_by_key(|e| (e.ts_us, e.seq));
     let mut input = Vec::new();
