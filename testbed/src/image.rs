@@ -73,6 +73,35 @@ fn openstack_key() -> String {
     assets::cache_key(&refs)
 }
 
+/// Holds the image cache for one builder: two `testbed up` runs (a developer's instance and CI's)
+/// that find the same layer missing would otherwise build it into the same `.partial` directory and
+/// wreck each other's build. The second one waits, then finds the layer complete and reuses it.
+/// The lock is an advisory `flock` on `<cache>/.lock`, released when the returned file is dropped
+/// (also when the process dies).
+pub fn lock_cache(cache: &Path, progress: &Progress) -> Result<std::fs::File> {
+    sys::mkdir(cache)?;
+    let path = cache.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => run_step(
+            progress,
+            "wait for another process building the image cache",
+            |_| {
+                file.lock().map_err(io_at(&path))?;
+                Ok(())
+            },
+        )
+        .map(|()| file),
+        Err(std::fs::TryLockError::Error(error)) => Err(io_at(&path)(error)),
+    }
+}
+
 /// Ensures the base layer exists and returns its rootfs.
 pub fn ensure_base(cache: &Path, progress: &Progress) -> Result<PathBuf> {
     let dir = cache.join(format!("base-{}", base_key()));
@@ -368,5 +397,24 @@ mod tests {
         assert_eq!(openstack_key(), openstack_key());
         assert_ne!(openstack_key(), base_key());
         assert_ne!(base_key(), wheels_key());
+    }
+
+    /// Regression (CI run of 2026-11-28): a developer's `testbed up` and CI's, building the same
+    /// missing layer at once, removed each other's `.partial` directory. The cache lock makes the
+    /// second builder wait.
+    #[test]
+    fn a_second_builder_waits_for_the_cache_lock() {
+        let cache = tempfile::tempdir().unwrap();
+        let progress = Progress::new(true);
+        let held = lock_cache(cache.path(), &progress).unwrap();
+        let other = std::fs::File::open(cache.path().join(".lock")).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other
+            .try_lock()
+            .expect("the lock is free once the first builder is done");
     }
 }

@@ -181,6 +181,7 @@ pub fn up(options: &UpOptions, progress: &Progress) -> Result<UpReport> {
     }
 
     let cache = options.cache_dir.clone();
+    let cache_lock = image::lock_cache(&cache, progress)?;
     let images = match options.mode {
         Mode::HostsOnly => image::Images {
             rootfs: image::ensure_base(&cache, progress)?,
@@ -190,6 +191,8 @@ pub fn up(options: &UpOptions, progress: &Progress) -> Result<UpReport> {
         },
         Mode::OpenStack => image::ensure_openstack(&cache, progress)?,
     };
+    // The hosts boot from the layer's rootfs read-only (overlays), so the cache is free again.
+    drop(cache_lock);
 
     sys::mkdir(state.root())?;
     hosts::prepare_ssh(&topology, &state)?;
