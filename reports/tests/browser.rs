@@ -97,7 +97,7 @@ fn report_html_renders_in_headless_chromium() {
         control_run.console
     );
 
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recorded-boot-storm");
     let report = reports::read_run(&fixture).unwrap();
     reports::render_all(&report, dir.path()).unwrap();
     let page = dir.path().join("report.html");
