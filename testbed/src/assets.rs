@@ -580,7 +580,7 @@ fn nova_conf_through_proxy(nova_conf: &str) -> Result<String> {
 
 /// The per-run controller files of the recording REST proxy, bind-mounted over the image: its
 /// unit, nova.conf routed through it, and the script that moves the catalog onto it (run by
-/// [`ROUTE_COMMAND`] once the stack is up). Kept out of the image so that the image layer is the
+/// [`route_command`] once the stack is up). Kept out of the image so that the image layer is the
 /// same with and without the proxy.
 pub fn rest_proxy_run_files(secrets: &Secrets) -> Result<Vec<RootfsFile>> {
     let nova = CONFIGS
