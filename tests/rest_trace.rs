@@ -128,7 +128,7 @@ async fn issue_5_one_server_create_is_one_transaction_with_its_rest_and_rpc_call
     let has = |source: Source, service: &str, operation: &str| {
         operations.contains(&(source, Some(service), operation))
     };
-    let shown = format!("{operations:#?}");
+    let shown = format!("{operations:?}");
     assert!(
         has(Source::Rest, "nova-api", "POST /v2.1/servers"),
         "{shown}"

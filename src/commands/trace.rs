@@ -525,4 +525,33 @@ mod tests {
             "{message}"
         );
     }
+
+    #[test]
+    fn the_record_stream_needs_proxies_and_replaces_the_output_directory() {
+        let capture = |rest_proxy: Vec<String>, out: Option<PathBuf>| CaptureArgs {
+            amqp: None,
+            firehose_switch: "none".to_owned(),
+            tap: Vec::new(),
+            rest_proxy,
+            serve_records: Some("127.0.0.1:0".parse().unwrap()),
+            out,
+            duration: Some(Duration::from_millis(200)),
+            stitch: stitch_defaults(),
+        };
+        let error = run_capture(capture(Vec::new(), None)).unwrap_err();
+        assert!(
+            matches!(&error, CliError::InvalidInput(message) if message.contains("--serve-records needs")),
+            "{error}"
+        );
+        let mut without_both = capture(Vec::new(), None);
+        without_both.serve_records = None;
+        let error = run_capture(without_both).unwrap_err();
+        assert!(
+            matches!(&error, CliError::InvalidInput(message) if message.contains("--out DIR is required")),
+            "{error}"
+        );
+        // Serving without an output directory runs and writes nothing.
+        let proxy = vec!["nova-api=127.0.0.1:0=http://127.0.0.1:9".to_owned()];
+        assert_eq!(run_capture(capture(proxy, None)).unwrap(), Exit::Pass);
+    }
 }
