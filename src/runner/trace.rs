@@ -1,5 +1,6 @@
-//! The tracer during a run: AMQP captures feeding one pipeline that writes the run's trace
-//! directory, and a live feed of observed operations for execution-point triggers.
+//! The tracer during a run: AMQP captures and subscriptions to the recording REST proxy's record
+//! streams feeding one pipeline that writes the run's trace directory, and a live feed of observed
+//! operations for execution-point triggers.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -159,7 +160,8 @@ fn resolve_url(url: &AmqpUrl) -> Result<String, String> {
 }
 
 impl LiveTrace {
-    /// Starts one capture per AMQP source of the campaign and the pipeline writing `dir`.
+    /// Starts one capture per AMQP source of the campaign, a subscription to every REST record
+    /// stream when `tracing.rest_proxy` is on, and the pipeline writing `dir`.
     pub async fn start(campaign: &Campaign, dir: &Path) -> Result<LiveTrace, String> {
         let (observed, _) = broadcast::channel(1024);
         let (sink, mut records) = mpsc::channel::<AmqpRecord>(16_384);
@@ -173,6 +175,14 @@ impl LiveTrace {
                 .next()
                 .cloned()
         });
+        // Subscribed first: a stream that cannot be reached fails the start before the firehose is
+        // switched on, and dropping a subscription's stop sender ends its task.
+        let (rest_sink, mut rest_records) = mpsc::channel::<RestRecord>(16_384);
+        let rest_streams = if campaign.tracing.rest_proxy {
+            subscribe_rest_streams(campaign, rest_sink).await?
+        } else {
+            Vec::new()
+        };
         for source in &campaign.tracing.amqp {
             let url = resolve_url(&source.url)?;
             let mode = if source.firehose {
@@ -209,12 +219,6 @@ impl LiveTrace {
             captures.push((stop, handle));
         }
         drop(sink);
-        let (rest_sink, mut rest_records) = mpsc::channel::<RestRecord>(16_384);
-        let rest_streams = if campaign.tracing.rest_proxy {
-            subscribe_rest_streams(campaign, rest_sink).await?
-        } else {
-            Vec::new()
-        };
         let mut pipeline =
             Pipeline::writing(StitchConfig::default(), dir).map_err(|e| e.to_string())?;
         let feed = observed.clone();
