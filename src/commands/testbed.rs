@@ -114,6 +114,10 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
                 computes,
                 disk_mb,
                 keep_on_failure,
+                // The proxy on the controller is this very binary.
+                rest_proxy_binary: Some(std::env::current_exe().map_err(|error| {
+                    CliError::Setup(format!("cannot find the butterfly binary: {error}"))
+                })?),
             };
             let progress = Progress::new(false);
             let report = testbed::up(&options, &progress).map_err(setup_error)?;

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tracer::amqp::{AmqpCapture, CaptureMode, RabbitmqctlSwitch, TraceSwitch};
 use tracer::pipeline::{Pipeline, TraceSummary};
 use tracer::proxy::{BoundProxy, ProxySpec};
+use tracer::records::{RecordServer, RecordStats};
 use tracer::secrets::redact_url;
 use tracer::stitch::StitchConfig;
 
@@ -78,7 +79,12 @@ pub struct CaptureArgs {
     /// `nova-api=127.0.0.1:18774=http://10.77.0.2:8774` (repeatable).
     #[arg(long = "rest-proxy", value_name = "SERVICE=LISTEN=UPSTREAM")]
     pub rest_proxy: Vec<String>,
-    /// Output trace directory.
+    /// Serve the proxies' records live as JSON Lines to TCP subscribers on this address (e.g.
+    /// `0.0.0.0:19900`), as the testbed's `rest-proxy` unit does for `butterfly run`. Records
+    /// while nobody subscribes are dropped, not kept.
+    #[arg(long, value_name = "ADDR")]
+    pub serve_records: Option<std::net::SocketAddr>,
+    /// Output trace directory (optional with `--serve-records`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Stop after this long (e.g. `30s`, `5m`); without it, run until Ctrl-C.
@@ -161,10 +167,16 @@ fn with_password(url: &str, password: Option<String>) -> String {
 }
 
 fn run_capture(args: CaptureArgs) -> Result<Exit, CliError> {
-    let out = args
-        .out
-        .clone()
-        .ok_or_else(|| CliError::InvalidInput("--out DIR is required".to_owned()))?;
+    if args.out.is_none() && args.serve_records.is_none() {
+        return Err(CliError::InvalidInput(
+            "--out DIR is required (or --serve-records ADDR)".to_owned(),
+        ));
+    }
+    if args.serve_records.is_some() && args.rest_proxy.is_empty() {
+        return Err(CliError::InvalidInput(
+            "--serve-records needs at least one --rest-proxy".to_owned(),
+        ));
+    }
     if args.amqp.is_none() && args.rest_proxy.is_empty() {
         return Err(CliError::InvalidInput(
             "nothing to trace: give --amqp URL and/or --rest-proxy SERVICE=LISTEN=UPSTREAM"
@@ -196,16 +208,51 @@ fn run_capture(args: CaptureArgs) -> Result<Exit, CliError> {
         .enable_all()
         .build()
         .map_err(|error| CliError::Setup(format!("starting the async runtime: {error}")))?;
-    runtime.block_on(capture(args, specs, out))
+    runtime.block_on(capture(args, specs))
 }
 
-async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>, out: PathBuf) -> Result<Exit, CliError> {
-    let mut pipeline = Pipeline::writing(args.stitch.config(), &out)
+/// Serves the record stream on `addr`; returns where records for it go, its task and its
+/// counters.
+async fn serve_records(
+    addr: std::net::SocketAddr,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Result<
+    (
+        mpsc::UnboundedSender<tracer::rest::RestRecord>,
+        tokio::task::JoinHandle<tracer::Result<()>>,
+        Arc<RecordStats>,
+    ),
+    CliError,
+> {
+    let server = RecordServer::bind(addr)
+        .await
         .map_err(|error| CliError::Setup(error.to_string()))?;
+    let shown = server
+        .local_addr()
+        .map_err(|error| CliError::Setup(error.to_string()))?;
+    let stats = server.stats();
+    let (sender, records) = mpsc::unbounded_channel();
+    eprintln!("REST record stream on {shown}");
+    Ok((sender, tokio::spawn(server.serve(records, stopped)), stats))
+}
+
+async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>) -> Result<Exit, CliError> {
+    let mut pipeline = match &args.out {
+        Some(out) => Some(
+            Pipeline::writing(args.stitch.config(), out)
+                .map_err(|error| CliError::Setup(error.to_string()))?,
+        ),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut receiver: watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|stop| *stop).await;
     };
+    let mut stream = match args.serve_records {
+        Some(addr) => Some(serve_records(addr, stopped(stop_rx.clone())).await?),
+        None => None,
+    };
+    let mut logged_stats = String::new();
     let (rest_tx, mut rest_rx) = mpsc::unbounded_channel();
     let mut proxies = Vec::new();
     for spec in specs {
@@ -243,7 +290,9 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>, out: PathBuf) -> Resu
                 _ => "the AMQP capture stopped before it started".to_owned(),
             };
             let _ = stop_tx.send(true);
-            let _ = pipeline.finish();
+            if let Some(pipeline) = pipeline {
+                let _ = pipeline.finish();
+            }
             return Err(CliError::Setup(error));
         }
         eprintln!("AMQP capture from {}", redact_url(url));
@@ -260,6 +309,8 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>, out: PathBuf) -> Resu
     };
     tokio::pin!(deadline);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut terminated = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|error| CliError::Setup(format!("watching for SIGTERM: {error}")))?;
     let mut interrupted = false;
     let mut failure = None;
     let mut amqp_open = amqp_task.is_some();
@@ -270,19 +321,36 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>, out: PathBuf) -> Resu
                 interrupted = args.duration.is_some();
                 break;
             }
+            // systemd stops the testbed's proxy unit with SIGTERM: finish like on Ctrl-C.
+            _ = terminated.recv() => {
+                interrupted = args.duration.is_some();
+                break;
+            }
             record = amqp_rx.recv(), if amqp_open => match record {
                 Some(record) => {
-                    if let Err(error) = pipeline.push_amqp(&record) { failure = Some(error.to_string()); break; }
+                    if let Some(pipeline) = &mut pipeline && let Err(error) = pipeline.push_amqp(&record) {
+                        failure = Some(error.to_string());
+                        break;
+                    }
                 }
                 None => amqp_open = false,
             },
             Some(record) = rest_rx.recv() => {
-                if let Err(error) = pipeline.push_rest(&record) { failure = Some(error.to_string()); break; }
-            }
-            _ = ticker.tick() => {
-                if let Err(error) = pipeline.tick(jiff::Timestamp::now().as_microsecond()) {
+                if let Some((sender, _, _)) = &stream {
+                    let _ = sender.send(record.clone());
+                }
+                if let Some(pipeline) = &mut pipeline && let Err(error) = pipeline.push_rest(&record) {
                     failure = Some(error.to_string());
                     break;
+                }
+            }
+            _ = ticker.tick() => {
+                if let Some(pipeline) = &mut pipeline && let Err(error) = pipeline.tick(jiff::Timestamp::now().as_microsecond()) {
+                    failure = Some(error.to_string());
+                    break;
+                }
+                if let Some((_, _, stats)) = &stream {
+                    log_stream_stats(stats, &mut logged_stats);
                 }
             }
         }
@@ -292,7 +360,9 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>, out: PathBuf) -> Resu
     // closes when the capture task ends, which it does once its consumer is drained.
     if amqp_open {
         while let Some(record) = amqp_rx.recv().await {
-            if let Err(error) = pipeline.push_amqp(&record) {
+            if let Some(pipeline) = &mut pipeline
+                && let Err(error) = pipeline.push_amqp(&record)
+            {
                 failure = failure.or(Some(error.to_string()));
             }
         }
@@ -309,13 +379,23 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>, out: PathBuf) -> Resu
             failure = failure.or(Some(error.to_string()));
         }
     }
-    while let Ok(record) = rest_rx.try_recv() {
-        let _ = pipeline.push_rest(&record);
+    if let Some((sender, task, stats)) = stream.take() {
+        drop(sender);
+        if let Ok(Err(error)) = task.await {
+            failure = failure.or(Some(error.to_string()));
+        }
+        eprintln!("REST record stream: {}", stats.summary());
     }
-    let output = pipeline
-        .finish()
-        .map_err(|error| CliError::Setup(error.to_string()))?;
-    print_summary(&output.summary, &out);
+    if let (Some(pipeline), Some(out)) = (pipeline, &args.out) {
+        let mut pipeline = pipeline;
+        while let Ok(record) = rest_rx.try_recv() {
+            let _ = pipeline.push_rest(&record);
+        }
+        let output = pipeline
+            .finish()
+            .map_err(|error| CliError::Setup(error.to_string()))?;
+        print_summary(&output.summary, out);
+    }
     if let Some(failure) = failure {
         return Err(CliError::Setup(failure));
     }
@@ -325,6 +405,16 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>, out: PathBuf) -> Resu
         ));
     }
     Ok(Exit::Pass)
+}
+
+/// Logs the record stream's counters when they changed since the last line (a long-running
+/// proxy's journal shows its activity without a line per second).
+fn log_stream_stats(stats: &RecordStats, last: &mut String) {
+    let summary = stats.summary();
+    if summary != *last {
+        eprintln!("REST record stream: {summary}");
+        *last = summary;
+    }
 }
 
 fn print_summary(summary: &TraceSummary, out: &std::path::Path) {
@@ -386,6 +476,7 @@ mod tests {
                 firehose_switch: "rabbitmqctl".to_owned(),
                 tap: Vec::new(),
                 rest_proxy: Vec::new(),
+                serve_records: None,
                 out: None,
                 duration: None,
                 stitch: stitch_defaults(),
@@ -415,6 +506,7 @@ mod tests {
             firehose_switch: "none".to_owned(),
             tap: Vec::new(),
             rest_proxy,
+            serve_records: None,
             out: Some(PathBuf::from("/nonexistent/never-written")),
             duration: None,
             stitch: stitch_defaults(),
@@ -432,5 +524,34 @@ mod tests {
             message.contains("--rest-proxy") && message.contains("--amqp"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_record_stream_needs_proxies_and_replaces_the_output_directory() {
+        let capture = |rest_proxy: Vec<String>, out: Option<PathBuf>| CaptureArgs {
+            amqp: None,
+            firehose_switch: "none".to_owned(),
+            tap: Vec::new(),
+            rest_proxy,
+            serve_records: Some("127.0.0.1:0".parse().unwrap()),
+            out,
+            duration: Some(Duration::from_millis(200)),
+            stitch: stitch_defaults(),
+        };
+        let error = run_capture(capture(Vec::new(), None)).unwrap_err();
+        assert!(
+            matches!(&error, CliError::InvalidInput(message) if message.contains("--serve-records needs")),
+            "{error}"
+        );
+        let mut without_both = capture(Vec::new(), None);
+        without_both.serve_records = None;
+        let error = run_capture(without_both).unwrap_err();
+        assert!(
+            matches!(&error, CliError::InvalidInput(message) if message.contains("--out DIR is required")),
+            "{error}"
+        );
+        // Serving without an output directory runs and writes nothing.
+        let proxy = vec!["nova-api=127.0.0.1:0=http://127.0.0.1:9".to_owned()];
+        assert_eq!(run_capture(capture(proxy, None)).unwrap(), Exit::Pass);
     }
 }

@@ -89,11 +89,6 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     eprintln!("butterfly: run directory {}", run_dir.display());
     write_json(&run_dir.join("plan.json"), &plan)?;
 
-    if campaign.tracing.rest_proxy {
-        eprintln!(
-            "butterfly: warning: `tracing.rest_proxy` is not started by `butterfly run` yet; REST calls are traced only through the RPC context"
-        );
-    }
     let cloud = campaign.cloud.as_ref().ok_or_else(|| {
         CliError::InvalidInput(
             "the campaign has no `cloud` section; `butterfly run` needs one to drive the workload"

@@ -1,5 +1,6 @@
-//! The tracer during a run: AMQP captures feeding one pipeline that writes the run's trace
-//! directory, and a live feed of observed operations for execution-point triggers.
+//! The tracer during a run: AMQP captures and subscriptions to the recording REST proxy's record
+//! streams feeding one pipeline that writes the run's trace directory, and a live feed of observed
+//! operations for execution-point triggers.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,8 @@ use tracer::amqp::{AmqpCapture, CaptureMode, TraceSwitch};
 use tracer::event::{Event, EventKind, Transaction};
 use tracer::oslo::{AmqpRecord, Decoded, Decoder};
 use tracer::pipeline::Pipeline;
+use tracer::records::RecordSubscription;
+use tracer::rest::RestRecord;
 use tracer::stitch::StitchConfig;
 
 use super::Stop;
@@ -34,9 +37,13 @@ type RunningCapture = (
     JoinHandle<tracer::Result<tracer::amqp::CaptureStats>>,
 );
 
+/// A running subscription to a REST record stream: how to stop it, and its task.
+type RunningStream = (oneshot::Sender<()>, JoinHandle<()>);
+
 /// The running tracer of a campaign run.
 pub struct LiveTrace {
     captures: Vec<RunningCapture>,
+    rest_streams: Vec<RunningStream>,
     processor: Option<JoinHandle<Result<(), String>>>,
     observed: broadcast::Sender<Observed>,
     dir: PathBuf,
@@ -153,7 +160,8 @@ fn resolve_url(url: &AmqpUrl) -> Result<String, String> {
 }
 
 impl LiveTrace {
-    /// Starts one capture per AMQP source of the campaign and the pipeline writing `dir`.
+    /// Starts one capture per AMQP source of the campaign, a subscription to every REST record
+    /// stream when `tracing.rest_proxy` is on, and the pipeline writing `dir`.
     pub async fn start(campaign: &Campaign, dir: &Path) -> Result<LiveTrace, String> {
         let (observed, _) = broadcast::channel(1024);
         let (sink, mut records) = mpsc::channel::<AmqpRecord>(16_384);
@@ -167,6 +175,14 @@ impl LiveTrace {
                 .next()
                 .cloned()
         });
+        // Subscribed first: a stream that cannot be reached fails the start before the firehose is
+        // switched on, and dropping a subscription's stop sender ends its task.
+        let (rest_sink, mut rest_records) = mpsc::channel::<RestRecord>(16_384);
+        let rest_streams = if campaign.tracing.rest_proxy {
+            subscribe_rest_streams(campaign, rest_sink).await?
+        } else {
+            Vec::new()
+        };
         for source in &campaign.tracing.amqp {
             let url = resolve_url(&source.url)?;
             let mode = if source.firehose {
@@ -209,14 +225,19 @@ impl LiveTrace {
         let processor = tokio::spawn(async move {
             let mut decoder = Decoder::new();
             let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
-            loop {
+            let (mut amqp_open, mut rest_open) = (true, true);
+            while amqp_open || rest_open {
                 tokio::select! {
-                    record = records.recv() => {
-                        let Some(record) = record else { break };
+                    record = records.recv(), if amqp_open => {
+                        let Some(record) = record else { amqp_open = false; continue };
                         if let Decoded::Event(event) = decoder.decode(&record) {
                             announce(&feed, &event);
                         }
                         pipeline.push_amqp(&record).map_err(|e| e.to_string())?;
+                    }
+                    record = rest_records.recv(), if rest_open => {
+                        let Some(record) = record else { rest_open = false; continue };
+                        push_rest(&mut pipeline, &feed, &record)?;
                     }
                     _ = ticker.tick() => {
                         pipeline.tick(jiff::Timestamp::now().as_microsecond()).map_err(|e| e.to_string())?;
@@ -227,6 +248,7 @@ impl LiveTrace {
         });
         Ok(LiveTrace {
             captures,
+            rest_streams,
             processor: Some(processor),
             observed,
             dir: dir.to_owned(),
@@ -263,6 +285,12 @@ impl LiveTrace {
     /// Stops the captures (switching the firehose off if it was switched on), flushes the
     /// pipeline and reads the transactions back.
     pub async fn stop(mut self) -> Result<Vec<Transaction>, String> {
+        for (stop, handle) in self.rest_streams.drain(..) {
+            let _ = stop.send(());
+            if let Err(error) = handle.await {
+                eprintln!("butterfly: a REST record stream task failed: {error}");
+            }
+        }
         for (stop, handle) in self.captures.drain(..) {
             let _ = stop.send(());
             match handle.await {
@@ -281,6 +309,119 @@ impl LiveTrace {
             return Ok(Vec::new());
         }
         tracer::import::read_transactions(&file).map_err(|e| e.to_string())
+    }
+}
+
+/// Stitches one REST record and announces it to the execution-point feed.
+fn push_rest(
+    pipeline: &mut Pipeline,
+    feed: &broadcast::Sender<Observed>,
+    record: &RestRecord,
+) -> Result<(), String> {
+    announce(feed, &record.to_event());
+    pipeline.push_rest(record).map_err(|e| e.to_string())
+}
+
+/// How long the first connection to a record stream may take before the run gives up.
+const STREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest pause between two reconnection attempts of a dropped record stream.
+const STREAM_RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The record streams of the campaign's `rest-proxy` service: one per host it runs on, at the
+/// stream's port, which the service must list.
+pub fn rest_stream_addresses(testbed: &scenarios::model::Testbed) -> Result<Vec<String>, String> {
+    let service = testbed.service("rest-proxy").ok_or(
+        "`tracing.rest_proxy` is on but the testbed lists no `rest-proxy` service \
+         (`butterfly testbed up` writes one into its inventory)",
+    )?;
+    let port = tracer::records::DEFAULT_PORT;
+    if !service.ports.contains(&port) {
+        return Err(format!(
+            "the `rest-proxy` service does not list its record stream port {port}"
+        ));
+    }
+    let hosts = testbed.hosts_of(service);
+    if hosts.is_empty() {
+        return Err("the `rest-proxy` service runs on no host of the testbed".to_owned());
+    }
+    Ok(hosts
+        .into_iter()
+        .map(|host| {
+            if host.address.contains(':') {
+                format!("[{}]:{port}", host.address)
+            } else {
+                format!("{}:{port}", host.address)
+            }
+        })
+        .collect())
+}
+
+/// Subscribes to every record stream of the campaign's testbed before the workload starts, so
+/// that no REST call of the run is missed, and keeps each subscription alive.
+async fn subscribe_rest_streams(
+    campaign: &Campaign,
+    sink: mpsc::Sender<RestRecord>,
+) -> Result<Vec<RunningStream>, String> {
+    let mut streams = Vec::new();
+    for addr in rest_stream_addresses(&campaign.testbed)? {
+        let subscription =
+            tokio::time::timeout(STREAM_CONNECT_TIMEOUT, RecordSubscription::connect(&addr))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "the REST record stream {addr} did not answer within {} s",
+                        STREAM_CONNECT_TIMEOUT.as_secs()
+                    )
+                })?
+                .map_err(|error| format!("starting the REST tracer: {error}"))?;
+        let (stop, stopped) = oneshot::channel();
+        let handle = tokio::spawn(follow_stream(addr, subscription, sink.clone(), stopped));
+        streams.push((stop, handle));
+    }
+    Ok(streams)
+}
+
+/// Forwards a stream's records to `sink` until `stop`, reconnecting when the stream drops (the
+/// proxy restarted, or cut this subscriber off for falling behind). Records made while it was
+/// disconnected are lost, and it says so.
+async fn follow_stream(
+    addr: String,
+    mut subscription: RecordSubscription,
+    sink: mpsc::Sender<RestRecord>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let ended = loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                next = subscription.next() => match next {
+                    Ok(Some(record)) => {
+                        if sink.send(record).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break "the stream ended".to_owned(),
+                    Err(error) => break error.to_string(),
+                },
+            }
+        };
+        eprintln!(
+            "butterfly: REST record stream {addr}: {ended}; reconnecting (calls until then are not traced)"
+        );
+        let mut pause = std::time::Duration::from_millis(250);
+        subscription = loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            match tokio::time::timeout(STREAM_CONNECT_TIMEOUT, RecordSubscription::connect(&addr))
+                .await
+            {
+                Ok(Ok(subscription)) => break subscription,
+                Ok(Err(_)) | Err(_) => pause = (pause * 2).min(STREAM_RECONNECT_MAX),
+            }
+        };
+        eprintln!("butterfly: REST record stream {addr}: reconnected");
     }
 }
 
@@ -354,6 +495,99 @@ mod tests {
             None,
             &seen("GET /v2.1/servers", None, false)
         ));
+    }
+
+    fn example_testbed() -> scenarios::model::Testbed {
+        let campaign = scenarios::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples/mixed.yaml"),
+        )
+        .unwrap();
+        assert!(campaign.tracing.rest_proxy);
+        campaign.testbed
+    }
+
+    #[test]
+    fn the_record_stream_is_found_on_the_rest_proxy_hosts() {
+        let mut testbed = example_testbed();
+        assert_eq!(
+            rest_stream_addresses(&testbed).unwrap(),
+            ["10.77.0.2:19900"]
+        );
+        // The testbed serves its stream where the runner looks for it.
+        assert_eq!(testbed::assets::RECORDS_PORT, tracer::records::DEFAULT_PORT);
+        testbed
+            .services
+            .retain(|service| service.name.as_str() != "rest-proxy");
+        let error = rest_stream_addresses(&testbed).unwrap_err();
+        assert!(error.contains("no `rest-proxy` service"), "{error}");
+    }
+
+    fn record(n: i64) -> RestRecord {
+        RestRecord {
+            ts_us: n,
+            service: "nova-api".to_owned(),
+            upstream: "http://controller:8774".to_owned(),
+            upstream_host: Some("controller".to_owned()),
+            method: "POST".to_owned(),
+            path: "/v2.1/servers".to_owned(),
+            status: 202,
+            duration_us: 10,
+            global_request_id: Some(format!("req-{n:032x}")),
+            request_id: None,
+            user_agent: None,
+        }
+    }
+
+    /// A record stream on `addr`, fed by the returned sender, stopped by the returned sender.
+    async fn stream_server(
+        addr: std::net::SocketAddr,
+    ) -> (
+        std::net::SocketAddr,
+        mpsc::UnboundedSender<RestRecord>,
+        oneshot::Sender<()>,
+        JoinHandle<tracer::Result<()>>,
+    ) {
+        let server = tracer::records::RecordServer::bind(addr).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let (sender, records) = mpsc::unbounded_channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(records, async {
+            let _ = stopped.await;
+        }));
+        (addr, sender, stop, task)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_record_stream_is_followed_again_once_it_is_back() {
+        let (addr, sender, stop_server, server) =
+            stream_server("127.0.0.1:0".parse().unwrap()).await;
+        let subscription = RecordSubscription::connect(&addr.to_string())
+            .await
+            .unwrap();
+        let (sink, mut received) = mpsc::channel(16);
+        let (stop, stopped) = oneshot::channel();
+        let follower = tokio::spawn(follow_stream(addr.to_string(), subscription, sink, stopped));
+        sender.send(record(1)).unwrap();
+        assert_eq!(received.recv().await, Some(record(1)));
+
+        // The proxy restarts on the same port: the follower reconnects by itself.
+        let _ = stop_server.send(());
+        server.await.unwrap().unwrap();
+        let (_, sender, _stop_server, _server) = stream_server(addr).await;
+        let mut n = 2;
+        let again = loop {
+            sender.send(record(n)).unwrap();
+            if let Ok(Some(again)) =
+                tokio::time::timeout(std::time::Duration::from_millis(100), received.recv()).await
+            {
+                break again;
+            }
+            n += 1;
+            assert!(n < 200, "the follower did not reconnect within 20 s");
+        };
+        assert_eq!(again.path, "/v2.1/servers");
+        let _ = stop.send(());
+        follower.await.unwrap();
     }
 
     #[test]

@@ -79,6 +79,7 @@ const UNIT_TEMPLATE: &str = include_str!("../assets/units/devstack.service");
 const STACK_SH: &str = include_str!("../assets/stack.sh");
 const CATALOG_PY: &str = include_str!("../assets/catalog.py");
 const GUNICORN: &str = include_str!("../assets/gunicorn-devstack.py");
+const ROUTE_CATALOG_PY: &str = include_str!("../assets/route_catalog.py");
 
 /// Config files, by their path in the rootfs.
 const CONFIGS: &[(&str, &str)] = &[
@@ -484,6 +485,135 @@ pub fn controller_run_files(topology: &Topology, secrets: &Secrets) -> Vec<Rootf
     ]
 }
 
+/// One API the controller's recording REST proxy fronts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxiedApi {
+    /// Canonical service name, as the proxy records it.
+    pub service: &'static str,
+    /// The port the service itself listens on.
+    pub port: u16,
+    /// The port its proxy listens on (what the Keystone catalog names).
+    pub proxy_port: u16,
+}
+
+/// The APIs whose calls the testbed routes through the recording proxy. Keystone is left out:
+/// its calls carry no global request id, and every token request would pass the proxy.
+pub const PROXIED_APIS: &[ProxiedApi] = &[
+    ProxiedApi {
+        service: "placement-api",
+        port: 8778,
+        proxy_port: 18778,
+    },
+    ProxiedApi {
+        service: "glance-api",
+        port: 9292,
+        proxy_port: 19292,
+    },
+    ProxiedApi {
+        service: "neutron-api",
+        port: 9696,
+        proxy_port: 19696,
+    },
+    ProxiedApi {
+        service: "nova-api",
+        port: 8774,
+        proxy_port: 18774,
+    },
+];
+
+/// The port of the proxy's live record stream (`butterfly trace --serve-records`).
+pub const RECORDS_PORT: u16 = 19900;
+
+/// Where the `butterfly` binary that runs the proxies is bind-mounted in the controller.
+pub const PROXY_BINARY: &str = "/usr/local/bin/butterfly";
+
+/// The proxy port in front of a service port, if the service is proxied.
+pub fn proxy_port(port: u16) -> Option<u16> {
+    PROXIED_APIS
+        .iter()
+        .find(|api| api.port == port)
+        .map(|api| api.proxy_port)
+}
+
+/// The `devstack@rest-proxy` unit: every proxied API plus the record stream, in one supervised
+/// `butterfly trace` process that keeps no trace directory of its own.
+fn rest_proxy_unit() -> Result<String> {
+    let mut exec_start = format!("{PROXY_BINARY} trace --serve-records 0.0.0.0:{RECORDS_PORT}");
+    for api in PROXIED_APIS {
+        // The upstream is named by host name so that the records' host is the controller's.
+        exec_start.push_str(&format!(
+            " --rest-proxy {}=0.0.0.0:{}=http://{CONTROLLER_HOSTS}:{}",
+            api.service, api.proxy_port, api.port
+        ));
+    }
+    let values = BTreeMap::from([
+        ("condition_host", CONTROLLER_HOSTS.to_owned()),
+        ("unit", "rest-proxy".to_owned()),
+        ("environment", String::new()),
+        ("exec_start_pre", String::new()),
+        ("exec_start", exec_start),
+    ]);
+    render("devstack@rest-proxy.service", UNIT_TEMPLATE, &values)
+}
+
+/// nova.conf with `[glance] api_servers` at the glance proxy: nova names glance by this option,
+/// not by the catalog, so rerouting the catalog alone would leave nova → glance unrecorded.
+fn nova_conf_through_proxy(nova_conf: &str) -> Result<String> {
+    let glance = PROXIED_APIS
+        .iter()
+        .find(|api| api.service == "glance-api")
+        .expect("glance is proxied");
+    let direct = format!("api_servers = http://{CONTROLLER_HOSTS}:{}", glance.port);
+    if !nova_conf.contains(&direct) {
+        return Err(Error::Invalid(format!(
+            "etc/nova/nova.conf: no `{direct}` line to route through the proxy"
+        )));
+    }
+    Ok(nova_conf.replace(
+        &direct,
+        &format!(
+            "api_servers = http://{CONTROLLER_HOSTS}:{}",
+            glance.proxy_port
+        ),
+    ))
+}
+
+/// The per-run controller files of the recording REST proxy, bind-mounted over the image: its
+/// unit, nova.conf routed through it, and the script that moves the catalog onto it (run by
+/// [`route_command`] once the stack is up). Kept out of the image so that the image layer is the
+/// same with and without the proxy.
+pub fn rest_proxy_run_files(secrets: &Secrets) -> Result<Vec<RootfsFile>> {
+    let nova = CONFIGS
+        .iter()
+        .find(|(path, _)| *path == "etc/nova/nova.conf")
+        .map(|(path, template)| render(path, template, &values(secrets)))
+        .expect("nova.conf is a config")?;
+    Ok(vec![
+        file(
+            "etc/systemd/system/devstack@rest-proxy.service",
+            rest_proxy_unit()?,
+            0o644,
+        ),
+        file("etc/nova/nova.conf", nova_conf_through_proxy(&nova)?, 0o640),
+        file("etc/butterfly/route_catalog.py", ROUTE_CATALOG_PY, 0o644),
+    ])
+}
+
+/// The controller command that starts the proxy, moves the catalog onto it and restarts the nova
+/// services that already hold a catalog (their keystoneauth sessions cache it with their token).
+pub fn route_command() -> String {
+    let pairs: Vec<String> = PROXIED_APIS
+        .iter()
+        .map(|api| format!("{}={}", api.port, api.proxy_port))
+        .collect();
+    format!(
+        "set -e; systemctl start devstack@rest-proxy; set -a; . /etc/butterfly/stack.env; set +a; \
+         /opt/openstack/bin/python /etc/butterfly/route_catalog.py {}; \
+         systemctl restart devstack@n-api devstack@n-cond devstack@n-sch",
+        pairs.join(" ")
+    )
+}
+
 /// A short, stable hash of some parts: the cache key of one image layer.
 pub fn cache_key(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
@@ -620,6 +750,50 @@ mod tests {
         assert_ne!(cache_key(&["a", "b"]), cache_key(&["ab"]));
         assert_ne!(cache_key(&["a", "b"]), cache_key(&["a", "c"]));
         assert_eq!(cache_key(&["x"]).len(), 16);
+    }
+
+    #[test]
+    fn the_proxy_unit_fronts_every_proxied_api_and_nova_reaches_glance_through_it() {
+        let files = rest_proxy_run_files(&secrets()).unwrap();
+        let unit = &files
+            .iter()
+            .find(|f| f.path == "etc/systemd/system/devstack@rest-proxy.service")
+            .unwrap()
+            .contents;
+        assert!(unit.contains("ConditionHost=controller\n"));
+        assert!(unit.contains("Restart=on-failure"));
+        assert!(unit.contains(
+            "ExecStart=/usr/local/bin/butterfly trace --serve-records 0.0.0.0:19900 \
+             --rest-proxy placement-api=0.0.0.0:18778=http://controller:8778 \
+             --rest-proxy glance-api=0.0.0.0:19292=http://controller:9292 \
+             --rest-proxy neutron-api=0.0.0.0:19696=http://controller:9696 \
+             --rest-proxy nova-api=0.0.0.0:18774=http://controller:8774\n"
+        ));
+        let nova = files
+            .iter()
+            .find(|f| f.path == "etc/nova/nova.conf")
+            .unwrap();
+        assert!(
+            nova.contents
+                .contains("api_servers = http://controller:19292\n")
+        );
+        assert!(!nova.contents.contains(":9292"));
+        assert_eq!(nova.mode & 0o077, 0o040, "nova.conf holds secrets");
+        assert!(nova.contents.contains("os:DBPW@127.0.0.1/nova"));
+        assert!(
+            route_command()
+                .contains("route_catalog.py 8778=18778 9292=19292 9696=19696 8774=18774;")
+        );
+        assert_eq!(proxy_port(8774), Some(18774));
+        assert_eq!(proxy_port(5000), None);
+    }
+
+    #[test]
+    fn the_proxy_files_stay_out_of_the_image_layer() {
+        let texts = all_asset_texts();
+        assert!(!texts.contains(&ROUTE_CATALOG_PY));
+        let image = openstack_files(&secrets()).unwrap();
+        assert!(image.iter().all(|f| !f.path.contains("rest-proxy")));
     }
 
     #[test]

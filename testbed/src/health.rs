@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result, step_failed};
 use crate::hosts;
-use crate::inventory::CANONICAL_SERVICES;
+use crate::inventory::ServiceSet;
 use crate::progress::Step;
 use crate::sys;
 use crate::topology::{Role, StateDir, Topology};
@@ -59,10 +59,10 @@ impl Health {
     }
 }
 
-/// The units that must be active on a host of `role`.
-pub fn units_for(role: Role) -> Vec<String> {
-    CANONICAL_SERVICES
-        .iter()
+/// The units of `services` that must be active on a host of `role`.
+pub fn units_for(role: Role, services: ServiceSet) -> Vec<String> {
+    services
+        .services()
         .filter(|s| s.role == role)
         .map(|s| format!("{}.service", s.unit))
         .collect()
@@ -274,7 +274,7 @@ pub fn check(record: &Record, state: &StateDir) -> Result<Health> {
     let topology = &record.topology;
     let mut health = Health::default();
     for host in &topology.hosts {
-        let units = units_for(host.role);
+        let units = units_for(host.role, record.services());
         let command = format!("systemctl is-active {}", units.join(" "));
         let output = sys::output("status", &mut hosts::ssh(state, &host.name, &command))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -298,13 +298,19 @@ pub fn check(record: &Record, state: &StateDir) -> Result<Health> {
         ("neutron-api", 9696, "/"),
         ("nova-api", 8774, "/"),
     ] {
-        match api.probe(port, path) {
-            Ok(code) => health.add(
-                format!("API {name} (:{port})"),
-                code < 500,
-                format!("HTTP {code}"),
-            ),
-            Err(error) => health.add(format!("API {name} (:{port})"), false, error),
+        // Through the proxy as well, which answers 502 while its upstream does not.
+        let proxy = crate::assets::proxy_port(port)
+            .filter(|_| record.rest_proxy)
+            .map(|proxy| (format!("{name} via the REST proxy"), proxy));
+        for (name, port) in std::iter::once((name.to_owned(), port)).chain(proxy) {
+            match api.probe(port, path) {
+                Ok(code) => health.add(
+                    format!("API {name} (:{port})"),
+                    code < 500,
+                    format!("HTTP {code}"),
+                ),
+                Err(error) => health.add(format!("API {name} (:{port})"), false, error),
+            }
         }
     }
     let secrets = secrets(record)?;
@@ -408,10 +414,18 @@ mod tests {
 
     #[test]
     fn controller_units_include_the_broker_and_database() {
-        let units = units_for(Role::Controller);
+        let units = units_for(Role::Controller, ServiceSet::OpenStack);
         assert!(units.contains(&"rabbitmq-server.service".to_owned()));
         assert!(units.contains(&"devstack@n-api.service".to_owned()));
-        assert_eq!(units_for(Role::Compute), ["devstack@n-cpu.service"]);
+        assert!(!units.contains(&"devstack@rest-proxy.service".to_owned()));
+        assert!(
+            units_for(Role::Controller, ServiceSet::OpenStackWithRestProxy)
+                .contains(&"devstack@rest-proxy.service".to_owned())
+        );
+        assert_eq!(
+            units_for(Role::Compute, ServiceSet::OpenStackWithRestProxy),
+            ["devstack@n-cpu.service"]
+        );
     }
 
     #[test]

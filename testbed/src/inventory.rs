@@ -159,7 +159,42 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         role: Role::Controller,
         ports: &[3306],
     },
+    // The recording REST proxy (`butterfly trace`): the APIs' proxy ports
+    // (`assets::PROXIED_APIS`) and the live record stream (`assets::RECORDS_PORT`, which
+    // `butterfly run` subscribes to), sorted as `discover` lists ports.
+    CanonicalService {
+        name: REST_PROXY,
+        unit: "devstack@rest-proxy",
+        process: Some("butterfly"),
+        role: Role::Controller,
+        ports: &[18774, 18778, 19292, 19696, 19900],
+    },
 ];
+
+/// The canonical name of the recording REST proxy.
+pub const REST_PROXY: &str = "rest-proxy";
+
+/// Which services a testbed runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceSet {
+    /// None: hosts only.
+    None,
+    /// OpenStack, with the API calls straight to the services.
+    OpenStack,
+    /// OpenStack with its API calls routed through the recording REST proxy.
+    OpenStackWithRestProxy,
+}
+
+impl ServiceSet {
+    /// The canonical services of this set, in inventory order.
+    pub fn services(self) -> impl Iterator<Item = &'static CanonicalService> {
+        CANONICAL_SERVICES.iter().filter(move |service| match self {
+            ServiceSet::None => false,
+            ServiceSet::OpenStack => service.name != REST_PROXY,
+            ServiceSet::OpenStackWithRestProxy => true,
+        })
+    }
+}
 
 /// The canonical service run by `unit` (with or without `.service`).
 pub fn canonical_by_unit(unit: &str) -> Option<&'static CanonicalService> {
@@ -176,9 +211,8 @@ pub struct SshDefaults {
     pub known_hosts: String,
 }
 
-/// The inventory of a generated testbed. `with_services` is false in hosts-only mode, where no
-/// OpenStack service runs.
-pub fn generate(topology: &Topology, ssh: &SshDefaults, with_services: bool) -> Inventory {
+/// The inventory of a generated testbed running `services`.
+pub fn generate(topology: &Topology, ssh: &SshDefaults, services: ServiceSet) -> Inventory {
     let hosts = topology
         .hosts
         .iter()
@@ -195,11 +229,7 @@ pub fn generate(topology: &Topology, ssh: &SshDefaults, with_services: bool) -> 
             },
         })
         .collect();
-    let services = if with_services {
-        CANONICAL_SERVICES.iter().map(service_entry).collect()
-    } else {
-        Vec::new()
-    };
+    let services = services.services().map(service_entry).collect();
     Inventory {
         version: VERSION,
         hosts,
@@ -269,6 +299,28 @@ impl Inventory {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_rest_proxy_lists_every_proxy_port_and_the_record_stream() {
+        let proxy = CANONICAL_SERVICES
+            .iter()
+            .find(|s| s.name == REST_PROXY)
+            .unwrap();
+        let mut ports: Vec<u16> = crate::assets::PROXIED_APIS
+            .iter()
+            .map(|api| api.proxy_port)
+            .chain([crate::assets::RECORDS_PORT])
+            .collect();
+        ports.sort_unstable();
+        assert_eq!(proxy.ports, ports);
+        assert_eq!(
+            ServiceSet::OpenStack
+                .services()
+                .filter(|s| s.name == REST_PROXY)
+                .count(),
+            0
+        );
+    }
+
     fn defaults() -> SshDefaults {
         SshDefaults {
             identity: "/var/lib/butterfly/testbed/ssh/id_ed25519".into(),
@@ -279,14 +331,16 @@ mod tests {
     #[test]
     fn generated_inventory_has_the_campaign_shape() {
         let topology = Topology::new(0, 2, 64).unwrap();
-        let yaml = generate(&topology, &defaults(), true).to_yaml().unwrap();
+        let yaml = generate(&topology, &defaults(), ServiceSet::OpenStackWithRestProxy)
+            .to_yaml()
+            .unwrap();
         insta::assert_snapshot!(yaml);
     }
 
     #[test]
     fn inventory_round_trips_through_yaml() {
         let topology = Topology::new(0, 2, 64).unwrap();
-        let inventory = generate(&topology, &defaults(), true);
+        let inventory = generate(&topology, &defaults(), ServiceSet::OpenStackWithRestProxy);
         let parsed = Inventory::from_yaml(&inventory.to_yaml().unwrap()).unwrap();
         assert_eq!(parsed, inventory);
         assert!(parsed.differences(&inventory).is_empty());
@@ -301,7 +355,7 @@ mod tests {
     #[test]
     fn hosts_only_inventory_lists_no_services() {
         let topology = Topology::new(0, 1, 64).unwrap();
-        let inventory = generate(&topology, &defaults(), false);
+        let inventory = generate(&topology, &defaults(), ServiceSet::None);
         assert_eq!(inventory.hosts.len(), 2);
         assert!(inventory.services.is_empty());
     }
@@ -309,7 +363,7 @@ mod tests {
     #[test]
     fn differences_name_the_changed_service() {
         let topology = Topology::new(0, 1, 64).unwrap();
-        let a = generate(&topology, &defaults(), true);
+        let a = generate(&topology, &defaults(), ServiceSet::OpenStackWithRestProxy);
         let mut b = a.clone();
         b.services[0].ports = vec![80];
         let diffs = a.differences(&b);

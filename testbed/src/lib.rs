@@ -73,6 +73,10 @@ pub struct UpOptions {
     pub disk_mb: u64,
     /// Leave a failed testbed up for inspection instead of rolling it back.
     pub keep_on_failure: bool,
+    /// The `butterfly` binary that runs the recording REST proxy on the controller (bind-mounted
+    /// read-only; the controller runs the same Debian release as the host). With it, the Keystone
+    /// catalog and nova's glance URL point at the proxy; without it, straight at the services.
+    pub rest_proxy_binary: Option<PathBuf>,
 }
 
 /// What `up` wrote into the state directory, also used by `status` and `down`.
@@ -90,6 +94,21 @@ pub struct Record {
     pub hosts: Vec<HostRecord>,
     /// The runner-side venv with the `openstack` CLI, in OpenStack mode.
     pub client_venv: Option<PathBuf>,
+    /// Whether API calls are routed through the recording REST proxy (records written before
+    /// the proxy existed have none).
+    #[serde(default)]
+    pub rest_proxy: bool,
+}
+
+impl Record {
+    /// The services this testbed runs.
+    pub fn services(&self) -> inventory::ServiceSet {
+        match (self.mode, self.rest_proxy) {
+            (Mode::HostsOnly, _) => inventory::ServiceSet::None,
+            (Mode::OpenStack, false) => inventory::ServiceSet::OpenStack,
+            (Mode::OpenStack, true) => inventory::ServiceSet::OpenStackWithRestProxy,
+        }
+    }
 }
 
 impl Record {
@@ -150,6 +169,14 @@ pub fn up(options: &UpOptions, progress: &Progress) -> Result<UpReport> {
     sys::preflight(&tools)?;
     let state = StateDir::new(&options.state_dir);
     let topology = Topology::new(options.instance, options.computes, options.disk_mb)?;
+    if let Some(binary) = &options.rest_proxy_binary
+        && !binary.is_file()
+    {
+        return Err(Error::Invalid(format!(
+            "the REST proxy binary {} is not a file",
+            binary.display()
+        )));
+    }
     sys::mkdir(state.root())?;
     // Held until `up` returns: a second `up` (or `status`) on the same state directory must not
     // mistake a testbed that is still being stacked for a broken one.
@@ -203,13 +230,19 @@ pub fn up(options: &UpOptions, progress: &Progress) -> Result<UpReport> {
         image_key: images.key.clone(),
         hosts: Vec::new(),
         client_venv: images.client_venv.clone(),
+        rest_proxy: images.secrets.is_some() && options.rest_proxy_binary.is_some(),
     };
     // The record is written before anything is started, so that `down` finds an interrupted run.
     record.save(&state)?;
     let mut run_files = Vec::new();
     if let Some(secrets) = &images.secrets {
         let dir = state.host_dir(&topology.controller().name).join("run");
-        for file in assets::controller_run_files(&topology, secrets) {
+        let mut files = assets::controller_run_files(&topology, secrets);
+        if let Some(binary) = &options.rest_proxy_binary {
+            files.extend(assets::rest_proxy_run_files(secrets)?);
+            run_files.push((binary.clone(), assets::PROXY_BINARY.to_owned()));
+        }
+        for file in files {
             let source = dir.join(file.path.replace('/', "_"));
             sys::write_file(&source, &file.contents, file.mode)?;
             run_files.push((source, format!("/{}", file.path)));
@@ -292,7 +325,7 @@ fn finish_up(
             Some(health)
         }
     };
-    let inventory = inventory::generate(&record.topology, &ssh, options.mode == Mode::OpenStack);
+    let inventory = inventory::generate(&record.topology, &ssh, record.services());
     sys::write_file(&state.inventory(), &inventory.to_yaml()?, 0o644)?;
     Ok(health)
 }

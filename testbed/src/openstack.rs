@@ -38,6 +38,16 @@ pub fn stack(record: &Record, state: &StateDir, progress: &Progress) -> Result<(
             ))
         },
     )?;
+    if record.rest_proxy {
+        run_step(
+            progress,
+            "route API calls through the recording REST proxy",
+            |step| {
+                let mut command = hosts::ssh(state, &controller, &crate::assets::route_command());
+                sys::run(step.name(), &mut command).map(drop)
+            },
+        )?;
+    }
     run_step(
         progress,
         "start nova-compute on the compute hosts",

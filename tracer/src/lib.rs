@@ -7,7 +7,8 @@
 //!
 //! * [`event`]: the shared model ([`event::Event`], [`event::Transaction`], …).
 //! * [`oslo`]: AMQP records and the oslo.messaging decoder; [`services`]: canonical names.
-//! * [`rest`]: REST records and path templates; [`proxy`]: the recording reverse proxy.
+//! * [`rest`]: REST records and path templates; [`proxy`]: the recording reverse proxy;
+//!   [`records`]: the proxy's live record stream (JSON Lines over TCP) and its subscriber.
 //! * [`amqp`]: live capture from the firehose or tap queues, and the [`amqp::TraceSwitch`].
 //! * [`stitch`]: streaming stitching into transactions; [`graph`]: petgraph and DOT.
 //! * [`pipeline`]: numbering, stitching and writing a trace directory; [`import`]: reading
@@ -23,6 +24,8 @@ pub mod oslo;
 pub mod pipeline;
 #[cfg(feature = "capture")]
 pub mod proxy;
+#[cfg(feature = "capture")]
+pub mod records;
 pub mod rest;
 pub mod secrets;
 pub mod services;

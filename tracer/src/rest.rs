@@ -7,8 +7,9 @@ use crate::event::{Event, EventIds, EventKind, Outcome, Source};
 use crate::services::CANONICAL_SERVICES;
 
 /// One HTTP request and its response as seen by the proxy. Holds no header values other than the
-/// request ids and the user agent, so no token can be recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// request ids and the user agent, so no token can be recorded. Serialized as one JSON object per
+/// line on the proxy's record stream ([`crate::records`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestRecord {
     /// When the request arrived, µs since the Unix epoch.
     pub ts_us: i64,
