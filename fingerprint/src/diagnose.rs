@@ -26,9 +26,6 @@ const WEIGHT_EXPECTED_HANDLER: f64 = 0.15;
 const WEIGHT_FAILURE: f64 = 1.0;
 /// Weight of a service the normal variant expects after the divergence that never appeared.
 const WEIGHT_SILENT: f64 = 0.1;
-/// A trace farther than the threshold from every variant is aligned with the nearest of this many
-/// variants closest to it in length (an approximation that bounds the cost for anomalous traces).
-const FAR_TRACE_CANDIDATES: usize = 256;
 /// Distance added between a trace and a negative fingerprint that departed from normal behaviour
 /// at a different step.
 const ANCHOR_MISMATCH_PENALTY: f64 = 0.5;
@@ -215,12 +212,7 @@ impl Store {
         };
         let nearest = self.commands.get(&trace.command).and_then(|command| {
             let threshold = command.threshold(&self.config);
-            // Any variant within the threshold is at most this many edits away (its length is at
-            // most the query's plus the edits), so a search cut off there finds it exactly.
-            let within = (threshold * ids.len() as f64 / (1.0 - threshold)).floor() as usize;
-            let found = command
-                .nearest_within(&ids, within)
-                .or_else(|| command.nearest_among(&ids, FAR_TRACE_CANDIDATES))?;
+            let found = command.nearest(&ids)?;
             Some((command, threshold, found))
         });
         if let Some((command, threshold, (index, distance))) = nearest {

@@ -142,53 +142,173 @@ impl Pattern {
     }
 
     /// The blocked case: the column is split into 64-row words, and the horizontal delta leaving
-    /// the top row of one word enters the bottom row of the next.
+    /// the top row of one word enters the bottom row of the next (Hyyrö's block step).
     fn run_blocks(&self, text: &[u32], max: usize) -> Option<usize> {
         let words = self.words;
-        let last = 1u64 << ((self.len - 1) % WORD_BITS);
-        let mut vp = vec![!0u64; words];
-        let mut vn = vec![0u64; words];
+        // Queries of up to STACK_WORDS words (1024 symbols) keep their column state on the stack,
+        // so that a comparison allocates nothing.
+        let mut stack_state = [(!0u64, 0u64); STACK_WORDS];
+        let mut heap_state = Vec::new();
+        let state: &mut [(u64, u64)] = if words <= STACK_WORDS {
+            &mut stack_state[..words]
+        } else {
+            heap_state.resize(words, (!0u64, 0u64));
+            &mut heap_state
+        };
+        let last_shift = ((self.len - 1) % WORD_BITS) as u32;
         let mut score = self.len;
         for (column, &token) in text.iter().enumerate() {
             let masks = self.masks(token);
-            let mut carry: i8 = 1;
-            for word in 0..words {
-                let mut eq = masks[word];
-                let pv = vp[word];
-                let mv = vn[word];
-                let xv = eq | mv;
-                if carry < 0 {
-                    eq |= 1;
-                }
-                let xh = ((eq & pv).wrapping_add(pv) ^ pv) | eq;
-                let mut ph = mv | !(xh | pv);
-                let mut mh = pv & xh;
-                let high = if word + 1 == words { last } else { 1u64 << 63 };
-                let carry_out: i8 = if ph & high != 0 {
-                    1
-                } else if mh & high != 0 {
-                    -1
-                } else {
-                    0
-                };
-                ph <<= 1;
-                mh <<= 1;
-                if carry < 0 {
-                    mh |= 1;
-                } else if carry > 0 {
-                    ph |= 1;
-                }
-                vp[word] = mh | !(xv | ph);
-                vn[word] = ph & xv;
-                carry = carry_out;
+            let (last_state, inner_state) = state.split_last_mut().expect("at least one word");
+            // Row 0 of the matrix is 0, 1, 2, …: the delta entering the first word is +1.
+            let mut carry = 1i64;
+            for (&eq, (vp, vn)) in masks.iter().zip(inner_state.iter_mut()) {
+                carry = block_step(eq, vp, vn, carry, (WORD_BITS - 1) as u32);
             }
-            score = score.wrapping_add_signed(isize::from(carry));
+            carry = block_step(
+                masks[words - 1],
+                &mut last_state.0,
+                &mut last_state.1,
+                carry,
+                last_shift,
+            );
+            score = score.wrapping_add_signed(carry as isize);
             let remaining = text.len() - column - 1;
             if score > max.saturating_add(remaining) {
                 return None;
             }
         }
         Some(score)
+    }
+
+    /// Compares the query with several texts at once: `results[i]` becomes the distance to
+    /// `texts[i]` if it is at most `limits[i]`, else `None` (exactly as
+    /// [`Pattern::distance_within`]).
+    ///
+    /// For a query of at most 64 symbols, [`BATCH_LANES`] texts advance column by column in
+    /// lock step: the lanes are independent, so the processor overlaps their dependency chains
+    /// (and the compiler may use vector registers), which is what makes scanning thousands of
+    /// stored variants for one trace cheap. Longer queries are compared one text at a time.
+    pub fn distances_within(
+        &self,
+        texts: &[&[u32]],
+        limits: &[usize],
+        results: &mut [Option<usize>],
+    ) {
+        assert!(
+            texts.len() == limits.len() && texts.len() == results.len(),
+            "one limit and one result per text"
+        );
+        let dense = match &self.table {
+            MatchTable::Dense { masks, .. } if self.words == 1 && self.len > 0 => Some(masks),
+            _ => None,
+        };
+        let Some(masks) = dense else {
+            for ((text, &limit), result) in texts.iter().zip(limits).zip(results.iter_mut()) {
+                *result = self.distance_within(text, limit);
+            }
+            return;
+        };
+        for ((texts, limits), results) in texts
+            .chunks(BATCH_LANES)
+            .zip(limits.chunks(BATCH_LANES))
+            .zip(results.chunks_mut(BATCH_LANES))
+        {
+            lanes(self.len, masks, texts, limits, results);
+        }
+    }
+}
+
+/// Query words kept on the stack by the blocked comparison.
+const STACK_WORDS: usize = 16;
+
+/// Texts compared in lock step by [`Pattern::distances_within`].
+pub const BATCH_LANES: usize = 8;
+
+/// One word of one column of Hyyrö's blocked algorithm: updates the vertical deltas `vp`/`vn`
+/// of the word from the match mask `eq` and the horizontal delta `carry_in` entering its lowest
+/// row, and returns the horizontal delta leaving row `high` of the word (`-1`, `0` or `+1`).
+#[inline(always)]
+fn block_step(eq: u64, vp: &mut u64, vn: &mut u64, carry_in: i64, high: u32) -> i64 {
+    let negative_in = u64::from(carry_in < 0);
+    let positive_in = u64::from(carry_in > 0);
+    let (pv, mv) = (*vp, *vn);
+    let xv = eq | mv;
+    let eq = eq | negative_in;
+    let xh = ((eq & pv).wrapping_add(pv) ^ pv) | eq;
+    let ph = mv | !(xh | pv);
+    let mh = pv & xh;
+    let carry_out = ((ph >> high) & 1) as i64 - ((mh >> high) & 1) as i64;
+    let ph = (ph << 1) | positive_in;
+    let mh = (mh << 1) | negative_in;
+    *vp = mh | !(xv | ph);
+    *vn = ph & xv;
+    carry_out
+}
+
+/// Myers' single-word algorithm for up to [`BATCH_LANES`] texts against one query of
+/// `1..=64` symbols with dense match masks. Each lane keeps its own column state and score;
+/// a lane's result is its score after its own last column. The batch stops early once every
+/// lane has finished or is provably beyond its limit.
+fn lanes(
+    len: usize,
+    masks: &[u64],
+    texts: &[&[u32]],
+    limits: &[usize],
+    results: &mut [Option<usize>],
+) {
+    let used = texts.len();
+    let high = (len - 1) as u32;
+    let mut vp = [!0u64; BATCH_LANES];
+    let mut vn = [0u64; BATCH_LANES];
+    let mut score = [len as u64; BATCH_LANES];
+    let mut lengths = [0usize; BATCH_LANES];
+    let mut finals = [len as u64; BATCH_LANES];
+    for (lane, text) in texts.iter().enumerate() {
+        lengths[lane] = text.len();
+    }
+    let longest = lengths.iter().copied().max().unwrap_or(0);
+    let mut alive = true;
+    let mut column = 0;
+    while column < longest && alive {
+        // Columns are processed in runs between liveness checks.
+        let run_end = (column + CHECKPOINT_COLUMNS).min(longest);
+        while column < run_end {
+            let mut eq = [0u64; BATCH_LANES];
+            for (lane, text) in texts.iter().enumerate() {
+                if let Some(&token) = text.get(column) {
+                    eq[lane] = masks.get(token as usize).copied().unwrap_or(0);
+                }
+            }
+            for lane in 0..BATCH_LANES {
+                let (eq, pv, mv) = (eq[lane], vp[lane], vn[lane]);
+                let xv = eq | mv;
+                let xh = ((eq & pv).wrapping_add(pv) ^ pv) | eq;
+                let ph = mv | !(xh | pv);
+                let mh = pv & xh;
+                score[lane] = score[lane] + ((ph >> high) & 1) - ((mh >> high) & 1);
+                let ph = (ph << 1) | 1;
+                let mh = mh << 1;
+                vp[lane] = mh | !(xv | ph);
+                vn[lane] = ph & xv;
+            }
+            column += 1;
+            for lane in 0..BATCH_LANES {
+                if lengths[lane] == column {
+                    finals[lane] = score[lane];
+                }
+            }
+        }
+        alive = (0..used).any(|lane| {
+            let remaining = lengths[lane].saturating_sub(column);
+            remaining > 0 && score[lane] as usize <= limits[lane].saturating_add(remaining)
+        });
+    }
+    for lane in 0..used {
+        let distance = finals[lane] as usize;
+        // A lane cut short was beyond its limit; its stale final score is above the limit too
+        // unless the lane had already finished.
+        results[lane] = (column >= lengths[lane] && distance <= limits[lane]).then_some(distance);
     }
 }
 
