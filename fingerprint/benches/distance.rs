@@ -11,7 +11,7 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fingerprint::distance::{Pattern, levenshtein};
 
-use common::{comparison_pair, diagnosis_inputs};
+use common::{BATCH_TEXTS, comparison_batch, comparison_pair, diagnosis_inputs};
 
 fn comparisons(c: &mut Criterion) {
     let mut group = c.benchmark_group("levenshtein");
@@ -28,6 +28,30 @@ fn comparisons(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("strsim", len), &b, |bench, b| {
             bench.iter(|| strsim::generic_levenshtein(black_box(&a), black_box(b)))
         });
+    }
+    // One query against many texts, as a diagnosis scans variants: per comparison.
+    group.throughput(Throughput::Elements(BATCH_TEXTS as u64));
+    for len in [64usize, 256, 512] {
+        let (query, texts) = comparison_batch(len);
+        let pattern = Pattern::new(&query);
+        let texts: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+        let limits = vec![usize::MAX; texts.len()];
+        let mut results = vec![None; texts.len()];
+        group.bench_with_input(BenchmarkId::new("batch", len), &texts, |bench, texts| {
+            bench.iter(|| pattern.distances_within(black_box(texts), &limits, &mut results))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("strsim_batch", len),
+            &texts,
+            |bench, texts| {
+                bench.iter(|| {
+                    texts
+                        .iter()
+                        .map(|text| strsim::generic_levenshtein(black_box(&query), black_box(text)))
+                        .sum::<usize>()
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -8,7 +8,8 @@
 //!     target/release/examples/instructions WORK SIZE REPEAT
 //! ```
 //! `WORK` is `setup` (build the inputs only: subtract its count from the others), `pattern`
-//! (prepared query), `pair`, `strsim` (comparisons of two `SIZE`-symbol traces) or `near`,
+//! (prepared query), `pair`, `strsim` (comparisons of two `SIZE`-symbol traces), `batch`,
+//! `strsim_batch` (one `SIZE`-symbol query against 64 texts: divide by 64 more) or `near`,
 //! `far`, `exact` (diagnosis against 10 000 variants; `SIZE` is ignored). Instructions per unit
 //! of work are `(count(WORK) − count(setup)) / REPEAT`.
 
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 
 use fingerprint::distance::{Pattern, levenshtein};
 
-use common::{comparison_pair, diagnosis_inputs};
+use common::{comparison_batch, comparison_pair, diagnosis_inputs};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +36,11 @@ fn main() -> ExitCode {
     let (a, b) = comparison_pair(size);
     let inputs = diagnosis_inputs();
     let pattern = Pattern::new(&a);
+    let (query, batch) = comparison_batch(size);
+    let batch_pattern = Pattern::new(&query);
+    let texts: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+    let limits = vec![usize::MAX; texts.len()];
+    let mut results = vec![None; texts.len()];
     let mut checksum = 0usize;
     for _ in 0..repeat {
         checksum += match work.as_str() {
@@ -42,6 +48,14 @@ fn main() -> ExitCode {
             "pattern" => pattern.distance(black_box(&b)),
             "pair" => levenshtein(black_box(&a), black_box(&b)),
             "strsim" => strsim::generic_levenshtein(black_box(&a), black_box(&b)),
+            "batch" => {
+                batch_pattern.distances_within(black_box(&texts), &limits, &mut results);
+                results.iter().flatten().sum()
+            }
+            "strsim_batch" => texts
+                .iter()
+                .map(|text| strsim::generic_levenshtein(black_box(&query), black_box(text)))
+                .sum(),
             "near" => inputs.store.diagnose(black_box(&inputs.near)).steps,
             "far" => inputs.store.diagnose(black_box(&inputs.far)).steps,
             "exact" => inputs.store.diagnose(black_box(&inputs.exact)).steps,

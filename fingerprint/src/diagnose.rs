@@ -10,7 +10,7 @@ use serde::Serialize;
 use tracer::event::Transaction;
 
 use crate::alarm::{Alarm, Suspect};
-use crate::distance::{EditOp, align, levenshtein, normalized};
+use crate::distance::{EditOp, Pattern, align, normalized};
 use crate::store::{FaultLabel, StepProfile, Store, Trace, Variant};
 use crate::symbol::Step;
 use crate::timing::human_us;
@@ -300,12 +300,13 @@ impl Store {
     }
 
     fn classify(&self, trace: &Trace, ids: &[u32], anchor: Option<&str>) -> Option<Classification> {
+        let pattern = Pattern::new(ids);
         let mut neighbours: Vec<(f64, &FaultLabel)> = self
             .negatives
             .iter()
             .filter(|negative| negative.command == trace.command)
             .map(|negative| {
-                let raw = levenshtein(ids, &negative.symbols);
+                let raw = pattern.distance(&negative.symbols);
                 let mut distance = normalized(raw, ids.len(), negative.symbols.len());
                 if negative.anchor.as_deref() != anchor {
                     distance += ANCHOR_MISMATCH_PENALTY;

@@ -47,6 +47,20 @@ pub fn mutate(rng: &mut Lcg, base: &[u32], edits: usize) -> Vec<u32> {
     out
 }
 
+/// Texts compared with one query in the batch benchmark.
+pub const BATCH_TEXTS: usize = 64;
+
+/// A query of `len` symbols and [`BATCH_TEXTS`] texts to compare it with, each a copy carrying
+/// about 10 % random edits: the shape of a diagnosis scanning a command's variants.
+pub fn comparison_batch(len: usize) -> (Vec<u32>, Vec<Vec<u32>>) {
+    let mut rng = Lcg(4242 + len as u64);
+    let query = random_trace(&mut rng, len);
+    let texts = (0..BATCH_TEXTS)
+        .map(|_| mutate(&mut rng, &query, len / 10))
+        .collect();
+    (query, texts)
+}
+
 /// The query of a pairwise comparison of `len` symbols and the text it is compared with: a copy
 /// carrying about 10 % random edits.
 pub fn comparison_pair(len: usize) -> (Vec<u32>, Vec<u32>) {
