@@ -32,9 +32,9 @@ fn comparisons(c: &mut Criterion) {
     // One query against many texts, as a diagnosis scans variants: per comparison.
     group.throughput(Throughput::Elements(BATCH_TEXTS as u64));
     for len in [64usize, 256, 512] {
-        let (query, texts) = comparison_batch(len);
+        let (query, batch) = comparison_batch(len);
         let pattern = Pattern::new(&query);
-        let texts: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+        let texts: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
         let limits = vec![usize::MAX; texts.len()];
         let mut results = vec![None; texts.len()];
         group.bench_with_input(BenchmarkId::new("batch", len), &texts, |bench, texts| {
@@ -42,10 +42,10 @@ fn comparisons(c: &mut Criterion) {
         });
         group.bench_with_input(
             BenchmarkId::new("strsim_batch", len),
-            &texts,
-            |bench, texts| {
+            &batch,
+            |bench, batch| {
                 bench.iter(|| {
-                    texts
+                    batch
                         .iter()
                         .map(|text| strsim::generic_levenshtein(black_box(&query), black_box(text)))
                         .sum::<usize>()

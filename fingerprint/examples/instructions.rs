@@ -52,7 +52,7 @@ fn main() -> ExitCode {
                 batch_pattern.distances_within(black_box(&texts), &limits, &mut results);
                 results.iter().flatten().sum()
             }
-            "strsim_batch" => texts
+            "strsim_batch" => batch
                 .iter()
                 .map(|text| strsim::generic_levenshtein(black_box(&query), black_box(text)))
                 .sum(),
