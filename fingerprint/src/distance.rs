@@ -9,6 +9,10 @@
 //!
 //! A score cutoff ([`Pattern::distance_within`]) stops as soon as the distance provably exceeds
 //! the cutoff, and the length difference is used as a free lower bound before any work is done.
+//! [`Pattern::distances_within`] compares one query with many texts, [`BATCH_LANES`] at a time
+//! in lock step, which is how a diagnosis scans the variants of a command. A single pair
+//! ([`levenshtein`]) with a query of up to 64 symbols builds its match masks in a small table on
+//! the stack instead.
 //! [`align`] and [`best_prefix`] are the quadratic dynamic programs used for localization and for
 //! live transactions; they run once per diagnosed trace, not once per stored variant.
 
