@@ -44,6 +44,28 @@ fn fresh(mut transaction: Value, id: &str, command: &str, until_us: i64) -> Valu
     transaction
 }
 
+/// When the transaction's first event of `operation` happened.
+fn ts_of(transaction: &Value, operation: &str) -> i64 {
+    transaction["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["operation"] == operation)
+        .map(|event| event["ts_us"].as_i64().unwrap())
+        .expect("operation present")
+}
+
+/// Writes a trace directory holding `transactions`, in the format of the recorded trace.
+fn write_trace(directory: &Path, recorded: &Value, transactions: Vec<Value>) {
+    let trace = json!({
+        "format": recorded["format"],
+        "version": recorded["version"],
+        "transactions": transactions,
+    });
+    std::fs::create_dir(directory).unwrap();
+    std::fs::write(directory.join("transactions.json"), trace.to_string()).unwrap();
+}
+
 fn learn(out: &Path) -> String {
     let output = butterfly()
         .args(["fingerprint", "learn", "--from-run"])
@@ -85,33 +107,67 @@ fn a_run_directory_teaches_baselines_as_positive_and_faulty_transactions_as_labe
 }
 
 #[test]
-fn a_fresh_faulty_trace_is_classified_with_the_learned_fault_and_a_normal_one_is_not() {
+fn a_fresh_faulty_trace_is_classified_with_the_fault_learned_from_the_run_and_a_normal_one_is_not()
+{
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fp.json");
     learn(&out);
     let recorded = recorded_transactions();
+    // A second known fault, so that classification has to choose: a scheduler that never
+    // answers, i.e. the normal create cut right after the call to nova-scheduler.
+    let normal_create = transaction(&recorded, "req-3410b873-3e5f-4237-9429-aa10d0c95921");
+    let select = ts_of(&normal_create, "scheduler.select_destinations");
+    let frozen = dir.path().join("frozen-scheduler");
+    write_trace(
+        &frozen,
+        &recorded,
+        vec![fresh(
+            normal_create,
+            "req-frozen-create",
+            "server create",
+            select,
+        )],
+    );
+    let output = butterfly()
+        .args([
+            "fingerprint",
+            "learn",
+            "--negative",
+            "--fault-kind",
+            "process-freeze",
+        ])
+        .args(["--service", "nova-scheduler", "--host", "osbed", "--traces"])
+        .arg(&frozen)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let store: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        store["negatives"].as_array().unwrap().len(),
+        2,
+        "two known faults"
+    );
     // The create under the fault, as seen 15 s after the cast to the stopped nova-compute: its
     // trail stops there, unlike the complete (late) run that was learned as the negative.
     let faulty = transaction(&recorded, "req-ba441000-3dfe-4008-8d54-838c4972088d");
-    let cast = faulty["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|event| event["operation"] == "compute.build_and_run_instance")
-        .map(|event| event["ts_us"].as_i64().unwrap())
-        .unwrap();
+    let cast = ts_of(&faulty, "compute.build_and_run_instance");
     let normal = transaction(&recorded, "req-12ca6d39-24a5-43dd-b246-c055dcbfc48e");
-    let trace = json!({
-        "format": recorded["format"],
-        "version": recorded["version"],
-        "transactions": [
-            fresh(faulty, "req-fresh-create", "server create", cast + 15_000_000),
+    let traces = dir.path().join("fresh");
+    write_trace(
+        &traces,
+        &recorded,
+        vec![
+            fresh(
+                faulty,
+                "req-fresh-create",
+                "server create",
+                cast + 15_000_000,
+            ),
             fresh(normal, "req-fresh-delete", "server delete", i64::MAX),
         ],
-    });
-    let traces = dir.path().join("fresh");
-    std::fs::create_dir(&traces).unwrap();
-    std::fs::write(traces.join("transactions.json"), trace.to_string()).unwrap();
+    );
     let output = butterfly()
         .args(["diagnose", "--json", "--fingerprints"])
         .arg(&out)
