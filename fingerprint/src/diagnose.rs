@@ -10,7 +10,7 @@ use serde::Serialize;
 use tracer::event::Transaction;
 
 use crate::alarm::{Alarm, Suspect};
-use crate::distance::{EditOp, align, levenshtein, normalized};
+use crate::distance::{EditOp, Pattern, align, normalized};
 use crate::store::{FaultLabel, StepProfile, Store, Trace, Variant};
 use crate::symbol::Step;
 use crate::timing::human_us;
@@ -26,9 +26,6 @@ const WEIGHT_EXPECTED_HANDLER: f64 = 0.15;
 const WEIGHT_FAILURE: f64 = 1.0;
 /// Weight of a service the normal variant expects after the divergence that never appeared.
 const WEIGHT_SILENT: f64 = 0.1;
-/// A trace farther than the threshold from every variant is aligned with the nearest of this many
-/// variants closest to it in length (an approximation that bounds the cost for anomalous traces).
-const FAR_TRACE_CANDIDATES: usize = 256;
 /// Distance added between a trace and a negative fingerprint that departed from normal behaviour
 /// at a different step.
 const ANCHOR_MISMATCH_PENALTY: f64 = 0.5;
@@ -215,12 +212,7 @@ impl Store {
         };
         let nearest = self.commands.get(&trace.command).and_then(|command| {
             let threshold = command.threshold(&self.config);
-            // Any variant within the threshold is at most this many edits away (its length is at
-            // most the query's plus the edits), so a search cut off there finds it exactly.
-            let within = (threshold * ids.len() as f64 / (1.0 - threshold)).floor() as usize;
-            let found = command
-                .nearest_within(&ids, within)
-                .or_else(|| command.nearest_among(&ids, FAR_TRACE_CANDIDATES))?;
+            let found = command.nearest(&ids)?;
             Some((command, threshold, found))
         });
         if let Some((command, threshold, (index, distance))) = nearest {
@@ -308,12 +300,13 @@ impl Store {
     }
 
     fn classify(&self, trace: &Trace, ids: &[u32], anchor: Option<&str>) -> Option<Classification> {
+        let pattern = Pattern::new(ids);
         let mut neighbours: Vec<(f64, &FaultLabel)> = self
             .negatives
             .iter()
             .filter(|negative| negative.command == trace.command)
             .map(|negative| {
-                let raw = levenshtein(ids, &negative.symbols);
+                let raw = pattern.distance(&negative.symbols);
                 let mut distance = normalized(raw, ids.len(), negative.symbols.len());
                 if negative.anchor.as_deref() != anchor {
                     distance += ANCHOR_MISMATCH_PENALTY;

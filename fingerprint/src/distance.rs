@@ -9,6 +9,10 @@
 //!
 //! A score cutoff ([`Pattern::distance_within`]) stops as soon as the distance provably exceeds
 //! the cutoff, and the length difference is used as a free lower bound before any work is done.
+//! [`Pattern::distances_within`] compares one query with many texts, [`BATCH_LANES`] at a time
+//! in lock step, which is how a diagnosis scans the variants of a command. A single pair
+//! ([`levenshtein`]) with a query of up to 64 symbols builds its match masks in a small table on
+//! the stack instead.
 //! [`align`] and [`best_prefix`] are the quadratic dynamic programs used for localization and for
 //! live transactions; they run once per diagnosed trace, not once per stored variant.
 
@@ -142,53 +146,233 @@ impl Pattern {
     }
 
     /// The blocked case: the column is split into 64-row words, and the horizontal delta leaving
-    /// the top row of one word enters the bottom row of the next.
+    /// the top row of one word enters the bottom row of the next (Hyyrö's block step).
     fn run_blocks(&self, text: &[u32], max: usize) -> Option<usize> {
         let words = self.words;
-        let last = 1u64 << ((self.len - 1) % WORD_BITS);
-        let mut vp = vec![!0u64; words];
-        let mut vn = vec![0u64; words];
-        let mut score = self.len;
-        for (column, &token) in text.iter().enumerate() {
-            let masks = self.masks(token);
-            let mut carry: i8 = 1;
-            for word in 0..words {
-                let mut eq = masks[word];
-                let pv = vp[word];
-                let mv = vn[word];
-                let xv = eq | mv;
-                if carry < 0 {
-                    eq |= 1;
-                }
-                let xh = ((eq & pv).wrapping_add(pv) ^ pv) | eq;
-                let mut ph = mv | !(xh | pv);
-                let mut mh = pv & xh;
-                let high = if word + 1 == words { last } else { 1u64 << 63 };
-                let carry_out: i8 = if ph & high != 0 {
-                    1
-                } else if mh & high != 0 {
-                    -1
+        match &self.table {
+            MatchTable::Dense { alphabet, masks } => blocks(self.len, words, text, max, |token| {
+                let index = token as usize;
+                if index < *alphabet {
+                    &masks[index * words..(index + 1) * words]
                 } else {
-                    0
-                };
-                ph <<= 1;
-                mh <<= 1;
-                if carry < 0 {
-                    mh |= 1;
-                } else if carry > 0 {
-                    ph |= 1;
+                    &self.zeros
                 }
-                vp[word] = mh | !(xv | ph);
-                vn[word] = ph & xv;
-                carry = carry_out;
-            }
-            score = score.wrapping_add_signed(isize::from(carry));
-            let remaining = text.len() - column - 1;
-            if score > max.saturating_add(remaining) {
-                return None;
+            }),
+            MatchTable::Sparse { .. } => {
+                blocks(self.len, words, text, max, |token| self.masks(token))
             }
         }
-        Some(score)
+    }
+
+    /// Compares the query with several texts at once: `results[i]` becomes the distance to
+    /// `texts[i]` if it is at most `limits[i]`, else `None` (exactly as
+    /// [`Pattern::distance_within`]).
+    ///
+    /// For a query of at most 64 symbols, [`BATCH_LANES`] texts advance column by column in
+    /// lock step: the lanes are independent, so the processor overlaps their dependency chains
+    /// (and the compiler may use vector registers), which is what makes scanning thousands of
+    /// stored variants for one trace cheap. Longer queries are compared one text at a time.
+    pub fn distances_within(
+        &self,
+        texts: &[&[u32]],
+        limits: &[usize],
+        results: &mut [Option<usize>],
+    ) {
+        assert!(
+            texts.len() == limits.len() && texts.len() == results.len(),
+            "one limit and one result per text"
+        );
+        let dense = match &self.table {
+            MatchTable::Dense { masks, .. } if self.words == 1 && self.len > 0 => Some(masks),
+            _ => None,
+        };
+        let Some(masks) = dense else {
+            for ((text, &limit), result) in texts.iter().zip(limits).zip(results.iter_mut()) {
+                *result = self.distance_within(text, limit);
+            }
+            return;
+        };
+        for ((texts, limits), results) in texts
+            .chunks(BATCH_LANES)
+            .zip(limits.chunks(BATCH_LANES))
+            .zip(results.chunks_mut(BATCH_LANES))
+        {
+            lanes(self.len, masks, texts, limits, results);
+        }
+    }
+}
+
+/// Hyyrö's blocked algorithm for a query of `len > 64` symbols in `words` words; `masks(token)`
+/// gives the query positions equal to `token`, one word per block.
+#[inline(always)]
+fn blocks<'a>(
+    len: usize,
+    words: usize,
+    text: &[u32],
+    max: usize,
+    masks: impl Fn(u32) -> &'a [u64],
+) -> Option<usize> {
+    // Queries of up to STACK_WORDS words (1024 symbols) keep their column state on the stack,
+    // so that a comparison allocates nothing.
+    let mut stack_state = [(!0u64, 0u64); STACK_WORDS];
+    let mut heap_state = Vec::new();
+    let state: &mut [(u64, u64)] = if words <= STACK_WORDS {
+        &mut stack_state[..words]
+    } else {
+        heap_state.resize(words, (!0u64, 0u64));
+        &mut heap_state
+    };
+    let (last_state, inner_state) = state.split_last_mut().expect("at least one word");
+    let last_shift = ((len - 1) % WORD_BITS) as u32;
+    let mut score = len;
+    // The distance can drop by at most one per remaining column: past this, give up.
+    let give_up = max.saturating_add(text.len());
+    for (column, &token) in text.iter().enumerate() {
+        let masks = masks(token);
+        let (last_mask, inner_masks) = masks.split_last().expect("at least one word");
+        // Row 0 of the matrix is 0, 1, 2, …: the delta entering the first word is +1.
+        let mut carry = 1i64;
+        for (&eq, (vp, vn)) in inner_masks.iter().zip(inner_state.iter_mut()) {
+            carry = block_step(eq, vp, vn, carry, (WORD_BITS - 1) as u32);
+        }
+        carry = block_step(
+            *last_mask,
+            &mut last_state.0,
+            &mut last_state.1,
+            carry,
+            last_shift,
+        );
+        score = score.wrapping_add_signed(carry as isize);
+        if score + column + 1 > give_up {
+            return None;
+        }
+    }
+    Some(score)
+}
+
+/// Query words kept on the stack by the blocked comparison.
+const STACK_WORDS: usize = 16;
+
+/// Texts compared in lock step by [`Pattern::distances_within`].
+pub const BATCH_LANES: usize = 8;
+
+/// One word of one column of Hyyrö's blocked algorithm: updates the vertical deltas `vp`/`vn`
+/// of the word from the match mask `eq` and the horizontal delta `carry_in` entering its lowest
+/// row, and returns the horizontal delta leaving row `high` of the word (`-1`, `0` or `+1`).
+#[inline(always)]
+fn block_step(eq: u64, vp: &mut u64, vn: &mut u64, carry_in: i64, high: u32) -> i64 {
+    let negative_in = u64::from(carry_in < 0);
+    let positive_in = u64::from(carry_in > 0);
+    let (pv, mv) = (*vp, *vn);
+    let xv = eq | mv;
+    let eq = eq | negative_in;
+    let xh = ((eq & pv).wrapping_add(pv) ^ pv) | eq;
+    let ph = mv | !(xh | pv);
+    let mh = pv & xh;
+    let carry_out = ((ph >> high) & 1) as i64 - ((mh >> high) & 1) as i64;
+    let ph = (ph << 1) | positive_in;
+    let mh = (mh << 1) | negative_in;
+    *vp = mh | !(xv | ph);
+    *vn = ph & xv;
+    carry_out
+}
+
+/// Text columns whose match masks are gathered at once for the lanes.
+const CHUNK_COLUMNS: usize = 16;
+
+/// Match masks of every lane's text for one chunk of columns, column by column.
+type Chunk = [[u64; BATCH_LANES]; CHUNK_COLUMNS];
+
+/// Gathers the match masks of columns `from..from + CHUNK_COLUMNS` of each lane's text into a
+/// column-major chunk (columns past a text's end match nothing), so that the lanes then run on
+/// plain arrays that the compiler can keep in vector registers. Lanes without a text keep
+/// whatever they held: their results are never read.
+fn gather(masks: &[u64], texts: &[&[u32]], from: usize, chunk: &mut Chunk) {
+    for (lane, text) in texts.iter().enumerate() {
+        let rest = text.get(from..).unwrap_or(&[]);
+        let filled = rest.len().min(CHUNK_COLUMNS);
+        for (row, &token) in chunk[..filled].iter_mut().zip(rest) {
+            row[lane] = masks.get(token as usize).copied().unwrap_or(0);
+        }
+        for row in &mut chunk[filled..] {
+            row[lane] = 0;
+        }
+    }
+}
+
+/// Myers' single-word algorithm for up to [`BATCH_LANES`] texts against one query of
+/// `1..=64` symbols with dense match masks.
+///
+/// The lanes do not track the score column by column: the distance after column `j` is
+/// `j + popcount(vp) − popcount(vn)` (the top row of the matrix is `j`, and the vertical deltas
+/// sum to the bottom row), so it is read off only where needed: when a lane's text ends (lanes
+/// are visited in order of length, one comparison per column) and at each chunk boundary, where
+/// the batch stops early once every unfinished lane is provably beyond its limit.
+fn lanes(
+    len: usize,
+    masks: &[u64],
+    texts: &[&[u32]],
+    limits: &[usize],
+    results: &mut [Option<usize>],
+) {
+    let used = texts.len();
+    let low_bits = if len == WORD_BITS {
+        !0
+    } else {
+        (1u64 << len) - 1
+    };
+    let score = |column: usize, vp: u64, vn: u64| {
+        column + (vp & low_bits).count_ones() as usize - (vn & low_bits).count_ones() as usize
+    };
+    let mut vp = [!0u64; BATCH_LANES];
+    let mut vn = [0u64; BATCH_LANES];
+    let mut finals = [None::<usize>; BATCH_LANES];
+    let mut by_length = [0usize; BATCH_LANES];
+    for (position, lane) in by_length.iter_mut().enumerate() {
+        *lane = position;
+    }
+    by_length[..used].sort_unstable_by_key(|&lane| texts[lane].len());
+    let mut next_end = 0;
+    while next_end < used && texts[by_length[next_end]].is_empty() {
+        finals[by_length[next_end]] = Some(len);
+        next_end += 1;
+    }
+    let longest = texts.iter().map(|text| text.len()).max().unwrap_or(0);
+    let mut chunk = [[0u64; BATCH_LANES]; CHUNK_COLUMNS];
+    let mut column = 0;
+    while column < longest {
+        gather(masks, texts, column, &mut chunk);
+        let width = (longest - column).min(CHUNK_COLUMNS);
+        for eq in &chunk[..width] {
+            for lane in 0..BATCH_LANES {
+                let (eq, pv, mv) = (eq[lane], vp[lane], vn[lane]);
+                let xv = eq | mv;
+                let xh = ((eq & pv).wrapping_add(pv) ^ pv) | eq;
+                // Row 0 of the matrix is 0, 1, 2, …: every step to the right adds one there.
+                let ph = ((mv | !(xh | pv)) << 1) | 1;
+                let mh = (pv & xh) << 1;
+                vp[lane] = mh | !(xv | ph);
+                vn[lane] = ph & xv;
+            }
+            column += 1;
+            while next_end < used && texts[by_length[next_end]].len() == column {
+                let lane = by_length[next_end];
+                finals[lane] = Some(score(column, vp[lane], vn[lane]));
+                next_end += 1;
+            }
+        }
+        // The distance can drop by at most one per remaining column.
+        let alive = by_length[next_end..used].iter().any(|&lane| {
+            let remaining = texts[lane].len() - column;
+            score(column, vp[lane], vn[lane]) <= limits[lane].saturating_add(remaining)
+        });
+        if !alive {
+            break;
+        }
+    }
+    for lane in 0..used {
+        // A lane cut short (no final score) was beyond its limit.
+        results[lane] = finals[lane].filter(|&distance| distance <= limits[lane]);
     }
 }
 
@@ -202,30 +386,28 @@ fn single_word(len: usize, text: &[u32], max: usize, eq: impl Fn(u32) -> u64) ->
     let mut score = len;
     // Checking the whole column only pays off when the cutoff band is narrow.
     let checkpoints = max.saturating_mul(2) < len;
+    // The distance can drop by at most one per remaining column: past this, give up.
+    let give_up = max.saturating_add(text.len());
     for (column, &token) in text.iter().enumerate() {
         let eq = eq(token);
         let xv = eq | vn;
         let xh = ((eq & vp).wrapping_add(vp) ^ vp) | eq;
-        let mut ph = vn | !(xh | vp);
-        let mut mh = vp & xh;
-        if ph & last != 0 {
-            score += 1;
-        } else if mh & last != 0 {
-            score -= 1;
-        }
+        let ph = vn | !(xh | vp);
+        let mh = vp & xh;
+        // Branch-free: which way the bottom row moves is data, not a pattern to predict.
+        score += usize::from(ph & last != 0);
+        score -= usize::from(mh & last != 0);
         // Row 0 of the matrix is 0, 1, 2, …: every step to the right adds one there.
-        ph = (ph << 1) | 1;
-        mh <<= 1;
+        let ph = (ph << 1) | 1;
+        let mh = mh << 1;
         vp = mh | !(xv | ph);
         vn = ph & xv;
-        // The distance can drop by at most one per remaining column.
-        let remaining = text.len() - column - 1;
-        if score > max.saturating_add(remaining) {
+        if score + column + 1 > give_up {
             return None;
         }
         if checkpoints
             && (column + 1) % CHECKPOINT_COLUMNS == 0
-            && column_lower_bound(vp, vn, len, column + 1, remaining, max) > max
+            && column_lower_bound(vp, vn, len, column + 1, text.len() - column - 1, max) > max
         {
             return None;
         }
@@ -240,7 +422,9 @@ const CHECKPOINT_COLUMNS: usize = 8;
 /// alignment passes through some row `i` of column `column`, and from there still costs at least
 /// the difference between the remaining query and text lengths. Only rows where that difference
 /// is within `max` can give a bound `≤ max`, so only that band is rebuilt from the column's
-/// vertical deltas (`vp`/`vn` bits, with `D[0][column] = column`).
+/// vertical deltas (`vp`/`vn` bits, with `D[0][column] = column`). Kept out of line so that the
+/// hot loop that calls it now and then keeps its state in registers.
+#[inline(never)]
 fn column_lower_bound(
     vp: u64,
     vn: u64,
@@ -274,17 +458,72 @@ fn column_lower_bound(
 
 /// The Levenshtein distance between two token sequences.
 pub fn levenshtein(a: &[u32], b: &[u32]) -> usize {
-    let (query, text) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    Pattern::new(query).distance(text)
+    pair(a, b, usize::MAX).expect("an unbounded comparison always finishes")
 }
 
 /// The Levenshtein distance if it is at most `max`, else `None`.
 pub fn levenshtein_within(a: &[u32], b: &[u32], max: usize) -> Option<usize> {
+    pair(a, b, max)
+}
+
+/// One comparison: the shorter sequence is the query. A query of up to 64 symbols gets its
+/// match masks in a [`SmallMasks`] table on the stack, because for a single pair building a
+/// [`Pattern`] (allocating and clearing a mask per alphabet symbol) would cost as much as the
+/// comparison itself.
+fn pair(a: &[u32], b: &[u32], max: usize) -> Option<usize> {
     let (query, text) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    if query.len().abs_diff(text.len()) > max {
+    if text.len() - query.len() > max {
         return None;
     }
-    Pattern::new(query).distance_within(text, max)
+    if query.is_empty() || query.len() > WORD_BITS {
+        return Pattern::new(query).distance_within(text, max);
+    }
+    let masks = SmallMasks::new(query);
+    single_word(query.len(), text, max, |token| masks.get(token))
+}
+
+/// Slots of a [`SmallMasks`] table: twice the largest number of distinct symbols it holds.
+const SMALL_SLOTS: usize = 2 * WORD_BITS;
+
+/// The match masks of a query of at most 64 symbols in an open-addressing hash table (linear
+/// probing, at most half full). A slot is empty when its mask is zero, since a stored symbol
+/// occurs at least once.
+struct SmallMasks {
+    tokens: [u32; SMALL_SLOTS],
+    masks: [u64; SMALL_SLOTS],
+}
+
+impl SmallMasks {
+    fn new(query: &[u32]) -> SmallMasks {
+        debug_assert!(query.len() <= WORD_BITS);
+        let mut table = SmallMasks {
+            tokens: [0; SMALL_SLOTS],
+            masks: [0; SMALL_SLOTS],
+        };
+        for (position, &token) in query.iter().enumerate() {
+            let slot = table.slot(token);
+            table.tokens[slot] = token;
+            table.masks[slot] |= 1u64 << position;
+        }
+        table
+    }
+
+    /// The slot holding `token`, or the empty slot where it belongs.
+    #[inline(always)]
+    fn slot(&self, token: u32) -> usize {
+        // Fibonacci hashing: the top bits of the product spread consecutive ids.
+        let mut slot =
+            (token.wrapping_mul(0x9E37_79B9) >> (32 - SMALL_SLOTS.trailing_zeros())) as usize;
+        while self.masks[slot] != 0 && self.tokens[slot] != token {
+            slot = (slot + 1) % SMALL_SLOTS;
+        }
+        slot
+    }
+
+    #[inline(always)]
+    fn get(&self, token: u32) -> u64 {
+        self.masks[self.slot(token)]
+    }
 }
 
 /// The distance divided by the longer length: `0.0` for equal sequences, `1.0` for disjoint ones.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tracer::event::Transaction;
 
 use crate::Error;
-use crate::distance::{Pattern, normalized};
+use crate::distance::{BATCH_LANES, Pattern, normalized};
 use crate::normalize::{NormalizeConfig, steps_of};
 use crate::symbol::Step;
 use crate::timing::{LatencyProfile, TimingPolicy};
@@ -105,21 +105,60 @@ pub struct CommandFingerprint {
     /// Start of each variant's symbols in `arena`.
     #[serde(skip)]
     starts: Vec<usize>,
+    /// Symbol histogram of each variant, for the bag-distance lower bound.
+    #[serde(skip)]
+    histograms: Vec<Histogram>,
+}
+
+/// Buckets of a [`Histogram`]: 64 one-byte counts are one cache line per variant.
+const HISTOGRAM_BUCKETS: usize = 64;
+
+/// How often each symbol (folded into [`HISTOGRAM_BUCKETS`] buckets by id) occurs in a sequence,
+/// saturating at 255.
+///
+/// The bag distance between two histograms (the larger of "occurrences in `a` that `b` lacks"
+/// and the converse) is a lower bound of the Levenshtein distance: every edit changes at most
+/// one occurrence on each side. Folding symbols into buckets and saturating counts can only make
+/// the two histograms more alike, so the bound stays a lower bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Histogram([u8; HISTOGRAM_BUCKETS]);
+
+impl Histogram {
+    fn of(symbols: &[u32]) -> Histogram {
+        let mut counts = [0u8; HISTOGRAM_BUCKETS];
+        for &symbol in symbols {
+            let bucket = &mut counts[symbol as usize % HISTOGRAM_BUCKETS];
+            *bucket = bucket.saturating_add(1);
+        }
+        Histogram(counts)
+    }
+
+    /// The bag distance to `other`, a lower bound of the edit distance of the sequences.
+    fn bag_distance(&self, other: &Histogram) -> usize {
+        let (mut surplus, mut deficit) = (0u32, 0u32);
+        for (&mine, &theirs) in self.0.iter().zip(&other.0) {
+            surplus += u32::from(mine.saturating_sub(theirs));
+            deficit += u32::from(theirs.saturating_sub(mine));
+        }
+        surplus.max(deficit) as usize
+    }
 }
 
 impl CommandFingerprint {
     fn reindex(&mut self) {
         self.arena.clear();
         self.starts.clear();
-        for variant in &self.variants {
+        self.exact.clear();
+        for (index, variant) in self.variants.iter().enumerate() {
             self.starts.push(self.arena.len());
             self.arena.extend_from_slice(&variant.symbols);
+            // The first of identical variants is the one every search reports.
+            self.exact.entry(variant.symbols.clone()).or_insert(index);
         }
-        self.exact = self
+        self.histograms = self
             .variants
             .iter()
-            .enumerate()
-            .map(|(index, variant)| (variant.symbols.clone(), index))
+            .map(|variant| Histogram::of(&variant.symbols))
             .collect();
         self.by_length = self
             .variants
@@ -143,38 +182,36 @@ impl CommandFingerprint {
         (p99 * config.threshold_margin).clamp(config.min_threshold, config.max_threshold)
     }
 
-    /// The nearest variant to `query` by edit distance: `(variant index, distance)`.
+    /// The nearest variant to `query` by edit distance: `(variant index, distance)`; of several
+    /// equally near variants, the one with the smallest index. The result is exactly that of
+    /// comparing the query with every variant.
     ///
     /// Exact shapes are found by hash. Otherwise variants are visited in order of length
-    /// difference from the query, each comparison cut off at the best distance so far, and the
-    /// scan stops once the length difference alone exceeds it.
+    /// difference from the query, and the scan stops once the length difference alone exceeds
+    /// the best distance so far. A variant is compared only if the bag distance of the symbol
+    /// histograms (a lower bound) does not rule it out, and then with the best distance so far as
+    /// the cutoff; survivors are compared [`BATCH_LANES`] at a time.
     pub fn nearest(&self, query: &[u32]) -> Option<(usize, usize)> {
-        self.search(query, usize::MAX, usize::MAX)
+        self.nearest_within(query, usize::MAX)
     }
 
-    /// The nearest variant if its distance is at most `max`. The cutoff makes far variants cheap
-    /// to reject, so this is the fast test of "is the trace within the threshold of any variant".
+    /// The nearest variant (as [`CommandFingerprint::nearest`]) if its distance is at most `max`.
     pub fn nearest_within(&self, query: &[u32], max: usize) -> Option<(usize, usize)> {
-        self.search(query, max, usize::MAX)
-    }
-
-    /// The nearest among the `candidates` variants closest in length to `query`: an approximate
-    /// nearest variant for traces already known to be far from all of them.
-    pub fn nearest_among(&self, query: &[u32], candidates: usize) -> Option<(usize, usize)> {
-        self.search(query, usize::MAX, candidates)
-    }
-
-    fn search(&self, query: &[u32], max: usize, candidates: usize) -> Option<(usize, usize)> {
         if let Some(&index) = self.exact.get(query) {
             return Some((index, 0));
         }
-        let pattern = Pattern::new(query);
+        let mut search = Search {
+            fingerprint: self,
+            pattern: Pattern::new(query),
+            histogram: Histogram::of(query),
+            max,
+            best: None,
+            pending: Vec::with_capacity(BATCH_LANES),
+        };
         let length = query.len();
         let start = self.by_length.partition_point(|&(len, _)| len < length);
         let (mut below, mut above) = (start, start);
-        let mut best: Option<(usize, usize)> = None;
-        let mut visited = 0;
-        while visited < candidates {
+        loop {
             let below_gap = (below > 0).then(|| length - self.by_length[below - 1].0);
             let above_gap =
                 (above < self.by_length.len()).then(|| self.by_length[above].0 - length);
@@ -184,29 +221,35 @@ impl CommandFingerprint {
                 (Some(b), None) => (b, below - 1),
                 (None, None) => break,
             };
+            if gap > search.bound() {
+                break;
+            }
             if position < start {
                 below -= 1;
             } else {
                 above += 1;
             }
-            let limit = match best {
-                Some((_, distance)) if gap >= distance => break,
-                Some((_, distance)) => distance - 1,
-                None if gap > max => break,
-                None => max,
-            };
-            visited += 1;
-            let (len, index) = self.by_length[position];
-            let start = self.starts[index];
-            if let Some(distance) = pattern.distance_within(&self.arena[start..start + len], limit)
-            {
-                best = Some((index, distance));
-                if distance == 0 {
-                    break;
-                }
-            }
+            search.offer(self.by_length[position].1);
         }
-        best
+        search.flush();
+        search.best.map(|(distance, index)| (index, distance))
+    }
+
+    /// Compares `query` with every variant: the reference that [`CommandFingerprint::nearest`]
+    /// must agree with (same distance, same variant).
+    pub fn nearest_brute_force(&self, query: &[u32]) -> Option<(usize, usize)> {
+        let pattern = Pattern::new(query);
+        self.variants
+            .iter()
+            .enumerate()
+            .map(|(index, variant)| (pattern.distance(&variant.symbols), index))
+            .min()
+            .map(|(distance, index)| (index, distance))
+    }
+
+    fn symbols_of(&self, index: usize) -> &[u32] {
+        let start = self.starts[index];
+        &self.arena[start..start + self.variants[index].symbols.len()]
     }
 
     /// Adds a variant without learning from a trace (benchmarks and tests build large stores so).
@@ -228,8 +271,83 @@ impl CommandFingerprint {
         self.by_length.insert(position, key);
         self.starts.push(self.arena.len());
         self.arena.extend_from_slice(&variant.symbols);
+        self.histograms.push(Histogram::of(&variant.symbols));
         self.variants.push(variant);
         index
+    }
+}
+
+/// The state of one nearest-variant search: the best `(distance, index)` so far and the
+/// candidates waiting to be compared in one batch.
+struct Search<'a> {
+    fingerprint: &'a CommandFingerprint,
+    pattern: Pattern,
+    histogram: Histogram,
+    max: usize,
+    best: Option<(usize, usize)>,
+    /// `(variant index, lower bound)`.
+    pending: Vec<(usize, usize)>,
+}
+
+impl Search<'_> {
+    /// The largest distance a variant may have and still become the result.
+    fn bound(&self) -> usize {
+        self.best.map_or(self.max, |(distance, _)| distance)
+    }
+
+    /// The cutoff for comparing variant `index`: a later variant must be strictly nearer than
+    /// the best so far, an earlier one may tie (ties go to the smallest index).
+    fn limit(&self, index: usize) -> Option<usize> {
+        match self.best {
+            None => Some(self.max),
+            Some((distance, best_index)) if index < best_index => Some(distance),
+            Some((distance, _)) => distance.checked_sub(1),
+        }
+    }
+
+    fn offer(&mut self, index: usize) {
+        let Some(limit) = self.limit(index) else {
+            return;
+        };
+        let lower_bound = self
+            .histogram
+            .bag_distance(&self.fingerprint.histograms[index]);
+        if lower_bound > limit {
+            return;
+        }
+        self.pending.push((index, lower_bound));
+        if self.pending.len() == BATCH_LANES {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut texts: [&[u32]; BATCH_LANES] = [&[]; BATCH_LANES];
+        let mut limits = [0usize; BATCH_LANES];
+        let mut indexes = [0usize; BATCH_LANES];
+        let mut used = 0;
+        // The best distance may have dropped since a candidate was queued: filter again.
+        for &(index, lower_bound) in &self.pending {
+            if let Some(limit) = self.limit(index)
+                && lower_bound <= limit
+            {
+                texts[used] = self.fingerprint.symbols_of(index);
+                limits[used] = limit;
+                indexes[used] = index;
+                used += 1;
+            }
+        }
+        self.pending.clear();
+        let mut results = [None; BATCH_LANES];
+        self.pattern
+            .distances_within(&texts[..used], &limits[..used], &mut results[..used]);
+        for (&index, result) in indexes[..used].iter().zip(results) {
+            if let Some(distance) = result
+                && self.best.is_none_or(|best| (distance, index) < best)
+            {
+                self.best = Some((distance, index));
+            }
+        }
     }
 }
 
@@ -611,15 +729,14 @@ mod tests {
     }
 
     #[test]
-    fn bounded_and_approximate_searches() {
+    fn bounded_searches() {
         let mut command = CommandFingerprint::default();
         command.push_variant(vec![1, 2, 3, 4]);
         command.push_variant(vec![5, 6, 7, 8, 9, 10]);
         assert_eq!(command.nearest_within(&[1, 2, 3, 9], 1), Some((0, 1)));
         assert_eq!(command.nearest_within(&[9, 9, 9, 9], 2), None);
-        assert_eq!(command.nearest_among(&[1, 2, 3], 1), Some((0, 1)));
         assert_eq!(
-            command.nearest_among(&[5, 6, 7, 8, 9, 10, 11], 1),
+            command.nearest_within(&[5, 6, 7, 8, 9, 10, 11], 1),
             Some((1, 1))
         );
     }

@@ -3,6 +3,7 @@
 
 use fingerprint::distance::{EditOp, Pattern, align, best_prefix, levenshtein, levenshtein_within};
 use fingerprint::normalize::{NormalizeConfig, normalize};
+use fingerprint::store::CommandFingerprint;
 use fingerprint::symbol::{Step, template_rest};
 use proptest::prelude::*;
 
@@ -17,6 +18,41 @@ fn sequence() -> impl Strategy<Value = Vec<u32>> {
         prop::collection::vec(0u32..6, 0..80),
         prop::collection::vec(0u32..40, 60..200),
     ]
+}
+
+/// A set of stored variants and a query, most of them edits of one base trail (so that many
+/// variants are near the query and ties are common), over an alphabet wider than the histogram's
+/// buckets, with lengths on both sides of one 64-symbol word.
+fn variants_and_query() -> impl Strategy<Value = (Vec<Vec<u32>>, Vec<u32>)> {
+    let base = prop::collection::vec(0u32..150, 0..90);
+    base.prop_flat_map(|base| {
+        (
+            prop::collection::vec(
+                prop_oneof![3 => edits_of(base.clone()), 1 => prop::collection::vec(0u32..150, 0..90)],
+                0..40,
+            ),
+            prop_oneof![3 => edits_of(base), 1 => prop::collection::vec(0u32..150, 0..90)],
+        )
+    })
+}
+
+/// `base` with a few random substitutions, insertions and deletions.
+fn edits_of(base: Vec<u32>) -> impl Strategy<Value = Vec<u32>> + Clone {
+    prop::collection::vec((0usize..100, 0u32..3, 0u32..150), 0..6).prop_map(move |edits| {
+        let mut edited = base.clone();
+        for (position, kind, symbol) in edits {
+            let position = position % (edited.len() + 1);
+            match kind {
+                0 if position < edited.len() => edited[position] = symbol,
+                1 => edited.insert(position, symbol),
+                _ if position < edited.len() => {
+                    edited.remove(position);
+                }
+                _ => {}
+            }
+        }
+        edited
+    })
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -70,6 +106,33 @@ proptest! {
         let expected = (full <= max).then_some(full);
         prop_assert_eq!(levenshtein_within(&a, &b, max), expected);
         prop_assert_eq!(Pattern::new(&a).distance_within(&b, max), expected);
+    }
+
+    #[test]
+    fn indexed_nearest_is_the_brute_force_nearest((variants, query) in variants_and_query(),
+                                                   max in 0usize..40) {
+        let mut command = CommandFingerprint::default();
+        for variant in variants {
+            command.push_variant(variant);
+        }
+        let expected = command.nearest_brute_force(&query);
+        prop_assert_eq!(command.nearest(&query), expected);
+        let within = expected.filter(|&(_, distance)| distance <= max);
+        prop_assert_eq!(command.nearest_within(&query, max), within);
+    }
+
+    #[test]
+    fn batched_comparisons_agree_with_single_ones(a in sequence(),
+                                                  texts in prop::collection::vec(sequence(), 0..20),
+                                                  limits in prop::collection::vec(0usize..120, 20)) {
+        let pattern = Pattern::new(&a);
+        let texts: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+        let limits = &limits[..texts.len()];
+        let mut results = vec![None; texts.len()];
+        pattern.distances_within(&texts, limits, &mut results);
+        for ((text, &limit), result) in texts.iter().zip(limits).zip(results) {
+            prop_assert_eq!(result, pattern.distance_within(text, limit));
+        }
     }
 
     #[test]

@@ -123,6 +123,7 @@ mod tests {
     fn learn_args(traces: Vec<PathBuf>, out: PathBuf) -> LearnArgs {
         LearnArgs {
             traces,
+            from_run: Vec::new(),
             out,
             negative: false,
             fault_kind: None,

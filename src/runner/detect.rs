@@ -41,7 +41,8 @@ fn named(mut alarm: rm::Alarm, detector: &str) -> rm::Alarm {
     alarm
 }
 
-fn first_ts(transaction: &Transaction) -> i64 {
+/// When a transaction started: its earliest event.
+pub fn first_ts(transaction: &Transaction) -> i64 {
     transaction
         .events
         .iter()
@@ -50,18 +51,18 @@ fn first_ts(transaction: &Transaction) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-fn within(ts_us: i64, window: rm::Window) -> bool {
+/// Whether `ts_us` falls in the half-open `window`.
+pub fn within(ts_us: i64, window: rm::Window) -> bool {
     ts_us >= window.start.as_microsecond() && ts_us < window.end.as_microsecond()
 }
 
-/// Runs every detector of the campaign.
-pub fn run_detectors(
-    campaign: &Campaign,
+/// The transactions started by workload commands, each named after its command and paired with
+/// whether the command succeeded, in order of start. Background traffic and transactions no
+/// workload command started are left out.
+pub fn command_transactions(
     records: &[CommandRecord],
-    repetitions: &[(rm::Windows, &[rm::Fault])],
     transactions: &[Transaction],
-) -> Detected {
-    // Name each transaction after the workload command that started it.
+) -> Vec<(Transaction, bool)> {
     let commands: HashMap<&str, (&str, bool)> = records
         .iter()
         .map(|r| (r.request_id.as_str(), (r.command.as_str(), r.ok)))
@@ -77,6 +78,17 @@ pub fn run_detectors(
         })
         .collect();
     labelled.sort_by_key(|(t, _)| first_ts(t));
+    labelled
+}
+
+/// Runs every detector of the campaign.
+pub fn run_detectors(
+    campaign: &Campaign,
+    records: &[CommandRecord],
+    repetitions: &[(rm::Windows, &[rm::Fault])],
+    transactions: &[Transaction],
+) -> Detected {
+    let labelled = command_transactions(records, transactions);
 
     let mut detected = Detected::default();
     let mut store = Store::default();

@@ -10,6 +10,7 @@
 
 pub mod detect;
 pub mod evaluate;
+pub mod learn;
 pub mod live;
 pub mod openstack;
 pub mod trace;

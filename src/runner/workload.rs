@@ -2,6 +2,7 @@
 //! with its outcome, latency and global request id. Servers it creates are tracked and deleted at
 //! the end, whatever happened in between.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +39,20 @@ impl CommandRecord {
     pub fn latency_ms(&self) -> f64 {
         (self.finished_at.as_microsecond() - self.started_at.as_microsecond()) as f64 / 1000.0
     }
+}
+
+/// Reads a run's `workload.jsonl` (one [`CommandRecord`] per line).
+pub fn read_records(path: &Path) -> Result<Vec<CommandRecord>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(number, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| format!("{}:{}: {e}", path.display(), number + 1))
+        })
+        .collect()
 }
 
 /// Everything the workload produced so far; shared with the runner, which reads it live for

@@ -1,0 +1,167 @@
+//! Learning fingerprints from a finished run directory: positive fingerprints from the
+//! transactions of the baseline windows, negative fingerprints from the transactions that were
+//! anomalous while a fault was active, labelled with that fault's kind, service and host (the
+//! ground truth of the run's report, copied from the injector's journal).
+
+use std::collections::BTreeMap;
+
+use fingerprint::{FaultLabel, Learned, Status, Store};
+use reports::model as rm;
+use tracer::event::Transaction;
+
+use super::detect::{command_transactions, first_ts, within};
+use super::workload::CommandRecord;
+
+/// What learning one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunLearned {
+    /// Baseline runs that matched a known variant.
+    pub known: u64,
+    /// Baseline runs that added a variant.
+    pub new_variants: u64,
+    /// Transactions learned as negative fingerprints, per fault label.
+    pub negatives: BTreeMap<FaultLabel, u64>,
+    /// Transactions active under a fault that diagnosed normal and succeeded: not learned, since
+    /// the fault did not touch them.
+    pub unaffected: u64,
+    /// Transactions active under several faults at once: not learned, since the label would be
+    /// a guess.
+    pub ambiguous: u64,
+}
+
+/// The label of a fault as a negative fingerprint records it. A fault without a service (a
+/// whole-host fault) is labelled with its hosts.
+pub fn fault_label(fault: &rm::Fault) -> FaultLabel {
+    FaultLabel {
+        fault_kind: fault.kind.clone(),
+        service: fault
+            .target
+            .service
+            .clone()
+            .unwrap_or_else(|| fault.target.hosts.join(",")),
+        host: match fault.target.hosts.as_slice() {
+            [host] => Some(host.clone()),
+            _ => None,
+        },
+    }
+}
+
+/// When a fault was in effect: from its injection until its revert (or the end of the fault
+/// window, when the run ended before reverting it).
+fn active_window(fault: &rm::Fault, windows: &rm::Windows) -> rm::Window {
+    rm::Window {
+        start: fault.injected_at,
+        end: fault.reverted_at.unwrap_or(windows.fault.end),
+    }
+}
+
+/// Whether the transaction had events while `window` lasted (it may have started earlier).
+fn overlaps(transaction: &Transaction, window: rm::Window) -> bool {
+    let last = transaction
+        .events
+        .iter()
+        .map(|e| e.ts_us)
+        .max()
+        .unwrap_or(i64::MIN);
+    first_ts(transaction) < window.end.as_microsecond() && last >= window.start.as_microsecond()
+}
+
+/// Learns one run into `store`: first every successful transaction that started in a baseline
+/// window (of any repetition) as positive, then every transaction active under exactly one
+/// fault that failed or diagnoses anomalous against those positives as negative, labelled with
+/// that fault.
+pub fn learn_run(
+    store: &mut Store,
+    report: &rm::Report,
+    records: &[CommandRecord],
+    transactions: &[Transaction],
+) -> RunLearned {
+    let labelled = command_transactions(records, transactions);
+    let repetitions: Vec<&rm::Repetition> = report
+        .experiments
+        .iter()
+        .flat_map(|experiment| &experiment.repetitions)
+        .collect();
+    let mut learned = RunLearned::default();
+    for (transaction, ok) in &labelled {
+        let start = first_ts(transaction);
+        if *ok
+            && repetitions
+                .iter()
+                .any(|repetition| within(start, repetition.windows.baseline))
+        {
+            match store.learn_positive(transaction) {
+                Learned::Known { .. } => learned.known += 1,
+                Learned::NewVariant { .. } => learned.new_variants += 1,
+                Learned::Skipped | Learned::Negative { .. } => {}
+            }
+        }
+    }
+    for (transaction, ok) in &labelled {
+        let active: Vec<&rm::Fault> = repetitions
+            .iter()
+            .flat_map(|repetition| {
+                repetition.faults.iter().filter(|fault| {
+                    overlaps(transaction, active_window(fault, &repetition.windows))
+                })
+            })
+            .collect();
+        let fault = match active.as_slice() {
+            [] => continue,
+            [fault] => fault,
+            _ => {
+                learned.ambiguous += 1;
+                continue;
+            }
+        };
+        let faulty = !ok || store.diagnose(transaction).status == Status::Anomalous;
+        if !faulty {
+            learned.unaffected += 1;
+            continue;
+        }
+        let label = fault_label(fault);
+        if let Learned::Negative { .. } = store.learn_negative(transaction, &label) {
+            *learned.negatives.entry(label).or_default() += 1;
+        }
+    }
+    learned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(service: Option<&str>, hosts: &[&str]) -> rm::Fault {
+        let at: jiff::Timestamp = "2026-11-28T13:03:59Z".parse().unwrap();
+        rm::Fault {
+            id: "f1".to_owned(),
+            kind: "process-kill".to_owned(),
+            parameters: BTreeMap::new(),
+            target: rm::FaultTarget {
+                service: service.map(str::to_owned),
+                hosts: hosts.iter().map(|host| (*host).to_owned()).collect(),
+            },
+            trigger: rm::Trigger::Offset { after_s: 1.0 },
+            injected_at: at,
+            verified_at: None,
+            reverted_at: None,
+        }
+    }
+
+    #[test]
+    fn labels_name_the_service_and_a_single_host() {
+        let label = fault_label(&fault(Some("nova-compute"), &["compute1"]));
+        assert_eq!(label.service, "nova-compute");
+        assert_eq!(label.host.as_deref(), Some("compute1"));
+        let label = fault_label(&fault(Some("nova-compute"), &["compute1", "compute2"]));
+        assert_eq!(
+            label.host, None,
+            "a fault on several hosts has no single host"
+        );
+        let label = fault_label(&fault(None, &["compute1", "compute2"]));
+        assert_eq!(
+            label.service, "compute1,compute2",
+            "a host fault names its hosts"
+        );
+    }
+}
