@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{response_with_request_id, serve_http, spawn_proxy};
+use common::http::{response_with_request_id, serve_http, spawn_proxy};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;

@@ -4,10 +4,13 @@
 //! with oslo.messaging (`BUTTERFLY_OSLO_PYTHON`, default `/var/cache/butterfly/venv-oslo/bin/python`;
 //! see docs/tracer.md). Each test uses its own vhost, so tests can run in parallel.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::rabbitmq::{TestVhost, amqp_url, channel_with_topic_exchange};
 use tokio::sync::{mpsc, oneshot};
 use tracer::amqp::{AmqpCapture, CaptureMode, RabbitmqctlSwitch};
 use tracer::event::{EdgeKind, EventKind, Outcome};
@@ -31,42 +34,6 @@ fn oslo_python() -> PathBuf {
     python
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let output = std::process::Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl must be installed (the local RabbitMQ is required)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A vhost of its own for one test, deleted on drop.
-struct TestVhost(String);
-
-impl TestVhost {
-    fn new(name: &str) -> TestVhost {
-        let vhost = format!("butterfly-tracer-{name}-{}", std::process::id());
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &vhost])
-            .output();
-        rabbitmqctl(&["add_vhost", &vhost]);
-        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
-        TestVhost(vhost)
-    }
-}
-
-impl Drop for TestVhost {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &self.0])
-            .output();
-    }
-}
-
 fn driver() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oslo/driver.py")
 }
@@ -78,7 +45,7 @@ async fn capture_driver_traffic(
 ) -> (Vec<AmqpRecord>, serde_json::Value) {
     let python = oslo_python();
     let capture = AmqpCapture {
-        url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+        url: amqp_url(vhost),
         mode,
     };
     let (sink, mut records) = mpsc::channel(100_000);
@@ -250,23 +217,10 @@ async fn issue_5_real_oslo_messaging_traffic_is_decoded_paired_and_secret_free()
 /// (`impl_rabbit.py`: topic exchange non-durable, fanout exchange auto-delete), so the tap can
 /// bind before the first message.
 async fn declare_oslo_exchanges(vhost: &str) {
+    use lapin::ExchangeKind;
     use lapin::options::ExchangeDeclareOptions;
     use lapin::types::FieldTable;
-    use lapin::{Connection, ConnectionProperties, ExchangeKind};
-    let url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
-    let connection = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            "bexchange".into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (connection, channel) = channel_with_topic_exchange(&amqp_url(vhost), "bexchange").await;
     channel
         .exchange_declare(
             "btopic_fanout".into(),

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{response_with_request_id, serve_http, spawn_proxy};
+use common::http::{response_with_request_id, serve_http, spawn_proxy};
 use http_body_util::Full;
 use hyper::Request;
 use hyper_util::client::legacy::Client;

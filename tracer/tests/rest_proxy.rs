@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use common::{proxy_spec, response_with_request_id, serve_http, spawn_proxy};
+use common::http::{proxy_spec, response_with_request_id, serve_http, spawn_proxy};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::Client;
