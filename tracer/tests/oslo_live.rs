@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracer::amqp::{AmqpCapture, CaptureMode, RabbitmqctlSwitch};
 use tracer::event::{EdgeKind, EventKind, Outcome};
 use tracer::oslo::AmqpRecord;
-use tracer::pipeline::Pipeline;
+use tracer::pipeline::{Pipeline, TraceOutput};
 use tracer::stitch::StitchConfig;
 
 const DEFAULT_PYTHON: &str = "/var/cache/butterfly/venv-oslo/bin/python";
@@ -32,6 +32,15 @@ fn oslo_python() -> PathBuf {
         python.display()
     );
     python
+}
+
+/// Decodes and stitches captured records in memory, as `butterfly trace` does live.
+fn stitch(records: &[AmqpRecord]) -> TraceOutput {
+    let mut pipeline = Pipeline::in_memory(StitchConfig::default());
+    for record in records {
+        pipeline.push_amqp(record).unwrap();
+    }
+    pipeline.finish().unwrap()
 }
 
 fn driver() -> PathBuf {
@@ -105,11 +114,7 @@ async fn issue_5_real_oslo_messaging_traffic_is_decoded_paired_and_secret_free()
         "the firehose was switched off again"
     );
 
-    let mut pipeline = Pipeline::in_memory(StitchConfig::default());
-    for record in &records {
-        pipeline.push_amqp(record).unwrap();
-    }
-    let output = pipeline.finish().unwrap();
+    let output = stitch(&records);
     let counts = output.summary.amqp;
     assert!(counts.published > 0 && counts.delivered > 0, "{counts:?}");
     assert_eq!(counts.opaque, 0, "every message decoded: {counts:?}");
@@ -248,11 +253,7 @@ async fn issue_5_tap_mode_sees_requests_and_notifications_without_the_firehose()
         !RabbitmqctlSwitch::default().is_on(&vhost.0).unwrap(),
         "tap mode never turns the firehose on"
     );
-    let mut pipeline = Pipeline::in_memory(StitchConfig::default());
-    for record in &records {
-        pipeline.push_amqp(record).unwrap();
-    }
-    let output = pipeline.finish().unwrap();
+    let output = stitch(&records);
     let counts = output.summary.amqp;
     assert_eq!(counts.opaque, 0, "{counts:?}");
     assert_eq!(counts.delivered, 0, "a tap sees no deliveries");
