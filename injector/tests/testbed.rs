@@ -15,9 +15,17 @@ use scenarios::units::{Bytes, InterfaceName, PathName, Percent, ProcessName};
 const TESTBED: &str = "needs the local testbed; run by .ci/run";
 const SECONDS: Duration = Duration::from_secs(60);
 
-fn ticker(dir: &str) -> String {
-    format!(
-        "i=0; while :; do i=$((i+1)); echo $i > {dir}/count; date +%s > {dir}/now; sleep 0.1; done"
+/// A test-owned unit that counts up (`count`) and writes its clock (`now`) ten times a second
+/// into its own directory.
+fn ticker_unit(host: &str) -> TestUnit {
+    let t = tag();
+    let dir = format!("/run/bfly-test-{t}");
+    TestUnit::start(
+        host,
+        &t,
+        &format!(
+            "i=0; while :; do i=$((i+1)); echo $i > {dir}/count; date +%s > {dir}/now; sleep 0.1; done"
+        ),
     )
 }
 
@@ -52,21 +60,15 @@ fn tcp_sink(host: &str, port: u16) -> TestUnit {
         &tag(),
         &format!("exec socat -u TCP-LISTEN:{port},fork,reuseaddr OPEN:/dev/null"),
     );
-    assert!(eventually(Duration::from_secs(5), || observe(
-        host,
-        &format!("ss -ltn | grep -q ':{port} '")
-    )
-    .0));
+    assert_listening(host, port);
     unit
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn process_kill_of_a_service_main_pid_and_by_exact_name() {
-    let _serial = serial();
+    let (_serial, host, bench) = setup(|| host("compute1"));
     let _ = TESTBED;
-    let host = host("compute1");
-    let bench = Bench::new();
     // By main PID: the process is gone, revert starts the unit again.
     let unit = TestUnit::start(&host.name, &tag(), "exec sleep infinity");
     let before = unit.main_pid();
@@ -120,16 +122,13 @@ fn process_kill_of_a_service_main_pid_and_by_exact_name() {
     bench.revert(&active);
     drop(named);
     drop(unit);
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn service_stop_restart_and_kill() {
-    let _serial = serial();
-    let host = host("compute1");
-    let bench = Bench::new();
+    let (_serial, host, bench) = setup(|| host("compute1"));
     let unit = TestUnit::start(&host.name, &tag(), "exec sleep infinity");
     let service = unit.service();
 
@@ -163,18 +162,14 @@ fn service_stop_restart_and_kill() {
     bench.revert(&active);
     assert!(unit.is_active());
     drop(unit);
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn process_freeze_with_the_cgroup_freezer_and_sigstop() {
-    let _serial = serial();
-    let host = host("compute1");
-    let bench = Bench::new();
-    let t = tag();
-    let unit = TestUnit::start(&host.name, &t, &ticker(&format!("/run/bfly-test-{t}")));
+    let (_serial, host, bench) = setup(|| host("compute1"));
+    let unit = ticker_unit(&host.name);
     let service = unit.service();
     for method in [FreezeMethod::Cgroup, FreezeMethod::Sigstop] {
         assert!(eventually(Duration::from_secs(5), || count(&unit) > 0));
@@ -198,16 +193,14 @@ fn process_freeze_with_the_cgroup_freezer_and_sigstop() {
         );
     }
     drop(unit);
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn network_delay_with_the_nfqueue_delayer_towards_one_peer() {
-    let _serial = serial();
-    let (source, target, other) = (host("compute1"), host("compute2"), host("controller"));
-    let bench = Bench::new();
+    let (_serial, (source, target, other), bench) =
+        setup(|| (host("compute1"), host("compute2"), host("controller")));
     let baseline = ping_min_ms(&source.name, &address(&target));
     let fault = Fault::NetworkDelay {
         delay: Duration::from_millis(100),
@@ -235,16 +228,13 @@ fn network_delay_with_the_nfqueue_delayer_towards_one_peer() {
     );
     assert!(after < 50.0, "still delayed after the revert: {after} ms");
     must(&source.name, "rm -rf /usr/local/lib/butterfly");
-    bench.assert_journal_clean();
-    assert_host_clean(&source.name);
+    bench.assert_all_clean(&[&source.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn network_loss_drops_about_the_given_share() {
-    let _serial = serial();
-    let (source, target) = (host("compute1"), host("compute2"));
-    let bench = Bench::new();
+    let (_serial, (source, target), bench) = setup(|| (host("compute1"), host("compute2")));
     let fault = Fault::NetworkLoss {
         percent: Percent::new(50.0).unwrap(),
         direction: Direction::Egress,
@@ -264,16 +254,14 @@ fn network_loss_drops_about_the_given_share() {
         "loss {loss}% with a 50% fault"
     );
     assert_eq!(after, 0.0, "loss after revert");
-    bench.assert_journal_clean();
-    assert_host_clean(&source.name);
+    bench.assert_all_clean(&[&source.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn network_partition_cuts_one_peer_only_and_keeps_ssh() {
-    let _serial = serial();
-    let (source, target, other) = (host("compute1"), host("compute2"), host("controller"));
-    let bench = Bench::new();
+    let (_serial, (source, target, other), bench) =
+        setup(|| (host("compute1"), host("compute2"), host("controller")));
     let fault = Fault::NetworkPartition {
         peers: vec![peer(&target)],
         ports: vec![],
@@ -295,16 +283,13 @@ fn network_partition_cuts_one_peer_only_and_keeps_ssh() {
     );
     bench.revert(&active);
     assert!(reach(&target));
-    bench.assert_journal_clean();
-    assert_host_clean(&source.name);
+    bench.assert_all_clean(&[&source.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn network_reset_refuses_connections_on_a_port() {
-    let _serial = serial();
-    let (server, client) = (host("compute2"), host("compute1"));
-    let bench = Bench::new();
+    let (_serial, (server, client), bench) = setup(|| (host("compute2"), host("compute1")));
     let sink = tcp_sink(&server.name, 9312);
     let connect = format!(
         "socat -u OPEN:/dev/null TCP:{}:9312,connect-timeout=3 2>&1",
@@ -328,27 +313,20 @@ fn network_reset_refuses_connections_on_a_port() {
     bench.revert(&active);
     assert!(observe(&client.name, &connect).0);
     drop(sink);
-    bench.assert_journal_clean();
-    assert_host_clean(&server.name);
+    bench.assert_all_clean(&[&server.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn network_bandwidth_egress_and_ingress() {
-    let _serial = serial();
-    let (server, client) = (host("compute2"), host("compute1"));
-    let bench = Bench::new();
+    let (_serial, (server, client), bench) = setup(|| (host("compute2"), host("compute1")));
     // The server sends 256 KiB to each connection; the client times the transfer.
     let source = TestUnit::start(
         &server.name,
         &tag(),
         "exec socat TCP-LISTEN:9313,fork,reuseaddr SYSTEM:'head -c 262144 /dev/zero'",
     );
-    assert!(eventually(Duration::from_secs(5), || observe(
-        &server.name,
-        "ss -ltn | grep -q ':9313 '"
-    )
-    .0));
+    assert_listening(&server.name, 9313);
     let fetch_ms = || -> f64 {
         let out = must(
             &client.name,
@@ -363,24 +341,20 @@ fn network_bandwidth_egress_and_ingress() {
     };
     let baseline = fetch_ms();
     // 1 Mbit/s: 256 KiB take about 2.1 s.
-    let egress = Fault::NetworkBandwidth {
-        rate_bits_per_second: 1_000_000,
-        burst: Bytes(16384),
-        interface: InterfaceName::new("eth0").unwrap(),
-        direction: Direction::Egress,
+    let fetch_ms_limited = |direction: Direction, on: &injector::HostSpec| -> f64 {
+        let limit = Fault::NetworkBandwidth {
+            rate_bits_per_second: 1_000_000,
+            burst: Bytes(16384),
+            interface: InterfaceName::new("eth0").unwrap(),
+            direction,
+        };
+        let active = bench.inject(&plan(&limit, on, None, SECONDS));
+        let limited = fetch_ms();
+        bench.revert(&active);
+        limited
     };
-    let active = bench.inject(&plan(&egress, &server, None, SECONDS));
-    let limited = fetch_ms();
-    bench.revert(&active);
-    let ingress = Fault::NetworkBandwidth {
-        rate_bits_per_second: 1_000_000,
-        burst: Bytes(16384),
-        interface: InterfaceName::new("eth0").unwrap(),
-        direction: Direction::Ingress,
-    };
-    let active = bench.inject(&plan(&ingress, &client, None, SECONDS));
-    let limited_in = fetch_ms();
-    bench.revert(&active);
+    let limited = fetch_ms_limited(Direction::Egress, &server);
+    let limited_in = fetch_ms_limited(Direction::Ingress, &client);
     let after = fetch_ms();
     eprintln!(
         "256 KiB transfer ms: baseline {baseline}, egress-limited {limited}, ingress-limited {limited_in}, after {after}"
@@ -395,17 +369,13 @@ fn network_bandwidth_egress_and_ingress() {
     );
     assert!(after < 1000.0, "still limited after revert: {after} ms");
     drop(source);
-    bench.assert_journal_clean();
-    assert_host_clean(&server.name);
-    assert_host_clean(&client.name);
+    bench.assert_all_clean(&[&server.name, &client.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn disk_fill_by_percent_and_to_full_with_force() {
-    let _serial = serial();
-    let host = host("compute2");
-    let bench = Bench::new();
+    let (_serial, host, bench) = setup(|| host("compute2"));
     let used = || -> u32 {
         must(
             &host.name,
@@ -441,16 +411,19 @@ fn disk_fill_by_percent_and_to_full_with_force() {
     assert!(!wrote, "a 1 MiB write succeeded on a full disk");
     bench.revert(&active);
     assert_eq!(used(), before);
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn cpu_and_memory_stress_run_bounded_and_stop_on_revert() {
-    let _serial = serial();
-    let host = host("compute1");
-    let bench = Bench::new();
+    let (_serial, host, bench) = setup(|| host("compute1"));
+    let assert_no_stressor = || {
+        assert!(
+            !observe(&host.name, "pgrep stress-ng").0,
+            "stress-ng still runs"
+        )
+    };
     let cpu = Fault::CpuStress {
         workers: 1,
         load: Percent::new(100.0).unwrap(),
@@ -472,10 +445,7 @@ fn cpu_and_memory_stress_run_bounded_and_stop_on_revert() {
         second - first
     );
     bench.revert(&active);
-    assert!(
-        !observe(&host.name, "pgrep stress-ng").0,
-        "stress-ng still runs"
-    );
+    assert_no_stressor();
 
     let memory = Fault::MemoryStress {
         size: Bytes(64 << 20),
@@ -488,22 +458,15 @@ fn cpu_and_memory_stress_run_bounded_and_stop_on_revert() {
         "stress-ng holds only {rss} bytes of 64 MiB"
     );
     bench.revert(&active);
-    assert!(
-        !observe(&host.name, "pgrep stress-ng").0,
-        "stress-ng still runs"
-    );
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    assert_no_stressor();
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn clock_skew_shifts_the_service_clock_and_revert_restores_it() {
-    let _serial = serial();
-    let host = host("compute1");
-    let bench = Bench::new();
-    let t = tag();
-    let unit = TestUnit::start(&host.name, &t, &ticker(&format!("/run/bfly-test-{t}")));
+    let (_serial, host, bench) = setup(|| host("compute1"));
+    let unit = ticker_unit(&host.name);
     let service = unit.service();
     let skew = || -> i64 {
         let seen: i64 = must(&host.name, &format!("cat {}/now", unit.dir))
@@ -533,16 +496,13 @@ fn clock_skew_shifts_the_service_clock_and_revert_restores_it() {
         skew()
     );
     drop(unit);
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn the_dead_man_switch_reverts_on_the_host_by_itself() {
-    let _serial = serial();
-    let host = host("compute2");
-    let bench = Bench::new();
+    let (_serial, host, bench) = setup(|| host("compute2"));
     let fault = Fault::NetworkReset {
         ports: vec![9314],
         peers: vec![],
@@ -581,8 +541,7 @@ fn the_dead_man_switch_reverts_on_the_host_by_itself() {
     bench.runtime.block_on(connections.close());
     assert_eq!(report.len(), 1);
     assert!(report[0].outcome.is_ok(), "{:?}", report[0].outcome);
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]

@@ -55,6 +55,25 @@ fn broker_connections(host: &str) -> usize {
     .unwrap_or(0)
 }
 
+/// Client connections of the broker before a fault, which must include the OpenStack services'.
+fn openstack_broker_connections(host: &str) -> usize {
+    let connections = broker_connections(host);
+    assert!(
+        connections > 0,
+        "no OpenStack service is connected to RabbitMQ"
+    );
+    connections
+}
+
+/// After a revert, the broker's clients come back (to at least as many as `before`).
+fn assert_broker_clients_reconnect(host: &str, before: usize) {
+    assert!(
+        eventually(RECONNECT, || broker_connections(host) >= before),
+        "only {} of {before} broker connections came back within {RECONNECT:?}",
+        broker_connections(host)
+    );
+}
+
 /// Runs SQL on the controller in a session of its own; returns `(success, stdout + stderr)`.
 fn sql(host: &str, statements: &str) -> (bool, String) {
     observe(
@@ -121,11 +140,8 @@ impl Drop for TestDatabase {
 #[test]
 #[ignore = "needs the local testbed with OpenStack; run by scripts/test"]
 fn rabbitmq_close_connections_drops_every_client_and_the_services_reconnect() {
-    let _serial = serial();
-    let host = controller();
-    let bench = Bench::new();
-    let before = broker_connections(&host.name);
-    assert!(before > 0, "no OpenStack service is connected to RabbitMQ");
+    let (_serial, host, bench) = setup(controller);
+    let before = openstack_broker_connections(&host.name);
     let t0: u64 = must(&host.name, "date +%s%3N").parse().unwrap();
     let active = bench.inject(&plan(
         &Fault::RabbitmqCloseConnections,
@@ -142,13 +158,8 @@ fn rabbitmq_close_connections_drops_every_client_and_the_services_reconnect() {
         "connections opened before the fault survived it"
     );
     bench.revert(&active);
-    assert!(
-        eventually(RECONNECT, || broker_connections(&host.name) >= before),
-        "only {} of {before} broker connections came back within {RECONNECT:?}",
-        broker_connections(&host.name)
-    );
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    assert_broker_clients_reconnect(&host.name, before);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 /// Restores the broker's memory watermark (a fraction) on drop.
@@ -172,9 +183,7 @@ impl Drop for WatermarkGuard {
 #[test]
 #[ignore = "needs the local testbed with OpenStack; run by scripts/test"]
 fn rabbitmq_memory_alarm_is_raised_and_cleared_with_the_watermark_restored() {
-    let _serial = serial();
-    let host = controller();
-    let bench = Bench::new();
+    let (_serial, host, bench) = setup(controller);
     let fraction = must(
         &host.name,
         "rabbitmqctl -q eval 'vm_memory_monitor:get_vm_memory_high_watermark().'",
@@ -217,18 +226,14 @@ fn rabbitmq_memory_alarm_is_raised_and_cleared_with_the_watermark_restored() {
         );
         assert_eq!(must(&host.name, watermark), watermark_before, "{setting:?}");
     }
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed with OpenStack; run by scripts/test"]
 fn rabbitmq_stop_app_refuses_amqp_and_start_app_brings_the_clients_back() {
-    let _serial = serial();
-    let host = controller();
-    let bench = Bench::new();
-    let before = broker_connections(&host.name);
-    assert!(before > 0, "no OpenStack service is connected to RabbitMQ");
+    let (_serial, host, bench) = setup(controller);
+    let before = openstack_broker_connections(&host.name);
     let amqp_open = "socat -u OPEN:/dev/null TCP:127.0.0.1:5672,connect-timeout=3";
     assert!(observe(&host.name, amqp_open).0);
     let active = bench.inject(&plan(&Fault::RabbitmqStopApp, &host, None, SECONDS));
@@ -243,21 +248,14 @@ fn rabbitmq_stop_app_refuses_amqp_and_start_app_brings_the_clients_back() {
     bench.revert(&active);
     must(&host.name, "rabbitmq-diagnostics -q check_running");
     assert!(observe(&host.name, amqp_open).0);
-    assert!(
-        eventually(RECONNECT, || broker_connections(&host.name) >= before),
-        "only {} of {before} broker connections came back within {RECONNECT:?}",
-        broker_connections(&host.name)
-    );
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    assert_broker_clients_reconnect(&host.name, before);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed with OpenStack; run by scripts/test"]
 fn mariadb_lock_tables_blocks_writes_not_reads_and_releases_on_revert() {
-    let _serial = serial();
-    let host = controller();
-    let bench = Bench::new();
+    let (_serial, host, bench) = setup(controller);
     let db = TestDatabase::create(&host.name);
     assert!(db.try_write(2).0, "a write before the fault failed");
     let fault = Fault::MariadbLockTables {
@@ -281,16 +279,13 @@ fn mariadb_lock_tables_blocks_writes_not_reads_and_releases_on_revert() {
     );
     assert_eq!(sessions.trim(), "0", "the locking session is still there");
     drop(db);
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    bench.assert_all_clean(&[&host.name]);
 }
 
 #[test]
 #[ignore = "needs the local testbed with OpenStack; run by scripts/test"]
 fn mariadb_kill_connections_ends_every_client_session_and_the_services_reconnect() {
-    let _serial = serial();
-    let host = controller();
-    let bench = Bench::new();
+    let (_serial, host, bench) = setup(controller);
     // A client session of ours, recognisable by its query.
     let t = tag();
     let marker = format!("bfly_session_{t}");
@@ -351,6 +346,5 @@ fn mariadb_kill_connections_ends_every_client_session_and_the_services_reconnect
         "no OpenStack service reconnected to MariaDB within {RECONNECT:?}"
     );
     drop(session);
-    bench.assert_journal_clean();
-    assert_host_clean(&host.name);
+    bench.assert_all_clean(&[&host.name]);
 }

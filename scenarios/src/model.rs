@@ -167,6 +167,13 @@ pub enum Cloud {
     },
 }
 
+/// The testbed service whose record stream `tracing.rest_proxy` subscribes to.
+pub const REST_PROXY_SERVICE: &str = "rest-proxy";
+
+/// The port the `rest-proxy` service serves its record stream on. It is the tracer's default
+/// record stream port; the runner asserts at compile time that the two agree.
+pub const REST_PROXY_STREAM_PORT: u16 = 19900;
+
 /// What the tracer captures.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Tracing {

@@ -195,6 +195,14 @@ pub fn validate_campaign(
             .as_ref()
             .map(|tracing| check_tracing(&mut check, file, tracing))
             .unwrap_or_default();
+        if let (Some(testbed), Some(rest_proxy)) = (
+            &testbed,
+            raw.tracing
+                .as_ref()
+                .and_then(|t| t.value.rest_proxy.as_ref()),
+        ) {
+            check_rest_proxy_service(&mut check, rest_proxy, testbed);
+        }
         let workload = raw
             .workload
             .as_ref()
@@ -749,6 +757,39 @@ fn check_tracing(check: &mut Checker<'_>, file: &Path, tracing: &Sp<RawTracing>)
     Tracing {
         amqp,
         rest_proxy: tracing.value.rest_proxy.as_ref().is_some_and(|r| r.value),
+    }
+}
+
+/// `tracing.rest_proxy: true` needs the testbed's `rest-proxy` service with its record stream
+/// port: the runner subscribes to that stream before the workload starts, so a missing service
+/// would otherwise only show when `butterfly run` is already setting up the testbed. That it runs
+/// on some host is already guaranteed by the service checks (its roles and hosts must exist).
+fn check_rest_proxy_service(check: &mut Checker<'_>, rest_proxy: &Sp<bool>, testbed: &Testbed) {
+    if !rest_proxy.value {
+        return;
+    }
+    let inventory_hint = "`butterfly testbed up` writes it into the inventory it generates";
+    match testbed.service(REST_PROXY_SERVICE) {
+        None => check.error_hint(
+            rest_proxy.at,
+            format!(
+                "`tracing.rest_proxy` is on but the testbed lists no `{REST_PROXY_SERVICE}` service"
+            ),
+            format!(
+                "add a `{REST_PROXY_SERVICE}` service ({inventory_hint}), or set `rest_proxy: false`"
+            ),
+        ),
+        Some(service) if !service.ports.contains(&REST_PROXY_STREAM_PORT) => check.error_hint(
+            rest_proxy.at,
+            format!(
+                "`tracing.rest_proxy` is on but the `{REST_PROXY_SERVICE}` service does not list \
+                 its record stream port {REST_PROXY_STREAM_PORT}"
+            ),
+            format!(
+                "add {REST_PROXY_STREAM_PORT} to the `ports` of `{REST_PROXY_SERVICE}` ({inventory_hint})"
+            ),
+        ),
+        Some(_) => {}
     }
 }
 

@@ -31,6 +31,53 @@ fn every_example_validates() {
     }
 }
 
+/// The examples that trace REST calls validate only because the shipped inventory lists the
+/// `rest-proxy` service: against the same inventory without it they are refused at validation
+/// (exit 2), not later when `butterfly run` sets up the testbed.
+#[test]
+fn rest_tracing_examples_are_refused_against_an_inventory_without_rest_proxy() {
+    let inventory = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/testbed-inventory.yaml"),
+    )
+    .unwrap();
+    let service_start = inventory.find("- name: rest-proxy").unwrap();
+    let service_end = inventory[service_start + 1..]
+        .find("\n- ")
+        .map_or(inventory.len(), |end| service_start + 1 + end + 1);
+    let without_rest_proxy = format!(
+        "{}{}",
+        &inventory[..service_start],
+        &inventory[service_end..]
+    );
+    let read_without_rest_proxy = |path: &Path| {
+        if path.ends_with("testbed-inventory.yaml") {
+            Ok(without_rest_proxy.clone())
+        } else {
+            std::fs::read_to_string(path)
+        }
+    };
+    let mut refused = 0;
+    for file in examples() {
+        let bytes = std::fs::read(&file).unwrap();
+        let traces_rest = scenarios::load(&file).unwrap().tracing.rest_proxy;
+        let result = scenarios::load_bytes(&file, &bytes, &read_without_rest_proxy);
+        if traces_rest {
+            let diagnostics = result.expect_err("refused without a rest-proxy service");
+            assert!(
+                diagnostics
+                    .to_string()
+                    .contains("lists no `rest-proxy` service"),
+                "{}: {diagnostics}",
+                file.display()
+            );
+            refused += 1;
+        } else if let Err(diagnostics) = result {
+            panic!("{} is invalid:\n{diagnostics}", file.display());
+        }
+    }
+    assert!(refused > 0, "no example traces REST calls");
+}
+
 #[test]
 fn every_example_conforms_to_the_published_schema() {
     let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.json");

@@ -322,6 +322,10 @@ fn push_rest(
     pipeline.push_rest(record).map_err(|e| e.to_string())
 }
 
+// Validation checks the port campaigns list against the scenarios crate's copy of the tracer's
+// record stream port; the two must not drift apart.
+const _: () = assert!(scenarios::model::REST_PROXY_STREAM_PORT == tracer::records::DEFAULT_PORT);
+
 /// How long the first connection to a record stream may take before the run gives up.
 const STREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The longest pause between two reconnection attempts of a dropped record stream.
@@ -329,11 +333,16 @@ const STREAM_RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs
 
 /// The record streams of the campaign's `rest-proxy` service: one per host it runs on, at the
 /// stream's port, which the service must list.
+///
+/// Validation already refuses a campaign whose testbed lacks the service or its port; these
+/// checks remain for testbeds built otherwise.
 pub fn rest_stream_addresses(testbed: &scenarios::model::Testbed) -> Result<Vec<String>, String> {
-    let service = testbed.service("rest-proxy").ok_or(
-        "`tracing.rest_proxy` is on but the testbed lists no `rest-proxy` service \
+    let service = testbed
+        .service(scenarios::model::REST_PROXY_SERVICE)
+        .ok_or(
+            "`tracing.rest_proxy` is on but the testbed lists no `rest-proxy` service \
          (`butterfly testbed up` writes one into its inventory)",
-    )?;
+        )?;
     let port = tracer::records::DEFAULT_PORT;
     if !service.ports.contains(&port) {
         return Err(format!(

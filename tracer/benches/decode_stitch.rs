@@ -4,6 +4,11 @@
 //! over and over, perturbing the ids of each replay (request ids, `_msg_id`, `_unique_id`) so
 //! that every replay is a new set of transactions, and shifting time forward. Run with
 //! `cargo bench -p tracer --bench decode_stitch`.
+//!
+//! Two environment variables serve load-independent measurement (see BENCHMARKS.md):
+//! `DECODE_STITCH_MESSAGES` sets the stream length (default 1,000,000), so that a stream small
+//! enough for `valgrind --tool=callgrind` can be counted in instructions per message, and
+//! `DECODE_STITCH_ONCE=1` stops after the single timed pass, skipping criterion's samples.
 
 use std::path::Path;
 use std::time::Instant;
@@ -14,7 +19,14 @@ use tracer::oslo::AmqpRecord;
 use tracer::pipeline::Pipeline;
 use tracer::stitch::StitchConfig;
 
-const MESSAGES: usize = 1_000_000;
+const DEFAULT_MESSAGES: usize = 1_000_000;
+
+fn stream_length() -> usize {
+    std::env::var("DECODE_STITCH_MESSAGES")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(DEFAULT_MESSAGES)
+}
 
 /// Replays the fixtures with per-replay ids until `count` records exist.
 fn recorded_stream(count: usize) -> Vec<AmqpRecord> {
@@ -72,6 +84,9 @@ fn perturb(body: &str, tag: &str) -> String {
     out
 }
 
+// Never inlined, so that callgrind can attribute the pass (and only the pass, not building the
+// stream) to one function: `--toggle-collect=*decode_and_stitch*`.
+#[inline(never)]
 fn decode_and_stitch(stream: &[AmqpRecord]) -> u64 {
     let mut pipeline = Pipeline::counting(StitchConfig {
         idle_timeout_us: 30_000_000,
@@ -102,7 +117,7 @@ fn cpu_seconds() -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let stream = recorded_stream(MESSAGES);
+    let stream = recorded_stream(stream_length());
     let bytes: usize = stream.iter().map(|record| record.body.len()).sum();
     // One timed pass outside criterion, for the msgs/s figure recorded in BENCHMARKS.md.
     let started = Instant::now();
@@ -119,10 +134,13 @@ fn bench(c: &mut Criterion) {
         stream.len() as f64 / elapsed.as_secs_f64(),
         stream.len() as f64 / cpu
     );
+    if std::env::var_os("DECODE_STITCH_ONCE").is_some() {
+        return;
+    }
     let mut group = c.benchmark_group("decode_stitch");
     group.sample_size(10);
     group.throughput(Throughput::Elements(stream.len() as u64));
-    group.bench_function("1M recorded messages", |b| {
+    group.bench_function(format!("{} recorded messages", stream.len()), |b| {
         b.iter(|| decode_and_stitch(&stream))
     });
     group.finish();

@@ -4,27 +4,21 @@
 //! capture rate and the counts. Needs the local RabbitMQ (guest/guest) and `rabbitmqctl`.
 //! Run with `cargo bench -p tracer --bench live_capture` (optional argument: message count).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use common::rabbitmq::{TestVhost, channel_with_topic_exchange};
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
 use tokio::sync::{mpsc, oneshot};
 use tracer::amqp::{AmqpCapture, CaptureMode, RabbitmqctlSwitch};
 use tracer::oslo::envelope;
 use tracer::pipeline::Pipeline;
 use tracer::stitch::StitchConfig;
-
-fn rabbitmqctl(args: &[&str]) {
-    let status = std::process::Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .status()
-        .expect("rabbitmqctl");
-    assert!(status.success(), "rabbitmqctl {args:?}");
-}
 
 #[tokio::main]
 async fn main() {
@@ -32,10 +26,8 @@ async fn main() {
         .skip(1)
         .find_map(|arg| arg.parse().ok())
         .unwrap_or(200_000);
-    let vhost = format!("butterfly-tracer-flood-{}", std::process::id());
-    rabbitmqctl(&["add_vhost", &vhost]);
-    rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
-    let url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+    let vhost = TestVhost::new("flood");
+    let url = vhost.url();
 
     let (sink, mut records) = mpsc::channel(65_536);
     let (ready_tx, ready_rx) = oneshot::channel();
@@ -68,19 +60,7 @@ async fn main() {
         (pipeline.finish().unwrap().summary, elapsed)
     });
 
-    let connection = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            "nova".into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (connection, channel) = channel_with_topic_exchange(&url, "nova").await;
     let started = Instant::now();
     for n in 0..count {
         let body = envelope(&serde_json::json!({
@@ -118,7 +98,7 @@ async fn main() {
     let _ = stop_tx.send(());
     capture.await.unwrap().unwrap();
     let (summary, capture_elapsed) = consumer.await.unwrap();
-    rabbitmqctl(&["delete_vhost", &vhost]);
+    drop(vhost);
 
     println!(
         "published {count} messages in {:.2} s = {:.0} msgs/s",

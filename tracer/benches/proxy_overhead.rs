@@ -2,59 +2,39 @@
 //! local upstream and through the proxy; p50/p99 of both and of the difference are printed, and
 //! criterion measures the mean. Run with `cargo bench -p tracer --bench proxy_overhead`.
 
-use std::convert::Infallible;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::http::{response_with_request_id, serve_http, spawn_proxy};
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
-use tracer::proxy::{BoundProxy, ProxySpec};
 
 const SAMPLES: usize = 20_000;
 
+/// An upstream answering every request like nova's server list.
 async fn upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let service = service_fn(|_request: Request<hyper::body::Incoming>| async {
-                    let mut response =
-                        Response::new(Full::new(Bytes::from_static(b"{\"servers\": []}")));
-                    response.headers_mut().insert(
-                        "x-openstack-request-id",
-                        "req-00000000-0000-0000-0000-000000000000".parse().unwrap(),
-                    );
-                    Ok::<_, Infallible>(response)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_http(|_request| async {
+        response_with_request_id(
+            Bytes::from_static(b"{\"servers\": []}"),
+            "req-00000000-0000-0000-0000-000000000000",
+        )
+    })
+    .await
 }
 
 async fn proxy(upstream: SocketAddr) -> SocketAddr {
     let (sink, mut records) = mpsc::unbounded_channel();
-    let spec: ProxySpec = format!("nova-api=127.0.0.1:0=http://{upstream}")
-        .parse()
-        .unwrap();
-    let proxy = BoundProxy::bind(spec, sink).await.unwrap();
-    let addr = proxy.local_addr().unwrap();
-    tokio::spawn(proxy.serve(std::future::pending()));
+    let addr = spawn_proxy("nova-api", upstream, sink).await;
     // Consume the records as a live trace would.
     tokio::spawn(async move { while records.recv().await.is_some() {} });
     addr

@@ -4,15 +4,18 @@
 //! with oslo.messaging (`BUTTERFLY_OSLO_PYTHON`, default `/var/cache/butterfly/venv-oslo/bin/python`;
 //! see docs/tracer.md). Each test uses its own vhost, so tests can run in parallel.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::rabbitmq::{TestVhost, amqp_url, channel_with_topic_exchange};
 use tokio::sync::{mpsc, oneshot};
 use tracer::amqp::{AmqpCapture, CaptureMode, RabbitmqctlSwitch};
 use tracer::event::{EdgeKind, EventKind, Outcome};
 use tracer::oslo::AmqpRecord;
-use tracer::pipeline::Pipeline;
+use tracer::pipeline::{Pipeline, TraceOutput};
 use tracer::stitch::StitchConfig;
 
 const DEFAULT_PYTHON: &str = "/var/cache/butterfly/venv-oslo/bin/python";
@@ -31,40 +34,13 @@ fn oslo_python() -> PathBuf {
     python
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let output = std::process::Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl must be installed (the local RabbitMQ is required)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A vhost of its own for one test, deleted on drop.
-struct TestVhost(String);
-
-impl TestVhost {
-    fn new(name: &str) -> TestVhost {
-        let vhost = format!("butterfly-tracer-{name}-{}", std::process::id());
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &vhost])
-            .output();
-        rabbitmqctl(&["add_vhost", &vhost]);
-        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
-        TestVhost(vhost)
+/// Decodes and stitches captured records in memory, as `butterfly trace` does live.
+fn stitch(records: &[AmqpRecord]) -> TraceOutput {
+    let mut pipeline = Pipeline::in_memory(StitchConfig::default());
+    for record in records {
+        pipeline.push_amqp(record).unwrap();
     }
-}
-
-impl Drop for TestVhost {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &self.0])
-            .output();
-    }
+    pipeline.finish().unwrap()
 }
 
 fn driver() -> PathBuf {
@@ -78,7 +54,7 @@ async fn capture_driver_traffic(
 ) -> (Vec<AmqpRecord>, serde_json::Value) {
     let python = oslo_python();
     let capture = AmqpCapture {
-        url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+        url: amqp_url(vhost),
         mode,
     };
     let (sink, mut records) = mpsc::channel(100_000);
@@ -138,11 +114,7 @@ async fn issue_5_real_oslo_messaging_traffic_is_decoded_paired_and_secret_free()
         "the firehose was switched off again"
     );
 
-    let mut pipeline = Pipeline::in_memory(StitchConfig::default());
-    for record in &records {
-        pipeline.push_amqp(record).unwrap();
-    }
-    let output = pipeline.finish().unwrap();
+    let output = stitch(&records);
     let counts = output.summary.amqp;
     assert!(counts.published > 0 && counts.delivered > 0, "{counts:?}");
     assert_eq!(counts.opaque, 0, "every message decoded: {counts:?}");
@@ -250,23 +222,10 @@ async fn issue_5_real_oslo_messaging_traffic_is_decoded_paired_and_secret_free()
 /// (`impl_rabbit.py`: topic exchange non-durable, fanout exchange auto-delete), so the tap can
 /// bind before the first message.
 async fn declare_oslo_exchanges(vhost: &str) {
+    use lapin::ExchangeKind;
     use lapin::options::ExchangeDeclareOptions;
     use lapin::types::FieldTable;
-    use lapin::{Connection, ConnectionProperties, ExchangeKind};
-    let url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
-    let connection = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            "bexchange".into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (connection, channel) = channel_with_topic_exchange(&amqp_url(vhost), "bexchange").await;
     channel
         .exchange_declare(
             "btopic_fanout".into(),
@@ -294,11 +253,7 @@ async fn issue_5_tap_mode_sees_requests_and_notifications_without_the_firehose()
         !RabbitmqctlSwitch::default().is_on(&vhost.0).unwrap(),
         "tap mode never turns the firehose on"
     );
-    let mut pipeline = Pipeline::in_memory(StitchConfig::default());
-    for record in &records {
-        pipeline.push_amqp(record).unwrap();
-    }
-    let output = pipeline.finish().unwrap();
+    let output = stitch(&records);
     let counts = output.summary.amqp;
     assert_eq!(counts.opaque, 0, "{counts:?}");
     assert_eq!(counts.delivered, 0, "a tap sees no deliveries");

@@ -2,20 +2,20 @@
 //! header, records nobody subscribes to are counted and dropped, a subscriber that stops reading
 //! is cut off without holding up the others, and no token reaches the stream. Issue 5.
 
-use std::convert::Infallible;
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::http::{response_with_request_id, serve_http, spawn_proxy};
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::Request;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tracer::proxy::{BoundProxy, ProxySpec};
 use tracer::records::{RecordServer, RecordStats, RecordSubscription, SUBSCRIBER_QUEUE};
 use tracer::rest::RestRecord;
 
@@ -153,33 +153,15 @@ async fn issue_5_something_that_is_not_a_record_stream_is_refused() {
 #[tokio::test]
 async fn issue_5_proxied_calls_reach_the_stream_without_their_token() {
     // Upstream: answers every request with a request id.
-    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_addr = upstream.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = upstream.accept().await.unwrap();
-            tokio::spawn(async move {
-                let service = service_fn(|_request: Request<hyper::body::Incoming>| async {
-                    let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
-                    response.headers_mut().insert(
-                        "x-openstack-request-id",
-                        "req-cccccccc-0000-0000-0000-000000000003".parse().unwrap(),
-                    );
-                    Ok::<_, Infallible>(response)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let upstream_addr = serve_http(|_request| async {
+        response_with_request_id(
+            Bytes::from_static(b"{}"),
+            "req-cccccccc-0000-0000-0000-000000000003",
+        )
+    })
+    .await;
     let (stream_addr, sink, _stats, _stop) = server().await;
-    let spec: ProxySpec = format!("glance-api=127.0.0.1:0=http://{upstream_addr}")
-        .parse()
-        .unwrap();
-    let proxy = BoundProxy::bind(spec, sink).await.unwrap();
-    let proxy_addr = proxy.local_addr().unwrap();
-    tokio::spawn(proxy.serve(std::future::pending()));
+    let proxy_addr = spawn_proxy("glance-api", upstream_addr, sink).await;
 
     let mut subscription = RecordSubscription::connect(&stream_addr).await.unwrap();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();

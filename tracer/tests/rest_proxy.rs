@@ -1,65 +1,50 @@
 //! The recording proxy forwards real HTTP on loopback and records templates, ids and status, but
 //! never a token. Regression tests for issue 5.
 
-use std::convert::Infallible;
+mod common;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use common::http::{proxy_spec, response_with_request_id, serve_http, spawn_proxy};
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracer::event::Outcome;
-use tracer::proxy::{BoundProxy, ProxySpec};
+use tracer::proxy::BoundProxy;
 
 const TOKEN: &str = "gAAAAABproxyTokenThatMustNotBeRecorded";
 
 /// An upstream that checks the token arrived, echoes the path and answers with a request id.
 async fn upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
-                    let authorized = request
-                        .headers()
-                        .get("x-auth-token")
-                        .is_some_and(|v| v == TOKEN);
-                    let body = request.into_body().collect().await.unwrap().to_bytes();
-                    let mut response = Response::new(Full::new(body));
-                    *response.status_mut() = if authorized {
-                        StatusCode::ACCEPTED
-                    } else {
-                        StatusCode::UNAUTHORIZED
-                    };
-                    response.headers_mut().insert(
-                        "x-openstack-request-id",
-                        "req-aaaaaaaa-0000-0000-0000-000000000001".parse().unwrap(),
-                    );
-                    Ok::<_, Infallible>(response)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_http(|request: Request<hyper::body::Incoming>| async move {
+        let authorized = request
+            .headers()
+            .get("x-auth-token")
+            .is_some_and(|v| v == TOKEN);
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let mut response =
+            response_with_request_id(body, "req-aaaaaaaa-0000-0000-0000-000000000001");
+        *response.status_mut() = if authorized {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        response
+    })
+    .await
 }
 
 #[tokio::test]
 async fn issue_5_proxy_records_template_ids_and_status_without_tokens() {
     let upstream = upstream().await;
     let (sink, mut records) = mpsc::unbounded_channel();
-    let spec: ProxySpec = format!("nova-api=127.0.0.1:0=http://{upstream}")
-        .parse()
+    let proxy = BoundProxy::bind(proxy_spec("nova-api", upstream), sink)
+        .await
         .unwrap();
-    let proxy = BoundProxy::bind(spec, sink).await.unwrap();
     let addr = proxy.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(proxy.serve(async {
@@ -122,12 +107,7 @@ async fn issue_5_an_unreachable_upstream_is_a_recorded_502() {
         .local_addr()
         .unwrap();
     let (sink, mut records) = mpsc::unbounded_channel();
-    let spec: ProxySpec = format!("glance-api=127.0.0.1:0=http://{dead}")
-        .parse()
-        .unwrap();
-    let proxy = BoundProxy::bind(spec, sink).await.unwrap();
-    let addr = proxy.local_addr().unwrap();
-    tokio::spawn(proxy.serve(std::future::pending()));
+    let addr = spawn_proxy("glance-api", dead, sink).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let response = client
         .request(

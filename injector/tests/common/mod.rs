@@ -152,6 +152,15 @@ impl Bench {
             "journal still has pending faults"
         );
     }
+
+    /// The end of every testbed test: the journal has nothing pending and nothing of the
+    /// injector's is left on any of `hosts`.
+    pub fn assert_all_clean(&self, hosts: &[&str]) {
+        self.assert_journal_clean();
+        for host in hosts {
+            assert_host_clean(host);
+        }
+    }
 }
 
 impl Drop for Bench {
@@ -267,6 +276,18 @@ pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool
     }
 }
 
+/// Waits (up to 5 s) until something listens on TCP `port` of a host.
+pub fn assert_listening(host: &str, port: u16) {
+    assert!(
+        eventually(Duration::from_secs(5), || observe(
+            host,
+            &format!("ss -ltn | grep -q ':{port} '")
+        )
+        .0),
+        "nothing listens on {host}:{port}"
+    );
+}
+
 /// Nothing of the injector's is left on the host: no nft table, qdisc, ifb, iptables chain,
 /// fill file, drop-in, transient unit or frozen cgroup.
 pub fn assert_host_clean(host: &str) {
@@ -288,6 +309,17 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The start of every testbed test that injects: the testbed lock first (tests change shared
+/// hosts), then the hosts the test needs (looked up, and checked to answer, under the lock), then
+/// a fresh injector bench.
+pub fn setup<Hosts>(
+    hosts: impl FnOnce() -> Hosts,
+) -> (std::sync::MutexGuard<'static, ()>, Hosts, Bench) {
+    let serial = serial();
+    let hosts = hosts();
+    (serial, hosts, Bench::new())
 }
 
 /// Plans a fault with default options.
