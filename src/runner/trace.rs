@@ -12,7 +12,7 @@ use scenarios::model::{AmqpUrl, Campaign, ExecutionPoint, Host};
 use tracer::amqp::{AmqpCapture, CaptureMode, TraceSwitch};
 use tracer::event::{Event, EventKind, Transaction};
 use tracer::oslo::{AmqpRecord, Decoded, Decoder};
-use tracer::pipeline::Pipeline;
+use tracer::pipeline::{Pipeline, Update};
 use tracer::stitch::StitchConfig;
 
 use super::Stop;
@@ -40,6 +40,8 @@ pub struct LiveTrace {
     processor: Option<JoinHandle<Result<(), String>>>,
     observed: broadcast::Sender<Observed>,
     dir: PathBuf,
+    /// The pipeline's updates for the live detectors, until they are taken.
+    updates: Option<mpsc::UnboundedReceiver<Update>>,
 }
 
 /// Switches the firehose on the broker's host over SSH (`rabbitmqctl trace_on`), verifying the
@@ -153,8 +155,9 @@ fn resolve_url(url: &AmqpUrl) -> Result<String, String> {
 }
 
 impl LiveTrace {
-    /// Starts one capture per AMQP source of the campaign and the pipeline writing `dir`.
-    pub async fn start(campaign: &Campaign, dir: &Path) -> Result<LiveTrace, String> {
+    /// Starts one capture per AMQP source of the campaign and the pipeline writing `dir`. With
+    /// `follow`, the pipeline's updates are kept for the live detectors ([`LiveTrace::updates`]).
+    pub async fn start(campaign: &Campaign, dir: &Path, follow: bool) -> Result<LiveTrace, String> {
         let (observed, _) = broadcast::channel(1024);
         let (sink, mut records) = mpsc::channel::<AmqpRecord>(16_384);
         let mut captures = Vec::new();
@@ -206,6 +209,11 @@ impl LiveTrace {
         let mut pipeline =
             Pipeline::writing(StitchConfig::default(), dir).map_err(|e| e.to_string())?;
         let feed = observed.clone();
+        let (updates_sink, updates) = mpsc::unbounded_channel();
+        let updates_sink = follow.then(|| {
+            pipeline.follow();
+            updates_sink
+        });
         let processor = tokio::spawn(async move {
             let mut decoder = Decoder::new();
             let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -222,15 +230,23 @@ impl LiveTrace {
                         pipeline.tick(jiff::Timestamp::now().as_microsecond()).map_err(|e| e.to_string())?;
                     }
                 }
+                forward_updates(&mut pipeline, updates_sink.as_ref());
             }
-            pipeline.finish().map(|_| ()).map_err(|e| e.to_string())
+            finish_pipeline(pipeline, updates_sink.as_ref())
         });
         Ok(LiveTrace {
             captures,
             processor: Some(processor),
             observed,
             dir: dir.to_owned(),
+            updates: follow.then_some(updates),
         })
+    }
+
+    /// The pipeline's updates (every event with its transaction, every closed transaction), for
+    /// the live detectors; `None` unless started with `follow`, or once taken.
+    pub fn updates(&mut self) -> Option<mpsc::UnboundedReceiver<Update>> {
+        self.updates.take()
     }
 
     /// Waits until an operation matching `point` (and `host`) is observed, the deadline passes or
@@ -282,6 +298,26 @@ impl LiveTrace {
         }
         tracer::import::read_transactions(&file).map_err(|e| e.to_string())
     }
+}
+
+/// Hands the pipeline's updates to the live detectors. The channel is unbounded so that the
+/// capture never waits for the detectors; they keep up (see BENCHMARKS.md).
+fn forward_updates(pipeline: &mut Pipeline, sink: Option<&mpsc::UnboundedSender<Update>>) {
+    let Some(sink) = sink else { return };
+    for update in pipeline.take_updates() {
+        // The detectors stopping early is their own error to report; the trace goes on.
+        let _ = sink.send(update);
+    }
+}
+
+/// Closes every open transaction, forwards the last updates and writes the trace's summary.
+fn finish_pipeline(
+    mut pipeline: Pipeline,
+    sink: Option<&mpsc::UnboundedSender<Update>>,
+) -> Result<(), String> {
+    pipeline.flush().map_err(|e| e.to_string())?;
+    forward_updates(&mut pipeline, sink);
+    pipeline.finish().map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn announce(feed: &broadcast::Sender<Observed>, event: &Event) {

@@ -43,6 +43,21 @@ pub struct TraceSummary {
     pub transactions: u64,
 }
 
+/// What the pipeline did with an event or a transaction, for consumers that follow the trace
+/// as it is made (the runner's live detectors); see [`Pipeline::follow`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// An event joined the open transaction `transaction`.
+    Event {
+        /// The id of the transaction it joined.
+        transaction: String,
+        /// The event, numbered and annotated as written.
+        event: Box<Event>,
+    },
+    /// A transaction closed (idle, evicted or at the end).
+    Closed(Transaction),
+}
+
 enum Sink {
     Keep(Vec<Transaction>),
     Discard,
@@ -59,6 +74,8 @@ pub struct Pipeline {
     imported: u64,
     transactions: u64,
     sink: Sink,
+    /// Updates not yet taken, when followed; `None` keeps the pipeline free of the copies.
+    updates: Option<Vec<Update>>,
 }
 
 /// What a finished pipeline returns.
@@ -98,7 +115,23 @@ impl Pipeline {
             imported: 0,
             transactions: 0,
             sink,
+            updates: None,
         }
+    }
+
+    /// From now on, records an [`Update`] for every event that joins a transaction and every
+    /// transaction that closes, to be taken with [`Pipeline::take_updates`]. Events that join no
+    /// transaction are left out: no detector can place them.
+    pub fn follow(&mut self) {
+        self.updates.get_or_insert_with(Vec::new);
+    }
+
+    /// The updates since the last call, in the order they happened (empty unless followed).
+    pub fn take_updates(&mut self) -> Vec<Update> {
+        self.updates
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Decodes and stitches one AMQP record.
@@ -131,8 +164,18 @@ impl Pipeline {
         if let Sink::Write(writer) = &mut self.sink {
             writer.event(&event)?;
         }
-        self.stitcher.push(event);
-        self.drain()
+        let copy = self.updates.is_some().then(|| event.clone());
+        let joined = self.stitcher.push(event);
+        // Idle transactions are closed inside `push` before the event joins its own, so draining
+        // first keeps the updates in the order of the facts.
+        self.drain()?;
+        if let (Some(transaction), Some(event), Some(updates)) = (joined, copy, &mut self.updates) {
+            updates.push(Update::Event {
+                transaction,
+                event: Box::new(event),
+            });
+        }
+        Ok(())
     }
 
     /// Closes transactions idle at `now_us` (wall clock in live capture).
@@ -157,6 +200,9 @@ impl Pipeline {
     fn drain(&mut self) -> Result<()> {
         for transaction in self.stitcher.take_closed() {
             self.transactions += 1;
+            if let Some(updates) = &mut self.updates {
+                updates.push(Update::Closed(transaction.clone()));
+            }
             match &mut self.sink {
                 Sink::Keep(kept) => kept.push(transaction),
                 Sink::Discard => {}
@@ -166,10 +212,16 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Closes every open transaction now (end of the trace), so that their updates can be taken
+    /// before [`Pipeline::finish`].
+    pub fn flush(&mut self) -> Result<()> {
+        self.stitcher.flush();
+        self.drain()
+    }
+
     /// Closes every open transaction, finishes the files and returns the counts.
     pub fn finish(mut self) -> Result<TraceOutput> {
-        self.stitcher.flush();
-        self.drain()?;
+        self.flush()?;
         let summary = self.summary();
         let transactions = match self.sink {
             Sink::Keep(kept) => kept,
