@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use scenarios::model::{AmqpUrl, Campaign, ExecutionPoint, Host};
-use tracer::amqp::{AmqpCapture, CaptureMode, TraceSwitch};
+use tracer::amqp::{AmqpCapture, CaptureMode, CaptureStats, TraceSwitch};
 use tracer::event::{Event, EventKind, Transaction};
 use tracer::oslo::{AmqpRecord, Decoded, Decoder};
 use tracer::pipeline::{Pipeline, Update};
@@ -31,7 +31,7 @@ pub struct Observed {
 /// A running capture: how to stop it, and its task.
 type RunningCapture = (
     oneshot::Sender<()>,
-    JoinHandle<tracer::Result<tracer::amqp::CaptureStats>>,
+    JoinHandle<tracer::Result<CaptureStats>>,
 );
 
 /// The running tracer of a campaign run.
@@ -40,6 +40,8 @@ pub struct LiveTrace {
     processor: Option<JoinHandle<Result<(), String>>>,
     observed: broadcast::Sender<Observed>,
     dir: PathBuf,
+    /// Hands the captures' counts to the processor for the trace summary.
+    capture_stats: Option<oneshot::Sender<CaptureStats>>,
     /// The pipeline's updates for the live detectors, until they are taken.
     updates: Option<mpsc::UnboundedReceiver<Update>>,
 }
@@ -183,7 +185,11 @@ impl LiveTrace {
                     exchanges: source.tap.clone(),
                 }
             };
-            let capture = AmqpCapture { url, mode };
+            let capture = AmqpCapture {
+                url,
+                mode,
+                connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
+            };
             let (stop, stopped) = oneshot::channel::<()>();
             let (ready, is_ready) = oneshot::channel();
             let sink = sink.clone();
@@ -214,6 +220,7 @@ impl LiveTrace {
             pipeline.follow();
             updates_sink
         });
+        let (capture_stats, stats) = oneshot::channel::<CaptureStats>();
         let processor = tokio::spawn(async move {
             let mut decoder = Decoder::new();
             let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -232,6 +239,10 @@ impl LiveTrace {
                 }
                 forward_updates(&mut pipeline, updates_sink.as_ref());
             }
+            // The captures have ended (the records channel closed); their counts follow.
+            if let Ok(stats) = stats.await {
+                pipeline.add_capture(&stats);
+            }
             finish_pipeline(pipeline, updates_sink.as_ref())
         });
         Ok(LiveTrace {
@@ -240,6 +251,7 @@ impl LiveTrace {
             observed,
             dir: dir.to_owned(),
             updates: follow.then_some(updates),
+            capture_stats: Some(capture_stats),
         })
     }
 
@@ -279,15 +291,28 @@ impl LiveTrace {
     /// Stops the captures (switching the firehose off if it was switched on), flushes the
     /// pipeline and reads the transactions back.
     pub async fn stop(mut self) -> Result<Vec<Transaction>, String> {
+        let mut stats = CaptureStats::default();
         for (stop, handle) in self.captures.drain(..) {
             let _ = stop.send(());
             match handle.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(capture)) => {
+                    if capture.reconnects > 0 {
+                        eprintln!(
+                            "butterfly: the AMQP capture lost the broker and reconnected {} time(s); {:.1} s of traffic is missing from the trace",
+                            capture.reconnects,
+                            capture.gap_us as f64 / 1e6
+                        );
+                    }
+                    stats.add(&capture);
+                }
                 Ok(Err(error)) => {
                     eprintln!("butterfly: the AMQP capture ended with an error: {error}")
                 }
                 Err(error) => eprintln!("butterfly: the AMQP capture task failed: {error}"),
             }
+        }
+        if let Some(sender) = self.capture_stats.take() {
+            let _ = sender.send(stats);
         }
         if let Some(processor) = self.processor.take() {
             processor.await.map_err(|e| e.to_string())??;

@@ -41,6 +41,9 @@ pub struct TraceSummary {
     pub stitch: StitchCounts,
     /// Transactions written (user and background).
     pub transactions: u64,
+    /// What the live AMQP capture saw, including broker losses (absent for offline traces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureStats>,
 }
 
 /// What the pipeline did with an event or a transaction, for consumers that follow the trace
@@ -56,6 +59,34 @@ pub enum Update {
     },
     /// A transaction closed (idle, evicted or at the end).
     Closed(Transaction),
+}
+
+/// What a live AMQP capture saw (`tracer::amqp`); kept here so that traces without the
+/// `capture` feature read the same summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureStats {
+    /// Messages consumed from the firehose or tap queues.
+    pub consumed: u64,
+    /// Firehose messages whose routing key was neither `publish.` nor `deliver.` (ignored).
+    pub foreign: u64,
+    /// Times the capture lost the broker (connection or channel closed, consumer cancelled) and
+    /// consumed again after reconnecting.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Time without a consumer after losing the broker, µs: traffic of those gaps is missing.
+    #[serde(default)]
+    pub gap_us: u64,
+}
+
+impl CaptureStats {
+    /// Adds another capture's counts (a run with several sources reports their sum).
+    pub fn add(&mut self, other: &CaptureStats) {
+        self.consumed += other.consumed;
+        self.foreign += other.foreign;
+        self.reconnects += other.reconnects;
+        self.gap_us += other.gap_us;
+    }
 }
 
 enum Sink {
@@ -76,6 +107,7 @@ pub struct Pipeline {
     sink: Sink,
     /// Updates not yet taken, when followed; `None` keeps the pipeline free of the copies.
     updates: Option<Vec<Update>>,
+    capture: Option<CaptureStats>,
 }
 
 /// What a finished pipeline returns.
@@ -116,6 +148,7 @@ impl Pipeline {
             transactions: 0,
             sink,
             updates: None,
+            capture: None,
         }
     }
 
@@ -184,6 +217,13 @@ impl Pipeline {
         self.drain()
     }
 
+    /// Records what the live capture(s) saw, for the summary (sums over several sources).
+    pub fn add_capture(&mut self, stats: &CaptureStats) {
+        self.capture
+            .get_or_insert_with(CaptureStats::default)
+            .add(stats);
+    }
+
     /// Current counts.
     pub fn summary(&self) -> TraceSummary {
         TraceSummary {
@@ -194,6 +234,7 @@ impl Pipeline {
             imported: self.imported,
             stitch: self.stitcher.counts(),
             transactions: self.transactions,
+            capture: self.capture,
         }
     }
 

@@ -80,6 +80,7 @@ async fn capture_driver_traffic(
     let capture = AmqpCapture {
         url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
         mode,
+        connection_name: format!("butterfly-test-{vhost}"),
     };
     let (sink, mut records) = mpsc::channel(100_000);
     let (ready_tx, ready_rx) = oneshot::channel();
