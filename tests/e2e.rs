@@ -149,6 +149,13 @@ fn check_run(dir: &Path, code: i32) {
     assert_eq!(names, ["fingerprint", "timeout"]);
     for score in &report.detectors {
         assert_eq!(score.faults, 2);
+        // The built-in detectors run live: each fault must have raised an alarm between its
+        // injection and the end of the scoring grace after its revert.
+        assert_eq!(
+            score.detected_faults, 2,
+            "{} missed a fault: {score:?}",
+            score.detector
+        );
         for value in [
             score.precision,
             score.recall,

@@ -305,7 +305,8 @@ impl AmqpCapture {
     /// the channel (a broker restart, `rabbitmqctl close_connection`), the capture reconnects with
     /// a backoff from [`RECONNECT_MIN`] doubling to [`RECONNECT_MAX`] until it consumes again or
     /// is asked to stop: it declares a new queue, binds it again and switches the firehose on again
-    /// (a restarted broker forgets `trace_on`). Reconnections and the time without a consumer are
+    /// if the broker forgot it (a restarted node forgets `trace_on`; `stop_app`/`start_app` does
+    /// not, on RabbitMQ 3.10). Reconnections and the time without a consumer are
     /// counted in [`CaptureStats`].
     pub async fn run(
         self,

@@ -127,7 +127,7 @@ async fn issue_5_the_capture_reconnects_after_the_broker_closes_its_connection()
     let before = publish_until_seen(&channel, &mut records, "before").await;
     assert_eq!(before.exchange, "bt-exchange");
 
-    // The broker drops the capture and, as after `stop_app`/`start_app`, forgets `trace_on`.
+    // The broker drops the capture and, as after a restart of the node, forgets `trace_on`.
     let pid = connection_pid(&name).expect("the capture's connection is listed by its name");
     rabbitmqctl(&["trace_off", "-p", &vhost.0]);
     rabbitmqctl(&["close_connection", &pid, "butterfly test: broker restart"]);
