@@ -332,10 +332,18 @@ impl LiveDetectors {
             };
             let now = || jiff::Timestamp::now().as_microsecond();
             builtin.phase(*phases.borrow_and_update());
+            let mut phases_open = true;
             let mut ticker = tokio::time::interval(POLL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    // A phase change applies before the updates that arrive after it.
+                    biased;
+                    changed = phases.changed(), if phases_open => match changed {
+                        Ok(()) => builtin.phase(*phases.borrow_and_update()),
+                        // The run is over; the last transactions still close.
+                        Err(_) => phases_open = false,
+                    },
                     update = updates.recv() => match update {
                         Some(Update::Event { transaction, event }) => {
                             builtin.event(&transaction, &event, now(), labels.as_ref());
@@ -345,11 +353,6 @@ impl LiveDetectors {
                         }
                         None => break,
                     },
-                    changed = phases.changed() => {
-                        if changed.is_ok() {
-                            builtin.phase(*phases.borrow_and_update());
-                        }
-                    }
                     _ = ticker.tick() => fired(builtin.tick(now(), labels.as_ref()))?,
                 }
             }
@@ -658,5 +661,97 @@ mod tests {
         assert!(detectors.followed.is_empty());
         assert!(detectors.store.commands.is_empty());
         assert_eq!(detectors.into_divergences().len(), 2);
+    }
+
+    fn event_updates(transactions: &[Transaction]) -> Vec<Update> {
+        let mut events: Vec<(&str, &Event)> = transactions
+            .iter()
+            .flat_map(|t| t.events.iter().map(move |e| (t.id.as_str(), e)))
+            .collect();
+        events.sort_by_key(|(_, e)| (e.ts_us, e.seq));
+        events
+            .into_iter()
+            .map(|(id, event)| Update::Event {
+                transaction: id.to_owned(),
+                event: Box::new(event.clone()),
+            })
+            .collect()
+    }
+
+    /// Lets the detector task (on this single-threaded runtime) take everything sent so far.
+    async fn let_it_run() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_live_task_writes_and_counts_alarms_as_they_fire() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = Arc::new(Issued::default());
+        let normal = user(fixture("create-delete"));
+        let create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        let (phase, phases) = watch::channel(window(1, Some(rm::WindowKind::Baseline)));
+        let (sink, updates) = mpsc::unbounded_channel();
+        let metrics = Arc::new(RunMetrics::new());
+        let alarms_file = dir.path().join("alarms.jsonl");
+        let live = LiveDetectors::spawn(
+            both(),
+            updates,
+            phases,
+            labels.clone(),
+            &alarms_file,
+            metrics.clone(),
+        )
+        .unwrap();
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        for update in event_updates(&normal) {
+            sink.send(update).unwrap();
+        }
+        for transaction in &normal {
+            sink.send(Update::Closed(transaction.clone())).unwrap();
+        }
+        let_it_run().await;
+        phase.send(window(1, Some(rm::WindowKind::Fault))).unwrap();
+        labels.issue(&create);
+        for update in event_updates(std::slice::from_ref(&create)) {
+            sink.send(update).unwrap();
+        }
+        let_it_run().await;
+        // The fingerprint alarm fires when the transaction closes; the file has it already.
+        sink.send(Update::Closed(create.clone())).unwrap();
+        let_it_run().await;
+        let written = std::fs::read_to_string(&alarms_file).unwrap();
+        assert!(
+            written
+                .lines()
+                .map(|line| serde_json::from_str::<rm::Alarm>(line).unwrap())
+                .any(|alarm| alarm.detector == "fp"
+                    && alarm.transaction.as_deref() == Some(create.id.as_str())),
+            "{written}"
+        );
+        drop(sink);
+        let detected = live.finish().await.unwrap();
+        let written = std::fs::read_to_string(&alarms_file).unwrap();
+        assert_eq!(written.lines().count(), detected.alarms.len());
+        let textfile = dir.path().join("metrics.prom");
+        metrics.write_textfile(&textfile).unwrap();
+        let text = std::fs::read_to_string(textfile).unwrap();
+        let fingerprint_alarms = detected
+            .alarms
+            .iter()
+            .filter(|a| a.detector == "fp")
+            .count();
+        assert!(
+            text.contains(&format!(
+                "butterfly_alarms_total{{detector=\"fp\"}} {fingerprint_alarms}"
+            )),
+            "{text}"
+        );
+        assert_eq!(detected.divergences.len(), 1);
     }
 }
