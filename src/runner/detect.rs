@@ -16,6 +16,9 @@
 //!   [`SETTLE_US`]) or closed, whichever comes first, rather than after the stitcher's much longer
 //!   idle timeout: a fault in the window must be seen while it is in the window.
 //!
+//! A repetition's transactions are watched until its recovery window ends; an alarm after that
+//! would fall in a cool-down or the next baseline, about a fault that is no longer there.
+//!
 //! Every alarm is stamped with the (wall-clock) time it fires. The clock is a parameter, so the
 //! same code runs on synthetic streams in tests.
 
@@ -70,6 +73,8 @@ enum Role {
     Learn,
     /// A fault or recovery transaction: watched by the detectors.
     Watch,
+    /// A watched transaction whose repetition's recovery window is over: no longer watched.
+    Ended,
 }
 
 #[derive(Debug)]
@@ -138,6 +143,25 @@ impl Builtin {
     pub fn phase(&mut self, phase: Phase) {
         while self.divergences.len() < phase.repetition {
             self.divergences.push(Vec::new());
+        }
+        let watching = |phase: Phase| {
+            matches!(
+                phase.window,
+                Some(rm::WindowKind::Fault | rm::WindowKind::Recovery)
+            )
+        };
+        if watching(self.phase) && !(watching(phase) && phase.repetition == self.phase.repetition) {
+            // The repetition's recovery window is over: an alarm from now on would land in a
+            // cool-down or the next baseline, about a fault that is no longer there. Its
+            // transactions are no longer watched (nor learned from, if they go on).
+            for (id, followed) in &mut self.followed {
+                if followed.role == Role::Watch {
+                    followed.role = Role::Ended;
+                    followed.done = true;
+                    followed.events = Vec::new();
+                    self.monitor.close(id);
+                }
+            }
         }
         self.phase = phase;
     }
@@ -260,6 +284,7 @@ impl Builtin {
                 }
                 None
             }
+            Role::Ended => None,
             Role::Watch => {
                 let name = self.fingerprint.as_ref()?;
                 let diagnosis = self.store.diagnose(&transaction);
@@ -656,11 +681,68 @@ mod tests {
         stream(&mut detectors, &labels, &normal[1..], 0);
         assert_eq!(detectors.followed.len(), 1);
         // The stitcher closing it settles it (its command never finished: nothing learned).
+        assert_eq!(detectors.followed[&normal[1].id].role, Role::Learn);
         let alarms = detectors.closed(&normal[1], 0, &labels);
         assert!(alarms.is_empty());
         assert!(detectors.followed.is_empty());
         assert!(detectors.store.commands.is_empty());
         assert_eq!(detectors.into_divergences().len(), 2);
+    }
+
+    #[test]
+    fn watching_ends_with_the_recovery_window() {
+        let labels = Issued::default();
+        let normal = user(fixture("create-delete"));
+        let create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        let mut detectors = both();
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+        stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
+        detectors.phase(window(1, Some(rm::WindowKind::Recovery)));
+        labels.issue(&create);
+        let cast = create
+            .events
+            .iter()
+            .find(|e| e.operation == "compute.build_and_run_instance")
+            .unwrap()
+            .ts_us;
+        let mut until_cast = create.clone();
+        until_cast.events.retain(|e| e.ts_us <= cast);
+        // Stuck after the cast, the transaction is overdue ~1 s later and unsettled until 5 s:
+        // the window ends half a second after the cast, before either alarm.
+        stream(
+            &mut detectors,
+            &labels,
+            std::slice::from_ref(&until_cast),
+            cast + 500_000,
+        );
+        assert!(detectors.monitor.expectation(&create.id).is_some());
+        detectors.phase(window(1, None));
+        assert_eq!(detectors.monitor.open_transactions(), 0);
+        let mut alarms = Vec::new();
+        let mut clock = cast + 500_000;
+        while clock < cast + 2 * SETTLE_US {
+            clock += POLL.as_micros() as i64;
+            alarms.extend(detectors.tick(clock, &labels));
+        }
+        // Its remaining events, in the next baseline, neither alarm nor teach.
+        detectors.phase(window(2, Some(rm::WindowKind::Baseline)));
+        let learned = detectors.store.commands["server create"].runs;
+        stream(
+            &mut detectors,
+            &labels,
+            std::slice::from_ref(&create),
+            clock,
+        );
+        detectors.closed(&create, clock, &labels);
+        assert!(alarms.is_empty(), "{alarms:?}");
+        assert_eq!(detectors.store.commands["server create"].runs, learned);
+        assert!(detectors.into_divergences().iter().all(Vec::is_empty));
     }
 
     fn event_updates(transactions: &[Transaction]) -> Vec<Update> {
