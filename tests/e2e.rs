@@ -13,16 +13,39 @@ fn butterfly() -> Command {
     Command::new(env!("CARGO_BIN_EXE_butterfly"))
 }
 
-fn campaign() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples/ci-smoke.yaml")
+/// The testbed's state directory, as the CLI finds it.
+fn state_dir() -> PathBuf {
+    std::env::var_os("BUTTERFLY_TESTBED_DIR").map_or_else(
+        || PathBuf::from("/var/lib/butterfly/testbed"),
+        PathBuf::from,
+    )
+}
+
+/// The CI campaign, pointed at the testbed instance under test: the shipped file names the
+/// default instance's state directory and its inventory, another instance has its own.
+fn campaign(dir: &Path) -> PathBuf {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples/ci-smoke.yaml");
+    let text = std::fs::read_to_string(shipped).expect("the CI campaign reads");
+    let state = state_dir();
+    let state = state.to_str().expect("the state directory is UTF-8");
+    let text = text
+        .replace(
+            "inventory: testbed-inventory.yaml",
+            &format!("inventory: {state}/inventory.yaml"),
+        )
+        .replace("/var/lib/butterfly/testbed/", &format!("{state}/"));
+    let path = dir.join("ci-smoke.yaml");
+    std::fs::write(&path, text).expect("the campaign copy is written");
+    path
 }
 
 /// Runs the CI campaign into `dir`, returns the exit code.
 fn run_campaign(dir: &Path) -> i32 {
+    let campaign_dir = tempfile::tempdir().unwrap();
     let status = butterfly()
         .args(["run", "--run-dir"])
         .arg(dir)
-        .arg(campaign())
+        .arg(campaign(campaign_dir.path()))
         .status()
         .expect("butterfly runs");
     status.code().expect("butterfly exits normally")
@@ -126,6 +149,13 @@ fn check_run(dir: &Path, code: i32) {
     assert_eq!(names, ["fingerprint", "timeout"]);
     for score in &report.detectors {
         assert_eq!(score.faults, 2);
+        // The built-in detectors run live: each fault must have raised an alarm between its
+        // injection and the end of the scoring grace after its revert.
+        assert_eq!(
+            score.detected_faults, 2,
+            "{} missed a fault: {score:?}",
+            score.detector
+        );
         for value in [
             score.precision,
             score.recall,
@@ -193,10 +223,7 @@ fn issue_7_ci_campaign_runs_end_to_end_and_reports_compare() {
 #[test]
 #[ignore = "needs the local testbed with OpenStack; run by scripts/test"]
 fn the_shipped_example_inventory_is_what_the_testbed_generates() {
-    let state = std::env::var_os("BUTTERFLY_TESTBED_DIR").map_or_else(
-        || PathBuf::from("/var/lib/butterfly/testbed"),
-        PathBuf::from,
-    );
+    let state = state_dir();
     let read = |path: &Path| -> serde_json::Value {
         let text =
             std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -82,7 +82,7 @@ async fn issue_5_one_server_create_is_one_transaction_with_its_rest_and_rpc_call
         .expect("flavor and image resolve");
 
     let trace_dir = dir.path().join("trace");
-    let tracer = LiveTrace::start(&campaign, &trace_dir)
+    let tracer = LiveTrace::start(&campaign, &trace_dir, false)
         .await
         .expect("the tracers start");
     let request_id = new_request_id();

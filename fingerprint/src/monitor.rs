@@ -95,6 +95,16 @@ impl Monitor {
         open.expectation = expect(&self.store, open);
     }
 
+    /// Switches to newly learned fingerprints (a live runner learns while it watches). Every open
+    /// transaction's expectation is recomputed against them; steps already alarmed stay alarmed.
+    pub fn set_store(&mut self, store: Arc<Store>) {
+        self.store = store;
+        for open in self.open.values_mut() {
+            open.steps = normalize(open.raw.clone(), &self.store.config.normalize);
+            open.expectation = expect(&self.store, open);
+        }
+    }
+
     /// Forgets a finished transaction.
     pub fn close(&mut self, transaction: &str) {
         self.open.remove(transaction);

@@ -267,3 +267,25 @@ fn idle_cloud_traffic_is_background_only() {
         );
     }
 }
+
+#[test]
+fn live_monitor_takes_fingerprints_learned_while_it_watches() {
+    let create = command(&fixture("compute-down"), "server create");
+    let cast = ts_of(&create, "compute.build_and_run_instance");
+    // Started before anything was learned: it knows no variant, so it expects nothing.
+    let mut monitor = Monitor::new(Arc::new(Store::default()));
+    let mut events = create.events.clone();
+    events.sort_by_key(|event| (event.ts_us, event.seq));
+    for event in events.iter().filter(|event| event.ts_us <= cast) {
+        monitor.observe(&create.id, create.command.as_deref(), event);
+    }
+    assert!(monitor.expectation(&create.id).is_none());
+    assert!(monitor.poll(cast + 10_000_000).is_empty());
+    // Learned meanwhile: the open transaction is re-aligned and the overdue step alarms.
+    monitor.set_store(Arc::new(learned_store()));
+    let expectation = monitor.expectation(&create.id).expect("an expected step");
+    assert!(expectation.deadline_us > cast);
+    let alarms = monitor.poll(expectation.deadline_us + 1);
+    assert_eq!(alarms.len(), 1);
+    assert_eq!(alarms[0].suspects[0].service, "nova-compute");
+}

@@ -281,6 +281,7 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>) -> Result<Exit, CliEr
         let capture = AmqpCapture {
             url: with_password(url, std::env::var("BUTTERFLY_AMQP_PASSWORD").ok()),
             mode,
+            connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(capture.run(amqp_tx, Some(ready_tx), stopped(stop_rx.clone())));
@@ -369,7 +370,11 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>) -> Result<Exit, CliEr
     }
     if let Some(task) = amqp_task {
         match task.await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(stats)) => {
+                if let Some(pipeline) = &mut pipeline {
+                    pipeline.add_capture(&stats);
+                }
+            }
             Ok(Err(error)) => failure = failure.or(Some(error.to_string())),
             Err(error) => failure = failure.or(Some(error.to_string())),
         }
@@ -432,6 +437,13 @@ fn print_summary(summary: &TraceSummary, out: &std::path::Path) {
         summary.imported,
         summary.stitch.unattributed,
     );
+    if let Some(capture) = summary.capture.filter(|c| c.reconnects > 0) {
+        println!(
+            "the AMQP capture lost the broker and reconnected {} time(s); {:.1} s of traffic is missing",
+            capture.reconnects,
+            capture.gap_us as f64 / 1e6
+        );
+    }
 }
 
 #[cfg(test)]

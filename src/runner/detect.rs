@@ -1,27 +1,319 @@
-//! Detectors over a run's trace: the built-in fingerprint and timeout detectors, external command
-//! detectors and alarm files, all producing the same alarm format.
+//! Detectors over a run's trace: the built-in fingerprint and timeout detectors run live on the
+//! trace stream, external command detectors and alarm files after the run; all produce the same
+//! alarm format.
 //!
-//! The built-in detectors replay the recorded event stream in time order after the run, learning
-//! only from what a live detector would have known at that moment: before scoring repetition *k*,
-//! positive fingerprints are learned from the baseline windows of repetitions 1..=*k*. The timeout
-//! detector is polled at every event and every 100 ms of event time in between, so its alarm times
-//! are those at which it would have fired live.
+//! The built-in detectors ([`Builtin`]) are fed by the tracer's pipeline as it stitches: every
+//! event with the transaction it joined, and every transaction as it closes. Only transactions of
+//! workload commands count (they are labelled by their request id); a transaction belongs to the
+//! window its first event arrived in. Transactions of a baseline window teach positive
+//! fingerprints once their command succeeded; transactions of fault and recovery windows are
+//! watched. So before scoring repetition *k* the fingerprints hold the baseline windows of
+//! repetitions 1..=*k*, as far as they have been seen by then.
+//!
+//! * The timeout detector is a [`Monitor`] fed every event of the watched transactions and polled
+//!   with the wall clock; its alarms fire while the transaction is still open.
+//! * The fingerprint detector diagnoses a watched transaction once it has *settled* (no event for
+//!   [`SETTLE_US`]) or closed, whichever comes first, rather than after the stitcher's much longer
+//!   idle timeout: a fault in the window must be seen while it is in the window.
+//!
+//! A repetition's transactions are watched until its recovery window ends; an alarm after that
+//! would fall in a cool-down or the next baseline, about a fault that is no longer there.
+//!
+//! Every alarm is stamped with the (wall-clock) time it fires. The clock is a parameter, so the
+//! same code runs on synthetic streams in tests.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fingerprint::distance::{EditOp, align};
 use fingerprint::monitor::Monitor;
 use fingerprint::store::Store;
+use reports::metrics::RunMetrics;
 use reports::model as rm;
 use scenarios::model::{Campaign, DetectorSource};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracer::event::{Event, Transaction};
+use tracer::pipeline::Update;
+use tracer::stitch::build_transaction;
 
-use super::workload::CommandRecord;
+/// How often the live timeout detector is polled.
+pub const POLL: Duration = Duration::from_millis(100);
+/// A watched transaction is diagnosed after this long without a new event, µs.
+pub const SETTLE_US: i64 = 5_000_000;
+/// Failing transactions shown per repetition in the report.
+const DIVERGENCES_PER_REPETITION: usize = 3;
 
-/// What the detectors found.
+/// What the runner knows about a transaction's workload command.
+pub trait Labels {
+    /// The command (`server create`) that issued request `id`, from the moment it is issued.
+    fn command(&self, id: &str) -> Option<String>;
+    /// Whether that command succeeded, once it has finished.
+    fn succeeded(&self, id: &str) -> Option<bool>;
+}
+
+/// Where the run stands, for the detectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Phase {
+    /// Repetitions whose baseline has begun so far (1 for the first repetition).
+    pub repetition: usize,
+    /// The window in progress, if any (health checks and cool-downs are none).
+    pub window: Option<rm::WindowKind>,
+}
+
+/// What a transaction is followed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A baseline transaction: learned from once its command succeeded.
+    Learn,
+    /// A fault or recovery transaction: watched by the detectors.
+    Watch,
+    /// A watched transaction whose repetition's recovery window is over: no longer watched.
+    Ended,
+}
+
+#[derive(Debug)]
+struct Followed {
+    command: String,
+    role: Role,
+    /// Index of its repetition (for the report's failing transactions).
+    repetition: usize,
+    events: Vec<Event>,
+    last_seen_us: i64,
+    /// Learned from or diagnosed already; later events only feed the timeout monitor.
+    done: bool,
+}
+
+/// The built-in detectors of a campaign, driven by the trace stream and a clock.
+#[derive(Debug)]
+pub struct Builtin {
+    fingerprint: Option<String>,
+    timeout: Option<String>,
+    store: Store,
+    monitor: Monitor,
+    phase: Phase,
+    /// Transactions of workload commands in a baseline, fault or recovery window, by id.
+    followed: HashMap<String, Followed>,
+    divergences: Vec<Vec<rm::TransactionDivergence>>,
+}
+
+/// Names an alarm after the campaign's detector (a built-in one calls itself by its kind).
+fn named(mut alarm: rm::Alarm, detector: &str) -> rm::Alarm {
+    alarm.detector = detector.to_owned();
+    alarm
+}
+
+impl Builtin {
+    /// The campaign's built-in detectors, or `None` when it has none.
+    pub fn of(campaign: &Campaign) -> Option<Builtin> {
+        let name = |kind: &str| {
+            campaign.detectors.iter().find_map(|d| match &d.source {
+                DetectorSource::Builtin { builtin, .. } if builtin == kind => {
+                    Some(d.name.as_str().to_owned())
+                }
+                _ => None,
+            })
+        };
+        Builtin::new(name("fingerprint"), name("timeout"))
+    }
+
+    /// Built-in detectors under the given names (`None` leaves one out).
+    pub fn new(fingerprint: Option<String>, timeout: Option<String>) -> Option<Builtin> {
+        if fingerprint.is_none() && timeout.is_none() {
+            return None;
+        }
+        let store = Store::default();
+        Some(Builtin {
+            fingerprint,
+            timeout,
+            monitor: Monitor::new(Arc::new(store.clone())),
+            store,
+            phase: Phase::default(),
+            followed: HashMap::new(),
+            divergences: Vec::new(),
+        })
+    }
+
+    /// The run entered `phase`.
+    pub fn phase(&mut self, phase: Phase) {
+        while self.divergences.len() < phase.repetition {
+            self.divergences.push(Vec::new());
+        }
+        let watching = |phase: Phase| {
+            matches!(
+                phase.window,
+                Some(rm::WindowKind::Fault | rm::WindowKind::Recovery)
+            )
+        };
+        if watching(self.phase) && !(watching(phase) && phase.repetition == self.phase.repetition) {
+            // The repetition's recovery window is over: an alarm from now on would land in a
+            // cool-down or the next baseline, about a fault that is no longer there. Its
+            // transactions are no longer watched (nor learned from, if they go on).
+            for (id, followed) in &mut self.followed {
+                if followed.role == Role::Watch {
+                    followed.role = Role::Ended;
+                    followed.done = true;
+                    followed.events = Vec::new();
+                    self.monitor.close(id);
+                }
+            }
+        }
+        self.phase = phase;
+    }
+
+    /// An event joined transaction `transaction` at `now_us`.
+    pub fn event(&mut self, transaction: &str, event: &Event, now_us: i64, labels: &dyn Labels) {
+        if !self.followed.contains_key(transaction) {
+            let role = match self.phase.window {
+                Some(rm::WindowKind::Baseline) => Role::Learn,
+                Some(rm::WindowKind::Fault | rm::WindowKind::Recovery) => Role::Watch,
+                None => return,
+            };
+            // Only workload commands have a known normal behaviour to compare with.
+            let Some(command) = labels.command(transaction) else {
+                return;
+            };
+            self.followed.insert(
+                transaction.to_owned(),
+                Followed {
+                    command,
+                    role,
+                    repetition: self.phase.repetition.saturating_sub(1),
+                    events: Vec::new(),
+                    last_seen_us: now_us,
+                    done: false,
+                },
+            );
+        }
+        let Some(followed) = self.followed.get_mut(transaction) else {
+            return;
+        };
+        followed.last_seen_us = now_us;
+        if !followed.done {
+            followed.events.push(event.clone());
+        }
+        if followed.role == Role::Watch && self.timeout.is_some() {
+            self.monitor
+                .observe(transaction, Some(&followed.command), event);
+        }
+    }
+
+    /// Transaction `transaction` closed at `now_us` (the stitcher's view is complete).
+    pub fn closed(
+        &mut self,
+        transaction: &Transaction,
+        now_us: i64,
+        labels: &dyn Labels,
+    ) -> Vec<rm::Alarm> {
+        self.monitor.close(&transaction.id);
+        let Some(mut followed) = self.followed.remove(&transaction.id) else {
+            return Vec::new();
+        };
+        let mut alarms = Vec::new();
+        if !followed.done {
+            let mut complete = transaction.clone();
+            complete.command = Some(followed.command.clone());
+            // A command still running when its transaction closes never gets a verdict: leave
+            // its transaction out of the fingerprints.
+            let outcome = labels.succeeded(&transaction.id).or(Some(false));
+            alarms.extend(self.settle(&mut followed, complete, outcome, now_us));
+            self.resync();
+        }
+        alarms
+    }
+
+    /// Advances the clock to `now_us`: settles quiet transactions and polls the timeout monitor.
+    pub fn tick(&mut self, now_us: i64, labels: &dyn Labels) -> Vec<rm::Alarm> {
+        let mut alarms = Vec::new();
+        let quiet: Vec<String> = self
+            .followed
+            .iter()
+            .filter(|(_, f)| !f.done && now_us - f.last_seen_us >= SETTLE_US)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut learned = false;
+        for id in quiet {
+            let Some(mut followed) = self.followed.remove(&id) else {
+                continue;
+            };
+            let outcome = labels.succeeded(&id);
+            if followed.role == Role::Learn && outcome.is_none() {
+                // Learn only from commands known to have succeeded; wait for the verdict.
+                self.followed.insert(id, followed);
+                continue;
+            }
+            let mut snapshot = build_transaction(id.clone(), followed.events.clone());
+            snapshot.command = Some(followed.command.clone());
+            learned |= followed.role == Role::Learn;
+            alarms.extend(self.settle(&mut followed, snapshot, outcome, now_us));
+            self.followed.insert(id, followed);
+        }
+        if learned {
+            self.resync();
+        }
+        if let Some(name) = &self.timeout {
+            alarms.extend(
+                self.monitor
+                    .poll(now_us)
+                    .into_iter()
+                    .map(|a| named(a, name)),
+            );
+        }
+        alarms
+    }
+
+    /// Learns from or diagnoses one transaction, once.
+    fn settle(
+        &mut self,
+        followed: &mut Followed,
+        transaction: Transaction,
+        outcome: Option<bool>,
+        now_us: i64,
+    ) -> Option<rm::Alarm> {
+        followed.done = true;
+        followed.events = Vec::new();
+        match followed.role {
+            Role::Learn => {
+                if outcome == Some(true) {
+                    self.store.learn_positive(&transaction);
+                }
+                None
+            }
+            Role::Ended => None,
+            Role::Watch => {
+                let name = self.fingerprint.as_ref()?;
+                let diagnosis = self.store.diagnose(&transaction);
+                let mut alarm = diagnosis.to_alarm()?;
+                alarm.ts_us = now_us;
+                if let Some(shown) = self.divergences.get_mut(followed.repetition)
+                    && shown.len() < DIVERGENCES_PER_REPETITION
+                    && let Some(divergence) =
+                        divergence(&self.store, &transaction, diagnosis.nearest_variant)
+                {
+                    shown.push(divergence);
+                }
+                Some(named(alarm, name))
+            }
+        }
+    }
+
+    /// Hands the fingerprints learned so far to the timeout monitor.
+    fn resync(&mut self) {
+        self.monitor.set_store(Arc::new(self.store.clone()));
+    }
+
+    /// Per repetition (in run order), failing transactions aligned with their nearest variant.
+    pub fn into_divergences(self) -> Vec<Vec<rm::TransactionDivergence>> {
+        self.divergences
+    }
+}
+
+/// What the live detectors produced over a run.
 #[derive(Debug, Default)]
 pub struct Detected {
     /// Every alarm, in time order, named after the campaign's detector.
@@ -30,162 +322,92 @@ pub struct Detected {
     pub divergences: Vec<Vec<rm::TransactionDivergence>>,
 }
 
-/// How often the replayed timeout detector is polled between events.
-const POLL_US: i64 = 100_000;
-/// Failing transactions shown per repetition in the report.
-const DIVERGENCES_PER_REPETITION: usize = 3;
-
-/// Names an alarm after the campaign's detector (a built-in one calls itself by its kind).
-fn named(mut alarm: rm::Alarm, detector: &str) -> rm::Alarm {
-    alarm.detector = detector.to_owned();
-    alarm
+/// The built-in detectors running beside the tracer.
+pub struct LiveDetectors {
+    task: JoinHandle<Result<Detected, String>>,
 }
 
-/// When a transaction started: its earliest event.
-pub fn first_ts(transaction: &Transaction) -> i64 {
-    transaction
-        .events
-        .iter()
-        .map(|e| e.ts_us)
-        .min()
-        .unwrap_or(i64::MAX)
-}
-
-/// Whether `ts_us` falls in the half-open `window`.
-pub fn within(ts_us: i64, window: rm::Window) -> bool {
-    ts_us >= window.start.as_microsecond() && ts_us < window.end.as_microsecond()
-}
-
-/// The transactions started by workload commands, each named after its command and paired with
-/// whether the command succeeded, in order of start. Background traffic and transactions no
-/// workload command started are left out.
-pub fn command_transactions(
-    records: &[CommandRecord],
-    transactions: &[Transaction],
-) -> Vec<(Transaction, bool)> {
-    let commands: HashMap<&str, (&str, bool)> = records
-        .iter()
-        .map(|r| (r.request_id.as_str(), (r.command.as_str(), r.ok)))
-        .collect();
-    let mut labelled: Vec<(Transaction, bool)> = transactions
-        .iter()
-        .filter(|t| !t.background)
-        .filter_map(|t| {
-            let (command, ok) = commands.get(t.id.as_str()).copied()?;
-            let mut t = t.clone();
-            t.command = Some(command.to_owned());
-            Some((t, ok))
-        })
-        .collect();
-    labelled.sort_by_key(|(t, _)| first_ts(t));
-    labelled
-}
-
-/// Runs every detector of the campaign.
-pub fn run_detectors(
-    campaign: &Campaign,
-    records: &[CommandRecord],
-    repetitions: &[(rm::Windows, &[rm::Fault])],
-    transactions: &[Transaction],
-) -> Detected {
-    let labelled = command_transactions(records, transactions);
-
-    let mut detected = Detected::default();
-    let mut store = Store::default();
-    let builtin = |name: &str| {
-        campaign.detectors.iter().find_map(|d| match &d.source {
-            DetectorSource::Builtin { builtin, .. } if builtin == name => {
-                Some(d.name.as_str().to_owned())
-            }
-            _ => None,
-        })
-    };
-    let fingerprint_name = builtin("fingerprint");
-    let timeout_name = builtin("timeout");
-    for (windows, _faults) in repetitions {
-        for (transaction, ok) in &labelled {
-            if *ok && within(first_ts(transaction), windows.baseline) {
-                store.learn_positive(transaction);
-            }
-        }
-        let watched: Vec<&Transaction> = labelled
-            .iter()
-            .map(|(t, _)| t)
-            .filter(|t| {
-                let start = first_ts(t);
-                start >= windows.fault.start.as_microsecond()
-                    && start < windows.recovery.end.as_microsecond()
-            })
-            .collect();
-        let mut divergences = Vec::new();
-        if let Some(name) = &fingerprint_name {
-            for transaction in &watched {
-                let diagnosis = store.diagnose(transaction);
-                if let Some(alarm) = diagnosis.to_alarm() {
-                    if divergences.len() < DIVERGENCES_PER_REPETITION
-                        && let Some(divergence) =
-                            divergence(&store, transaction, diagnosis.nearest_variant)
-                    {
-                        divergences.push(divergence);
-                    }
-                    detected.alarms.push(named(alarm, name));
+impl LiveDetectors {
+    /// Runs `builtin` on the pipeline's `updates` until they end (when the tracer stops),
+    /// appending each alarm to `alarms_file` as it fires and counting it in `metrics`.
+    pub fn spawn(
+        mut builtin: Builtin,
+        mut updates: mpsc::UnboundedReceiver<Update>,
+        mut phases: watch::Receiver<Phase>,
+        labels: Arc<dyn Labels + Send + Sync>,
+        alarms_file: &Path,
+        metrics: Arc<RunMetrics>,
+    ) -> Result<LiveDetectors, String> {
+        let mut file = File::create(alarms_file)
+            .map(BufWriter::new)
+            .map_err(|e| format!("creating {}: {e}", alarms_file.display()))?;
+        let path = alarms_file.to_owned();
+        let task = tokio::spawn(async move {
+            let mut detected = Detected::default();
+            let mut fired = |alarms: Vec<rm::Alarm>| -> Result<(), String> {
+                for alarm in alarms {
+                    metrics.alarm(&alarm);
+                    serde_json::to_writer(&mut file, &alarm).map_err(|e| e.to_string())?;
+                    file.write_all(b"\n")
+                        .and_then(|()| file.flush())
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                    detected.alarms.push(alarm);
+                }
+                Ok(())
+            };
+            let now = || jiff::Timestamp::now().as_microsecond();
+            builtin.phase(*phases.borrow_and_update());
+            let mut phases_open = true;
+            let mut ticker = tokio::time::interval(POLL);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    // A phase change applies before the updates that arrive after it.
+                    biased;
+                    changed = phases.changed(), if phases_open => match changed {
+                        Ok(()) => builtin.phase(*phases.borrow_and_update()),
+                        // The run is over; the last transactions still close.
+                        Err(_) => phases_open = false,
+                    },
+                    update = updates.recv() => match update {
+                        Some(Update::Event { transaction, event }) => {
+                            builtin.event(&transaction, &event, now(), labels.as_ref());
+                        }
+                        Some(Update::Closed(transaction)) => {
+                            fired(builtin.closed(&transaction, now(), labels.as_ref()))?;
+                        }
+                        None => break,
+                    },
+                    _ = ticker.tick() => fired(builtin.tick(now(), labels.as_ref()))?,
                 }
             }
-        }
-        if let Some(name) = &timeout_name {
-            detected.alarms.extend(
-                replay_timeouts(&store, &watched, windows.recovery.end.as_microsecond())
-                    .into_iter()
-                    .map(|a| named(a, name)),
-            );
-        }
-        detected.divergences.push(divergences);
+            detected.divergences = builtin.into_divergences();
+            Ok(detected)
+        });
+        Ok(LiveDetectors { task })
     }
+
+    /// Waits for the detectors to see the end of the trace (stop the tracer first).
+    pub async fn finish(self) -> Result<Detected, String> {
+        self.task.await.map_err(|e| e.to_string())?
+    }
+}
+
+/// Runs the campaign's external detectors (commands and alarm files) over the finished trace.
+pub fn run_external(campaign: &Campaign, transactions: &[Transaction]) -> Vec<rm::Alarm> {
+    let mut alarms = Vec::new();
     for detector in &campaign.detectors {
-        let alarms = match &detector.source {
+        let found = match &detector.source {
             DetectorSource::Builtin { .. } => continue,
             DetectorSource::Command { argv } => external_command(argv, transactions),
             DetectorSource::AlarmsFile { path } => std::fs::read_to_string(path)
                 .map_err(|e| format!("reading {}: {e}", path.display()))
                 .map(|text| parse_alarms(&text)),
         };
-        match alarms {
-            Ok(alarms) => detected
-                .alarms
-                .extend(alarms.into_iter().map(|a| named(a, detector.name.as_str()))),
+        match found {
+            Ok(found) => alarms.extend(found.into_iter().map(|a| named(a, detector.name.as_str()))),
             Err(error) => eprintln!("butterfly: detector {}: {error}", detector.name),
         }
-    }
-    detected.alarms.sort_by_key(|a| a.ts_us);
-    detected
-}
-
-/// Replays the watched transactions' events through the timeout monitor.
-fn replay_timeouts(store: &Store, watched: &[&Transaction], end_us: i64) -> Vec<rm::Alarm> {
-    let mut monitor = Monitor::new(Arc::new(store.clone()));
-    let mut events: Vec<(&str, Option<&str>, &Event)> = watched
-        .iter()
-        .flat_map(|t| {
-            t.events
-                .iter()
-                .map(move |e| (t.id.as_str(), t.command.as_deref(), e))
-        })
-        .collect();
-    events.sort_by_key(|(_, _, e)| (e.ts_us, e.seq));
-    let mut alarms = Vec::new();
-    let mut clock = events.first().map_or(end_us, |(_, _, e)| e.ts_us);
-    for (transaction, command, event) in events {
-        while clock + POLL_US < event.ts_us {
-            clock += POLL_US;
-            alarms.extend(monitor.poll(clock));
-        }
-        clock = clock.max(event.ts_us);
-        alarms.extend(monitor.poll(event.ts_us));
-        monitor.observe(transaction, command, event);
-    }
-    while clock < end_us {
-        clock += POLL_US;
-        alarms.extend(monitor.poll(clock));
     }
     alarms
 }
@@ -261,4 +483,357 @@ fn external_command(
         return Err(format!("{} exited with {}", argv[0], output.status));
     }
     Ok(parse_alarms(&String::from_utf8_lossy(&output.stdout)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// Labels as the workload gives them: the command from the start, the verdict at the end.
+    #[derive(Default)]
+    struct Issued(Mutex<HashMap<String, (String, Option<bool>)>>);
+
+    impl Issued {
+        fn issue(&self, transaction: &Transaction) {
+            let command = transaction.command.clone().expect("labelled fixture");
+            self.0
+                .lock()
+                .unwrap()
+                .insert(transaction.id.clone(), (command, None));
+        }
+
+        fn finish(&self, id: &str, ok: bool) {
+            self.0.lock().unwrap().get_mut(id).unwrap().1 = Some(ok);
+        }
+    }
+
+    impl Labels for Issued {
+        fn command(&self, id: &str) -> Option<String> {
+            self.0.lock().unwrap().get(id).map(|(c, _)| c.clone())
+        }
+
+        fn succeeded(&self, id: &str) -> Option<bool> {
+            self.0.lock().unwrap().get(id)?.1
+        }
+    }
+
+    /// Transactions recorded from a real OpenStack (see `fingerprint/tests/fixtures`).
+    fn fixture(name: &str) -> Vec<Transaction> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fingerprint/tests/fixtures")
+            .join(name)
+            .join("transactions.json");
+        tracer::import::read_transactions(&path).expect("fixture reads")
+    }
+
+    fn user(transactions: Vec<Transaction>) -> Vec<Transaction> {
+        transactions
+            .into_iter()
+            .filter(|t| t.command.is_some() && !t.background)
+            .collect()
+    }
+
+    fn window(repetition: usize, window: Option<rm::WindowKind>) -> Phase {
+        Phase { repetition, window }
+    }
+
+    /// Feeds the transactions' events in time order as if each arrived at its own timestamp,
+    /// ticking every 100 ms in between; returns the alarms with the clock at the end.
+    fn stream(
+        detectors: &mut Builtin,
+        labels: &Issued,
+        transactions: &[Transaction],
+        until_us: i64,
+    ) -> Vec<rm::Alarm> {
+        let mut events: Vec<(&str, &Event)> = transactions
+            .iter()
+            .flat_map(|t| t.events.iter().map(move |e| (t.id.as_str(), e)))
+            .collect();
+        events.sort_by_key(|(_, e)| (e.ts_us, e.seq));
+        let mut alarms = Vec::new();
+        let mut clock = events[0].1.ts_us;
+        for (transaction, event) in events {
+            while clock + POLL.as_micros() as i64 <= event.ts_us {
+                clock += POLL.as_micros() as i64;
+                alarms.extend(detectors.tick(clock, labels));
+            }
+            detectors.event(transaction, event, event.ts_us, labels);
+        }
+        while clock < until_us {
+            clock += POLL.as_micros() as i64;
+            alarms.extend(detectors.tick(clock, labels));
+        }
+        alarms
+    }
+
+    fn both() -> Builtin {
+        Builtin::new(Some("fp".into()), Some("late".into())).expect("detectors")
+    }
+
+    #[test]
+    fn a_fault_window_transaction_alarms_live_after_learning_from_the_baseline() {
+        let labels = Issued::default();
+        let normal = user(fixture("create-delete"));
+        let faulty = user(fixture("compute-down"));
+        let create = faulty
+            .iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap()
+            .clone();
+        let mut detectors = both();
+
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        normal.iter().for_each(|t| labels.issue(t));
+        let baseline_end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+        let alarms = stream(&mut detectors, &labels, &normal, baseline_end.unwrap());
+        assert!(alarms.is_empty(), "{alarms:?}");
+        // Nothing is learned before the commands are known to have succeeded.
+        assert!(detectors.store.commands.is_empty());
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        let quiet = baseline_end.unwrap() + SETTLE_US;
+        assert!(detectors.tick(quiet, &labels).is_empty());
+        assert_eq!(detectors.store.commands.len(), 2, "both commands learned");
+
+        detectors.phase(window(1, Some(rm::WindowKind::Fault)));
+        labels.issue(&create);
+        let cast = create
+            .events
+            .iter()
+            .find(|e| e.operation == "compute.build_and_run_instance")
+            .unwrap()
+            .ts_us;
+        let last = create.events.iter().map(|e| e.ts_us).max().unwrap();
+        let alarms = stream(
+            &mut detectors,
+            &labels,
+            std::slice::from_ref(&create),
+            last + SETTLE_US + 1_000_000,
+        );
+        let timeout = alarms
+            .iter()
+            .find(|a| a.detector == "late")
+            .expect("a timeout");
+        // The step after the cast is due within its learned bound (~1 s) and the clock ticks
+        // every 100 ms: the monitor fires then, long before the 60 s RPC timeout.
+        assert!(
+            (1_000_000..1_200_000).contains(&(timeout.ts_us - cast)),
+            "timeout {} µs after the cast",
+            timeout.ts_us - cast
+        );
+        assert_eq!(timeout.suspects[0].service, "nova-compute");
+        assert_eq!(timeout.transaction.as_deref(), Some(create.id.as_str()));
+
+        // The transaction goes quiet after the cast (nova-compute is down): it is diagnosed once
+        // it has settled, stamped with that moment, not with the time of its last event.
+        let fingerprint: Vec<&rm::Alarm> = alarms.iter().filter(|a| a.detector == "fp").collect();
+        assert_eq!(fingerprint.len(), 1, "{fingerprint:?}");
+        let settled = fingerprint[0].ts_us;
+        let gap_start = create
+            .events
+            .iter()
+            .map(|e| e.ts_us)
+            .filter(|ts| *ts <= settled - SETTLE_US)
+            .max()
+            .unwrap();
+        assert!(
+            (SETTLE_US..SETTLE_US + 200_000).contains(&(settled - gap_start)),
+            "diagnosed {} µs after the last event before it",
+            settled - gap_start
+        );
+        assert_eq!(fingerprint[0].suspects[0].service, "nova-compute");
+        let divergences = detectors.into_divergences();
+        assert_eq!(divergences.len(), 1);
+        assert_eq!(divergences[0].len(), 1);
+        assert_eq!(divergences[0][0].transaction, create.id);
+    }
+
+    #[test]
+    fn baseline_transactions_of_failed_commands_teach_nothing() {
+        let labels = Issued::default();
+        let normal = user(fixture("create-delete"));
+        let mut detectors = both();
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, false));
+        let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+        stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
+        assert!(detectors.store.commands.is_empty());
+    }
+
+    #[test]
+    fn only_workload_transactions_inside_windows_are_followed() {
+        let labels = Issued::default();
+        let normal = user(fixture("create-delete"));
+        let mut detectors = both();
+        // A cool-down: labelled transactions are not followed.
+        normal.iter().for_each(|t| labels.issue(t));
+        detectors.phase(window(1, None));
+        stream(&mut detectors, &labels, &normal[..1], 0);
+        assert!(detectors.followed.is_empty());
+        // A baseline: unlabelled ones (not issued by the workload) are not followed either.
+        detectors.phase(window(2, Some(rm::WindowKind::Baseline)));
+        let background = user(fixture("compute-down"));
+        stream(&mut detectors, &labels, &background, 0);
+        assert!(detectors.followed.is_empty());
+        stream(&mut detectors, &labels, &normal[1..], 0);
+        assert_eq!(detectors.followed.len(), 1);
+        // The stitcher closing it settles it (its command never finished: nothing learned).
+        assert_eq!(detectors.followed[&normal[1].id].role, Role::Learn);
+        let alarms = detectors.closed(&normal[1], 0, &labels);
+        assert!(alarms.is_empty());
+        assert!(detectors.followed.is_empty());
+        assert!(detectors.store.commands.is_empty());
+        assert_eq!(detectors.into_divergences().len(), 2);
+    }
+
+    #[test]
+    fn watching_ends_with_the_recovery_window() {
+        let labels = Issued::default();
+        let normal = user(fixture("create-delete"));
+        let create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        let mut detectors = both();
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+        stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
+        detectors.phase(window(1, Some(rm::WindowKind::Recovery)));
+        labels.issue(&create);
+        let cast = create
+            .events
+            .iter()
+            .find(|e| e.operation == "compute.build_and_run_instance")
+            .unwrap()
+            .ts_us;
+        let mut until_cast = create.clone();
+        until_cast.events.retain(|e| e.ts_us <= cast);
+        // Stuck after the cast, the transaction is overdue ~1 s later and unsettled until 5 s:
+        // the window ends half a second after the cast, before either alarm.
+        stream(
+            &mut detectors,
+            &labels,
+            std::slice::from_ref(&until_cast),
+            cast + 500_000,
+        );
+        assert!(detectors.monitor.expectation(&create.id).is_some());
+        detectors.phase(window(1, None));
+        assert_eq!(detectors.monitor.open_transactions(), 0);
+        let mut alarms = Vec::new();
+        let mut clock = cast + 500_000;
+        while clock < cast + 2 * SETTLE_US {
+            clock += POLL.as_micros() as i64;
+            alarms.extend(detectors.tick(clock, &labels));
+        }
+        // Its remaining events, in the next baseline, neither alarm nor teach.
+        detectors.phase(window(2, Some(rm::WindowKind::Baseline)));
+        let learned = detectors.store.commands["server create"].runs;
+        stream(
+            &mut detectors,
+            &labels,
+            std::slice::from_ref(&create),
+            clock,
+        );
+        detectors.closed(&create, clock, &labels);
+        assert!(alarms.is_empty(), "{alarms:?}");
+        assert_eq!(detectors.store.commands["server create"].runs, learned);
+        assert!(detectors.into_divergences().iter().all(Vec::is_empty));
+    }
+
+    fn event_updates(transactions: &[Transaction]) -> Vec<Update> {
+        let mut events: Vec<(&str, &Event)> = transactions
+            .iter()
+            .flat_map(|t| t.events.iter().map(move |e| (t.id.as_str(), e)))
+            .collect();
+        events.sort_by_key(|(_, e)| (e.ts_us, e.seq));
+        events
+            .into_iter()
+            .map(|(id, event)| Update::Event {
+                transaction: id.to_owned(),
+                event: Box::new(event.clone()),
+            })
+            .collect()
+    }
+
+    /// Lets the detector task (on this single-threaded runtime) take everything sent so far.
+    async fn let_it_run() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_live_task_writes_and_counts_alarms_as_they_fire() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = Arc::new(Issued::default());
+        let normal = user(fixture("create-delete"));
+        let create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        let (phase, phases) = watch::channel(window(1, Some(rm::WindowKind::Baseline)));
+        let (sink, updates) = mpsc::unbounded_channel();
+        let metrics = Arc::new(RunMetrics::new());
+        let alarms_file = dir.path().join("alarms.jsonl");
+        let live = LiveDetectors::spawn(
+            both(),
+            updates,
+            phases,
+            labels.clone(),
+            &alarms_file,
+            metrics.clone(),
+        )
+        .unwrap();
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        for update in event_updates(&normal) {
+            sink.send(update).unwrap();
+        }
+        for transaction in &normal {
+            sink.send(Update::Closed(transaction.clone())).unwrap();
+        }
+        let_it_run().await;
+        phase.send(window(1, Some(rm::WindowKind::Fault))).unwrap();
+        labels.issue(&create);
+        for update in event_updates(std::slice::from_ref(&create)) {
+            sink.send(update).unwrap();
+        }
+        let_it_run().await;
+        // The fingerprint alarm fires when the transaction closes; the file has it already.
+        sink.send(Update::Closed(create.clone())).unwrap();
+        let_it_run().await;
+        let written = std::fs::read_to_string(&alarms_file).unwrap();
+        assert!(
+            written
+                .lines()
+                .map(|line| serde_json::from_str::<rm::Alarm>(line).unwrap())
+                .any(|alarm| alarm.detector == "fp"
+                    && alarm.transaction.as_deref() == Some(create.id.as_str())),
+            "{written}"
+        );
+        drop(sink);
+        let detected = live.finish().await.unwrap();
+        let written = std::fs::read_to_string(&alarms_file).unwrap();
+        assert_eq!(written.lines().count(), detected.alarms.len());
+        let textfile = dir.path().join("metrics.prom");
+        metrics.write_textfile(&textfile).unwrap();
+        let text = std::fs::read_to_string(textfile).unwrap();
+        let fingerprint_alarms = detected
+            .alarms
+            .iter()
+            .filter(|a| a.detector == "fp")
+            .count();
+        assert!(
+            text.contains(&format!(
+                "butterfly_alarms_total{{detector=\"fp\"}} {fingerprint_alarms}"
+            )),
+            "{text}"
+        );
+        assert_eq!(detected.divergences.len(), 1);
+    }
 }

@@ -3,14 +3,53 @@
 //! anomalous while a fault was active, labelled with that fault's kind, service and host (the
 //! ground truth of the run's report, copied from the injector's journal).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use fingerprint::{FaultLabel, Learned, Status, Store};
 use reports::model as rm;
 use tracer::event::Transaction;
 
-use super::detect::{command_transactions, first_ts, within};
 use super::workload::CommandRecord;
+
+/// When a transaction started: its earliest event.
+fn first_ts(transaction: &Transaction) -> i64 {
+    transaction
+        .events
+        .iter()
+        .map(|e| e.ts_us)
+        .min()
+        .unwrap_or(i64::MAX)
+}
+
+/// Whether `ts_us` falls in the half-open `window`.
+fn within(ts_us: i64, window: rm::Window) -> bool {
+    ts_us >= window.start.as_microsecond() && ts_us < window.end.as_microsecond()
+}
+
+/// The transactions started by workload commands, each named after its command and paired with
+/// whether the command succeeded, in order of start. Background traffic and transactions no
+/// workload command started are left out.
+fn command_transactions(
+    records: &[CommandRecord],
+    transactions: &[Transaction],
+) -> Vec<(Transaction, bool)> {
+    let commands: HashMap<&str, (&str, bool)> = records
+        .iter()
+        .map(|r| (r.request_id.as_str(), (r.command.as_str(), r.ok)))
+        .collect();
+    let mut labelled: Vec<(Transaction, bool)> = transactions
+        .iter()
+        .filter(|t| !t.background)
+        .filter_map(|t| {
+            let (command, ok) = commands.get(t.id.as_str()).copied()?;
+            let mut t = t.clone();
+            t.command = Some(command.to_owned());
+            Some((t, ok))
+        })
+        .collect();
+    labelled.sort_by_key(|(t, _)| first_ts(t));
+    labelled
+}
 
 /// What learning one run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -29,6 +29,8 @@ pub struct Live {
     current: Arc<Mutex<Option<Current>>>,
     writer: tokio::task::JoinHandle<()>,
     path: PathBuf,
+    /// The phase for the live detectors: repetitions begun and the current window.
+    phases: tokio::sync::watch::Sender<super::detect::Phase>,
 }
 
 impl Live {
@@ -83,7 +85,18 @@ impl Live {
             current,
             writer,
             path,
+            phases: tokio::sync::watch::channel(super::detect::Phase::default()).0,
         }
+    }
+
+    /// The metrics, for the live detectors to count their alarms as they fire.
+    pub fn metrics(&self) -> Arc<RunMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Follows the run's phases (for the live detectors).
+    pub fn phases(&self) -> tokio::sync::watch::Receiver<super::detect::Phase> {
+        self.phases.subscribe()
     }
 
     /// A log line that does not break the progress bar.
@@ -104,6 +117,12 @@ impl Live {
             "recovery" => Some(WindowKind::Recovery),
             _ => None,
         };
+        self.phases.send_modify(|current| {
+            if window == Some(WindowKind::Baseline) {
+                current.repetition += 1;
+            }
+            current.window = window;
+        });
         *self.current.lock().expect("current lock") = window.map(|window| Current {
             experiment: experiment.to_owned(),
             window,
@@ -128,16 +147,12 @@ impl Live {
         self.bar.inc(1);
     }
 
-    /// Stops the display; the final metrics include the report's end-of-run values.
-    pub fn finish(self, report: &reports::model::Report) {
+    /// Stops the display; the final metrics include the report's end-of-run values and the
+    /// alarms of the detectors that run after the run (the live ones were counted as they fired).
+    pub fn finish(self, report: &reports::model::Report, after_run: &[reports::model::Alarm]) {
         self.writer.abort();
         self.bar.finish_and_clear();
-        for alarm in report
-            .experiments
-            .iter()
-            .flat_map(|e| &e.repetitions)
-            .flat_map(|r| &r.alarms)
-        {
+        for alarm in after_run {
             self.metrics.alarm(alarm);
         }
         self.metrics.observe_report(report);

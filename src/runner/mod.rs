@@ -34,6 +34,9 @@ use crate::exit::{CliError, Exit};
 use self::openstack::{Credentials, Session};
 use self::workload::{CommandRecord, WorkloadHandle};
 
+/// Every alarm of a run, one JSON object a line: the live detectors' as they fire, then the
+/// external detectors' after the run.
+pub const ALARMS_FILE: &str = "alarms.jsonl";
 /// Seconds after a revert during which alarms still count for that fault.
 pub const SCORING_GRACE_S: f64 = 30.0;
 /// Width of the plot buckets in the report.
@@ -109,7 +112,8 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         let _ = signal_tx.send(Some(Stop::Interrupted));
     });
 
-    let tracer = trace::LiveTrace::start(&campaign, &run_dir.join("trace"))
+    let builtin = detect::Builtin::of(&campaign);
+    let mut tracer = trace::LiveTrace::start(&campaign, &run_dir.join("trace"), builtin.is_some())
         .await
         .map_err(CliError::Setup)?;
     let journal = Arc::new(Journal::open(&run_dir).map_err(|e| CliError::Setup(e.to_string()))?);
@@ -126,6 +130,21 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         workload.records.clone(),
         run_dir.join("metrics.prom"),
     );
+    // The built-in detectors run beside the tracer from the first baseline on.
+    let detectors = match (builtin, tracer.updates()) {
+        (Some(builtin), Some(updates)) => Some(
+            detect::LiveDetectors::spawn(
+                builtin,
+                updates,
+                live.phases(),
+                workload.records.clone(),
+                &run_dir.join(ALARMS_FILE),
+                live.metrics(),
+            )
+            .map_err(CliError::Setup)?,
+        ),
+        _ => None,
+    };
     let context = Context {
         campaign: &campaign,
         session: &session,
@@ -153,6 +172,18 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     signals.abort();
     let transactions = tracer.stop().await.map_err(CliError::Setup)?;
     write_jsonl(&run_dir.join("workload.jsonl"), &records)?;
+    let mut detected = match detectors {
+        Some(detectors) => detectors
+            .finish()
+            .await
+            .map_err(|e| CliError::Setup(format!("the live detectors failed: {e}")))?,
+        None => detect::Detected::default(),
+    };
+    // External detectors see the finished trace; their alarms join the live ones in the file.
+    let external = detect::run_external(&campaign, &transactions);
+    append_jsonl(&run_dir.join(ALARMS_FILE), &external)?;
+    detected.alarms.extend(external.iter().cloned());
+    detected.alarms.sort_by_key(|a| a.ts_us);
 
     let (mut results, stop) = match outcome {
         Ok((results, stop)) => (results, stop),
@@ -168,21 +199,12 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         started_at,
         &records,
         &results,
-        &transactions,
+        detected,
         stop.as_ref(),
     );
-    live.finish(&report);
+    live.finish(&report, &external);
     let paths = reports::render_all(&report, &run_dir)
         .map_err(|e| CliError::Setup(format!("writing the report: {e}")))?;
-    write_jsonl(
-        &run_dir.join("alarms.jsonl"),
-        &report
-            .experiments
-            .iter()
-            .flat_map(|e| &e.repetitions)
-            .flat_map(|r| &r.alarms)
-            .collect::<Vec<_>>(),
-    )?;
     for path in paths {
         eprintln!("butterfly: wrote {}", path.display());
     }
@@ -695,22 +717,12 @@ fn build_report(
     started_at: Timestamp,
     records: &[CommandRecord],
     results: &[RepetitionResult],
-    transactions: &[tracer::event::Transaction],
+    detectors: detect::Detected,
     stop: Option<&Stop>,
 ) -> rm::Report {
     let scoring = rm::ScoringConfig {
         grace_s: SCORING_GRACE_S,
     };
-    let detectors = detect::run_detectors(
-        campaign,
-        records,
-        results
-            .iter()
-            .map(|r| (r.windows, r.faults.as_slice()))
-            .collect::<Vec<_>>()
-            .as_slice(),
-        transactions,
-    );
     let mut experiments: Vec<rm::Experiment> = campaign
         .experiments
         .iter()
@@ -845,6 +857,22 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), CliError
 }
 
 fn write_jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> Result<(), CliError> {
+    std::fs::write(path, jsonl(path, items)?)
+        .map_err(|e| CliError::Setup(format!("writing {}: {e}", path.display())))
+}
+
+fn append_jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> Result<(), CliError> {
+    use std::io::Write;
+    let text = jsonl(path, items)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| CliError::Setup(format!("writing {}: {e}", path.display())))
+}
+
+fn jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> Result<String, CliError> {
     let mut text = String::new();
     for item in items {
         text.push_str(
@@ -853,8 +881,7 @@ fn write_jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> Result<(), CliE
         );
         text.push('\n');
     }
-    std::fs::write(path, text)
-        .map_err(|e| CliError::Setup(format!("writing {}: {e}", path.display())))
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use scenarios::model::{AmqpUrl, Campaign, ExecutionPoint, Host};
-use tracer::amqp::{AmqpCapture, CaptureMode, TraceSwitch};
+use tracer::amqp::{AmqpCapture, CaptureMode, CaptureStats, TraceSwitch};
 use tracer::event::{Event, EventKind, Transaction};
 use tracer::oslo::{AmqpRecord, Decoded, Decoder};
-use tracer::pipeline::Pipeline;
+use tracer::pipeline::{Pipeline, Update};
 use tracer::records::RecordSubscription;
 use tracer::rest::RestRecord;
 use tracer::stitch::StitchConfig;
@@ -34,7 +34,7 @@ pub struct Observed {
 /// A running capture: how to stop it, and its task.
 type RunningCapture = (
     oneshot::Sender<()>,
-    JoinHandle<tracer::Result<tracer::amqp::CaptureStats>>,
+    JoinHandle<tracer::Result<CaptureStats>>,
 );
 
 /// A running subscription to a REST record stream: how to stop it, and its task.
@@ -47,6 +47,10 @@ pub struct LiveTrace {
     processor: Option<JoinHandle<Result<(), String>>>,
     observed: broadcast::Sender<Observed>,
     dir: PathBuf,
+    /// Hands the captures' counts to the processor for the trace summary.
+    capture_stats: Option<oneshot::Sender<CaptureStats>>,
+    /// The pipeline's updates for the live detectors, until they are taken.
+    updates: Option<mpsc::UnboundedReceiver<Update>>,
 }
 
 /// Switches the firehose on the broker's host over SSH (`rabbitmqctl trace_on`), verifying the
@@ -161,8 +165,9 @@ fn resolve_url(url: &AmqpUrl) -> Result<String, String> {
 
 impl LiveTrace {
     /// Starts one capture per AMQP source of the campaign, a subscription to every REST record
-    /// stream when `tracing.rest_proxy` is on, and the pipeline writing `dir`.
-    pub async fn start(campaign: &Campaign, dir: &Path) -> Result<LiveTrace, String> {
+    /// stream when `tracing.rest_proxy` is on, and the pipeline writing `dir`. With `follow`, the
+    /// pipeline's updates are kept for the live detectors ([`LiveTrace::updates`]).
+    pub async fn start(campaign: &Campaign, dir: &Path, follow: bool) -> Result<LiveTrace, String> {
         let (observed, _) = broadcast::channel(1024);
         let (sink, mut records) = mpsc::channel::<AmqpRecord>(16_384);
         let mut captures = Vec::new();
@@ -196,7 +201,11 @@ impl LiveTrace {
                     exchanges: source.tap.clone(),
                 }
             };
-            let capture = AmqpCapture { url, mode };
+            let capture = AmqpCapture {
+                url,
+                mode,
+                connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
+            };
             let (stop, stopped) = oneshot::channel::<()>();
             let (ready, is_ready) = oneshot::channel();
             let sink = sink.clone();
@@ -222,6 +231,12 @@ impl LiveTrace {
         let mut pipeline =
             Pipeline::writing(StitchConfig::default(), dir).map_err(|e| e.to_string())?;
         let feed = observed.clone();
+        let (updates_sink, updates) = mpsc::unbounded_channel();
+        let updates_sink = follow.then(|| {
+            pipeline.follow();
+            updates_sink
+        });
+        let (capture_stats, stats) = oneshot::channel::<CaptureStats>();
         let processor = tokio::spawn(async move {
             let mut decoder = Decoder::new();
             let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -243,8 +258,13 @@ impl LiveTrace {
                         pipeline.tick(jiff::Timestamp::now().as_microsecond()).map_err(|e| e.to_string())?;
                     }
                 }
+                forward_updates(&mut pipeline, updates_sink.as_ref());
             }
-            pipeline.finish().map(|_| ()).map_err(|e| e.to_string())
+            // The captures have ended (the records channel closed); their counts follow.
+            if let Ok(stats) = stats.await {
+                pipeline.add_capture(&stats);
+            }
+            finish_pipeline(pipeline, updates_sink.as_ref())
         });
         Ok(LiveTrace {
             captures,
@@ -252,7 +272,15 @@ impl LiveTrace {
             processor: Some(processor),
             observed,
             dir: dir.to_owned(),
+            updates: follow.then_some(updates),
+            capture_stats: Some(capture_stats),
         })
+    }
+
+    /// The pipeline's updates (every event with its transaction, every closed transaction), for
+    /// the live detectors; `None` unless started with `follow`, or once taken.
+    pub fn updates(&mut self) -> Option<mpsc::UnboundedReceiver<Update>> {
+        self.updates.take()
     }
 
     /// Waits until an operation matching `point` (and `host`) is observed, the deadline passes or
@@ -291,15 +319,28 @@ impl LiveTrace {
                 eprintln!("butterfly: a REST record stream task failed: {error}");
             }
         }
+        let mut stats = CaptureStats::default();
         for (stop, handle) in self.captures.drain(..) {
             let _ = stop.send(());
             match handle.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(capture)) => {
+                    if capture.reconnects > 0 {
+                        eprintln!(
+                            "butterfly: the AMQP capture lost the broker and reconnected {} time(s); {:.1} s of traffic is missing from the trace",
+                            capture.reconnects,
+                            capture.gap_us as f64 / 1e6
+                        );
+                    }
+                    stats.add(&capture);
+                }
                 Ok(Err(error)) => {
                     eprintln!("butterfly: the AMQP capture ended with an error: {error}")
                 }
                 Err(error) => eprintln!("butterfly: the AMQP capture task failed: {error}"),
             }
+        }
+        if let Some(sender) = self.capture_stats.take() {
+            let _ = sender.send(stats);
         }
         if let Some(processor) = self.processor.take() {
             processor.await.map_err(|e| e.to_string())??;
@@ -432,6 +473,27 @@ async fn follow_stream(
         };
         eprintln!("butterfly: REST record stream {addr}: reconnected");
     }
+}
+
+/// Hands the pipeline's updates to the live detectors. The channel is unbounded so that the
+/// trace never waits for the detectors: per event they do a copy and, for watched transactions,
+/// one monitor re-alignment, far less than decoding and stitching it cost.
+fn forward_updates(pipeline: &mut Pipeline, sink: Option<&mpsc::UnboundedSender<Update>>) {
+    let Some(sink) = sink else { return };
+    for update in pipeline.take_updates() {
+        // The detectors stopping early is their own error to report; the trace goes on.
+        let _ = sink.send(update);
+    }
+}
+
+/// Closes every open transaction, forwards the last updates and writes the trace's summary.
+fn finish_pipeline(
+    mut pipeline: Pipeline,
+    sink: Option<&mpsc::UnboundedSender<Update>>,
+) -> Result<(), String> {
+    pipeline.flush().map_err(|e| e.to_string())?;
+    forward_updates(&mut pipeline, sink);
+    pipeline.finish().map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn announce(feed: &broadcast::Sender<Observed>, event: &Event) {

@@ -2,6 +2,7 @@
 //! with its outcome, latency and global request id. Servers it creates are tracked and deleted at
 //! the end, whatever happened in between.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,10 +62,33 @@ pub fn read_records(path: &Path) -> Result<Vec<CommandRecord>, String> {
 pub struct Records {
     records: Mutex<Vec<CommandRecord>>,
     servers: Mutex<Vec<String>>,
+    /// Request id → (command, whether it succeeded once finished), from the moment it is issued,
+    /// so that the live detectors can label a transaction by its first event.
+    issued: Mutex<HashMap<String, (&'static str, Option<bool>)>>,
 }
 
 impl Records {
+    fn issuing(&self, request_id: &str, command: &'static str) {
+        self.issued
+            .lock()
+            .expect("issued lock")
+            .insert(request_id.to_owned(), (command, None));
+    }
+
+    /// Forgets a command that was not issued after all.
+    fn withdraw(&self, request_id: &str) {
+        self.issued.lock().expect("issued lock").remove(request_id);
+    }
+
     fn push(&self, record: CommandRecord) {
+        if let Some(issued) = self
+            .issued
+            .lock()
+            .expect("issued lock")
+            .get_mut(&record.request_id)
+        {
+            issued.1 = Some(record.ok);
+        }
         self.records.lock().expect("records lock").push(record);
     }
 
@@ -175,9 +199,11 @@ async fn issue(
 ) {
     let request_id = new_request_id();
     let started_at = Timestamp::now();
+    records.issuing(&request_id, command.name());
     let result = match command {
         CommandKind::ServerCreate => {
             let Some(template) = template else {
+                records.withdraw(&request_id);
                 return;
             };
             let (id, result) = session
@@ -195,6 +221,7 @@ async fn issue(
         CommandKind::ServerDelete => {
             // Deleting needs a server the workload made; without one there is no command to issue.
             let Some(id) = records.take_server() else {
+                records.withdraw(&request_id);
                 return;
             };
             let result = session
@@ -223,6 +250,17 @@ async fn issue(
         ok: result.is_ok(),
         error: result.err(),
     });
+}
+
+impl super::detect::Labels for Records {
+    fn command(&self, id: &str) -> Option<String> {
+        let issued = self.issued.lock().expect("issued lock");
+        issued.get(id).map(|(command, _)| (*command).to_owned())
+    }
+
+    fn succeeded(&self, id: &str) -> Option<bool> {
+        self.issued.lock().expect("issued lock").get(id)?.1
+    }
 }
 
 impl WorkloadHandle {

@@ -37,6 +37,7 @@ async fn main() {
         mode: CaptureMode::Firehose {
             switch: Some(Arc::new(RabbitmqctlSwitch::default())),
         },
+        connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
     };
     let capture = tokio::spawn(capture.run(sink, Some(ready_tx), async {
         let _ = stop_rx.await;

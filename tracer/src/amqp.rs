@@ -150,6 +150,9 @@ pub struct AmqpCapture {
     pub url: String,
     /// Firehose or tap.
     pub mode: CaptureMode,
+    /// The `connection_name` client property, which names the connection in the broker's
+    /// management tools (default [`CONNECTION_NAME`]).
+    pub connection_name: String,
 }
 
 /// The vhost named by an AMQP URL (`/` when the path is empty).
@@ -268,28 +271,110 @@ fn to_record(firehose: bool, delivery: lapin::message::Delivery) -> Option<AmqpR
     })
 }
 
-/// What a finished capture saw.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CaptureStats {
-    /// Messages consumed from the firehose or tap queues.
-    pub consumed: u64,
-    /// Firehose messages whose routing key was neither `publish.` nor `deliver.` (ignored).
-    pub foreign: u64,
+pub use crate::pipeline::CaptureStats;
+
+/// The first wait before reconnecting; it doubles after each failed attempt.
+pub const RECONNECT_MIN: Duration = Duration::from_millis(200);
+/// The longest wait between reconnection attempts.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// The connection name the capture gives the broker unless told otherwise.
+pub const CONNECTION_NAME: &str = "butterfly-tracer";
+const CONSUMER_TAG: &str = "butterfly-tracer";
+
+/// A capture queue being consumed.
+struct Subscription {
+    connection: Connection,
+    channel: lapin::Channel,
+    consumer: lapin::Consumer,
+}
+
+/// How a subscription ended.
+enum Ended {
+    /// Asked to stop, or the sink went away: the capture is over.
+    Done(Result<()>),
+    /// The broker went away; the capture goes on after reconnecting.
+    Lost(Error),
 }
 
 impl AmqpCapture {
     /// Connects, sets up the queues (and switches the firehose on if asked), then forwards records
-    /// to `sink` until `shutdown` resolves or the connection fails. `ready` is signalled once
-    /// consuming has started, so a caller can start its traffic without missing any.
+    /// to `sink` until `shutdown` resolves. `ready` is signalled once consuming has started, so a
+    /// caller can start its traffic without missing any.
+    ///
+    /// The first connection must succeed. After that, when the broker closes the connection or
+    /// the channel (a broker restart, `rabbitmqctl close_connection`), the capture reconnects with
+    /// a backoff from [`RECONNECT_MIN`] doubling to [`RECONNECT_MAX`] until it consumes again or
+    /// is asked to stop: it declares a new queue, binds it again and switches the firehose on again
+    /// if the broker forgot it (a restarted node forgets `trace_on`; `stop_app`/`start_app` does
+    /// not, on RabbitMQ 3.10). Reconnections and the time without a consumer are
+    /// counted in [`CaptureStats`].
     pub async fn run(
         self,
         sink: mpsc::Sender<AmqpRecord>,
-        ready: Option<tokio::sync::oneshot::Sender<()>>,
+        mut ready: Option<tokio::sync::oneshot::Sender<()>>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<CaptureStats> {
         let vhost = vhost_of(&self.url)?;
+        let firehose = matches!(self.mode, CaptureMode::Firehose { .. });
+        let mut stats = CaptureStats::default();
+        let mut guard: Option<SwitchGuard> = None;
+        let mut lost_at: Option<i64> = None;
+        let mut delay = RECONNECT_MIN;
+        tokio::pin!(shutdown);
+        let outcome = loop {
+            let subscription = match self.subscribe(&vhost, &mut guard).await {
+                Ok(subscription) => subscription,
+                Err(error) if lost_at.is_none() => break Err(error),
+                Err(error) => {
+                    tracing::warn!(
+                        "the AMQP capture could not reconnect (next try in {delay:?}): {error}"
+                    );
+                    tokio::select! {
+                        () = &mut shutdown => break Ok(()),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(RECONNECT_MAX);
+                    continue;
+                }
+            };
+            if let Some(since) = lost_at.take() {
+                stats.reconnects += 1;
+                stats.gap_us += u64::try_from(now_us() - since).unwrap_or(0);
+                tracing::warn!("the AMQP capture consumes again after reconnecting");
+                delay = RECONNECT_MIN;
+            }
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+            match consume(subscription, firehose, &sink, &mut stats, &mut shutdown).await {
+                Ended::Done(result) => break result,
+                Ended::Lost(error) => {
+                    tracing::warn!("the AMQP capture lost the broker, reconnecting: {error}");
+                    lost_at = Some(now_us());
+                }
+            }
+        };
+        if let Some(since) = lost_at {
+            // Stopped while still disconnected: the gap lasted until now.
+            stats.gap_us += u64::try_from(now_us() - since).unwrap_or(0);
+        }
+        let switched_off = guard.as_mut().map_or(Ok(()), SwitchGuard::release);
+        outcome?;
+        switched_off?;
+        Ok(stats)
+    }
+
+    /// Connects, declares and binds a fresh capture queue, switches the firehose on (again) and
+    /// starts consuming.
+    async fn subscribe(
+        &self,
+        vhost: &str,
+        guard: &mut Option<SwitchGuard>,
+    ) -> Result<Subscription> {
         let shown = redact_url(&self.url);
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+        let properties = ConnectionProperties::default()
+            .with_connection_name(self.connection_name.as_str().into());
+        let connection = Connection::connect(&self.url, properties)
             .await
             .map_err(|error| Error::Amqp(format!("connecting to {shown}: {error}")))?;
         let channel = connection
@@ -330,24 +415,29 @@ impl AmqpCapture {
                     Error::Amqp(format!("binding to exchange {exchange:?}: {error}"))
                 })?;
         }
-        // Switch the firehose on only after our queue is bound, so nothing is missed.
-        let mut guard = match &self.mode {
-            CaptureMode::Firehose {
-                switch: Some(switch),
-            } => {
-                let armed = switch.enable(&vhost)?;
-                Some(SwitchGuard {
-                    switch: Arc::clone(switch),
-                    vhost: vhost.clone(),
-                    armed,
-                })
+        // Switch the firehose on only after our queue is bound, so nothing is missed. On a
+        // reconnection this switches it on again if the broker forgot it; the capture switches it
+        // off at the end if it switched it on at any point.
+        if let CaptureMode::Firehose {
+            switch: Some(switch),
+        } = &self.mode
+        {
+            let switched_on = switch.enable(vhost)?;
+            match guard {
+                Some(guard) => guard.armed |= switched_on,
+                None => {
+                    *guard = Some(SwitchGuard {
+                        switch: Arc::clone(switch),
+                        vhost: vhost.to_owned(),
+                        armed: switched_on,
+                    })
+                }
             }
-            _ => None,
-        };
-        let mut consumer = channel
+        }
+        let consumer = channel
             .basic_consume(
                 queue.name().clone(),
-                "butterfly-tracer".into(),
+                CONSUMER_TAG.into(),
                 BasicConsumeOptions {
                     no_ack: true,
                     exclusive: true,
@@ -357,64 +447,92 @@ impl AmqpCapture {
             )
             .await
             .map_err(|error| Error::Amqp(format!("consuming: {error}")))?;
-        if let Some(ready) = ready {
-            let _ = ready.send(());
-        }
-        let firehose = matches!(self.mode, CaptureMode::Firehose { .. });
-        let mut stats = CaptureStats::default();
-        tokio::pin!(shutdown);
-        // After `shutdown`, the consumer is cancelled and what the broker already pushed to it is
-        // still taken (until the stream ends or stays empty for a moment), so a record that
-        // reached the tracer is never dropped at the end.
-        let mut stopping = false;
-        let outcome = loop {
-            let delivery = if stopping {
-                match tokio::time::timeout(Duration::from_millis(500), consumer.next()).await {
-                    Ok(Some(delivery)) => Some(delivery),
-                    Ok(None) | Err(_) => break Ok(()),
+        Ok(Subscription {
+            connection,
+            channel,
+            consumer,
+        })
+    }
+}
+
+/// Forwards one subscription's messages to `sink` until asked to stop or the broker goes away.
+async fn consume(
+    subscription: Subscription,
+    firehose: bool,
+    sink: &mpsc::Sender<AmqpRecord>,
+    stats: &mut CaptureStats,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Ended {
+    let Subscription {
+        connection,
+        channel,
+        mut consumer,
+    } = subscription;
+    // After `shutdown`, the consumer is cancelled and what the broker already pushed to it is
+    // still taken (until the stream ends or stays empty for a moment), so a record that reached
+    // the tracer is never dropped at the end.
+    let mut stopping = false;
+    let ended = loop {
+        let delivery = if stopping {
+            match tokio::time::timeout(Duration::from_millis(500), consumer.next()).await {
+                Ok(Some(delivery)) => Some(delivery),
+                Ok(None) | Err(_) => break Ended::Done(Ok(())),
+            }
+        } else {
+            tokio::select! {
+                () = &mut *shutdown => {
+                    stopping = true;
+                    let _ = channel
+                        .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
+                        .await;
+                    continue;
                 }
-            } else {
-                tokio::select! {
-                    () = &mut shutdown => {
-                        stopping = true;
-                        let _ = channel
-                            .basic_cancel("butterfly-tracer".into(), BasicCancelOptions::default())
-                            .await;
-                        continue;
-                    }
-                    delivery = consumer.next() => delivery,
-                }
-            };
-            let delivery = match delivery {
-                Some(Ok(delivery)) => delivery,
-                Some(Err(error)) => break Err(Error::Amqp(format!("consuming: {error}"))),
-                None => {
-                    break Err(Error::Amqp(
-                        "the broker cancelled the capture consumer".to_owned(),
-                    ));
-                }
-            };
-            stats.consumed += 1;
-            match to_record(firehose, delivery) {
-                Some(record) => {
-                    if sink.send(record).await.is_err() {
-                        break Ok(());
-                    }
-                }
-                None => stats.foreign += 1,
+                delivery = consumer.next() => delivery,
             }
         };
-        if !stopping {
-            let _ = channel
-                .basic_cancel("butterfly-tracer".into(), BasicCancelOptions::default())
-                .await;
+        let delivery = match delivery {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) if stopping => {
+                break Ended::Done(Err(Error::Amqp(format!("consuming: {error}"))));
+            }
+            Some(Err(error)) => break Ended::Lost(Error::Amqp(format!("consuming: {error}"))),
+            None if stopping => break Ended::Done(Ok(())),
+            None => {
+                break Ended::Lost(Error::Amqp(
+                    "the broker cancelled the capture consumer".to_owned(),
+                ));
+            }
+        };
+        stats.consumed += 1;
+        match to_record(firehose, delivery) {
+            Some(record) => {
+                if sink.send(record).await.is_err() {
+                    break Ended::Done(Ok(()));
+                }
+            }
+            None => stats.foreign += 1,
         }
-        let switched_off = guard.as_mut().map_or(Ok(()), SwitchGuard::release);
-        let _ = connection.close(200, "tracer done".into()).await;
-        outcome?;
-        switched_off?;
-        Ok(stats)
+    };
+    match &ended {
+        Ended::Done(_) => {
+            if !stopping {
+                let _ = channel
+                    .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
+                    .await;
+            }
+            let _ = connection.close(200, "tracer done".into()).await;
+        }
+        // The connection may be half-open (only the channel closed, or the consumer cancelled):
+        // close it without waiting long for a broker that is going away.
+        Ended::Lost(_) => {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                connection.close(200, "tracer reconnecting".into()),
+            )
+            .await;
+        }
     }
+    ended
 }
 
 #[cfg(test)]

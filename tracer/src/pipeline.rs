@@ -41,6 +41,52 @@ pub struct TraceSummary {
     pub stitch: StitchCounts,
     /// Transactions written (user and background).
     pub transactions: u64,
+    /// What the live AMQP capture saw, including broker losses (absent for offline traces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureStats>,
+}
+
+/// What the pipeline did with an event or a transaction, for consumers that follow the trace
+/// as it is made (the runner's live detectors); see [`Pipeline::follow`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// An event joined the open transaction `transaction`.
+    Event {
+        /// The id of the transaction it joined.
+        transaction: String,
+        /// The event, numbered and annotated as written.
+        event: Box<Event>,
+    },
+    /// A transaction closed (idle, evicted or at the end).
+    Closed(Transaction),
+}
+
+/// What a live AMQP capture saw (`tracer::amqp`); kept here so that traces without the
+/// `capture` feature read the same summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureStats {
+    /// Messages consumed from the firehose or tap queues.
+    pub consumed: u64,
+    /// Firehose messages whose routing key was neither `publish.` nor `deliver.` (ignored).
+    pub foreign: u64,
+    /// Times the capture lost the broker (connection or channel closed, consumer cancelled) and
+    /// consumed again after reconnecting.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Time without a consumer after losing the broker, µs: traffic of those gaps is missing.
+    #[serde(default)]
+    pub gap_us: u64,
+}
+
+impl CaptureStats {
+    /// Adds another capture's counts (a run with several sources reports their sum).
+    pub fn add(&mut self, other: &CaptureStats) {
+        self.consumed += other.consumed;
+        self.foreign += other.foreign;
+        self.reconnects += other.reconnects;
+        self.gap_us += other.gap_us;
+    }
 }
 
 enum Sink {
@@ -59,6 +105,9 @@ pub struct Pipeline {
     imported: u64,
     transactions: u64,
     sink: Sink,
+    /// Updates not yet taken, when followed; `None` keeps the pipeline free of the copies.
+    updates: Option<Vec<Update>>,
+    capture: Option<CaptureStats>,
 }
 
 /// What a finished pipeline returns.
@@ -98,7 +147,24 @@ impl Pipeline {
             imported: 0,
             transactions: 0,
             sink,
+            updates: None,
+            capture: None,
         }
+    }
+
+    /// From now on, records an [`Update`] for every event that joins a transaction and every
+    /// transaction that closes, to be taken with [`Pipeline::take_updates`]. Events that join no
+    /// transaction are left out: no detector can place them.
+    pub fn follow(&mut self) {
+        self.updates.get_or_insert_with(Vec::new);
+    }
+
+    /// The updates since the last call, in the order they happened (empty unless followed).
+    pub fn take_updates(&mut self) -> Vec<Update> {
+        self.updates
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Decodes and stitches one AMQP record.
@@ -131,14 +197,31 @@ impl Pipeline {
         if let Sink::Write(writer) = &mut self.sink {
             writer.event(&event)?;
         }
-        self.stitcher.push(event);
-        self.drain()
+        let copy = self.updates.is_some().then(|| event.clone());
+        let joined = self.stitcher.push(event);
+        // Idle transactions are closed inside `push` before the event joins its own, so draining
+        // first keeps the updates in the order of the facts.
+        self.drain()?;
+        if let (Some(transaction), Some(event), Some(updates)) = (joined, copy, &mut self.updates) {
+            updates.push(Update::Event {
+                transaction,
+                event: Box::new(event),
+            });
+        }
+        Ok(())
     }
 
     /// Closes transactions idle at `now_us` (wall clock in live capture).
     pub fn tick(&mut self, now_us: i64) -> Result<()> {
         self.stitcher.advance(now_us);
         self.drain()
+    }
+
+    /// Records what the live capture(s) saw, for the summary (sums over several sources).
+    pub fn add_capture(&mut self, stats: &CaptureStats) {
+        self.capture
+            .get_or_insert_with(CaptureStats::default)
+            .add(stats);
     }
 
     /// Current counts.
@@ -151,12 +234,16 @@ impl Pipeline {
             imported: self.imported,
             stitch: self.stitcher.counts(),
             transactions: self.transactions,
+            capture: self.capture,
         }
     }
 
     fn drain(&mut self) -> Result<()> {
         for transaction in self.stitcher.take_closed() {
             self.transactions += 1;
+            if let Some(updates) = &mut self.updates {
+                updates.push(Update::Closed(transaction.clone()));
+            }
             match &mut self.sink {
                 Sink::Keep(kept) => kept.push(transaction),
                 Sink::Discard => {}
@@ -166,10 +253,16 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Closes every open transaction now (end of the trace), so that their updates can be taken
+    /// before [`Pipeline::finish`].
+    pub fn flush(&mut self) -> Result<()> {
+        self.stitcher.flush();
+        self.drain()
+    }
+
     /// Closes every open transaction, finishes the files and returns the counts.
     pub fn finish(mut self) -> Result<TraceOutput> {
-        self.stitcher.flush();
-        self.drain()?;
+        self.flush()?;
         let summary = self.summary();
         let transactions = match self.sink {
             Sink::Keep(kept) => kept,

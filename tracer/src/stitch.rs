@@ -125,7 +125,8 @@ impl Stitcher {
     }
 
     /// Adds one event (already numbered). Closes idle transactions as event time advances.
-    pub fn push(&mut self, event: Event) {
+    /// Returns the id of the transaction the event joined, or `None` when it joined none.
+    pub fn push(&mut self, event: Event) -> Option<String> {
         self.counts.events += 1;
         self.advance(event.ts_us);
         let key = match transaction_key(&event) {
@@ -134,7 +135,7 @@ impl Stitcher {
                 Some((key, ..)) if event.kind == EventKind::RpcReply => key.clone(),
                 _ => {
                     self.counts.unattributed += 1;
-                    return;
+                    return None;
                 }
             },
         };
@@ -162,9 +163,7 @@ impl Stitcher {
                 self.close(&oldest_key);
             }
         }
-        let Some(open) = self.open.get_mut(&key) else {
-            return;
-        };
+        let open = self.open.get_mut(&key)?;
         if event.ts_us > open.last_ts {
             self.by_activity.remove(&(open.last_ts, open.serial));
             open.last_ts = event.ts_us;
@@ -193,6 +192,7 @@ impl Stitcher {
             open.unique_ids.push(unique_id.clone());
         }
         open.events.push(event);
+        Some(key)
     }
 
     /// Records the queue wait of a delivered message on its publish event, if still open.
@@ -468,8 +468,11 @@ mod tests {
         reply.service = None;
         stitcher.annotate(&mut reply);
         assert_eq!(reply.operation, "conductor.object_action.reply");
-        stitcher.push(reply);
-        stitcher.push(event(3, 30, EventKind::RpcReply, None, Some("unknown")));
+        assert_eq!(stitcher.push(reply).as_deref(), Some("req-a"));
+        assert_eq!(
+            stitcher.push(event(3, 30, EventKind::RpcReply, None, Some("unknown"))),
+            None
+        );
         stitcher.flush();
         let closed = stitcher.take_closed();
         assert_eq!(closed.len(), 1);

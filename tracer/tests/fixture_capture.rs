@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tracer::event::{EdgeKind, EventKind, Transaction};
 use tracer::import::{self, read_capture};
 use tracer::oslo::parse_rfc3339_us;
-use tracer::pipeline::{Pipeline, TraceOutput};
+use tracer::pipeline::{Pipeline, TraceOutput, Update};
 use tracer::rest::RestRecord;
 use tracer::stitch::StitchConfig;
 
@@ -320,4 +320,66 @@ fn issue_5_a_written_trace_reads_back_into_the_same_transactions() {
             .unwrap();
     assert_eq!(summary["format"], "butterfly-trace");
     assert_eq!(summary["version"], tracer::event::TRACE_FORMAT_VERSION);
+}
+
+#[test]
+fn issue_7_a_followed_pipeline_reports_each_event_with_its_transaction_then_the_closed_ones() {
+    let mut pipeline = Pipeline::in_memory(StitchConfig::default());
+    pipeline.follow();
+    let mut updates = Vec::new();
+    for record in read_capture(&fixture("server-create-delete.amqp.jsonl")).unwrap() {
+        pipeline.push_amqp(&record).unwrap();
+        updates.extend(pipeline.take_updates());
+    }
+    pipeline.flush().unwrap();
+    updates.extend(pipeline.take_updates());
+    let output = pipeline.finish().unwrap();
+    let closed: Vec<&Transaction> = updates
+        .iter()
+        .filter_map(|update| match update {
+            Update::Closed(transaction) => Some(transaction),
+            Update::Event { .. } => None,
+        })
+        .collect();
+    // Every transaction closes exactly once, as kept in memory.
+    assert_eq!(closed.len(), output.transactions.len());
+    for transaction in &closed {
+        // Its events were each reported before it closed, under its id and in arrival order.
+        let position = updates
+            .iter()
+            .position(|u| matches!(u, Update::Closed(t) if t.id == transaction.id))
+            .unwrap();
+        let mut reported: Vec<u64> = updates[..position]
+            .iter()
+            .filter_map(|update| match update {
+                Update::Event {
+                    transaction: id,
+                    event,
+                } if *id == transaction.id => Some(event.seq),
+                _ => None,
+            })
+            .collect();
+        let arrival = reported.clone();
+        reported.sort_unstable();
+        assert_eq!(arrival, reported, "{}", transaction.id);
+        let mut closed_seqs: Vec<u64> = transaction.events.iter().map(|e| e.seq).collect();
+        closed_seqs.sort_unstable();
+        assert_eq!(reported, closed_seqs, "{}", transaction.id);
+    }
+    assert!(closed.iter().any(|t| t.id == CREATE_REQUEST));
+    // Unattributed events are not reported: no transaction to place them in.
+    let events = updates
+        .iter()
+        .filter(|u| matches!(u, Update::Event { .. }))
+        .count() as u64;
+    assert_eq!(
+        events,
+        output.summary.stitch.events - output.summary.stitch.unattributed
+    );
+    // Without `follow` nothing is kept.
+    let mut quiet = Pipeline::counting(StitchConfig::default());
+    for record in read_capture(&fixture("server-create-delete.amqp.jsonl")).unwrap() {
+        quiet.push_amqp(&record).unwrap();
+    }
+    assert!(quiet.take_updates().is_empty());
 }

@@ -56,6 +56,7 @@ async fn capture_driver_traffic(
     let capture = AmqpCapture {
         url: amqp_url(vhost),
         mode,
+        connection_name: format!("butterfly-test-{vhost}"),
     };
     let (sink, mut records) = mpsc::channel(100_000);
     let (ready_tx, ready_rx) = oneshot::channel();

@@ -1,0 +1,152 @@
+//! The live capture survives the broker dropping it (issue 5): the local RabbitMQ (127.0.0.1:5672,
+//! guest/guest, `rabbitmqctl` on this machine) force-closes the capture's connection, as a broker
+//! restart would, and the capture must reconnect, switch the firehose on again and go on.
+//!
+//! The shared broker is never stopped: only this test's connection is closed, in a vhost of its
+//! own.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{mpsc, oneshot};
+use tracer::amqp::{AmqpCapture, CaptureMode, RabbitmqctlSwitch};
+use tracer::oslo::{AmqpRecord, Direction};
+
+fn rabbitmqctl(args: &[&str]) -> String {
+    let output = Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl must be installed (the local RabbitMQ is required)");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A vhost of its own, deleted on drop.
+struct TestVhost(String);
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "delete_vhost", &self.0])
+            .output();
+    }
+}
+
+/// The broker's pid of the connection named `name` (client property `connection_name`).
+fn connection_pid(name: &str) -> Option<String> {
+    rabbitmqctl(&["list_connections", "pid", "client_properties"])
+        .lines()
+        .find(|line| line.contains(&format!("\"{name}\"")))
+        .and_then(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+/// Waits for a record whose body starts with `prefix`, publishing `prefix-<n>` every 100 ms.
+async fn publish_until_seen(
+    channel: &lapin::Channel,
+    records: &mut mpsc::Receiver<AmqpRecord>,
+    prefix: &str,
+) -> AmqpRecord {
+    for attempt in 0..200 {
+        channel
+            .basic_publish(
+                "bt-exchange".into(),
+                "bt.key".into(),
+                BasicPublishOptions::default(),
+                format!("{prefix}-{attempt}").as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publishes");
+        while let Ok(Some(record)) =
+            tokio::time::timeout(Duration::from_millis(100), records.recv()).await
+        {
+            if record.direction == Direction::Publish && record.body.starts_with(prefix.as_bytes())
+            {
+                return record;
+            }
+        }
+    }
+    panic!("no `{prefix}` message was captured within 20 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_5_the_capture_reconnects_after_the_broker_closes_its_connection() {
+    let vhost = TestVhost(format!("butterfly-tracer-reconnect-{}", std::process::id()));
+    let _ = Command::new("rabbitmqctl")
+        .args(["-q", "delete_vhost", &vhost.0])
+        .output();
+    rabbitmqctl(&["add_vhost", &vhost.0]);
+    rabbitmqctl(&["set_permissions", "-p", &vhost.0, "guest", ".*", ".*", ".*"]);
+    let url = format!("amqp://guest:guest@127.0.0.1:5672/{}", vhost.0);
+    let switch = RabbitmqctlSwitch::default();
+    assert!(!switch.is_on(&vhost.0).unwrap());
+
+    let name = format!("butterfly-reconnect-test-{}", std::process::id());
+    let capture = AmqpCapture {
+        url: url.clone(),
+        mode: CaptureMode::Firehose {
+            switch: Some(Arc::new(switch.clone())),
+        },
+        connection_name: name.clone(),
+    };
+    let (sink, mut records) = mpsc::channel(10_000);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(capture.run(sink, Some(ready_tx), async move {
+        let _ = stop_rx.await;
+    }));
+    ready_rx.await.expect("the capture started");
+    assert!(
+        switch.is_on(&vhost.0).unwrap(),
+        "the capture switched the firehose on"
+    );
+
+    let publisher = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .expect("the publisher connects");
+    let channel = publisher.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            "bt-exchange".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let before = publish_until_seen(&channel, &mut records, "before").await;
+    assert_eq!(before.exchange, "bt-exchange");
+
+    // The broker drops the capture and, as after a restart of the node, forgets `trace_on`.
+    let pid = connection_pid(&name).expect("the capture's connection is listed by its name");
+    rabbitmqctl(&["trace_off", "-p", &vhost.0]);
+    rabbitmqctl(&["close_connection", &pid, "butterfly test: broker restart"]);
+
+    let after = publish_until_seen(&channel, &mut records, "after").await;
+    assert_eq!(after.routing_key, "bt.key");
+    let new_pid = connection_pid(&name).expect("the capture is connected again");
+    assert_ne!(new_pid, pid, "a new connection");
+    assert!(
+        switch.is_on(&vhost.0).unwrap(),
+        "the capture switched the firehose on again"
+    );
+
+    let _ = stop_tx.send(());
+    let stats = task.await.unwrap().expect("the capture ended cleanly");
+    assert_eq!(stats.reconnects, 1, "{stats:?}");
+    assert!(stats.gap_us > 0, "{stats:?}");
+    assert!(stats.consumed >= 2, "{stats:?}");
+    // It switched the firehose on, so it switched it off again at the end.
+    assert!(!switch.is_on(&vhost.0).unwrap());
+    let _ = publisher.close(200, "done".into()).await;
+}
