@@ -138,22 +138,30 @@ fn run_refuses_a_campaign_without_cloud_with_exit_2() {
         .stderr(predicate::str::contains("no `cloud` section"));
 }
 
-#[test]
-fn run_reports_an_unreachable_cloud_as_a_setup_error_with_exit_3() {
+/// A campaign whose cloud cannot be reached (port 9, discard, is closed on loopback here), with
+/// `tracing` inserted before its experiments.
+fn unreachable_cloud_campaign(tracing: &str) -> String {
+    format!(
+        "version: 1\ntestbed:\n  hosts:\n    - name: a\n      address: 127.0.0.1\n      roles: [x]\n  services:\n    - name: s\n      unit: s.service\n      roles: [x]\ncloud:\n  auth:\n    auth_url: http://127.0.0.1:9/v3\n    username: admin\n    password_env: BUTTERFLY_TEST_UNREACHABLE_PASSWORD\n    project_name: admin\n{tracing}experiments:\n  - name: e\n    fault: {{kind: service-stop}}\n    target: {{service: s}}\n    duration: 1s\n"
+    )
+}
+
+/// `butterfly run` of `campaign` (written to `campaign.yaml`), with the cloud's password set.
+fn run_campaign(campaign: &str) -> assert_cmd::assert::Assert {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("campaign.yaml");
-    // Port 9 (discard) on loopback is closed here, so Keystone cannot be reached.
-    std::fs::write(
-        &file,
-        "version: 1\ntestbed:\n  hosts:\n    - name: a\n      address: 127.0.0.1\n      roles: [x]\n  services:\n    - name: s\n      unit: s.service\n      roles: [x]\ncloud:\n  auth:\n    auth_url: http://127.0.0.1:9/v3\n    username: admin\n    password_env: BUTTERFLY_TEST_UNREACHABLE_PASSWORD\n    project_name: admin\nexperiments:\n  - name: e\n    fault: {kind: service-stop}\n    target: {service: s}\n    duration: 1s\n",
-    )
-    .unwrap();
+    std::fs::write(&file, campaign).unwrap();
     butterfly()
         .env("BUTTERFLY_TEST_UNREACHABLE_PASSWORD", "not-a-secret")
         .args(["run", "--run-dir"])
         .arg(dir.path().join("run"))
         .arg(&file)
         .assert()
+}
+
+#[test]
+fn run_reports_an_unreachable_cloud_as_a_setup_error_with_exit_3() {
+    run_campaign(&unreachable_cloud_campaign(""))
         .code(3)
         .stderr(predicate::str::contains(
             "authentication against http://127.0.0.1:9/v3 failed",
@@ -163,21 +171,9 @@ fn run_reports_an_unreachable_cloud_as_a_setup_error_with_exit_3() {
 
 #[test]
 fn run_refuses_rest_tracing_without_a_rest_proxy_service_with_exit_2_before_the_cloud() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("campaign.yaml");
     // The cloud is unreachable too (as in the exit-3 test above): validation must refuse the
     // campaign before the run gets as far as authenticating.
-    std::fs::write(
-        &file,
-        "version: 1\ntestbed:\n  hosts:\n    - name: a\n      address: 127.0.0.1\n      roles: [x]\n  services:\n    - name: s\n      unit: s.service\n      roles: [x]\ncloud:\n  auth:\n    auth_url: http://127.0.0.1:9/v3\n    username: admin\n    password_env: BUTTERFLY_TEST_UNREACHABLE_PASSWORD\n    project_name: admin\ntracing:\n  rest_proxy: true\nexperiments:\n  - name: e\n    fault: {kind: service-stop}\n    target: {service: s}\n    duration: 1s\n",
-    )
-    .unwrap();
-    butterfly()
-        .env("BUTTERFLY_TEST_UNREACHABLE_PASSWORD", "not-a-secret")
-        .args(["run", "--run-dir"])
-        .arg(dir.path().join("run"))
-        .arg(&file)
-        .assert()
+    run_campaign(&unreachable_cloud_campaign("tracing:\n  rest_proxy: true\n"))
         .code(2)
         .stderr(predicate::str::contains(
             "campaign.yaml:18:15: `tracing.rest_proxy` is on but the testbed lists no `rest-proxy` service",

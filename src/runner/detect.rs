@@ -492,6 +492,16 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
+    /// When `transaction` first shows `operation`.
+    fn ts_of(transaction: &Transaction, operation: &str) -> i64 {
+        transaction
+            .events
+            .iter()
+            .find(|e| e.operation == operation)
+            .unwrap()
+            .ts_us
+    }
+
     /// Labels as the workload gives them: the command from the start, the verdict at the end.
     #[derive(Default)]
     struct Issued(Mutex<HashMap<String, (String, Option<bool>)>>);
@@ -599,12 +609,7 @@ mod tests {
 
         detectors.phase(window(1, Some(rm::WindowKind::Fault)));
         labels.issue(&create);
-        let cast = create
-            .events
-            .iter()
-            .find(|e| e.operation == "compute.build_and_run_instance")
-            .unwrap()
-            .ts_us;
+        let cast = ts_of(&create, "compute.build_and_run_instance");
         let last = create.events.iter().map(|e| e.ts_us).max().unwrap();
         let alarms = stream(
             &mut detectors,
@@ -705,12 +710,7 @@ mod tests {
         stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
         detectors.phase(window(1, Some(rm::WindowKind::Recovery)));
         labels.issue(&create);
-        let cast = create
-            .events
-            .iter()
-            .find(|e| e.operation == "compute.build_and_run_instance")
-            .unwrap()
-            .ts_us;
+        let cast = ts_of(&create, "compute.build_and_run_instance");
         let mut until_cast = create.clone();
         until_cast.events.retain(|e| e.ts_us <= cast);
         // Stuck after the cast, the transaction is overdue ~1 s later and unsettled until 5 s:

@@ -5,41 +5,18 @@
 //! The shared broker is never stopped: only this test's connection is closed, in a vhost of its
 //! own.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
 use tokio::sync::{mpsc, oneshot};
 use tracer::amqp::{AmqpCapture, CaptureMode, RabbitmqctlSwitch};
 use tracer::oslo::{AmqpRecord, Direction};
 
-fn rabbitmqctl(args: &[&str]) -> String {
-    let output = Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl must be installed (the local RabbitMQ is required)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+mod common;
 
-/// A vhost of its own, deleted on drop.
-struct TestVhost(String);
-
-impl Drop for TestVhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &self.0])
-            .output();
-    }
-}
+use common::rabbitmq::{TestVhost, channel_with_topic_exchange, rabbitmqctl};
 
 /// The broker's pid of the connection named `name` (client property `connection_name`).
 fn connection_pid(name: &str) -> Option<String> {
@@ -81,13 +58,8 @@ async fn publish_until_seen(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_5_the_capture_reconnects_after_the_broker_closes_its_connection() {
-    let vhost = TestVhost(format!("butterfly-tracer-reconnect-{}", std::process::id()));
-    let _ = Command::new("rabbitmqctl")
-        .args(["-q", "delete_vhost", &vhost.0])
-        .output();
-    rabbitmqctl(&["add_vhost", &vhost.0]);
-    rabbitmqctl(&["set_permissions", "-p", &vhost.0, "guest", ".*", ".*", ".*"]);
-    let url = format!("amqp://guest:guest@127.0.0.1:5672/{}", vhost.0);
+    let vhost = TestVhost::new("reconnect");
+    let url = vhost.url();
     let switch = RabbitmqctlSwitch::default();
     assert!(!switch.is_on(&vhost.0).unwrap());
 
@@ -111,19 +83,7 @@ async fn issue_5_the_capture_reconnects_after_the_broker_closes_its_connection()
         "the capture switched the firehose on"
     );
 
-    let publisher = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .expect("the publisher connects");
-    let channel = publisher.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            "bt-exchange".into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (publisher, channel) = channel_with_topic_exchange(&url, "bt-exchange").await;
     let before = publish_until_seen(&channel, &mut records, "before").await;
     assert_eq!(before.exchange, "bt-exchange");
 

@@ -5,8 +5,8 @@ use lapin::options::ExchangeDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
-/// Runs `rabbitmqctl -q ARGS`, which must succeed.
-pub fn rabbitmqctl(args: &[&str]) {
+/// Runs `rabbitmqctl -q ARGS`, which must succeed, and returns what it printed.
+pub fn rabbitmqctl(args: &[&str]) -> String {
     let output = std::process::Command::new("rabbitmqctl")
         .arg("-q")
         .args(args)
@@ -17,6 +17,7 @@ pub fn rabbitmqctl(args: &[&str]) {
         "rabbitmqctl {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The AMQP URL of a vhost of the local RabbitMQ, as guest.
