@@ -197,6 +197,19 @@ pub struct Endpoints {
     pub network: Option<String>,
 }
 
+/// How often the final clean-up sends a server's DELETE again while the server exists.
+pub const PURGE_RESEND: Duration = Duration::from_secs(10);
+
+/// Where a deletion stands after waiting.
+enum Gone {
+    /// The server is gone (404).
+    Yes,
+    /// The server went to ERROR.
+    Error,
+    /// The deadline passed first.
+    NotYet,
+}
+
 /// An authenticated session.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -538,27 +551,83 @@ impl Session {
         request_id: &str,
         timeout: Duration,
     ) -> Result<(), String> {
+        self.send_delete(id, request_id).await?;
+        match self
+            .wait_deleted(id, request_id, Instant::now() + timeout)
+            .await?
+        {
+            Gone::Yes => Ok(()),
+            Gone::Error => Err("server went to ERROR while deleting".into()),
+            Gone::NotYet => Err(format!("not deleted within {}s", timeout.as_secs())),
+        }
+    }
+
+    /// Deletes a server the workload left behind, insisting: the DELETE is sent again every
+    /// [`PURGE_RESEND`] while the server exists, also when it is in ERROR (Nova deletes ERROR
+    /// servers) or when Nova answers 409 because a task is still running. A fault can swallow a
+    /// delete that Nova accepted (a lost cast while the database was locked left a server
+    /// behind in the detector-accuracy campaign), and one DELETE is then never enough.
+    pub async fn purge_server(&self, id: &str, timeout: Duration) -> Result<(), String> {
+        self.purge_server_every(id, timeout, PURGE_RESEND).await
+    }
+
+    async fn purge_server_every(
+        &self,
+        id: &str,
+        timeout: Duration,
+        resend: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("no DELETE was accepted");
+        while Instant::now() < deadline {
+            let request_id = new_request_id();
+            match self.send_delete(id, &request_id).await {
+                Ok(()) => {}
+                Err(error) => last_error = error,
+            }
+            let round = (Instant::now() + resend).min(deadline);
+            if let Gone::Yes = self.wait_deleted(id, &request_id, round).await? {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "not deleted within {}s ({last_error})",
+            timeout.as_secs()
+        ))
+    }
+
+    /// Sends `DELETE /servers/{id}`: accepted, or already gone.
+    async fn send_delete(&self, id: &str, request_id: &str) -> Result<(), String> {
         let url = format!("{}/servers/{id}", self.endpoints.compute);
         match self
             .call(reqwest::Method::DELETE, &url, request_id, None)
             .await
         {
             Ok(response)
-                if response.status.is_success() || response.status == StatusCode::NOT_FOUND => {}
-            Ok(response) => return Err(api_failure("DELETE /servers/{id}", &response)),
-            Err(error) => return Err(error.to_string()),
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if Instant::now() >= deadline {
-                return Err(format!("not deleted within {}s", timeout.as_secs()));
+                if response.status.is_success() || response.status == StatusCode::NOT_FOUND =>
+            {
+                Ok(())
             }
+            Ok(response) => Err(api_failure("DELETE /servers/{id}", &response)),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Polls the server every 250 ms until it is gone, in ERROR, or `deadline` passes.
+    async fn wait_deleted(
+        &self,
+        id: &str,
+        request_id: &str,
+        deadline: Instant,
+    ) -> Result<Gone, String> {
+        let url = format!("{}/servers/{id}", self.endpoints.compute);
+        while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(250)).await;
             match self
                 .call(reqwest::Method::GET, &url, request_id, None)
                 .await
             {
-                Ok(response) if response.status == StatusCode::NOT_FOUND => return Ok(()),
+                Ok(response) if response.status == StatusCode::NOT_FOUND => return Ok(Gone::Yes),
                 Ok(response)
                     if response
                         .body
@@ -566,11 +635,12 @@ impl Session {
                         .and_then(Value::as_str)
                         == Some("ERROR") =>
                 {
-                    return Err("server went to ERROR while deleting".into());
+                    return Ok(Gone::Error);
                 }
                 _ => {}
             }
         }
+        Ok(Gone::NotYet)
     }
 
     /// A list command (`server list`, `image list`, `flavor list`, `network list`).
@@ -645,6 +715,103 @@ fn api_failure(call: &str, response: &Response) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake Nova on loopback for the clean-up: `DELETE` is accepted (204) but only the
+    /// `deletes_needed`-th one takes effect; until then the server shows `status` (200).
+    async fn fake_nova(
+        deletes_needed: usize,
+        status: &'static str,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let deletes = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = deletes.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let (code, body) = if request.starts_with(b"DELETE ") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    ("204 No Content", String::new())
+                } else if counter.load(Ordering::SeqCst) >= deletes_needed {
+                    ("404 Not Found", String::new())
+                } else {
+                    ("200 OK", format!(r#"{{"server":{{"status":"{status}"}}}}"#))
+                };
+                let response = format!(
+                    "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            }
+        });
+        (format!("http://{address}/v2.1"), deletes)
+    }
+
+    fn session_at(compute: String) -> Session {
+        Session {
+            http: reqwest::Client::new(),
+            token: Secret("test-token".into()),
+            endpoints: Endpoints {
+                compute,
+                image: None,
+                network: None,
+            },
+            credentials: Credentials {
+                auth_url: "http://127.0.0.1:9/v3".into(),
+                username: "admin".into(),
+                password: Secret("unused".into()),
+                project_name: "admin".into(),
+                user_domain_name: "Default".into(),
+                project_domain_name: "Default".into(),
+                region_name: None,
+                cloud_name: "test".into(),
+            },
+        }
+    }
+
+    /// Regression (detector-accuracy run of 2026-11-28): a server whose accepted DELETE was lost
+    /// during a fault stayed behind, and the run ended with exit 3. The clean-up sends the DELETE
+    /// again, also to a server in ERROR, until it is gone.
+    #[tokio::test]
+    async fn the_clean_up_deletes_again_until_the_server_is_gone() {
+        use std::sync::atomic::Ordering;
+        let (compute, deletes) = fake_nova(3, "ERROR").await;
+        let session = session_at(compute);
+        session
+            .purge_server_every("s1", Duration::from_secs(20), Duration::from_millis(300))
+            .await
+            .expect("purged");
+        assert_eq!(deletes.load(Ordering::SeqCst), 3);
+
+        // The workload's own delete command sends one DELETE and reports ERROR as its outcome.
+        let (compute, deletes) = fake_nova(2, "ERROR").await;
+        let error = session_at(compute)
+            .delete_server("s2", &new_request_id(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(error, "server went to ERROR while deleting");
+        assert_eq!(deletes.load(Ordering::SeqCst), 1);
+
+        // A server that never goes away is reported after the deadline.
+        let (compute, _) = fake_nova(usize::MAX, "ACTIVE").await;
+        let error = session_at(compute)
+            .purge_server_every("s3", Duration::from_secs(1), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(error.starts_with("not deleted within 1s"), "{error}");
+    }
 
     #[test]
     fn clouds_yaml_entries_resolve_and_hide_the_password() {

@@ -293,9 +293,7 @@ impl Cleanup {
         for id in self.servers {
             let session = self.session.clone();
             tasks.spawn(async move {
-                let result = session
-                    .delete_server(&id, &new_request_id(), Duration::from_secs(90))
-                    .await;
+                let result = session.purge_server(&id, Duration::from_secs(120)).await;
                 (id, result)
             });
         }
