@@ -14,7 +14,15 @@ use crate::exit::{self, CliError, Exit};
 #[command(name = "butterfly", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// Log filter (tracing syntax), e.g. `info` or `butterfly=debug`.
-    #[arg(long, global = true, env = "BUTTERFLY_LOG", default_value = "warn")]
+    // lapin is off by default: when the broker drops the tracer (a `rabbitmq-stop-app` fault),
+    // lapin logs the broker's close frame as ERROR lines, while the tracer itself already reports
+    // the loss, each reconnection attempt and the recovery.
+    #[arg(
+        long,
+        global = true,
+        env = "BUTTERFLY_LOG",
+        default_value = "warn,lapin=off"
+    )]
     pub log: String,
     /// The command to run.
     #[command(subcommand)]

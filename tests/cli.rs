@@ -208,3 +208,72 @@ fn plan_dry_run_prints_every_phase_for_every_host() {
     // The partition names the controller's address, quoted into nft's argv.
     assert!(text.contains("10.77.0.2"), "{text}");
 }
+
+/// Runs `rabbitmqctl -q ARGS` on the local RabbitMQ, which must succeed; returns its output.
+fn rabbitmqctl(args: &[&str]) -> String {
+    let output = std::process::Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl must be installed (the local RabbitMQ is required)");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// When the broker drops the tracer, `butterfly trace` says so and reconnects in its own words;
+/// lapin's ERROR lines about the same close frame stay out of the default log.
+#[test]
+fn trace_reports_a_dropped_broker_connection_once_in_its_own_words() {
+    let vhost = format!("butterfly-cli-reconnect-{}", std::process::id());
+    let _ = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "delete_vhost", &vhost])
+        .output();
+    rabbitmqctl(&["add_vhost", &vhost]);
+    rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+    let out = tempfile::tempdir().unwrap();
+    let tracer = std::process::Command::new(assert_cmd::cargo::cargo_bin!("butterfly"))
+        .args(["trace", "--tap", "amq.topic", "--duration", "8s", "--out"])
+        .arg(out.path())
+        .arg("--amqp")
+        .arg(format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"))
+        .env_remove("BUTTERFLY_LOG")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The tracer's connection in this vhost, by the name it gives itself.
+    let connection = || {
+        rabbitmqctl(&["list_connections", "pid", "vhost", "client_properties"])
+            .lines()
+            .find(|line| line.contains(&vhost) && line.contains("\"butterfly-tracer\""))
+            .and_then(|line| line.split_whitespace().next().map(str::to_owned))
+    };
+    let mut pid = None;
+    // Each listing takes a few hundred milliseconds; the tracer connects well within the first.
+    for _ in 0..20 {
+        pid = connection();
+        if pid.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = pid.expect("the tracer connects");
+    rabbitmqctl(&["close_connection", &pid, "butterfly test: broker restart"]);
+    let output = tracer.wait_with_output().unwrap();
+    rabbitmqctl(&["delete_vhost", &vhost]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the AMQP capture lost the broker, reconnecting")
+            && stderr.contains("consumes again after reconnecting"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("lapin"),
+        "lapin's own log leaked: {stderr}"
+    );
+}
