@@ -376,7 +376,6 @@ fn last_matched_before(ops: &[EditOp], position: usize) -> Option<usize> {
 }
 
 fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
-    let before = &trace.steps[late.after_step];
     let step = &trace.steps[late.trace_step];
     let timing = format!(
         "`{}` came {} after `{}` (learned p50 {}, p99 {}, bound {})",
@@ -387,12 +386,17 @@ fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
         human_us(late.p99_us),
         human_us(late.bound_us)
     );
-    suspicion.add(
-        before.service.as_deref(),
-        before.host.as_deref(),
-        WEIGHT_EXPECTED_ACTOR,
-        format!("received `{}` and was slow to act: {timing}", before.symbol),
-    );
+    if let Some(holder) = actor(&trace.steps[..=late.after_step]) {
+        suspicion.add(
+            holder.service,
+            holder.host,
+            WEIGHT_EXPECTED_ACTOR,
+            format!(
+                "{} `{}` and was slow to act: {timing}",
+                holder.why, holder.symbol
+            ),
+        );
+    }
     suspicion.add(
         step.caller.as_deref(),
         None,
@@ -407,6 +411,43 @@ fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
     );
 }
 
+/// The service that should act after the steps seen so far, and why.
+pub(crate) struct Actor<'a> {
+    pub(crate) service: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) why: &'static str,
+    pub(crate) symbol: &'a str,
+}
+
+/// Who holds the transaction after `steps`: the receiver of the last message, except after a REST
+/// exchange. A REST step is recorded once the service has answered, so the one to act next is its
+/// caller, not the service that answered. When the caller is unknown (the client's `User-Agent`
+/// names no service), the answered call says nothing about who is stuck, and the receiver of the
+/// message before it still holds the transaction. Blaming the answering service instead made the
+/// timeout detector (and diagnosis, for late and missing steps) name neutron-api, whose quick `GET /v2.0/ports` often comes last, for every
+/// fault of the control plane once REST calls were traced.
+pub(crate) fn actor(steps: &[Step]) -> Option<Actor<'_>> {
+    for step in steps.iter().rev() {
+        if !step.symbol.starts_with("rest:") {
+            return Some(Actor {
+                service: step.service.as_deref(),
+                host: step.host.as_deref(),
+                why: "received",
+                symbol: &step.symbol,
+            });
+        }
+        if let Some(caller) = step.caller.as_deref() {
+            return Some(Actor {
+                service: Some(caller),
+                host: None,
+                why: "got the answer to",
+                symbol: &step.symbol,
+            });
+        }
+    }
+    None
+}
+
 fn suspect_divergence(
     suspicion: &mut Suspicion,
     trace: &Trace,
@@ -418,19 +459,20 @@ fn suspect_divergence(
         .iter()
         .position(|op| !matches!(op, EditOp::Match { .. }))
         .unwrap_or(ops.len());
-    let before = last_matched_before(ops, position).map(|a| &trace.steps[a]);
+    let before_index = last_matched_before(ops, position);
+    let before = before_index.map(|a| &trace.steps[a]);
     let expected = divergence.variant_step.map(|b| &variant.steps[b]);
     let expected_symbol = divergence.expected.as_deref().unwrap_or("?");
     match divergence.kind {
         DivergenceKind::Missing => {
-            if let Some(before) = before {
+            if let Some(holder) = before_index.and_then(|a| actor(&trace.steps[..=a])) {
                 suspicion.add(
-                    before.service.as_deref(),
-                    before.host.as_deref(),
+                    holder.service,
+                    holder.host,
                     WEIGHT_EXPECTED_ACTOR,
                     format!(
-                        "received `{}` and should have acted next: `{expected_symbol}` never came",
-                        before.symbol
+                        "{} `{}` and should have acted next: `{expected_symbol}` never came",
+                        holder.why, holder.symbol
                     ),
                 );
             }
@@ -709,5 +751,59 @@ impl fmt::Display for Diagnosis {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(symbol: &str, service: &str, caller: Option<&str>) -> Step {
+        Step {
+            symbol: symbol.to_owned(),
+            ts_us: 0,
+            seq: 0,
+            service: Some(service.to_owned()),
+            host: Some("controller".to_owned()),
+            caller: caller.map(str::to_owned),
+            error: false,
+            answer: false,
+            read_only: symbol.contains(" GET "),
+            link: None,
+        }
+    }
+
+    /// Regression (detector accuracy with REST tracing, 2026-11-28): an answered REST call with
+    /// no known caller must not make the service that answered it the one that holds the
+    /// transaction.
+    #[test]
+    fn an_answered_rest_call_does_not_blame_the_service_that_answered() {
+        let cast = step(
+            "rpc.cast:conductor.schedule_and_build_instances",
+            "nova-conductor",
+            None,
+        );
+        let ports = step("rest:neutron-api GET /v2.0/ports", "neutron-api", None);
+        let steps = [cast.clone(), ports.clone()];
+        let holder = actor(&steps).unwrap();
+        assert_eq!(holder.service, Some("nova-conductor"));
+        assert_eq!(holder.why, "received");
+
+        // With the caller known, the caller got the answer and acts next.
+        let candidates = step(
+            "rest:placement-api GET /allocation_candidates",
+            "placement-api",
+            Some("nova-scheduler"),
+        );
+        let steps = [cast.clone(), ports, candidates];
+        let holder = actor(&steps).unwrap();
+        assert_eq!(holder.service, Some("nova-scheduler"));
+        assert_eq!(holder.why, "got the answer to");
+
+        // An RPC message is held by its receiver, as before.
+        assert_eq!(actor(&[cast]).unwrap().service, Some("nova-conductor"));
+        // Only answered calls of unknown callers: nobody can be named.
+        let orphan = step("rest:glance-api GET /v2/images/{id}", "glance-api", None);
+        assert!(actor(&[orphan]).is_none());
     }
 }

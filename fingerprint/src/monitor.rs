@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tracer::event::Event;
 
 use crate::alarm::{Alarm, Suspect};
-use crate::diagnose::Suspicion;
+use crate::diagnose::{Suspicion, actor};
 use crate::distance::best_prefix;
 use crate::normalize::normalize;
 use crate::store::Store;
@@ -139,43 +139,6 @@ impl Monitor {
     }
 }
 
-/// The service that should act after the steps seen so far, and why.
-struct Actor<'a> {
-    service: Option<&'a str>,
-    host: Option<&'a str>,
-    why: &'static str,
-    symbol: &'a str,
-}
-
-/// Who holds the transaction after `steps`: the receiver of the last message, except after a REST
-/// exchange. A REST step is recorded once the service has answered, so the one to act next is its
-/// caller, not the service that answered. When the caller is unknown (the client's `User-Agent`
-/// names no service), the answered call says nothing about who is stuck, and the receiver of the
-/// message before it still holds the transaction. Blaming the answering service instead made the
-/// timeout detector name neutron-api, whose quick `GET /v2.0/ports` often comes last, for every
-/// fault of the control plane once REST calls were traced.
-fn actor(steps: &[Step]) -> Option<Actor<'_>> {
-    for step in steps.iter().rev() {
-        if !step.symbol.starts_with("rest:") {
-            return Some(Actor {
-                service: step.service.as_deref(),
-                host: step.host.as_deref(),
-                why: "received",
-                symbol: &step.symbol,
-            });
-        }
-        if let Some(caller) = step.caller.as_deref() {
-            return Some(Actor {
-                service: Some(caller),
-                host: None,
-                why: "got the answer to",
-                symbol: &step.symbol,
-            });
-        }
-    }
-    None
-}
-
 /// Rewrites an entry symbol `service:OP` as a nested REST symbol `rest:service OP`.
 fn demote_entry(symbol: &str, service: Option<&str>) -> String {
     let service = service.unwrap_or("unknown");
@@ -291,59 +254,5 @@ fn overdue_alarm(
         transaction: Some(transaction.to_owned()),
         fault_kind: None,
         evidence,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn step(symbol: &str, service: &str, caller: Option<&str>) -> Step {
-        Step {
-            symbol: symbol.to_owned(),
-            ts_us: 0,
-            seq: 0,
-            service: Some(service.to_owned()),
-            host: Some("controller".to_owned()),
-            caller: caller.map(str::to_owned),
-            error: false,
-            answer: false,
-            read_only: symbol.contains(" GET "),
-            link: None,
-        }
-    }
-
-    /// Regression (detector accuracy with REST tracing, 2026-11-28): an answered REST call with
-    /// no known caller must not make the service that answered it the one that holds the
-    /// transaction.
-    #[test]
-    fn an_answered_rest_call_does_not_blame_the_service_that_answered() {
-        let cast = step(
-            "rpc.cast:conductor.schedule_and_build_instances",
-            "nova-conductor",
-            None,
-        );
-        let ports = step("rest:neutron-api GET /v2.0/ports", "neutron-api", None);
-        let steps = [cast.clone(), ports.clone()];
-        let holder = actor(&steps).unwrap();
-        assert_eq!(holder.service, Some("nova-conductor"));
-        assert_eq!(holder.why, "received");
-
-        // With the caller known, the caller got the answer and acts next.
-        let candidates = step(
-            "rest:placement-api GET /allocation_candidates",
-            "placement-api",
-            Some("nova-scheduler"),
-        );
-        let steps = [cast.clone(), ports, candidates];
-        let holder = actor(&steps).unwrap();
-        assert_eq!(holder.service, Some("nova-scheduler"));
-        assert_eq!(holder.why, "got the answer to");
-
-        // An RPC message is held by its receiver, as before.
-        assert_eq!(actor(&[cast]).unwrap().service, Some("nova-conductor"));
-        // Only answered calls of unknown callers: nobody can be named.
-        let orphan = step("rest:glance-api GET /v2/images/{id}", "glance-api", None);
-        assert!(actor(&[orphan]).is_none());
     }
 }
