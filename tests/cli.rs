@@ -209,37 +209,24 @@ fn plan_dry_run_prints_every_phase_for_every_host() {
     assert!(text.contains("10.77.0.2"), "{text}");
 }
 
-/// Runs `rabbitmqctl -q ARGS` on the local RabbitMQ, which must succeed; returns its output.
-fn rabbitmqctl(args: &[&str]) -> String {
-    let output = std::process::Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl must be installed (the local RabbitMQ is required)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+// The tracer's RabbitMQ test helpers: a vhost of the test's own and `rabbitmqctl`.
+#[allow(dead_code)]
+#[path = "../tracer/tests/common/rabbitmq.rs"]
+mod rabbitmq;
+
+use rabbitmq::{TestVhost, rabbitmqctl};
 
 /// When the broker drops the tracer, `butterfly trace` says so and reconnects in its own words;
 /// lapin's ERROR lines about the same close frame stay out of the default log.
 #[test]
 fn trace_reports_a_dropped_broker_connection_once_in_its_own_words() {
-    let vhost = format!("butterfly-cli-reconnect-{}", std::process::id());
-    let _ = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "delete_vhost", &vhost])
-        .output();
-    rabbitmqctl(&["add_vhost", &vhost]);
-    rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+    let vhost = TestVhost::new("cli-reconnect");
     let out = tempfile::tempdir().unwrap();
     let tracer = std::process::Command::new(assert_cmd::cargo::cargo_bin!("butterfly"))
         .args(["trace", "--tap", "amq.topic", "--duration", "8s", "--out"])
         .arg(out.path())
         .arg("--amqp")
-        .arg(format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"))
+        .arg(vhost.url())
         .env_remove("BUTTERFLY_LOG")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -249,7 +236,7 @@ fn trace_reports_a_dropped_broker_connection_once_in_its_own_words() {
     let connection = || {
         rabbitmqctl(&["list_connections", "pid", "vhost", "client_properties"])
             .lines()
-            .find(|line| line.contains(&vhost) && line.contains("\"butterfly-tracer\""))
+            .find(|line| line.contains(&vhost.0) && line.contains("\"butterfly-tracer\""))
             .and_then(|line| line.split_whitespace().next().map(str::to_owned))
     };
     let mut pid = None;
@@ -264,7 +251,6 @@ fn trace_reports_a_dropped_broker_connection_once_in_its_own_words() {
     let pid = pid.expect("the tracer connects");
     rabbitmqctl(&["close_connection", &pid, "butterfly test: broker restart"]);
     let output = tracer.wait_with_output().unwrap();
-    rabbitmqctl(&["delete_vhost", &vhost]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(
