@@ -11,7 +11,7 @@ use tracer::event::Transaction;
 
 use crate::alarm::{Alarm, Suspect};
 use crate::distance::{EditOp, Pattern, align, normalized};
-use crate::store::{FaultLabel, StepProfile, Store, Trace, Variant};
+use crate::store::{FaultLabel, NegativeFingerprint, StepProfile, Store, Trace, Variant};
 use crate::symbol::Step;
 use crate::timing::human_us;
 
@@ -109,15 +109,44 @@ pub struct RankedSuspect {
     pub evidence: Vec<String>,
 }
 
-/// The likely fault, from the nearest negative fingerprints.
+/// The likely fault, from the nearest negative fingerprints of the command (k-NN, open set).
+///
+/// Only negatives within their fault's learned bound ([`Store::negative_bound`]) vote; when none
+/// is, the answer is "none of the known faults" rather than the nearest label.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Classification {
-    /// The fault label that won the vote.
-    pub label: FaultLabel,
-    /// Confidence in `0.0..=1.0`.
-    pub confidence: f64,
-    /// Distance to the nearest negative with that label (normalized, plus anchor penalty).
-    pub distance: f64,
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Classification {
+    /// A known fault: the label that won the vote.
+    Known {
+        /// The fault.
+        label: FaultLabel,
+        /// Confidence in `0.0..=1.0`.
+        confidence: f64,
+        /// Distance to the nearest negative with that label (normalized, plus anchor penalty).
+        distance: f64,
+        /// The fault's distance bound.
+        bound: f64,
+    },
+    /// None of the known faults: every negative of the command is farther than its fault's bound,
+    /// so the trace most likely shows a fault never learned.
+    Unknown {
+        /// The nearest known fault all the same, for reference.
+        nearest: FaultLabel,
+        /// Distance to its nearest negative (normalized, plus anchor penalty).
+        distance: f64,
+        /// That fault's distance bound, which the distance exceeds.
+        bound: f64,
+    },
+}
+
+impl Classification {
+    /// The known fault, unless the trace matched none.
+    pub fn label(&self) -> Option<&FaultLabel> {
+        match self {
+            Classification::Known { label, .. } => Some(label),
+            Classification::Unknown { .. } => None,
+        }
+    }
 }
 
 /// Everything the diagnosis found about one transaction.
@@ -306,21 +335,33 @@ impl Store {
             .iter()
             .filter(|negative| negative.command == trace.command)
             .map(|negative| {
-                let raw = pattern.distance(&negative.symbols);
-                let mut distance = normalized(raw, ids.len(), negative.symbols.len());
-                if negative.anchor.as_deref() != anchor {
-                    distance += ANCHOR_MISMATCH_PENALTY;
-                }
+                let distance = negative_distance(&pattern, ids.len(), anchor, negative);
                 (distance, &negative.label)
             })
             .collect();
-        if neighbours.is_empty() {
-            return None;
-        }
         neighbours.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        neighbours.truncate(self.config.knn.max(1));
-        let mut votes: BTreeMap<&FaultLabel, (f64, f64)> = BTreeMap::new();
+        let &(nearest_distance, nearest) = neighbours.first()?;
+        let bound_of = |label: &FaultLabel| self.negative_bound(&trace.command, label);
+        // Open-set k-NN: a negative votes only if the trace is within its fault's bound, so a
+        // fault never learned is not forced onto the nearest known label.
+        let mut voters = Vec::new();
         for &(distance, label) in &neighbours {
+            if voters.len() == self.config.knn.max(1) {
+                break;
+            }
+            if distance <= bound_of(label) {
+                voters.push((distance, label));
+            }
+        }
+        if voters.is_empty() {
+            return Some(Classification::Unknown {
+                nearest: nearest.clone(),
+                distance: nearest_distance,
+                bound: bound_of(nearest),
+            });
+        }
+        let mut votes: BTreeMap<&FaultLabel, (f64, f64)> = BTreeMap::new();
+        for &(distance, label) in &voters {
             let vote = votes.entry(label).or_insert((0.0, f64::INFINITY));
             vote.0 += 1.0 / (distance + 0.05);
             vote.1 = vote.1.min(distance);
@@ -329,12 +370,40 @@ impl Store {
         let (label, (weight, distance)) = votes
             .into_iter()
             .max_by(|a, b| a.1.0.total_cmp(&b.1.0).then_with(|| b.0.cmp(a.0)))?;
-        Some(Classification {
+        Some(Classification::Known {
             label: label.clone(),
             confidence: (weight / total) * (1.0 - distance.min(1.0)),
             distance,
+            bound: bound_of(label),
         })
     }
+}
+
+/// The distance between a trace (`query`, `query_len` symbols, departed from normal behaviour at
+/// `anchor`) and a negative fingerprint: the normalized edit distance, plus
+/// [`ANCHOR_MISMATCH_PENALTY`] when the two departed at different steps.
+///
+/// A trace shorter than the negative is also compared with the negative's beginning of the same
+/// length, and the smaller distance counts. A transaction diagnosed while its fault still holds it
+/// (the live detector diagnoses it once it goes quiet) stops where the fault stopped it, while
+/// negatives learned from a finished run hold the whole, late transaction: the same fault caught
+/// earlier must not look like another one.
+pub(crate) fn negative_distance(
+    query: &Pattern,
+    query_len: usize,
+    anchor: Option<&str>,
+    negative: &NegativeFingerprint,
+) -> f64 {
+    let symbols = &negative.symbols;
+    let mut distance = normalized(query.distance(symbols), query_len, symbols.len());
+    if query_len < symbols.len() {
+        let prefix = normalized(query.distance(&symbols[..query_len]), query_len, query_len);
+        distance = distance.min(prefix);
+    }
+    if negative.anchor.as_deref() != anchor {
+        distance += ANCHOR_MISMATCH_PENALTY;
+    }
+    distance
 }
 
 fn divergence(
@@ -625,11 +694,7 @@ impl Diagnosis {
             evidence.push(late.to_string());
         }
         if let Some(classification) = &self.classification {
-            evidence.push(format!(
-                "nearest known fault: {} (confidence {:.2})",
-                label_text(&classification.label),
-                classification.confidence
-            ));
+            evidence.push(classification.to_string());
         }
         Some(Alarm {
             ts_us: self.detected_at_us,
@@ -648,7 +713,8 @@ impl Diagnosis {
             fault_kind: self
                 .classification
                 .as_ref()
-                .map(|classification| classification.label.fault_kind.clone()),
+                .and_then(Classification::label)
+                .map(|label| label.fault_kind.clone()),
             evidence,
         })
     }
@@ -658,6 +724,32 @@ fn label_text(label: &FaultLabel) -> String {
     match &label.host {
         Some(host) => format!("{} of {} on {host}", label.fault_kind, label.service),
         None => format!("{} of {}", label.fault_kind, label.service),
+    }
+}
+
+impl fmt::Display for Classification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Classification::Known {
+                label,
+                confidence,
+                distance,
+                bound,
+            } => write!(
+                f,
+                "nearest known fault: {} (confidence {confidence:.2}, distance {distance:.3}, bound {bound:.3})",
+                label_text(label)
+            ),
+            Classification::Unknown {
+                nearest,
+                distance,
+                bound,
+            } => write!(
+                f,
+                "unknown fault: none of the known faults is within its bound (nearest: {} at distance {distance:.3}, bound {bound:.3})",
+                label_text(nearest)
+            ),
+        }
     }
 }
 
@@ -742,13 +834,7 @@ impl fmt::Display for Diagnosis {
             }
         }
         if let Some(classification) = &self.classification {
-            writeln!(
-                f,
-                "  nearest known fault: {} (confidence {:.2}, distance {:.3})",
-                label_text(&classification.label),
-                classification.confidence,
-                classification.distance
-            )?;
+            writeln!(f, "  {classification}")?;
         }
         Ok(())
     }
@@ -771,6 +857,191 @@ mod tests {
             read_only: symbol.contains(" GET "),
             link: None,
         }
+    }
+
+    fn label(fault_kind: &str, service: &str) -> FaultLabel {
+        FaultLabel {
+            fault_kind: fault_kind.to_owned(),
+            service: service.to_owned(),
+            host: None,
+        }
+    }
+
+    fn negative(
+        label: &FaultLabel,
+        symbols: Vec<u32>,
+        anchor: &str,
+        count: u64,
+    ) -> NegativeFingerprint {
+        NegativeFingerprint {
+            command: "server create".to_owned(),
+            label: label.clone(),
+            symbols,
+            anchor: Some(anchor.to_owned()),
+            count,
+        }
+    }
+
+    fn trace() -> Trace {
+        Trace {
+            transaction: "req-1".to_owned(),
+            command: "server create".to_owned(),
+            background: false,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Two faults: a frozen conductor learned from two slightly different trails (spread 0.1,
+    /// bound 0.15) and a stopped compute learned from one (the single-transaction bound, 0.3).
+    fn two_faults() -> (Store, FaultLabel, FaultLabel) {
+        let mut store = Store::default();
+        let conductor = label("process-freeze", "nova-conductor");
+        let compute = label("service-stop", "nova-compute");
+        store.negatives = vec![
+            negative(&conductor, (1..=10).collect(), "rpc.call:conductor", 1),
+            negative(
+                &conductor,
+                (1..=9).chain([11]).collect(),
+                "rpc.call:conductor",
+                1,
+            ),
+            negative(&compute, (20..30).collect(), "rpc.cast:compute", 1),
+        ];
+        (store, conductor, compute)
+    }
+
+    #[test]
+    fn fault_bounds_follow_the_spread_of_their_negatives() {
+        let (mut store, conductor, compute) = two_faults();
+        let config = store.config.clone();
+        assert!((store.negative_bound("server create", &conductor) - 0.15).abs() < 1e-9);
+        assert_eq!(
+            store.negative_bound("server create", &compute),
+            config.negative_single_bound
+        );
+        // The same shape learned twice has no spread: the smallest bound.
+        store.negatives[2].count = 2;
+        assert_eq!(
+            store.negative_bound("server create", &compute),
+            config.negative_min_bound
+        );
+        // Trails departing at different steps are 0.5 apart at least: the largest bound.
+        store.negatives[1].anchor = Some("rpc.call:scheduler".to_owned());
+        assert_eq!(
+            store.negative_bound("server create", &conductor),
+            config.negative_max_bound
+        );
+    }
+
+    #[test]
+    fn a_trace_near_a_known_fault_is_classified_as_it() {
+        let (store, conductor, _) = two_faults();
+        let query: Vec<u32> = (1..=9).chain([12]).collect();
+        let classification = store
+            .classify(&trace(), &query, Some("rpc.call:conductor"))
+            .expect("negatives exist");
+        let Classification::Known {
+            label,
+            distance,
+            bound,
+            confidence,
+        } = &classification
+        else {
+            panic!("{classification}");
+        };
+        assert_eq!(*label, conductor);
+        assert!(*distance <= *bound, "{classification}");
+        assert!(*confidence > 0.5, "{classification}");
+        assert_eq!(classification.label(), Some(&conductor));
+    }
+
+    #[test]
+    fn a_trace_beyond_every_bound_is_none_of_the_known_faults() {
+        let (store, conductor, _) = two_faults();
+        // The conductor's trail with a third of it changed: 0.3 from its nearest negatives,
+        // beyond their bound of 0.15.
+        let query: Vec<u32> = (1..=7).chain([40, 41, 42]).collect();
+        let classification = store
+            .classify(&trace(), &query, Some("rpc.call:conductor"))
+            .expect("negatives exist");
+        let Classification::Unknown {
+            nearest,
+            distance,
+            bound,
+        } = &classification
+        else {
+            panic!("{classification}");
+        };
+        assert_eq!(*nearest, conductor);
+        assert!((distance - 0.3).abs() < 1e-9, "{classification}");
+        assert!((bound - 0.15).abs() < 1e-9, "{classification}");
+        assert_eq!(classification.label(), None);
+        assert!(
+            classification.to_string().starts_with("unknown fault:"),
+            "{classification}"
+        );
+        let json = serde_json::to_value(&classification).unwrap();
+        assert_eq!(json["verdict"], "unknown", "{json}");
+        assert!(json.get("label").is_none(), "{json}");
+        // Departed where no known fault departs: an anchor mismatch alone exceeds every bound.
+        let query: Vec<u32> = (20..30).collect();
+        let classification = store.classify(&trace(), &query, Some("rest:placement-api"));
+        assert!(
+            matches!(classification, Some(Classification::Unknown { .. })),
+            "{classification:?}"
+        );
+        // A command without negatives is not classified at all.
+        let other = Trace {
+            command: "server delete".to_owned(),
+            ..trace()
+        };
+        assert_eq!(store.classify(&other, &query, None), None);
+    }
+
+    #[test]
+    fn negatives_vote_only_within_their_bound_so_a_farther_known_fault_can_win() {
+        let (mut store, _, _) = two_faults();
+        let killed = label("process-kill", "nova-conductor");
+        store.negatives.push(negative(
+            &killed,
+            (1..=7).chain([30, 31, 32]).collect(),
+            "rpc.call:conductor",
+            1,
+        ));
+        // 0.2 from the frozen conductor's negatives, beyond their bound of 0.15; 0.3 from the
+        // killed conductor's single negative, within its bound of 0.3.
+        let query: Vec<u32> = (1..=8).chain([30, 40]).collect();
+        let classification = store
+            .classify(&trace(), &query, Some("rpc.call:conductor"))
+            .expect("negatives exist");
+        assert_eq!(classification.label(), Some(&killed), "{classification}");
+    }
+
+    #[test]
+    fn a_trace_cut_short_by_its_fault_matches_the_whole_negative() {
+        let (store, conductor, _) = two_faults();
+        // The first half of the conductor's trail, as a live detector sees it while the fault
+        // still holds the transaction: 0.5 from the whole negative, 0 from its beginning.
+        let query: Vec<u32> = (1..=5).collect();
+        let classification = store
+            .classify(&trace(), &query, Some("rpc.call:conductor"))
+            .expect("negatives exist");
+        assert_eq!(classification.label(), Some(&conductor), "{classification}");
+        let pattern = Pattern::new(&query);
+        assert_eq!(
+            negative_distance(&pattern, 5, Some("rpc.call:conductor"), &store.negatives[0]),
+            0.0
+        );
+        // A longer trace is compared whole.
+        let longer: Vec<u32> = (1..=12).collect();
+        let pattern = Pattern::new(&longer);
+        let distance = negative_distance(
+            &pattern,
+            12,
+            Some("rpc.call:conductor"),
+            &store.negatives[0],
+        );
+        assert!((distance - 2.0 / 12.0).abs() < 1e-9, "{distance}");
     }
 
     /// Regression (detector accuracy with REST tracing, 2026-11-28): an answered REST call with

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tracer::event::Transaction;
 
 use crate::Error;
+use crate::diagnose::negative_distance;
 use crate::distance::{BATCH_LANES, Pattern, normalized};
 use crate::normalize::{NormalizeConfig, steps_of};
 use crate::symbol::Step;
@@ -37,6 +38,17 @@ pub struct Config {
     pub max_threshold: f64,
     /// Neighbours consulted when classifying against negative fingerprints.
     pub knn: usize,
+    /// The distance bound of a known fault (see [`Store::negative_bound`]) is never below this.
+    pub negative_min_bound: f64,
+    /// The bound is this multiple of the 99th percentile of the distances between each learned
+    /// transaction of the fault and its nearest other one.
+    pub negative_bound_margin: f64,
+    /// The bound is never above this. Below the anchor mismatch penalty (0.5), so that a trace
+    /// that departed from normal behaviour at another step than every negative of a fault is never
+    /// that fault, however alike the rest of the trail.
+    pub negative_max_bound: f64,
+    /// The bound of a fault learned from a single transaction, which has no spread to learn from.
+    pub negative_single_bound: f64,
 }
 
 impl Default for Config {
@@ -48,6 +60,10 @@ impl Default for Config {
             threshold_margin: 1.5,
             max_threshold: 0.5,
             knn: 3,
+            negative_min_bound: 0.15,
+            negative_bound_margin: 1.5,
+            negative_max_bound: 0.45,
+            negative_single_bound: 0.3,
         }
     }
 }
@@ -171,14 +187,7 @@ impl CommandFingerprint {
 
     /// The anomaly threshold on normalized distance.
     pub fn threshold(&self, config: &Config) -> f64 {
-        let mut sorted = self.novelty.clone();
-        sorted.sort_by(f64::total_cmp);
-        let p99 = if sorted.is_empty() {
-            0.0
-        } else {
-            let rank = ((0.99 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-            sorted[rank - 1]
-        };
+        let p99 = percentile99(self.novelty.iter().map(|&distance| (distance, 1)));
         (p99 * config.threshold_margin).clamp(config.min_threshold, config.max_threshold)
     }
 
@@ -275,6 +284,29 @@ impl CommandFingerprint {
         self.variants.push(variant);
         index
     }
+}
+
+/// The 99th percentile of `values`, each given with its weight (how many times it occurs); 0 when
+/// there are none.
+fn percentile99(values: impl IntoIterator<Item = (f64, u64)>) -> f64 {
+    let mut sorted: Vec<(f64, u64)> = values
+        .into_iter()
+        .filter(|&(_, weight)| weight > 0)
+        .collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: u64 = sorted.iter().map(|&(_, weight)| weight).sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = ((0.99 * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for &(value, weight) in &sorted {
+        seen += weight;
+        if seen >= rank {
+            return value;
+        }
+    }
+    sorted.last().map_or(0.0, |&(value, _)| value)
 }
 
 /// The state of one nearest-variant search: the best `(distance, index)` so far and the
@@ -450,10 +482,15 @@ pub struct Store {
     symbols: Vec<String>,
     /// Positive fingerprints by command.
     pub commands: BTreeMap<String, CommandFingerprint>,
-    /// Negative fingerprints.
+    /// Negative fingerprints. Add them with [`Store::learn_negative`]: the distance bound of each
+    /// fault is derived from them then (and when the store is loaded).
     pub negatives: Vec<NegativeFingerprint>,
     #[serde(skip)]
     index: HashMap<String, u32>,
+    /// The spread of each known fault by command (see [`Store::negative_bound`]), derived from
+    /// `negatives`; `None` for a fault learned from a single transaction.
+    #[serde(skip)]
+    spreads: BTreeMap<String, BTreeMap<FaultLabel, Option<f64>>>,
 }
 
 impl Default for Store {
@@ -473,6 +510,7 @@ impl Store {
             commands: BTreeMap::new(),
             negatives: Vec::new(),
             index: HashMap::new(),
+            spreads: BTreeMap::new(),
         }
     }
 
@@ -563,6 +601,83 @@ impl Store {
         for command in self.commands.values_mut() {
             command.reindex();
         }
+        self.spreads.clear();
+        let faults: std::collections::BTreeSet<(String, FaultLabel)> = self
+            .negatives
+            .iter()
+            .map(|negative| (negative.command.clone(), negative.label.clone()))
+            .collect();
+        for (command, label) in faults {
+            self.refresh_spread(&command, &label);
+        }
+    }
+
+    /// The distance bound of a known fault for a command: a trace farther than this from every
+    /// negative of the fault is not classified as that fault.
+    ///
+    /// Learned like the anomaly threshold of positive fingerprints: the 99th percentile of the
+    /// distances between each transaction learned under the fault and its nearest other one
+    /// (0 for a shape learned more than once), times
+    /// [`Config::negative_bound_margin`], within [`Config::negative_min_bound`] and
+    /// [`Config::negative_max_bound`]. A fault learned from one transaction has no spread and
+    /// gets [`Config::negative_single_bound`] (within the same limits).
+    pub fn negative_bound(&self, command: &str, label: &FaultLabel) -> f64 {
+        let spread = match self
+            .spreads
+            .get(command)
+            .and_then(|faults| faults.get(label))
+        {
+            Some(&spread) => spread,
+            None => self.spread_of(command, label),
+        };
+        let config = &self.config;
+        let bound = spread.map_or(config.negative_single_bound, |spread| {
+            spread * config.negative_bound_margin
+        });
+        bound.clamp(config.negative_min_bound, config.negative_max_bound)
+    }
+
+    /// The 99th percentile of the distances between each negative of a fault and its nearest
+    /// other one, weighted by how many transactions had each shape; `None` below two transactions.
+    fn spread_of(&self, command: &str, label: &FaultLabel) -> Option<f64> {
+        let members: Vec<&NegativeFingerprint> = self
+            .negatives
+            .iter()
+            .filter(|negative| negative.command == command && negative.label == *label)
+            .collect();
+        if members.iter().map(|negative| negative.count).sum::<u64>() < 2 {
+            return None;
+        }
+        let nearest = members.iter().enumerate().map(|(index, member)| {
+            if member.count > 1 {
+                // Every copy of the shape has an identical twin.
+                return (0.0, member.count);
+            }
+            let pattern = Pattern::new(&member.symbols);
+            let distance = members
+                .iter()
+                .enumerate()
+                .filter(|&(other, _)| other != index)
+                .map(|(_, other)| {
+                    negative_distance(
+                        &pattern,
+                        member.symbols.len(),
+                        member.anchor.as_deref(),
+                        other,
+                    )
+                })
+                .fold(f64::INFINITY, f64::min);
+            (distance, 1)
+        });
+        Some(percentile99(nearest))
+    }
+
+    fn refresh_spread(&mut self, command: &str, label: &FaultLabel) {
+        let spread = self.spread_of(command, label);
+        self.spreads
+            .entry(command.to_owned())
+            .or_default()
+            .insert(label.clone(), spread);
     }
 
     /// The symbol with id `id`.
@@ -706,6 +821,7 @@ impl Store {
                 count: 1,
             }),
         }
+        self.refresh_spread(&trace.command, label);
         Learned::Negative {
             command: trace.command,
         }
@@ -750,6 +866,28 @@ mod tests {
         assert!((command.threshold(&config) - 0.3).abs() < 1e-9);
         command.novelty = vec![0.9];
         assert_eq!(command.threshold(&config), config.max_threshold);
+    }
+
+    /// Regression: stores written before faults had distance bounds (no `negative_*` settings in
+    /// their config) still load, with the default bounds.
+    #[test]
+    fn stores_without_fault_bound_settings_load_with_the_defaults() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&Store::default().to_json()).unwrap();
+        let config = json["config"].as_object_mut().unwrap();
+        config.retain(|key, _| !key.starts_with("negative_"));
+        assert!(config.contains_key("knn"));
+        let store = Store::from_json(&json.to_string(), Path::new("old.json")).unwrap();
+        assert_eq!(store.config, Config::default());
+    }
+
+    #[test]
+    fn percentile99_weighs_each_value_by_its_count() {
+        assert_eq!(percentile99([]), 0.0);
+        assert_eq!(percentile99([(0.4, 1)]), 0.4);
+        // 99 zeros and one 0.4: the 99th percentile is 0.
+        assert_eq!(percentile99([(0.4, 1), (0.0, 99)]), 0.0);
+        assert_eq!(percentile99([(0.4, 2), (0.0, 98)]), 0.4);
     }
 
     #[test]

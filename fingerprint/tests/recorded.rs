@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use fingerprint::diagnose::Classification;
 use fingerprint::{FaultLabel, Learned, Monitor, Status, Store};
 use tracer::event::Transaction;
 
@@ -218,8 +219,15 @@ fn negatives_classify_the_fault_by_nearest_neighbours() {
 
     let diagnosis = store.diagnose(&cut(&faulty_create, cast + 10_000_000));
     let classification = diagnosis.classification.expect("classified");
-    assert_eq!(classification.label, compute_stop);
-    assert!(classification.confidence > 0.5, "{classification:?}");
+    assert_eq!(
+        classification.label(),
+        Some(&compute_stop),
+        "{classification}"
+    );
+    let Classification::Known { confidence, .. } = classification else {
+        unreachable!("a label means a known fault");
+    };
+    assert!(confidence > 0.5, "{confidence}");
 
     let diagnosis = store.diagnose(&frozen_scheduler);
     assert_eq!(
@@ -227,9 +235,76 @@ fn negatives_classify_the_fault_by_nearest_neighbours() {
         "{diagnosis}"
     );
     assert_eq!(
-        diagnosis.classification.expect("classified").label,
-        scheduler_freeze
+        diagnosis.classification.expect("classified").label(),
+        Some(&scheduler_freeze)
     );
+}
+
+/// The store `butterfly fingerprint learn --from-run` makes of a run where nova-compute was
+/// stopped: positives from the normal run, and the whole create under the fault (late, complete)
+/// as the only negative.
+fn store_knowing_compute_stop() -> (Store, FaultLabel) {
+    let mut store = learned_store();
+    let compute_stop = FaultLabel {
+        fault_kind: "service-stop".to_owned(),
+        service: "nova-compute".to_owned(),
+        host: Some("osbed".to_owned()),
+    };
+    let faulty_create = command(&fixture("compute-down"), "server create");
+    store.learn_negative(&faulty_create, &compute_stop);
+    (store, compute_stop)
+}
+
+#[test]
+fn a_seen_fault_is_classified_even_cut_short_and_an_unseen_one_is_none_of_the_known() {
+    let (store, compute_stop) = store_knowing_compute_stop();
+    assert_eq!(
+        store.negative_bound("server create", &compute_stop),
+        store.config.negative_single_bound,
+        "one transaction: no spread to learn from"
+    );
+    // The same fault, seen as the live detector sees it: 10 s after the cast to the stopped
+    // nova-compute, the trail stops there.
+    let faulty_create = command(&fixture("compute-down"), "server create");
+    let cast = ts_of(&faulty_create, "compute.build_and_run_instance");
+    let diagnosis = store.diagnose(&cut(&faulty_create, cast + 10_000_000));
+    let classification = diagnosis.classification.as_ref().expect("classified");
+    assert_eq!(classification.label(), Some(&compute_stop), "{diagnosis}");
+    let alarm = diagnosis.to_alarm().expect("anomalous");
+    assert_eq!(alarm.fault_kind.as_deref(), Some("service-stop"));
+
+    // A fault never learned: a scheduler that never answers (the normal trail cut right after
+    // the call to it) departs from normal behaviour at another step.
+    let normal_create = command(&fixture("create-delete"), "server create");
+    let select = ts_of(&normal_create, "scheduler.select_destinations");
+    let diagnosis = store.diagnose(&cut(&normal_create, select));
+    assert_eq!(diagnosis.status, Status::Anomalous, "{diagnosis}");
+    let classification = diagnosis.classification.as_ref().expect("negatives exist");
+    let Classification::Unknown {
+        nearest,
+        distance,
+        bound,
+    } = classification
+    else {
+        panic!("an unseen fault is named: {diagnosis}");
+    };
+    assert_eq!(*nearest, compute_stop);
+    assert!(distance > bound, "{diagnosis}");
+    let alarm = diagnosis.to_alarm().expect("anomalous");
+    assert_eq!(alarm.fault_kind, None, "{alarm:?}");
+    assert!(
+        alarm
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("unknown fault:")),
+        "{alarm:?}"
+    );
+    let json = serde_json::to_value(&diagnosis).unwrap();
+    assert_eq!(json["classification"]["verdict"], "unknown", "{json}");
+    // Only the classification line: the suspects above it belong to localization.
+    let line = format!("  {classification}\n");
+    assert!(diagnosis.to_string().ends_with(&line), "{diagnosis}");
+    insta::assert_snapshot!("unseen_fault_classification", line);
 }
 
 #[test]
