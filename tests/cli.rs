@@ -181,6 +181,29 @@ fn run_refuses_rest_tracing_without_a_rest_proxy_service_with_exit_2_before_the_
 }
 
 #[test]
+fn run_refuses_a_missing_fingerprint_store_with_exit_2_before_the_cloud() {
+    // The cloud is unreachable too: the store must be refused before the run authenticates,
+    // creates its directory or injects anything.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("campaign.yaml");
+    let detectors =
+        "detectors:\n  - name: fp\n    builtin: fingerprint\n    fingerprints: fp.json\n";
+    std::fs::write(&file, unreachable_cloud_campaign(detectors)).unwrap();
+    butterfly()
+        .env("BUTTERFLY_TEST_UNREACHABLE_PASSWORD", "not-a-secret")
+        .args(["run", "--run-dir"])
+        .arg(dir.path().join("run"))
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "detector \"fp\": cannot use its fingerprint store: {}",
+            dir.path().join("fp.json").display()
+        )));
+    assert!(!dir.path().join("run").exists());
+}
+
+#[test]
 fn plan_dry_run_prints_every_phase_for_every_host() {
     let output = butterfly()
         .args(["plan", "--dry-run", &example("partition-compute.yaml")])

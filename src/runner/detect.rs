@@ -109,25 +109,61 @@ fn named(mut alarm: rm::Alarm, detector: &str) -> rm::Alarm {
 }
 
 impl Builtin {
-    /// The campaign's built-in detectors, or `None` when it has none.
-    pub fn of(campaign: &Campaign) -> Option<Builtin> {
-        let name = |kind: &str| {
+    /// The campaign's built-in detectors, or `None` when it has none, starting from the
+    /// fingerprint store a built-in detector names (`fingerprints:`, already resolved against the
+    /// campaign file), else from an empty one.
+    ///
+    /// The two built-in detectors share one store, so they may not name different files. A store
+    /// that cannot be loaded is an error naming its path: the run must not start (nor inject a
+    /// fault) with detectors that silently know less than the campaign says.
+    pub fn of(campaign: &Campaign) -> Result<Option<Builtin>, String> {
+        let builtin = |kind: &str| {
             campaign.detectors.iter().find_map(|d| match &d.source {
-                DetectorSource::Builtin { builtin, .. } if builtin == kind => {
-                    Some(d.name.as_str().to_owned())
-                }
+                DetectorSource::Builtin {
+                    builtin,
+                    fingerprints,
+                } if builtin == kind => Some((d.name.as_str(), fingerprints.as_deref())),
                 _ => None,
             })
         };
-        Builtin::new(name("fingerprint"), name("timeout"))
+        let (fingerprint, timeout) = (builtin("fingerprint"), builtin("timeout"));
+        let mut stores = [fingerprint, timeout]
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, path)| Some((name, path?)));
+        let store = match (stores.next(), stores.next()) {
+            (Some((first, one)), Some((second, other))) if one != other => {
+                return Err(format!(
+                    "the built-in detectors \"{first}\" and \"{second}\" name different fingerprint stores ({} and {}); they share one",
+                    one.display(),
+                    other.display()
+                ));
+            }
+            (Some((name, path)), _) => Store::load(path).map_err(|error| {
+                format!("detector \"{name}\": cannot use its fingerprint store: {error}")
+            })?,
+            (None, _) => Store::default(),
+        };
+        let name = |detector: Option<(&str, _)>| detector.map(|(name, _)| name.to_owned());
+        Ok(Builtin::seeded(name(fingerprint), name(timeout), store))
     }
 
-    /// Built-in detectors under the given names (`None` leaves one out).
+    /// Built-in detectors under the given names (`None` leaves one out), starting from nothing.
     pub fn new(fingerprint: Option<String>, timeout: Option<String>) -> Option<Builtin> {
+        Builtin::seeded(fingerprint, timeout, Store::default())
+    }
+
+    /// Built-in detectors under the given names, starting from `store`: its positive
+    /// fingerprints (to which the baseline windows add), and its negative ones, which classify
+    /// the fingerprint detector's alarms.
+    pub fn seeded(
+        fingerprint: Option<String>,
+        timeout: Option<String>,
+        store: Store,
+    ) -> Option<Builtin> {
         if fingerprint.is_none() && timeout.is_none() {
             return None;
         }
-        let store = Store::default();
         Some(Builtin {
             fingerprint,
             timeout,
@@ -743,6 +779,185 @@ mod tests {
         assert!(alarms.is_empty(), "{alarms:?}");
         assert_eq!(detectors.store.commands["server create"].runs, learned);
         assert!(detectors.into_divergences().iter().all(Vec::is_empty));
+    }
+
+    /// A campaign (written to `dir/campaign.yaml`) with the given `detectors:` entries.
+    fn campaign_with(dir: &Path, detectors: &str) -> Campaign {
+        let file = dir.join("campaign.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "version: 1\ntestbed:\n  hosts:\n    - name: a\n      address: 127.0.0.1\n      roles: [x]\n  services:\n    - name: s\n      unit: s.service\n      roles: [x]\nexperiments:\n  - name: e\n    fault: {{kind: service-stop}}\n    target: {{service: s}}\n    duration: 1s\ndetectors:\n{detectors}"
+            ),
+        )
+        .unwrap();
+        scenarios::load(&file).expect("the campaign is valid")
+    }
+
+    /// What `butterfly fingerprint learn --from-run` makes of a run where nova-compute was
+    /// stopped: the normal runs as positives, the whole create under the fault as a negative.
+    fn compute_stop_store() -> Store {
+        let mut store = Store::default();
+        for transaction in fixture("create-delete") {
+            store.learn_positive(&transaction);
+        }
+        let create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        let label = fingerprint::FaultLabel {
+            fault_kind: "service-stop".to_owned(),
+            service: "nova-compute".to_owned(),
+            host: Some("osbed".to_owned()),
+        };
+        store.learn_negative(&create, &label);
+        store
+    }
+
+    #[test]
+    fn a_seeded_store_classifies_a_fault_window_transaction_and_still_learns_the_baseline() {
+        let dir = tempfile::tempdir().unwrap();
+        compute_stop_store()
+            .save(&dir.path().join("fp.json"))
+            .unwrap();
+        // The store's path is relative to the campaign file, not to the working directory.
+        let campaign = campaign_with(
+            dir.path(),
+            "  - name: fp\n    builtin: fingerprint\n    fingerprints: fp.json\n  - name: late\n    builtin: timeout\n",
+        );
+        let mut detectors = Builtin::of(&campaign).unwrap().expect("detectors");
+        assert_eq!(detectors.store.negatives.len(), 1);
+        assert_eq!(detectors.store.commands["server create"].runs, 1);
+
+        // Baseline runs add to the seeded positives.
+        let labels = Issued::default();
+        let normal = user(fixture("create-delete"));
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+        stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
+        assert_eq!(detectors.store.commands["server create"].runs, 2);
+        assert_eq!(detectors.store.negatives.len(), 1);
+
+        // Under the fault, the create stalls after the cast to nova-compute: it is diagnosed
+        // once it goes quiet, cut short, and still recognized as the known fault.
+        let create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        detectors.phase(window(1, Some(rm::WindowKind::Fault)));
+        labels.issue(&create);
+        let cast = ts_of(&create, "compute.build_and_run_instance");
+        let mut until_cast = create.clone();
+        until_cast.events.retain(|e| e.ts_us <= cast);
+        let alarms = stream(
+            &mut detectors,
+            &labels,
+            std::slice::from_ref(&until_cast),
+            cast + SETTLE_US + 1_000_000,
+        );
+        let fingerprint: Vec<&rm::Alarm> = alarms.iter().filter(|a| a.detector == "fp").collect();
+        assert_eq!(fingerprint.len(), 1, "{alarms:?}");
+        assert_eq!(fingerprint[0].fault_kind.as_deref(), Some("service-stop"));
+        assert!(
+            fingerprint[0].evidence.iter().any(
+                |e| e.starts_with("nearest known fault: service-stop of nova-compute on osbed")
+            ),
+            "{:?}",
+            fingerprint[0].evidence
+        );
+        assert_eq!(fingerprint[0].suspects[0].service, "nova-compute");
+    }
+
+    #[test]
+    fn an_unseeded_fingerprint_alarm_names_no_fault_kind() {
+        // The same stalled create against fingerprints learned from the baseline only: there is
+        // no known fault to name.
+        let dir = tempfile::tempdir().unwrap();
+        let campaign = campaign_with(dir.path(), "  - name: fp\n    builtin: fingerprint\n");
+        let mut detectors = Builtin::of(&campaign).unwrap().expect("detectors");
+        assert!(detectors.timeout.is_none());
+        let labels = Issued::default();
+        let normal = user(fixture("create-delete"));
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+        stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
+        let mut create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        let cast = ts_of(&create, "compute.build_and_run_instance");
+        create.events.retain(|e| e.ts_us <= cast);
+        detectors.phase(window(1, Some(rm::WindowKind::Fault)));
+        labels.issue(&create);
+        let alarms = stream(
+            &mut detectors,
+            &labels,
+            std::slice::from_ref(&create),
+            cast + SETTLE_US + 1_000_000,
+        );
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].fault_kind, None);
+    }
+
+    #[test]
+    fn a_missing_or_invalid_store_is_an_error_naming_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let campaign = campaign_with(
+            dir.path(),
+            "  - name: fp\n    builtin: fingerprint\n    fingerprints: absent.json\n",
+        );
+        let error = Builtin::of(&campaign).unwrap_err();
+        let path = dir.path().join("absent.json");
+        assert!(
+            error.starts_with(&format!(
+                "detector \"fp\": cannot use its fingerprint store: {}: ",
+                path.display()
+            )),
+            "{error}"
+        );
+        std::fs::write(dir.path().join("broken.json"), "{\"format\": ").unwrap();
+        let campaign = campaign_with(
+            dir.path(),
+            "  - name: late\n    builtin: timeout\n    fingerprints: broken.json\n",
+        );
+        let error = Builtin::of(&campaign).unwrap_err();
+        assert!(
+            error.contains(&format!("{}:1:", dir.path().join("broken.json").display())),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_built_in_detectors_share_one_store() {
+        let dir = tempfile::tempdir().unwrap();
+        compute_stop_store()
+            .save(&dir.path().join("a.json"))
+            .unwrap();
+        compute_stop_store()
+            .save(&dir.path().join("b.json"))
+            .unwrap();
+        let campaign = campaign_with(
+            dir.path(),
+            "  - name: fp\n    builtin: fingerprint\n    fingerprints: a.json\n  - name: late\n    builtin: timeout\n    fingerprints: b.json\n",
+        );
+        let error = Builtin::of(&campaign).unwrap_err();
+        assert!(
+            error.contains("name different fingerprint stores"),
+            "{error}"
+        );
+        // The same store named twice, or by the timeout detector alone, seeds both.
+        let campaign = campaign_with(
+            dir.path(),
+            "  - name: fp\n    builtin: fingerprint\n  - name: late\n    builtin: timeout\n    fingerprints: b.json\n",
+        );
+        let detectors = Builtin::of(&campaign).unwrap().expect("detectors");
+        assert_eq!(detectors.store.negatives.len(), 1);
+        let campaign = campaign_with(dir.path(), "  - name: external\n    alarms: x.jsonl\n");
+        assert!(Builtin::of(&campaign).unwrap().is_none());
     }
 
     fn event_updates(transactions: &[Transaction]) -> Vec<Update> {

@@ -75,6 +75,8 @@ struct RepetitionResult {
 pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     let campaign = scenarios::load(&options.campaign)
         .map_err(|diagnostics| CliError::InvalidInput(diagnostics.to_string()))?;
+    // Before anything is created or injected: a fingerprint store the campaign names must load.
+    let builtin = detect::Builtin::of(&campaign).map_err(CliError::InvalidInput)?;
     let plan = scenarios::plan::expand(&campaign);
     let started_at = Timestamp::now();
     let run_dir = options.run_dir.clone().unwrap_or_else(|| {
@@ -112,7 +114,6 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         let _ = signal_tx.send(Some(Stop::Interrupted));
     });
 
-    let builtin = detect::Builtin::of(&campaign);
     let mut tracer = trace::LiveTrace::start(&campaign, &run_dir.join("trace"), builtin.is_some())
         .await
         .map_err(CliError::Setup)?;
