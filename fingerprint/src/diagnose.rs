@@ -1044,6 +1044,67 @@ mod tests {
         assert!((distance - 2.0 / 12.0).abs() < 1e-9, "{distance}");
     }
 
+    fn arbitrary_negatives() -> impl proptest::strategy::Strategy<Value = Vec<NegativeFingerprint>>
+    {
+        use proptest::prelude::*;
+        let labels = [
+            label("process-freeze", "nova-conductor"),
+            label("process-kill", "nova-conductor"),
+            label("service-stop", "nova-compute"),
+        ];
+        let negative = (
+            0..labels.len(),
+            proptest::collection::vec(0u32..6, 1..12),
+            prop_oneof![Just("rpc.call:conductor"), Just("rpc.cast:compute")],
+            1u64..3,
+        )
+            .prop_map(move |(which, symbols, anchor, count)| {
+                negative(&labels[which], symbols, anchor, count)
+            });
+        proptest::collection::vec(negative, 1..8)
+    }
+
+    proptest::proptest! {
+        /// Laws of open-set classification: a learned trail is always a known fault (at distance 0
+        /// from itself, within every bound); bounds stay within their limits; a known fault is
+        /// within its bound, and "unknown" means no negative was within its own.
+        #[test]
+        fn classification_laws(
+            negatives in arbitrary_negatives(),
+            query in proptest::collection::vec(0u32..6, 1..12),
+            anchored in proptest::bool::ANY,
+        ) {
+            let mut store = Store::default();
+            store.negatives = negatives;
+            let config = store.config.clone();
+            for negative in &store.negatives {
+                let bound = store.negative_bound("server create", &negative.label);
+                proptest::prop_assert!(
+                    (config.negative_min_bound..=config.negative_max_bound).contains(&bound)
+                );
+                let own = store
+                    .classify(&trace(), &negative.symbols, negative.anchor.as_deref())
+                    .expect("negatives exist");
+                proptest::prop_assert!(own.label().is_some(), "{}", own);
+            }
+            let anchor = anchored.then_some("rpc.call:conductor");
+            let pattern = Pattern::new(&query);
+            match store.classify(&trace(), &query, anchor).expect("negatives exist") {
+                Classification::Known { distance, bound, .. } => {
+                    proptest::prop_assert!(distance <= bound);
+                }
+                Classification::Unknown { distance, bound, .. } => {
+                    proptest::prop_assert!(distance > bound);
+                    for negative in &store.negatives {
+                        let distance = negative_distance(&pattern, query.len(), anchor, negative);
+                        let bound = store.negative_bound("server create", &negative.label);
+                        proptest::prop_assert!(distance > bound);
+                    }
+                }
+            }
+        }
+    }
+
     /// Regression (detector accuracy with REST tracing, 2026-11-28): an answered REST call with
     /// no known caller must not make the service that answered it the one that holds the
     /// transaction.

@@ -537,6 +537,26 @@ impl Store {
                 ),
             });
         }
+        // Limits the wrong way round would make every diagnosis panic (`f64::clamp`): refuse them
+        // here, with the file's name.
+        let config = &store.config;
+        for (what, min, max) in [
+            ("threshold", config.min_threshold, config.max_threshold),
+            (
+                "negative bound",
+                config.negative_min_bound,
+                config.negative_max_bound,
+            ),
+        ] {
+            if min.partial_cmp(&max).is_none_or(std::cmp::Ordering::is_gt) {
+                return Err(Error::Format {
+                    path: origin.to_owned(),
+                    reason: format!(
+                        "the {what} limits are {min}..{max}: the minimum must not exceed the maximum"
+                    ),
+                });
+            }
+        }
         let symbol_count = store.symbols.len();
         let bad_id = store
             .commands
@@ -879,6 +899,19 @@ mod tests {
         assert!(config.contains_key("knn"));
         let store = Store::from_json(&json.to_string(), Path::new("old.json")).unwrap();
         assert_eq!(store.config, Config::default());
+    }
+
+    #[test]
+    fn limits_the_wrong_way_round_are_refused() {
+        let mut store = Store::default();
+        store.config.negative_min_bound = 0.6;
+        let error = Store::from_json(&store.to_json(), Path::new("fp.json")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("negative bound limits are 0.6..0.45"),
+            "{error}"
+        );
     }
 
     #[test]
