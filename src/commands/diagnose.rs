@@ -1,6 +1,7 @@
 //! `butterfly diagnose`: compare traced transactions with learned fingerprints; print per
-//! transaction normal/anomalous, distance, divergence, ranked suspects and nearest known fault;
-//! write alarms as JSON Lines.
+//! transaction normal/anomalous, distance, divergence, ranked suspects and nearest known fault
+//! (or "unknown fault" when no known fault is within its learned bound); write alarms as JSON
+//! Lines.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ use crate::exit::{CliError, Exit};
 ///
 /// Prints, per transaction: normal or anomalous, the distance to the nearest normal variant and
 /// the learned threshold, the first divergence, late steps, ranked suspects with evidence and the
-/// nearest known fault. Anomalies are written as alarms (one JSON object per line, the format
+/// nearest known fault, or "unknown fault" when no known fault is within its learned distance
+/// bound. Anomalies are written as alarms (one JSON object per line, the format
 /// external detectors use) with `--alarms`.
 ///
 /// Exit 0 after diagnosing (1 with `--fail-on-anomaly` when a transaction is anomalous), 2 on
