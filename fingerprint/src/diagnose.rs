@@ -11,6 +11,8 @@ use tracer::event::Transaction;
 
 use crate::alarm::{Alarm, Suspect};
 use crate::distance::{EditOp, Pattern, align, normalized};
+use crate::monitor::lane_prefixes;
+use crate::normalize::{gaps, latest, observed_until};
 use crate::store::{FaultLabel, NegativeFingerprint, StepProfile, Store, Trace, Variant};
 use crate::symbol::Step;
 use crate::timing::human_us;
@@ -194,6 +196,23 @@ pub struct Diagnosis {
     pub detected_at_us: i64,
 }
 
+impl LateStep {
+    /// When the step became late: the last activity before it plus its bound.
+    fn overrun_at(&self, trace: &Trace) -> i64 {
+        trace.steps[self.trace_step]
+            .ts_us
+            .saturating_sub(i64::try_from(self.gap_us).unwrap_or(i64::MAX))
+            .saturating_add(i64::try_from(self.bound_us).unwrap_or(i64::MAX))
+    }
+
+    /// The last activity before the late step (µs since the epoch).
+    fn waited_since(&self, trace: &Trace) -> i64 {
+        trace.steps[self.trace_step]
+            .ts_us
+            .saturating_sub(i64::try_from(self.gap_us).unwrap_or(i64::MAX))
+    }
+}
+
 impl Store {
     /// Diagnoses one transaction.
     pub fn diagnose(&self, transaction: &Transaction) -> Diagnosis {
@@ -236,7 +255,7 @@ impl Store {
             detected_at_us: errors
                 .first()
                 .map(|(_, step)| step.ts_us)
-                .or_else(|| trace.steps.last().map(|step| step.ts_us))
+                .or_else(|| latest(&trace.steps).map(|step| step.ts_us))
                 .unwrap_or(0),
         };
         let nearest = self.commands.get(&trace.command).and_then(|command| {
@@ -253,25 +272,24 @@ impl Store {
             diagnosis.score = (0.5 * distance / threshold).min(1.0);
             let ops = align(&ids, &variant.symbols);
             diagnosis.late = self.late_steps(trace, variant, &ops);
-            diagnosis.divergence = divergence(self, trace, variant, &ops);
+            let diverged = divergence(self, trace, variant, &ops);
+            diagnosis.divergence = diverged.as_ref().map(|(_, divergence)| divergence.clone());
             let sequence_anomaly = distance > threshold;
             if let Some(late) = diagnosis.late.first() {
                 let ratio = late.gap_us as f64 / late.bound_us.max(1) as f64;
                 diagnosis.score = diagnosis.score.max((0.5 * ratio).min(1.0));
                 diagnosis.anchor = Some(late.symbol.clone());
-                diagnosis.detected_at_us = trace.steps[late.after_step]
-                    .ts_us
-                    .saturating_add(late.bound_us as i64);
+                diagnosis.detected_at_us = late.overrun_at(trace);
                 suspect_late(&mut suspicion, trace, late);
             }
-            if sequence_anomaly && let Some(divergence) = &diagnosis.divergence {
+            if sequence_anomaly && let Some((before, divergence)) = &diverged {
                 if diagnosis.anchor.is_none() {
                     diagnosis.anchor = divergence
                         .expected
                         .clone()
                         .or_else(|| divergence.observed.clone());
                 }
-                suspect_divergence(&mut suspicion, trace, variant, &ops, divergence);
+                suspect_divergence(&mut suspicion, trace, variant, *before, divergence);
             }
             diagnosis.status = if sequence_anomaly || !diagnosis.late.is_empty() {
                 Status::Anomalous
@@ -293,38 +311,35 @@ impl Store {
         diagnosis
     }
 
+    /// Matched steps that came later than their learned bound after the last activity before
+    /// them ([`gaps`]); the first to overrun its bound first.
     fn late_steps(&self, trace: &Trace, variant: &Variant, ops: &[EditOp]) -> Vec<LateStep> {
+        let gaps = gaps(&trace.steps);
         let mut late = Vec::new();
-        let mut previous: Option<(usize, usize)> = None;
         for op in ops {
             let EditOp::Match { a, b } = *op else {
                 continue;
             };
-            if let Some((previous_a, previous_b)) = previous
-                && previous_b + 1 == b
+            let Some((gap, from)) = gaps[a] else {
+                continue;
+            };
+            let latency = &variant.steps[b].latency;
+            if let Some(bound) = latency.bound(&self.config.timing)
+                && gap > bound
             {
-                let latency = &variant.steps[b].latency;
-                let gap = trace.steps[a]
-                    .ts_us
-                    .saturating_sub(trace.steps[previous_a].ts_us);
-                let gap = u64::try_from(gap).unwrap_or(0);
-                if let Some(bound) = latency.bound(&self.config.timing)
-                    && gap > bound
-                {
-                    late.push(LateStep {
-                        trace_step: a,
-                        after_step: previous_a,
-                        symbol: trace.steps[a].symbol.clone(),
-                        after: trace.steps[previous_a].symbol.clone(),
-                        gap_us: gap,
-                        bound_us: bound,
-                        p50_us: latency.p50().unwrap_or(0),
-                        p99_us: latency.p99().unwrap_or(0),
-                    });
-                }
+                late.push(LateStep {
+                    trace_step: a,
+                    after_step: from,
+                    symbol: trace.steps[a].symbol.clone(),
+                    after: trace.steps[from].symbol.clone(),
+                    gap_us: gap,
+                    bound_us: bound,
+                    p50_us: latency.p50().unwrap_or(0),
+                    p99_us: latency.p99().unwrap_or(0),
+                });
             }
-            previous = Some((a, b));
         }
+        late.sort_by_key(|late| (late.overrun_at(trace), late.trace_step));
         late
     }
 
@@ -335,7 +350,7 @@ impl Store {
             .iter()
             .filter(|negative| negative.command == trace.command)
             .map(|negative| {
-                let distance = negative_distance(&pattern, ids.len(), anchor, negative);
+                let distance = negative_distance(self, &pattern, ids, anchor, negative);
                 (distance, &negative.label)
             })
             .collect();
@@ -389,16 +404,24 @@ impl Store {
 /// negatives learned from a finished run hold the whole, late transaction: the same fault caught
 /// earlier must not look like another one.
 pub(crate) fn negative_distance(
+    store: &Store,
     query: &Pattern,
-    query_len: usize,
+    query_ids: &[u32],
     anchor: Option<&str>,
     negative: &NegativeFingerprint,
 ) -> f64 {
     let symbols = &negative.symbols;
+    let query_len = query_ids.len();
     let mut distance = normalized(query.distance(symbols), query_len, symbols.len());
     if query_len < symbols.len() {
-        let prefix = normalized(query.distance(&symbols[..query_len]), query_len, query_len);
-        distance = distance.min(prefix);
+        // The beginning of a run is a prefix of each lane, not of the lane layout.
+        let (cost, _) = lane_prefixes(
+            query_ids,
+            &store.lanes_of_ids(query_ids),
+            symbols,
+            &store.lanes_of_ids(symbols),
+        );
+        distance = distance.min(normalized(cost, query_len, query_len));
     }
     if negative.anchor.as_deref() != anchor {
         distance += ANCHOR_MISMATCH_PENALTY;
@@ -406,42 +429,86 @@ pub(crate) fn negative_distance(
     distance
 }
 
+/// The first departure from the variant, in time: the lanes are laid out one after the other, so
+/// the first edit in sequence order may come from a lane that only felt the trouble later. Each
+/// edit is placed at the time it shows: a step the variant expects at its typical offset (learned
+/// median time from the first step), an unexpected step at its own; the earliest wins. Returns
+/// the divergence with the trace step that happened last before it, in time.
 fn divergence(
     store: &Store,
     trace: &Trace,
     variant: &Variant,
     ops: &[EditOp],
-) -> Option<Divergence> {
-    let mut after = None;
-    for op in ops {
-        let symbol_of = |b: usize| store.symbol(variant.symbols[b]).map(str::to_owned);
-        let (kind, variant_step, trace_step) = match *op {
-            EditOp::Match { a, .. } => {
-                after = Some(trace.steps[a].symbol.clone());
-                continue;
-            }
-            EditOp::Delete { b } => (DivergenceKind::Missing, Some(b), None),
-            EditOp::Substitute { a, b } => (DivergenceKind::Substituted, Some(b), Some(a)),
-            EditOp::Insert { a } => (DivergenceKind::Unexpected, None, Some(a)),
-        };
-        return Some(Divergence {
+) -> Option<(Option<usize>, Divergence)> {
+    let typical: Vec<i64> = variant
+        .steps
+        .iter()
+        .map(|step| i64::try_from(step.offset.p50().unwrap_or(0)).unwrap_or(i64::MAX))
+        .collect();
+    let start = trace.steps.first().map_or(0, |step| step.ts_us);
+    let shows_at = |op: &EditOp| -> i64 {
+        match *op {
+            EditOp::Delete { b } | EditOp::Substitute { b, .. } => start.saturating_add(typical[b]),
+            EditOp::Insert { a } => trace.steps[a].ts_us,
+            EditOp::Match { .. } => i64::MAX,
+        }
+    };
+    let (position, op) = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| !matches!(op, EditOp::Match { .. }))
+        .min_by_key(|&(position, op)| (shows_at(op), position))?;
+    let (kind, variant_step, trace_step) = match *op {
+        EditOp::Delete { b } => (DivergenceKind::Missing, Some(b), None),
+        EditOp::Substitute { a, b } => (DivergenceKind::Substituted, Some(b), Some(a)),
+        EditOp::Insert { a } => (DivergenceKind::Unexpected, None, Some(a)),
+        EditOp::Match { .. } => return None,
+    };
+    // The step before the divergence: for an expected step, the matched step that typically
+    // comes last before it (so that a slower run is judged by its own clock); for an unexpected
+    // one, the step observed last before it.
+    let before = match variant_step {
+        Some(b) => ops
+            .iter()
+            .filter_map(|op| match *op {
+                EditOp::Match { a, b: matched } if typical[matched] <= typical[b] => {
+                    Some((typical[matched], trace.steps[a].ts_us, a))
+                }
+                _ => None,
+            })
+            .max()
+            .map(|(_, _, a)| a),
+        None => trace_step.and_then(|a| {
+            let until = (trace.steps[a].ts_us, trace.steps[a].seq);
+            trace
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(other, step)| {
+                    *other != a && step.poll.is_none() && (step.ts_us, step.seq) < until
+                })
+                .max_by_key(|(_, step)| (step.ts_us, step.seq))
+                .map(|(other, _)| other)
+        }),
+    };
+    let _ = position;
+    let symbol_of = |b: usize| store.symbol(variant.symbols[b]).map(str::to_owned);
+    Some((
+        before,
+        Divergence {
             kind,
             variant_step,
             trace_step,
             expected: variant_step.and_then(symbol_of),
             observed: trace_step.map(|a| trace.steps[a].symbol.clone()),
-            after,
-        });
-    }
-    None
+            after: before.map(|a| trace.steps[a].symbol.clone()),
+        },
+    ))
 }
 
-/// The trace step aligned just before the op at `position` in `ops`.
-fn last_matched_before(ops: &[EditOp], position: usize) -> Option<usize> {
-    ops[..position].iter().rev().find_map(|op| match *op {
-        EditOp::Match { a, .. } => Some(a),
-        _ => None,
-    })
+/// The command's own steps observed up to and including trace step `until`, in time order.
+fn up_to(steps: &[Step], until: usize) -> Vec<Step> {
+    observed_until(steps, (steps[until].ts_us, steps[until].seq))
 }
 
 fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
@@ -455,7 +522,8 @@ fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
         human_us(late.p99_us),
         human_us(late.bound_us)
     );
-    if let Some(holder) = actor(&trace.steps[..=late.after_step]) {
+    let held = observed_until(&trace.steps, (late.waited_since(trace), u64::MAX));
+    if let Some(holder) = actor(&held) {
         suspicion.add(
             holder.service,
             holder.host,
@@ -521,20 +589,16 @@ fn suspect_divergence(
     suspicion: &mut Suspicion,
     trace: &Trace,
     variant: &Variant,
-    ops: &[EditOp],
+    before_index: Option<usize>,
     divergence: &Divergence,
 ) {
-    let position = ops
-        .iter()
-        .position(|op| !matches!(op, EditOp::Match { .. }))
-        .unwrap_or(ops.len());
-    let before_index = last_matched_before(ops, position);
     let before = before_index.map(|a| &trace.steps[a]);
     let expected = divergence.variant_step.map(|b| &variant.steps[b]);
     let expected_symbol = divergence.expected.as_deref().unwrap_or("?");
     match divergence.kind {
         DivergenceKind::Missing => {
-            if let Some(holder) = before_index.and_then(|a| actor(&trace.steps[..=a])) {
+            let held = before_index.map(|a| up_to(&trace.steps, a));
+            if let Some(holder) = held.as_deref().and_then(actor) {
                 suspicion.add(
                     holder.service,
                     holder.host,
@@ -855,7 +919,7 @@ mod tests {
             error: false,
             answer: false,
             read_only: symbol.contains(" GET "),
-            link: None,
+            ..Step::default()
         }
     }
 
@@ -1029,15 +1093,22 @@ mod tests {
         assert_eq!(classification.label(), Some(&conductor), "{classification}");
         let pattern = Pattern::new(&query);
         assert_eq!(
-            negative_distance(&pattern, 5, Some("rpc.call:conductor"), &store.negatives[0]),
+            negative_distance(
+                &store,
+                &pattern,
+                &query,
+                Some("rpc.call:conductor"),
+                &store.negatives[0]
+            ),
             0.0
         );
         // A longer trace is compared whole.
         let longer: Vec<u32> = (1..=12).collect();
         let pattern = Pattern::new(&longer);
         let distance = negative_distance(
+            &store,
             &pattern,
-            12,
+            &longer,
             Some("rpc.call:conductor"),
             &store.negatives[0],
         );
@@ -1096,7 +1167,7 @@ mod tests {
                 Classification::Unknown { distance, bound, .. } => {
                     proptest::prop_assert!(distance > bound);
                     for negative in &store.negatives {
-                        let distance = negative_distance(&pattern, query.len(), anchor, negative);
+                        let distance = negative_distance(&store, &pattern, &query, anchor, negative);
                         let bound = store.negative_bound("server create", &negative.label);
                         proptest::prop_assert!(distance > bound);
                     }

@@ -15,7 +15,9 @@ use tracer::event::Event;
 use crate::alarm::{Alarm, Suspect};
 use crate::diagnose::{Suspicion, actor};
 use crate::distance::best_prefix;
-use crate::normalize::normalize;
+use std::ops::Range;
+
+use crate::normalize::{Lane, lanes_of, last_activity, normalize, observed_until};
 use crate::store::Store;
 use crate::symbol::Step;
 use crate::timing::human_us;
@@ -38,6 +40,8 @@ pub struct Expectation {
     pub deadline_us: i64,
     /// The learned bound the deadline comes from.
     pub bound_us: u64,
+    /// The step of the last activity, which the bound counts from.
+    pub after: String,
 }
 
 #[derive(Debug)]
@@ -148,38 +152,93 @@ fn demote_entry(symbol: &str, service: Option<&str>) -> String {
     }
 }
 
-fn expect(store: &Store, open: &Open) -> Option<Expectation> {
-    let last = open.steps.last()?;
-    let command_key = open
-        .command
-        .clone()
-        .or_else(|| open.steps.first().map(|step| step.symbol.clone()))?;
-    let fingerprint = store.commands.get(&command_key)?;
-    let ids = store.lookup(&open.steps);
-    let mut best: Option<(usize, u64, usize, usize)> = None;
-    for (index, variant) in fingerprint.variants.iter().enumerate() {
-        let (cost, position) = best_prefix(&ids, &variant.symbols);
-        let better = match best {
-            None => true,
-            Some((best_cost, best_count, _, _)) => {
-                cost < best_cost || (cost == best_cost && variant.count > best_count)
-            }
-        };
-        if better {
-            best = Some((cost, variant.count, index, position));
+/// The positions of each lane's steps in a normalized sequence (lanes are contiguous).
+fn lane_ranges(lanes: &[Lane]) -> Vec<(Lane, Range<usize>)> {
+    let mut ranges: Vec<(Lane, Range<usize>)> = Vec::new();
+    for (position, &lane) in lanes.iter().enumerate() {
+        match ranges.last_mut() {
+            Some((current, range)) if *current == lane => range.end = position + 1,
+            _ => ranges.push((lane, position..position + 1)),
         }
     }
-    let (_, _, index, position) = best?;
+    ranges
+}
+
+/// How far a (possibly unfinished) trace has come along a reference, lane by lane: per lane of
+/// the reference, the prefix of that lane the trace's lane matches best. Returns the summed edit
+/// cost (steps of lanes the reference lacks count as edits) and, per lane of the reference, the
+/// position reached and the end of the lane.
+pub(crate) fn lane_prefixes(
+    trace: &[u32],
+    trace_lanes: &[Lane],
+    reference: &[u32],
+    reference_lanes: &[Lane],
+) -> (usize, Vec<(usize, usize)>) {
+    let live = lane_ranges(trace_lanes);
+    let live_lane = |lane: Lane| {
+        live.iter()
+            .find(|(candidate, _)| *candidate == lane)
+            .map_or(0..0, |(_, range)| range.clone())
+    };
+    let mut cost = 0;
+    let mut reached = Vec::new();
+    let known = lane_ranges(reference_lanes);
+    for (lane, range) in &known {
+        let (lane_cost, position) =
+            best_prefix(&trace[live_lane(*lane)], &reference[range.clone()]);
+        cost += lane_cost;
+        reached.push((range.start + position, range.end));
+    }
+    for (lane, range) in &live {
+        if !known.iter().any(|(other, _)| other == lane) {
+            cost += range.len();
+        }
+    }
+    (cost, reached)
+}
+
+/// Where the open transaction stands: per lane, the prefix of the variant's lane that the lane's
+/// steps so far match best; the variant whose lanes match best overall. Of the steps the lanes
+/// wait for, the one with the tightest bound is expected: it is due at the last activity so far
+/// plus its learned bound (steps are timed from the last activity before them, whatever lane it
+/// came from).
+fn expect(store: &Store, open: &Open) -> Option<Expectation> {
+    let first = open.steps.first()?;
+    let command_key = open.command.clone().unwrap_or_else(|| first.symbol.clone());
+    let fingerprint = store.commands.get(&command_key)?;
+    let ids = store.lookup(&open.steps);
+    let lanes = lanes_of(&open.steps);
+    // (edit cost, variant index, per lane: position reached and end); the cheapest wins, then
+    // the most frequent variant, then the first.
+    let (_, _, index, reached) = fingerprint
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(index, variant)| {
+            let (cost, reached) =
+                lane_prefixes(&ids, &lanes, &variant.symbols, &store.lanes(variant));
+            (cost, std::cmp::Reverse(variant.count), index, reached)
+        })
+        .min_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)))?;
     let variant = &fingerprint.variants[index];
-    let next = variant.steps.get(position)?;
-    let bound_us = next.latency.bound(&store.config.timing)?;
-    Some(Expectation {
-        variant: index,
-        step: position,
-        symbol: store.symbol(variant.symbols[position])?.to_owned(),
-        deadline_us: last.ts_us.saturating_add(bound_us as i64),
-        bound_us,
-    })
+    let (since_us, since) = last_activity(&open.steps)?;
+    reached
+        .into_iter()
+        .filter(|&(position, end)| position < end)
+        .filter_map(|(position, _)| {
+            let bound_us = variant.steps[position]
+                .latency
+                .bound(&store.config.timing)?;
+            Some(Expectation {
+                variant: index,
+                step: position,
+                symbol: store.symbol(variant.symbols[position])?.to_owned(),
+                deadline_us: since_us.saturating_add(bound_us as i64),
+                bound_us,
+                after: open.steps[since].symbol.clone(),
+            })
+        })
+        .min_by_key(|expectation| (expectation.deadline_us, expectation.step))
 }
 
 fn overdue_alarm(
@@ -189,7 +248,6 @@ fn overdue_alarm(
     expectation: &Expectation,
     now_us: i64,
 ) -> Alarm {
-    let last = open.steps.last().expect("an expectation follows a step");
     let fingerprint = open
         .command
         .as_deref()
@@ -198,9 +256,13 @@ fn overdue_alarm(
     let expected = fingerprint
         .and_then(|fingerprint| fingerprint.variants.get(expectation.variant))
         .and_then(|variant| variant.steps.get(expectation.step));
-    let waited = u64::try_from(now_us.saturating_sub(last.ts_us)).unwrap_or(0);
+    let since_us = expectation
+        .deadline_us
+        .saturating_sub(i64::try_from(expectation.bound_us).unwrap_or(i64::MAX));
+    let waited = u64::try_from(now_us.saturating_sub(since_us)).unwrap_or(0);
     let mut suspicion = Suspicion::default();
-    if let Some(actor) = actor(&open.steps) {
+    let held = observed_until(&open.steps, (i64::MAX, u64::MAX));
+    if let Some(actor) = actor(&held) {
         suspicion.add(
             actor.service,
             actor.host,
@@ -230,7 +292,7 @@ fn overdue_alarm(
         "expected `{}` within {} after `{}`; {} elapsed",
         expectation.symbol,
         human_us(expectation.bound_us),
-        last.symbol,
+        expectation.after,
         human_us(waited)
     )];
     evidence.extend(

@@ -11,14 +11,14 @@ use tracer::event::Transaction;
 use crate::Error;
 use crate::diagnose::negative_distance;
 use crate::distance::{BATCH_LANES, Pattern, normalized};
-use crate::normalize::{NormalizeConfig, steps_of};
+use crate::normalize::{Lane, NormalizeConfig, gaps, steps_of};
 use crate::symbol::Step;
 use crate::timing::{LatencyProfile, TimingPolicy};
 
 /// The `format` field of every store file.
 pub const STORE_FORMAT: &str = "butterfly-fingerprints";
 /// The store version this crate writes and reads.
-pub const STORE_VERSION: u32 = 1;
+pub const STORE_VERSION: u32 = 2;
 /// How many learning distances a command keeps to estimate its threshold.
 const NOVELTY_HISTORY: usize = 1_000;
 
@@ -68,7 +68,7 @@ impl Default for Config {
     }
 }
 
-/// What a step of a variant is known to involve, and how long it takes after the previous step.
+/// What a step of a variant is known to involve, and when it comes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepProfile {
@@ -81,8 +81,13 @@ pub struct StepProfile {
     /// The service that sends the step, as last seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
-    /// Time from the previous step (empty for the first step).
+    /// Time from the last activity before it (see [`crate::normalize::gaps`]; empty for the first
+    /// step and for polls).
     pub latency: LatencyProfile,
+    /// Time from the trace's first step: where the step typically falls in the run, which the
+    /// lane layout of the sequence does not tell.
+    #[serde(default)]
+    pub offset: LatencyProfile,
 }
 
 /// One normal shape of a command.
@@ -516,27 +521,45 @@ impl Store {
 
     /// Parses a store from JSON; `origin` names the source in errors.
     pub fn from_json(text: &str, origin: &Path) -> Result<Store, Error> {
-        let mut store: Store = serde_json::from_str(text).map_err(|source| Error::Json {
+        let json_error = |source: serde_json::Error| Error::Json {
             path: origin.to_owned(),
             line: source.line(),
             column: source.column(),
             source,
-        })?;
-        if store.format != STORE_FORMAT {
+        };
+        // Format and version first, from a header that ignores everything else: a store of
+        // another version may have other fields, and deserves a clearer error than an unknown
+        // field.
+        #[derive(Deserialize)]
+        struct Header {
+            format: String,
+            version: u32,
+        }
+        let header: Header = serde_json::from_str(text).map_err(json_error)?;
+        if header.format != STORE_FORMAT {
             return Err(Error::Format {
                 path: origin.to_owned(),
-                reason: format!("format is `{}`, expected `{STORE_FORMAT}`", store.format),
+                reason: format!("format is `{}`, expected `{STORE_FORMAT}`", header.format),
             });
         }
-        if store.version != STORE_VERSION {
+        if header.version != STORE_VERSION {
+            let why = if header.version < STORE_VERSION {
+                "; it was learned with an earlier normalization of traces (version 2 lays \
+                 concurrent branches out by lane and sets the user's polls apart), so its \
+                 variants do not compare with today's traces: learn it again with \
+                 `butterfly fingerprint learn`"
+            } else {
+                ""
+            };
             return Err(Error::Format {
                 path: origin.to_owned(),
                 reason: format!(
-                    "version {} is not supported (this build reads version {STORE_VERSION})",
-                    store.version
+                    "version {} is not supported (this build reads version {STORE_VERSION}){why}",
+                    header.version
                 ),
             });
         }
+        let mut store: Store = serde_json::from_str(text).map_err(json_error)?;
         // Limits the wrong way round would make every diagnosis panic (`f64::clamp`): refuse them
         // here, with the file's name.
         let config = &store.config;
@@ -680,8 +703,9 @@ impl Store {
                 .filter(|&(other, _)| other != index)
                 .map(|(_, other)| {
                     negative_distance(
+                        self,
                         &pattern,
-                        member.symbols.len(),
+                        &member.symbols,
                         member.anchor.as_deref(),
                         other,
                     )
@@ -735,6 +759,18 @@ impl Store {
                     *unknown.entry(step.symbol.as_str()).or_insert(next)
                 }
             })
+            .collect()
+    }
+
+    /// The lanes of a variant's steps (see [`crate::normalize::Lane`]).
+    pub fn lanes(&self, variant: &Variant) -> Vec<Lane> {
+        self.lanes_of_ids(&variant.symbols)
+    }
+
+    /// The lanes of interned symbols.
+    pub fn lanes_of_ids(&self, ids: &[u32]) -> Vec<Lane> {
+        ids.iter()
+            .map(|&id| Lane::of(self.symbol(id).unwrap_or("")))
             .collect()
     }
 
@@ -794,6 +830,8 @@ impl Store {
         };
         let variant = &mut fingerprint.variants[index];
         variant.count += 1;
+        let gaps = gaps(&trace.steps);
+        let start = trace.steps.first().map_or(0, |step| step.ts_us);
         for (position, step) in trace.steps.iter().enumerate() {
             let profile = &mut variant.steps[position];
             if step.service.is_some() {
@@ -805,9 +843,13 @@ impl Store {
             if step.caller.is_some() {
                 profile.caller.clone_from(&step.caller);
             }
-            if position > 0 {
-                let gap = step.ts_us.saturating_sub(trace.steps[position - 1].ts_us);
-                profile.latency.record(u64::try_from(gap).unwrap_or(0));
+            if let Some((gap, _)) = gaps[position] {
+                profile.latency.record(gap);
+            }
+            if step.poll.is_none() {
+                profile
+                    .offset
+                    .record(u64::try_from(step.ts_us.saturating_sub(start)).unwrap_or(0));
             }
         }
         learned
@@ -934,5 +976,19 @@ mod tests {
         assert!(error.to_string().contains("version 99"), "{error}");
         let error = Store::from_json("{\"format\": 1}", origin).unwrap_err();
         assert!(error.to_string().starts_with("fp.json:1:"), "{error}");
+    }
+
+    /// Regression (issue 6, lane layout): a store learned with the earlier normalization has a
+    /// field today's config lacks; it is refused for its version, with what to do about it.
+    #[test]
+    fn a_version_1_store_is_refused_with_a_hint_to_learn_it_again() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&Store::default().to_json()).unwrap();
+        json["version"] = 1.into();
+        json["config"]["normalize"]["concurrency_window_us"] = 5_000.into();
+        let error = Store::from_json(&json.to_string(), Path::new("fp.json")).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("version 1 is not supported"), "{message}");
+        assert!(message.contains("butterfly fingerprint learn"), "{message}");
     }
 }

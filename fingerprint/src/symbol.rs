@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use tracer::event::{Event, EventKind, Outcome};
 
 /// One symbolized event, with what localization and timing need to know about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// The symbol, e.g. `rpc.call:scheduler.select_destinations`.
     pub symbol: String,
-    /// When the event was observed (microseconds since the epoch); after normalization, the start
-    /// of its concurrency group.
+    /// When the event was observed (microseconds since the epoch); normalization gives the user's
+    /// polls the entry's time.
     pub ts_us: i64,
     /// The event's `seq` in its trace.
     pub seq: u64,
@@ -41,6 +41,28 @@ pub struct Step {
     /// Pairs an RPC call with its reply (the oslo.messaging `_msg_id` they share).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The `User-Agent` of a REST request: with `caller`, it tells the user's own requests from
+    /// those a service makes on its behalf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// When a REST request was answered (µs since the epoch): requests made while it was being
+    /// served lie inside `ts_us..=end_us`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_us: Option<i64>,
+    /// Set by normalization on the user's status polls, which it moves out of the command's own
+    /// steps (see [`crate::normalize`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollRole>,
+}
+
+/// A step's part in the user's polling, as normalization found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PollRole {
+    /// The user's own read-only request, e.g. `GET /servers/{id}` while waiting for ACTIVE.
+    Head,
+    /// A request the serving API made while answering the poll (nova-api's `GET /v2.0/ports`).
+    Nested,
 }
 
 impl Step {
@@ -49,6 +71,7 @@ impl Step {
     pub fn from_event(event: &Event, entry: bool) -> Step {
         let service = event.service.as_deref().unwrap_or("unknown");
         let mut read_only = false;
+        let rest = event.kind == EventKind::RestRequest;
         let symbol = match event.kind {
             EventKind::RestRequest => {
                 let operation = template_rest(&event.operation);
@@ -87,6 +110,14 @@ impl Step {
                 EventKind::RpcCall | EventKind::RpcReply => event.ids.msg_id.clone(),
                 _ => None,
             },
+            agent: rest
+                .then(|| event.attrs.get("user_agent").cloned())
+                .flatten(),
+            end_us: rest.then(|| {
+                let duration = i64::try_from(event.duration_us.unwrap_or(0)).unwrap_or(i64::MAX);
+                event.ts_us.saturating_add(duration)
+            }),
+            poll: None,
         }
     }
 }

@@ -61,26 +61,45 @@ fn step() -> impl Strategy<Value = Step> {
             "nova-api:POST /v2.1/servers",
             "rest:nova-api GET /v2.1/servers/{id}",
             "rest:neutron-api GET /v2.0/ports?device_id",
+            "rest:placement-api PUT /allocations/{id}",
             "rpc.call:conductor.object_action",
             "rpc.cast:compute.build_and_run_instance",
             "reply:ok",
         ]),
         0i64..50_000,
-        0u64..1_000,
         prop::option::of(0u8..4),
+        (0i64..20_000, 0u8..3, 0u8..2, any::<bool>()),
     )
-        .prop_map(|(symbol, ts_us, seq, link)| Step {
-            symbol: symbol.to_owned(),
-            ts_us,
-            seq,
-            service: None,
-            host: None,
-            caller: None,
-            error: false,
-            answer: symbol.starts_with("reply:"),
-            read_only: symbol.contains(" GET "),
-            link: link.map(|link| link.to_string()),
+        .prop_map(|(symbol, ts_us, link, (duration, caller, agent, error))| {
+            let rest = !symbol.starts_with("rpc.") && !symbol.starts_with("reply:");
+            Step {
+                symbol: symbol.to_owned(),
+                ts_us,
+                service: rest.then(|| "nova-api".to_owned()),
+                caller: match caller {
+                    0 => None,
+                    1 => Some("nova-api".to_owned()),
+                    _ => Some("nova-compute".to_owned()),
+                },
+                agent: (rest && agent == 1).then(|| "python-neutronclient".to_owned()),
+                end_us: rest.then_some(ts_us + duration),
+                error: error && rest,
+                answer: symbol.starts_with("reply:"),
+                read_only: symbol.contains(" GET "),
+                link: link.map(|link| link.to_string()),
+                ..Step::default()
+            }
         })
+}
+
+/// Steps of one trace: `seq` is unique, as in a recorded trace.
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(step(), 0..40).prop_map(|mut steps| {
+        for (seq, step) in steps.iter_mut().enumerate() {
+            step.seq = seq as u64;
+        }
+        steps
+    })
 }
 
 proptest! {
@@ -146,9 +165,8 @@ proptest! {
     }
 
     #[test]
-    fn normalization_is_idempotent(steps in prop::collection::vec(step(), 0..40),
-                                   window in 0i64..20_000) {
-        let config = NormalizeConfig { concurrency_window_us: window, ..NormalizeConfig::default() };
+    fn normalization_is_idempotent(steps in steps(), max_poll_block in 1usize..5) {
+        let config = NormalizeConfig { max_poll_block };
         let once = normalize(steps, &config);
         let twice = normalize(once.clone(), &config);
         prop_assert_eq!(once, twice);

@@ -91,10 +91,19 @@ fn a_fresh_fault_free_delete_is_normal() {
     // The delete of the compute-down capture ran after nova-compute was back: a fresh, fault-free
     // run that differs from the learned one only by the interleaving of concurrent work.
     let store = learned_store();
-    let diagnosis = store.diagnose(&command(&fixture("compute-down"), "server delete"));
+    let fresh = command(&fixture("compute-down"), "server delete");
+    let diagnosis = store.diagnose(&fresh);
     assert_eq!(diagnosis.status, Status::Normal, "{diagnosis}");
-    let distance = diagnosis.distance.expect("compared");
-    assert!(distance > 0.0, "the runs do differ: {distance}");
+    // The two runs interleave their REST and RPC events differently in time; laid out by lane
+    // (issue 6), that costs nothing.
+    let in_time = |transaction: &Transaction| -> Vec<String> {
+        let mut events = transaction.events.clone();
+        events.sort_by_key(|event| (event.ts_us, event.seq));
+        events.iter().map(|event| event.operation.clone()).collect()
+    };
+    let learned = command(&fixture("create-delete"), "server delete");
+    assert_ne!(in_time(&learned), in_time(&fresh), "the runs do differ");
+    assert_eq!(diagnosis.distance, Some(0.0), "{diagnosis}");
 }
 
 #[test]
@@ -324,8 +333,12 @@ fn the_store_round_trips_and_learns_incrementally() {
     let store = Store::load(&path).unwrap();
     let delete = &store.commands["server delete"];
     assert_eq!(delete.runs, 2);
-    assert_eq!(delete.variants.len(), 2);
-    assert_eq!(delete.novelty.len(), 1);
+    // Same shape (issue 6: interleaving costs nothing), so the one variant learns both runs'
+    // timing.
+    assert_eq!(delete.variants.len(), 1);
+    assert_eq!(delete.variants[0].count, 2);
+    assert_eq!(delete.variants[0].steps[1].latency.count, 2);
+    assert_eq!(delete.novelty, [0.0]);
     let again = store.diagnose(&command(&fault, "server delete"));
     assert_eq!(again.distance, Some(0.0));
 }

@@ -12,8 +12,9 @@
 //!
 //! * The timeout detector is a [`Monitor`] fed every event of the watched transactions and polled
 //!   with the wall clock; its alarms fire while the transaction is still open.
-//! * The fingerprint detector diagnoses a watched transaction once it has *settled* (no event for
-//!   [`SETTLE_US`]) or closed, whichever comes first, rather than after the stitcher's much longer
+//! * The fingerprint detector diagnoses a watched transaction once it has *settled* (no progress
+//!   for [`SETTLE_US`]: no step of its own, the user's status polls do not count) or closed,
+//!   whichever comes first, rather than after the stitcher's much longer
 //!   idle timeout: a fault in the window must be seen while it is in the window.
 //!
 //! A repetition's transactions are watched until its recovery window ends; an alarm after that
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use fingerprint::distance::{EditOp, align};
 use fingerprint::monitor::Monitor;
+use fingerprint::normalize::last_progress_us;
 use fingerprint::store::Store;
 use reports::metrics::RunMetrics;
 use reports::model as rm;
@@ -84,7 +86,8 @@ struct Followed {
     /// Index of its repetition (for the report's failing transactions).
     repetition: usize,
     events: Vec<Event>,
-    last_seen_us: i64,
+    /// When the command last made progress (its own steps, polls left out).
+    last_progress_us: i64,
     /// Learned from or diagnosed already; later events only feed the timeout monitor.
     done: bool,
 }
@@ -221,7 +224,7 @@ impl Builtin {
                     role,
                     repetition: self.phase.repetition.saturating_sub(1),
                     events: Vec::new(),
-                    last_seen_us: now_us,
+                    last_progress_us: now_us,
                     done: false,
                 },
             );
@@ -229,9 +232,14 @@ impl Builtin {
         let Some(followed) = self.followed.get_mut(transaction) else {
             return;
         };
-        followed.last_seen_us = now_us;
         if !followed.done {
             followed.events.push(event.clone());
+            // The user's status polls go on while a stuck command makes no progress: only the
+            // command's own steps keep it from settling, or a stuck boot would be diagnosed only
+            // once the workload gives up polling.
+            followed.last_progress_us =
+                last_progress_us(&followed.events, &self.store.config.normalize)
+                    .map_or(now_us, |at| at.min(now_us));
         }
         if followed.role == Role::Watch && self.timeout.is_some() {
             self.monitor
@@ -269,7 +277,7 @@ impl Builtin {
         let quiet: Vec<String> = self
             .followed
             .iter()
-            .filter(|(_, f)| !f.done && now_us - f.last_seen_us >= SETTLE_US)
+            .filter(|(_, f)| !f.done && now_us - f.last_progress_us >= SETTLE_US)
             .map(|(id, _)| id.clone())
             .collect();
         let mut learned = false;

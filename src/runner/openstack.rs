@@ -230,6 +230,11 @@ pub struct Response {
     pub body: Value,
 }
 
+/// The workload's `User-Agent`. Naming the client lets the REST tracer, and the fingerprints'
+/// normalization, tell the user's own requests (its status polls) from the requests services
+/// make, which come with their own agents.
+pub const USER_AGENT: &str = concat!("butterfly/", env!("CARGO_PKG_VERSION"), " (workload)");
+
 /// A fresh global request id in the format Nova and oslo.middleware accept.
 pub fn new_request_id() -> String {
     format!("req-{}", uuid::Uuid::new_v4())
@@ -239,6 +244,7 @@ impl Session {
     /// Authenticates with Keystone v3 and reads the catalog.
     pub async fn connect(credentials: &Credentials) -> Result<Session, CloudError> {
         let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
