@@ -282,6 +282,7 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>) -> Result<Exit, CliEr
             url: with_password(url, std::env::var("BUTTERFLY_AMQP_PASSWORD").ok()),
             mode,
             connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
+            link: None,
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(capture.run(amqp_tx, Some(ready_tx), stopped(stop_rx.clone())));

@@ -48,6 +48,19 @@ use tracer::stitch::build_transaction;
 pub const POLL: Duration = Duration::from_millis(100);
 /// A watched transaction is diagnosed after this long without a new event, µs.
 pub const SETTLE_US: i64 = 5_000_000;
+
+/// The AMQP ports (plain and TLS) by which the inventory's broker service is recognized.
+const AMQP_PORTS: [u16; 2] = [5672, 5671];
+
+/// The share of suspicion the broker takes when the capture lost it during a stall.
+const BROKER_CONFIDENCE: f64 = 0.7;
+
+/// A time of day (UTC) for evidence.
+fn clock(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .map(|ts| ts.strftime("%H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|_| us.to_string())
+}
 /// Failing transactions shown per repetition in the report.
 const DIVERGENCES_PER_REPETITION: usize = 3;
 
@@ -103,6 +116,10 @@ pub struct Builtin {
     /// Transactions of workload commands in a baseline, fault or recovery window, by id.
     followed: HashMap<String, Followed>,
     divergences: Vec<Vec<rm::TransactionDivergence>>,
+    /// The broker's service (and host) in the inventory: named when the AMQP capture loses it.
+    broker: Option<(String, Option<String>)>,
+    /// The capture's losses of the broker: since when, and until when once it consumes again.
+    broker_outages: Vec<(i64, Option<i64>)>,
 }
 
 /// Names an alarm after the campaign's detector (a built-in one calls itself by its kind).
@@ -148,7 +165,21 @@ impl Builtin {
             (None, _) => Store::default(),
         };
         let name = |detector: Option<(&str, _)>| detector.map(|(name, _)| name.to_owned());
-        Ok(Builtin::seeded(name(fingerprint), name(timeout), store))
+        let broker = campaign
+            .testbed
+            .services
+            .iter()
+            .find(|service| service.ports.iter().any(|port| AMQP_PORTS.contains(port)))
+            .map(|service| {
+                let host = campaign
+                    .testbed
+                    .hosts_of(service)
+                    .first()
+                    .map(|host| host.name.to_string());
+                (service.name.to_string(), host)
+            });
+        Ok(Builtin::seeded(name(fingerprint), name(timeout), store)
+            .map(|builtin| builtin.with_broker(broker)))
     }
 
     /// Built-in detectors under the given names (`None` leaves one out), starting from nothing.
@@ -175,7 +206,67 @@ impl Builtin {
             phase: Phase::default(),
             followed: HashMap::new(),
             divergences: Vec::new(),
+            broker: None,
+            broker_outages: Vec::new(),
         })
+    }
+
+    /// Names the broker's service (and host), for alarms raised while the capture had lost it.
+    pub fn with_broker(mut self, broker: Option<(String, Option<String>)>) -> Builtin {
+        self.broker = broker;
+        self
+    }
+
+    /// The AMQP capture lost the broker (`Some(since_us)`) or consumes again (`None`) at `now_us`.
+    pub fn broker_link(&mut self, lost_since: Option<i64>, now_us: i64) {
+        let ongoing = self
+            .broker_outages
+            .last_mut()
+            .filter(|(_, back)| back.is_none());
+        match (lost_since, ongoing) {
+            (Some(since), None) => self.broker_outages.push((since, None)),
+            (None, Some((_, back))) => *back = Some(now_us),
+            // Still lost, or still connected: nothing changes.
+            (Some(_), Some(_)) | (None, None) => {}
+        }
+    }
+
+    /// When a transaction stalled during a loss of the broker, the broker comes first: every RPC
+    /// waits on it, and nothing in the trace comes from it, so without this the service that waits
+    /// is blamed. The capture losing its connection is the evidence (a stopped or killed broker
+    /// closes it; a frozen one is only noticed at the heartbeat timeout).
+    fn blame_broker(&self, alarm: &mut rm::Alarm, stalled_since_us: i64) {
+        let Some((service, host)) = &self.broker else {
+            return;
+        };
+        let Some(&(lost, back)) = self.broker_outages.iter().rev().find(|(lost, back)| {
+            *lost <= alarm.ts_us && back.is_none_or(|back| back >= stalled_since_us)
+        }) else {
+            return;
+        };
+        for suspect in &mut alarm.suspects {
+            suspect.confidence =
+                (suspect.confidence * (1.0 - BROKER_CONFIDENCE) * 1000.0).round() / 1000.0;
+        }
+        alarm.suspects.retain(|suspect| suspect.service != *service);
+        alarm.suspects.insert(
+            0,
+            rm::Suspect {
+                service: service.clone(),
+                host: host.clone(),
+                confidence: BROKER_CONFIDENCE,
+            },
+        );
+        let when = match back {
+            Some(back) => format!("from {} to {}", clock(lost), clock(back)),
+            None => format!("since {}", clock(lost)),
+        };
+        alarm.evidence.insert(
+            0,
+            format!(
+                "the AMQP capture lost {service} {when}, while this transaction was stalled: every RPC waits on the broker"
+            ),
+        );
     }
 
     /// The run entered `phase`.
@@ -300,13 +391,22 @@ impl Builtin {
         if learned {
             self.resync();
         }
-        if let Some(name) = &self.timeout {
-            alarms.extend(
-                self.monitor
-                    .poll(now_us)
-                    .into_iter()
-                    .map(|a| named(a, name)),
-            );
+        if let Some(name) = self.timeout.clone() {
+            for alarm in self.monitor.poll(now_us) {
+                let mut alarm = named(alarm, &name);
+                // The transaction has waited since its last activity: the deadline less the bound.
+                let stalled_since = alarm
+                    .transaction
+                    .as_deref()
+                    .and_then(|id| self.monitor.expectation(id))
+                    .map_or(now_us, |expected| {
+                        expected
+                            .deadline_us
+                            .saturating_sub(i64::try_from(expected.bound_us).unwrap_or(i64::MAX))
+                    });
+                self.blame_broker(&mut alarm, stalled_since);
+                alarms.push(alarm);
+            }
         }
         alarms
     }
@@ -341,7 +441,9 @@ impl Builtin {
                 {
                     shown.push(divergence);
                 }
-                Some(named(alarm, name))
+                let mut alarm = named(alarm, name);
+                self.blame_broker(&mut alarm, followed.last_progress_us);
+                Some(alarm)
             }
         }
     }
@@ -377,6 +479,7 @@ impl LiveDetectors {
     pub fn spawn(
         mut builtin: Builtin,
         mut updates: mpsc::UnboundedReceiver<Update>,
+        broker_link: Option<watch::Receiver<Option<i64>>>,
         mut phases: watch::Receiver<Phase>,
         labels: Arc<dyn Labels + Send + Sync>,
         alarms_file: &Path,
@@ -402,6 +505,10 @@ impl LiveDetectors {
             let now = || jiff::Timestamp::now().as_microsecond();
             builtin.phase(*phases.borrow_and_update());
             let mut phases_open = true;
+            let mut link_open = broker_link.is_some();
+            // A receiver that never changes stands in when there is no link to follow.
+            let (_no_link, unlinked) = watch::channel(None);
+            let mut broker_link = broker_link.unwrap_or(unlinked);
             let mut ticker = tokio::time::interval(POLL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -412,6 +519,10 @@ impl LiveDetectors {
                         Ok(()) => builtin.phase(*phases.borrow_and_update()),
                         // The run is over; the last transactions still close.
                         Err(_) => phases_open = false,
+                    },
+                    changed = broker_link.changed(), if link_open => match changed {
+                        Ok(()) => builtin.broker_link(*broker_link.borrow_and_update(), now()),
+                        Err(_) => link_open = false,
                     },
                     update = updates.recv() => match update {
                         Some(Update::Event { transaction, event }) => {
@@ -697,6 +808,80 @@ mod tests {
         assert_eq!(divergences.len(), 1);
         assert_eq!(divergences[0].len(), 1);
         assert_eq!(divergences[0][0].transaction, create.id);
+    }
+
+    /// Learns the normal runs in a baseline, then streams the create recorded while nova-compute
+    /// was down in a fault window; `during` runs once the cast to nova-compute is known.
+    fn alarms_for_the_stalled_create(
+        detectors: &mut Builtin,
+        during: impl FnOnce(&mut Builtin, i64),
+    ) -> Vec<rm::Alarm> {
+        let labels = Issued::default();
+        let normal = user(fixture("create-delete"));
+        let create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        let baseline_end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+        stream(
+            detectors,
+            &labels,
+            &normal,
+            baseline_end.unwrap() + SETTLE_US,
+        );
+        detectors.phase(window(1, Some(rm::WindowKind::Fault)));
+        labels.issue(&create);
+        during(detectors, ts_of(&create, "compute.build_and_run_instance"));
+        let last = create.events.iter().map(|e| e.ts_us).max().unwrap();
+        stream(
+            detectors,
+            &labels,
+            std::slice::from_ref(&create),
+            last + SETTLE_US + 1_000_000,
+        )
+    }
+
+    /// Regression (issue 6, broker faults were blamed on the nova service that waits): an alarm
+    /// about a transaction that stalled while the capture had lost the broker names the broker
+    /// first; an outage over before the stall changes nothing.
+    #[test]
+    fn issue_6_a_stall_during_a_lost_broker_names_the_broker_first() {
+        let broker = Some(("rabbitmq".to_owned(), Some("controller".to_owned())));
+        let mut detectors = both().with_broker(broker.clone());
+        let alarms = alarms_for_the_stalled_create(&mut detectors, |detectors, cast| {
+            detectors.broker_link(Some(cast + 50_000), cast + 50_000);
+        });
+        for detector in ["late", "fp"] {
+            let alarm = alarms
+                .iter()
+                .find(|alarm| alarm.detector == detector)
+                .unwrap_or_else(|| panic!("a {detector} alarm in {alarms:?}"));
+            assert_eq!(alarm.suspects[0].service, "rabbitmq", "{alarm:?}");
+            assert_eq!(alarm.suspects[0].host.as_deref(), Some("controller"));
+            assert_eq!(alarm.suspects[1].service, "nova-compute", "{alarm:?}");
+            assert!(
+                alarm.evidence[0].starts_with("the AMQP capture lost rabbitmq since "),
+                "{alarm:?}"
+            );
+            let total: f64 = alarm.suspects.iter().map(|s| s.confidence).sum();
+            assert!((total - 1.0).abs() < 0.01, "{alarm:?}");
+        }
+
+        let mut detectors = both().with_broker(broker);
+        let alarms = alarms_for_the_stalled_create(&mut detectors, |detectors, cast| {
+            detectors.broker_link(Some(cast - 3_000_000), cast - 3_000_000);
+            detectors.broker_link(None, cast - 2_000_000);
+        });
+        assert!(!alarms.is_empty());
+        assert!(
+            alarms
+                .iter()
+                .all(|alarm| alarm.suspects[0].service == "nova-compute"),
+            "{alarms:?}"
+        );
     }
 
     #[test]
@@ -1006,6 +1191,7 @@ mod tests {
         let live = LiveDetectors::spawn(
             both(),
             updates,
+            None,
             phases,
             labels.clone(),
             &alarms_file,

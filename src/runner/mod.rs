@@ -137,6 +137,7 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
             detect::LiveDetectors::spawn(
                 builtin,
                 updates,
+                tracer.broker_link(),
                 live.phases(),
                 workload.records.clone(),
                 &run_dir.join(ALARMS_FILE),

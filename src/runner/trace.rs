@@ -51,6 +51,8 @@ pub struct LiveTrace {
     capture_stats: Option<oneshot::Sender<CaptureStats>>,
     /// The pipeline's updates for the live detectors, until they are taken.
     updates: Option<mpsc::UnboundedReceiver<Update>>,
+    /// The broker link for the live detectors, until it is taken.
+    broker_link: Option<watch::Receiver<Option<i64>>>,
 }
 
 /// Switches the firehose on the broker's host over SSH (`rabbitmqctl trace_on`), verifying the
@@ -171,6 +173,9 @@ impl LiveTrace {
         let (observed, _) = broadcast::channel(1024);
         let (sink, mut records) = mpsc::channel::<AmqpRecord>(16_384);
         let mut captures = Vec::new();
+        // The first capture tells the live detectors when it loses the broker.
+        let (link, broker_link) = watch::channel(None);
+        let mut link = Some(link);
         // The broker's host, to switch the firehose on where it runs.
         let broker = campaign.testbed.service("rabbitmq").and_then(|service| {
             campaign
@@ -205,6 +210,7 @@ impl LiveTrace {
                 url,
                 mode,
                 connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
+                link: link.take(),
             };
             let (stop, stopped) = oneshot::channel::<()>();
             let (ready, is_ready) = oneshot::channel();
@@ -273,6 +279,7 @@ impl LiveTrace {
             observed,
             dir: dir.to_owned(),
             updates: follow.then_some(updates),
+            broker_link: follow.then_some(broker_link),
             capture_stats: Some(capture_stats),
         })
     }
@@ -281,6 +288,12 @@ impl LiveTrace {
     /// the live detectors; `None` unless started with `follow`, or once taken.
     pub fn updates(&mut self) -> Option<mpsc::UnboundedReceiver<Update>> {
         self.updates.take()
+    }
+
+    /// The first AMQP capture's link to the broker (`Some(since_us)` while lost), for the live
+    /// detectors; `None` unless started with `follow`, or once taken.
+    pub fn broker_link(&mut self) -> Option<watch::Receiver<Option<i64>>> {
+        self.broker_link.take()
     }
 
     /// Waits until an operation matching `point` (and `host`) is observed, the deadline passes or

@@ -38,6 +38,7 @@ async fn main() {
             switch: Some(Arc::new(RabbitmqctlSwitch::default())),
         },
         connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
+        link: None,
     };
     let capture = tokio::spawn(capture.run(sink, Some(ready_tx), async {
         let _ = stop_rx.await;

@@ -153,6 +153,10 @@ pub struct AmqpCapture {
     /// The `connection_name` client property, which names the connection in the broker's
     /// management tools (default [`CONNECTION_NAME`]).
     pub connection_name: String,
+    /// Where the capture tells live consumers that it lost the broker (`Some(since_us)`) and
+    /// that it consumes again (`None`). Losing the broker is itself evidence: a live detector
+    /// can name the broker, whose own traffic the trace cannot show.
+    pub link: Option<tokio::sync::watch::Sender<Option<i64>>>,
 }
 
 /// The vhost named by an AMQP URL (`/` when the path is empty).
@@ -338,6 +342,9 @@ impl AmqpCapture {
                 }
             };
             if let Some(since) = lost_at.take() {
+                if let Some(link) = &self.link {
+                    link.send_replace(None);
+                }
                 stats.reconnects += 1;
                 stats.gap_us += u64::try_from(now_us() - since).unwrap_or(0);
                 tracing::warn!("the AMQP capture consumes again after reconnecting");
@@ -350,7 +357,11 @@ impl AmqpCapture {
                 Ended::Done(result) => break result,
                 Ended::Lost(error) => {
                     tracing::warn!("the AMQP capture lost the broker, reconnecting: {error}");
-                    lost_at = Some(now_us());
+                    let since = now_us();
+                    lost_at = Some(since);
+                    if let Some(link) = &self.link {
+                        link.send_replace(Some(since));
+                    }
                 }
             }
         };

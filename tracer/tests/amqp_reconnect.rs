@@ -64,13 +64,24 @@ async fn issue_5_the_capture_reconnects_after_the_broker_closes_its_connection()
     assert!(!switch.is_on(&vhost.0).unwrap());
 
     let name = format!("butterfly-reconnect-test-{}", std::process::id());
+    let (link, mut link_changes) = tokio::sync::watch::channel(None);
+    let before_start = jiff::Timestamp::now().as_microsecond();
     let capture = AmqpCapture {
         url: url.clone(),
         mode: CaptureMode::Firehose {
             switch: Some(Arc::new(switch.clone())),
         },
         connection_name: name.clone(),
+        link: Some(link),
     };
+    // What a live detector hears about the broker link: lost (since when), then back.
+    let heard = tokio::spawn(async move {
+        let mut states = Vec::new();
+        while link_changes.changed().await.is_ok() {
+            states.push(*link_changes.borrow_and_update());
+        }
+        states
+    });
     let (sink, mut records) = mpsc::channel(10_000);
     let (ready_tx, ready_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -104,6 +115,13 @@ async fn issue_5_the_capture_reconnects_after_the_broker_closes_its_connection()
     let _ = stop_tx.send(());
     let stats = task.await.unwrap().expect("the capture ended cleanly");
     assert_eq!(stats.reconnects, 1, "{stats:?}");
+    let states = heard.await.unwrap();
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(
+        states[0].is_some_and(|since| since > before_start),
+        "{states:?}"
+    );
+    assert_eq!(states[1], None, "{states:?}");
     assert!(stats.gap_us > 0, "{stats:?}");
     assert!(stats.consumed >= 2, "{stats:?}");
     // It switched the firehose on, so it switched it off again at the end.

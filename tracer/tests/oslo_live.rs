@@ -57,6 +57,7 @@ async fn capture_driver_traffic(
         url: amqp_url(vhost),
         mode,
         connection_name: format!("butterfly-test-{vhost}"),
+        link: None,
     };
     let (sink, mut records) = mpsc::channel(100_000);
     let (ready_tx, ready_rx) = oneshot::channel();
