@@ -31,6 +31,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::openstack::USER_AGENT;
 use fingerprint::distance::{EditOp, align};
 use fingerprint::monitor::Monitor;
 use fingerprint::normalize::last_progress_us;
@@ -40,7 +41,7 @@ use reports::model as rm;
 use scenarios::model::{Campaign, DetectorSource};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracer::event::{Event, Transaction};
+use tracer::event::{Event, EventKind, Transaction};
 use tracer::pipeline::Update;
 use tracer::stitch::build_transaction;
 
@@ -49,11 +50,33 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// A watched transaction is diagnosed after this long without a new event, µs.
 pub const SETTLE_US: i64 = 5_000_000;
 
+/// The database ports (MySQL/MariaDB, PostgreSQL) by which the inventory's database is recognized.
+const DATABASE_PORTS: [u16; 2] = [3306, 5432];
+
 /// The AMQP ports (plain and TLS) by which the inventory's broker service is recognized.
 const AMQP_PORTS: [u16; 2] = [5672, 5671];
 
-/// The share of suspicion the broker takes when the capture lost it during a stall.
-const BROKER_CONFIDENCE: f64 = 0.7;
+/// The share of suspicion a shared dependency (broker, database) takes when it is named.
+const SHARED_CONFIDENCE: f64 = 0.7;
+
+/// Puts a shared dependency first among an alarm's suspects, with its evidence first; the other
+/// suspects share what is left of the confidence.
+fn put_first(alarm: &mut rm::Alarm, (service, host): &(String, Option<String>), evidence: String) {
+    alarm.suspects.retain(|suspect| suspect.service != *service);
+    for suspect in &mut alarm.suspects {
+        suspect.confidence =
+            (suspect.confidence * (1.0 - SHARED_CONFIDENCE) * 1000.0).round() / 1000.0;
+    }
+    alarm.suspects.insert(
+        0,
+        rm::Suspect {
+            service: service.clone(),
+            host: host.clone(),
+            confidence: SHARED_CONFIDENCE,
+        },
+    );
+    alarm.evidence.insert(0, evidence);
+}
 
 /// A time of day (UTC) for evidence.
 fn clock(us: i64) -> String {
@@ -101,6 +124,8 @@ struct Followed {
     events: Vec<Event>,
     /// When the command last made progress (its own steps, polls left out).
     last_progress_us: i64,
+    /// The API answered the workload's request (the entry); until then it is serving it.
+    entry_answered: bool,
     /// Learned from or diagnosed already; later events only feed the timeout monitor.
     done: bool,
 }
@@ -120,6 +145,10 @@ pub struct Builtin {
     broker: Option<(String, Option<String>)>,
     /// The capture's losses of the broker: since when, and until when once it consumes again.
     broker_outages: Vec<(i64, Option<i64>)>,
+    /// The database's service (and host) in the inventory.
+    database: Option<(String, Option<String>)>,
+    /// Per API service, when it last answered a request (of any transaction).
+    answered: HashMap<String, i64>,
 }
 
 /// Names an alarm after the campaign's detector (a built-in one calls itself by its kind).
@@ -165,21 +194,26 @@ impl Builtin {
             (None, _) => Store::default(),
         };
         let name = |detector: Option<(&str, _)>| detector.map(|(name, _)| name.to_owned());
-        let broker = campaign
-            .testbed
-            .services
-            .iter()
-            .find(|service| service.ports.iter().any(|port| AMQP_PORTS.contains(port)))
-            .map(|service| {
-                let host = campaign
-                    .testbed
-                    .hosts_of(service)
-                    .first()
-                    .map(|host| host.name.to_string());
-                (service.name.to_string(), host)
-            });
-        Ok(Builtin::seeded(name(fingerprint), name(timeout), store)
-            .map(|builtin| builtin.with_broker(broker)))
+        let listening_on = |ports: &[u16]| {
+            campaign
+                .testbed
+                .services
+                .iter()
+                .find(|service| service.ports.iter().any(|port| ports.contains(port)))
+                .map(|service| {
+                    let host = campaign
+                        .testbed
+                        .hosts_of(service)
+                        .first()
+                        .map(|host| host.name.to_string());
+                    (service.name.to_string(), host)
+                })
+        };
+        Ok(
+            Builtin::seeded(name(fingerprint), name(timeout), store).map(|builtin| {
+                builtin.with_shared(listening_on(&AMQP_PORTS), listening_on(&DATABASE_PORTS))
+            }),
+        )
     }
 
     /// Built-in detectors under the given names (`None` leaves one out), starting from nothing.
@@ -208,12 +242,21 @@ impl Builtin {
             divergences: Vec::new(),
             broker: None,
             broker_outages: Vec::new(),
+            database: None,
+            answered: HashMap::new(),
         })
     }
 
-    /// Names the broker's service (and host), for alarms raised while the capture had lost it.
-    pub fn with_broker(mut self, broker: Option<(String, Option<String>)>) -> Builtin {
+    /// Names the services (and hosts) every other one depends on: the broker, named for alarms
+    /// raised while the capture had lost it, and the database, named when an API stalls on a
+    /// request while it answers others.
+    pub fn with_shared(
+        mut self,
+        broker: Option<(String, Option<String>)>,
+        database: Option<(String, Option<String>)>,
+    ) -> Builtin {
         self.broker = broker;
+        self.database = database;
         self
     }
 
@@ -235,38 +278,83 @@ impl Builtin {
     /// waits on it, and nothing in the trace comes from it, so without this the service that waits
     /// is blamed. The capture losing its connection is the evidence (a stopped or killed broker
     /// closes it; a frozen one is only noticed at the heartbeat timeout).
-    fn blame_broker(&self, alarm: &mut rm::Alarm, stalled_since_us: i64) {
-        let Some((service, host)) = &self.broker else {
-            return;
+    fn blame_broker(&self, alarm: &mut rm::Alarm, stalled_since_us: i64) -> bool {
+        let Some(broker) = &self.broker else {
+            return false;
         };
         let Some(&(lost, back)) = self.broker_outages.iter().rev().find(|(lost, back)| {
             *lost <= alarm.ts_us && back.is_none_or(|back| back >= stalled_since_us)
         }) else {
-            return;
+            return false;
         };
-        for suspect in &mut alarm.suspects {
-            suspect.confidence =
-                (suspect.confidence * (1.0 - BROKER_CONFIDENCE) * 1000.0).round() / 1000.0;
-        }
-        alarm.suspects.retain(|suspect| suspect.service != *service);
-        alarm.suspects.insert(
-            0,
-            rm::Suspect {
-                service: service.clone(),
-                host: host.clone(),
-                confidence: BROKER_CONFIDENCE,
-            },
-        );
         let when = match back {
             Some(back) => format!("from {} to {}", clock(lost), clock(back)),
             None => format!("since {}", clock(lost)),
         };
-        alarm.evidence.insert(
-            0,
+        put_first(
+            alarm,
+            broker,
             format!(
-                "the AMQP capture lost {service} {when}, while this transaction was stalled: every RPC waits on the broker"
+                "the AMQP capture lost {} {when}, while this transaction was stalled: every RPC waits on the broker",
+                broker.0
             ),
         );
+        true
+    }
+
+    /// Names the database first when the API serving the user's request has not answered it
+    /// since the transaction stalled, yet answered other requests meanwhile, and the broker is
+    /// connected: the API is alive and waits on something the trace does not show. (Locked
+    /// tables hold `POST /servers` for as long as the lock while nova-api answers every poll.) A
+    /// frozen or stopped API answers nothing and is not taken for the database; an API waiting
+    /// on a service it calls over REST has no answer from it yet, so the transaction is not
+    /// stalled after its last answered call.
+    fn blame_database(&self, alarm: &mut rm::Alarm, followed: &Followed, stalled_since_us: i64) {
+        let Some(database) = &self.database else {
+            return;
+        };
+        if followed.entry_answered {
+            return;
+        }
+        let Some(api) = self
+            .store
+            .commands
+            .get(&followed.command)
+            .and_then(|fingerprint| fingerprint.variants.first())
+            .and_then(|variant| variant.steps.first())
+            .and_then(|entry| entry.service.clone())
+        else {
+            return;
+        };
+        let Some(&answered) = self.answered.get(&api).filter(|&&at| at > stalled_since_us) else {
+            return;
+        };
+        put_first(
+            alarm,
+            database,
+            format!(
+                "{api} has not answered this `{}` since {}, yet answered other requests (last at {}), and the broker is connected: it waits on the database",
+                followed.command,
+                clock(stalled_since_us),
+                clock(answered)
+            ),
+        );
+    }
+
+    /// Names the shared dependency behind a stall, if one is (see [`Builtin::blame_broker`] and
+    /// [`Builtin::blame_database`]).
+    fn blame_shared(
+        &self,
+        alarm: &mut rm::Alarm,
+        followed: Option<&Followed>,
+        stalled_since_us: i64,
+    ) {
+        if self.blame_broker(alarm, stalled_since_us) {
+            return;
+        }
+        if let Some(followed) = followed {
+            self.blame_database(alarm, followed, stalled_since_us);
+        }
     }
 
     /// The run entered `phase`.
@@ -298,6 +386,16 @@ impl Builtin {
 
     /// An event joined transaction `transaction` at `now_us`.
     pub fn event(&mut self, transaction: &str, event: &Event, now_us: i64, labels: &dyn Labels) {
+        let from_workload = event.kind == EventKind::RestRequest
+            && event.attrs.get("user_agent").map(String::as_str) == Some(USER_AGENT);
+        if event.kind == EventKind::RestRequest
+            && let Some(service) = &event.service
+        {
+            // Any transaction's answer shows the API is alive.
+            let duration = i64::try_from(event.duration_us.unwrap_or(0)).unwrap_or(i64::MAX);
+            let answered = self.answered.entry(service.clone()).or_insert(i64::MIN);
+            *answered = (*answered).max(event.ts_us.saturating_add(duration));
+        }
         if !self.followed.contains_key(transaction) {
             let role = match self.phase.window {
                 Some(rm::WindowKind::Baseline) => Role::Learn,
@@ -316,6 +414,7 @@ impl Builtin {
                     repetition: self.phase.repetition.saturating_sub(1),
                     events: Vec::new(),
                     last_progress_us: now_us,
+                    entry_answered: false,
                     done: false,
                 },
             );
@@ -323,6 +422,7 @@ impl Builtin {
         let Some(followed) = self.followed.get_mut(transaction) else {
             return;
         };
+        followed.entry_answered |= from_workload;
         if !followed.done {
             followed.events.push(event.clone());
             // The user's status polls go on while a stuck command makes no progress: only the
@@ -404,7 +504,11 @@ impl Builtin {
                             .deadline_us
                             .saturating_sub(i64::try_from(expected.bound_us).unwrap_or(i64::MAX))
                     });
-                self.blame_broker(&mut alarm, stalled_since);
+                let followed = alarm
+                    .transaction
+                    .as_deref()
+                    .and_then(|id| self.followed.get(id));
+                self.blame_shared(&mut alarm, followed, stalled_since);
                 alarms.push(alarm);
             }
         }
@@ -442,7 +546,7 @@ impl Builtin {
                     shown.push(divergence);
                 }
                 let mut alarm = named(alarm, name);
-                self.blame_broker(&mut alarm, followed.last_progress_us);
+                self.blame_shared(&mut alarm, Some(followed), followed.last_progress_us);
                 Some(alarm)
             }
         }
@@ -850,7 +954,7 @@ mod tests {
     #[test]
     fn issue_6_a_stall_during_a_lost_broker_names_the_broker_first() {
         let broker = Some(("rabbitmq".to_owned(), Some("controller".to_owned())));
-        let mut detectors = both().with_broker(broker.clone());
+        let mut detectors = both().with_shared(broker.clone(), None);
         let alarms = alarms_for_the_stalled_create(&mut detectors, |detectors, cast| {
             detectors.broker_link(Some(cast + 50_000), cast + 50_000);
         });
@@ -870,7 +974,7 @@ mod tests {
             assert!((total - 1.0).abs() < 0.01, "{alarm:?}");
         }
 
-        let mut detectors = both().with_broker(broker);
+        let mut detectors = both().with_shared(broker, None);
         let alarms = alarms_for_the_stalled_create(&mut detectors, |detectors, cast| {
             detectors.broker_link(Some(cast - 3_000_000), cast - 3_000_000);
             detectors.broker_link(None, cast - 2_000_000);
@@ -882,6 +986,81 @@ mod tests {
                 .all(|alarm| alarm.suspects[0].service == "nova-compute"),
             "{alarms:?}"
         );
+    }
+
+    /// Regression (issue 6, locked database tables were blamed on the nova service that waits):
+    /// a create whose `POST /servers` nova-api has not answered since it got its answers from
+    /// glance, while nova-api answers other requests, names the database first; without those
+    /// other answers (nova-api itself stuck) it does not.
+    #[test]
+    fn issue_6_an_api_stalled_on_a_request_while_answering_others_names_the_database() {
+        let run = |others_answered: bool| -> Vec<rm::Alarm> {
+            let labels = Issued::default();
+            let normal = user(fixture("create-delete"));
+            let mut detectors = both().with_shared(
+                Some(("rabbitmq".to_owned(), None)),
+                Some(("mariadb".to_owned(), Some("controller".to_owned()))),
+            );
+            detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+            normal.iter().for_each(|t| labels.issue(t));
+            normal.iter().for_each(|t| labels.finish(&t.id, true));
+            let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+            stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
+
+            // The create as seen while nova-api waits inside `POST /servers`: only the calls it
+            // made to glance-api came back.
+            detectors.phase(window(1, Some(rm::WindowKind::Fault)));
+            let mut stalled = normal
+                .iter()
+                .find(|t| t.command.as_deref() == Some("server create"))
+                .unwrap()
+                .clone();
+            stalled.id = "req-stalled".to_owned();
+            // A minute after the baseline, whose own answers are then long past.
+            for event in &mut stalled.events {
+                event.ts_us += 60_000_000;
+            }
+            let schema = ts_of(&stalled, "GET /v2/schemas/image");
+            stalled
+                .events
+                .retain(|e| e.operation.contains("/v2/") && e.ts_us <= schema);
+            assert_eq!(stalled.events.len(), 2, "{:?}", stalled.events);
+            labels.issue(&stalled);
+            let mut other = stalled.events[0].clone();
+            other.service = Some("nova-api".to_owned());
+            other.operation = "GET /v2.1/servers/{id}".to_owned();
+            other.ts_us = schema + 500_000;
+            other.duration_us = Some(50_000);
+            let mut clock = schema;
+            let mut alarms = Vec::new();
+            for event in &stalled.events {
+                detectors.event(&stalled.id, event, event.ts_us, &labels);
+            }
+            while clock < schema + 3_000_000 {
+                clock += 100_000;
+                if others_answered && clock == other.ts_us {
+                    detectors.event("req-someone-else", &other, clock, &labels);
+                }
+                alarms.extend(detectors.tick(clock, &labels));
+            }
+            alarms
+        };
+        let alarms = run(true);
+        let timeout = alarms
+            .iter()
+            .find(|a| a.detector == "late")
+            .expect("a timeout");
+        assert_eq!(timeout.suspects[0].service, "mariadb", "{timeout:?}");
+        assert!(
+            timeout.evidence[0].starts_with("nova-api has not answered this `server create`"),
+            "{timeout:?}"
+        );
+        let alarms = run(false);
+        let timeout = alarms
+            .iter()
+            .find(|a| a.detector == "late")
+            .expect("a timeout");
+        assert_ne!(timeout.suspects[0].service, "mariadb", "{timeout:?}");
     }
 
     #[test]
