@@ -323,8 +323,6 @@ fn lanes(
     results: &mut [Option<usize>],
 ) {
     let used = texts.len();
-    let mut vp = [!0u64; BATCH_LANES];
-    let mut vn = [0u64; BATCH_LANES];
     let mut finals = [None::<usize>; BATCH_LANES];
     let mut by_length = [0usize; BATCH_LANES];
     for (position, lane) in by_length.iter_mut().enumerate() {
@@ -336,13 +334,22 @@ fn lanes(
         .map_or(&[][..], |&lane| texts[lane]);
     let mut feed = [longest; BATCH_LANES];
     feed[..used].copy_from_slice(texts);
+    // Columns that every text has in common (variants visited in sorted order often share a
+    // prefix) are computed once, in one lane, and the state copied to all of them.
+    let mut column = common_prefix(texts);
+    let (mut pv, mut mv) = (!0u64, 0u64);
+    for &token in &longest[..column] {
+        (pv, mv) = myers_step(dense_mask(masks, token), pv, mv);
+    }
+    let mut vp = [pv; BATCH_LANES];
+    let mut vn = [mv; BATCH_LANES];
     let mut next_end = 0;
-    while next_end < used && texts[by_length[next_end]].is_empty() {
-        finals[by_length[next_end]] = Some(len);
-        feed[by_length[next_end]] = longest;
+    while next_end < used && texts[by_length[next_end]].len() == column {
+        let lane = by_length[next_end];
+        finals[lane] = Some(bottom_row(len, column, pv, mv));
+        feed[lane] = longest;
         next_end += 1;
     }
-    let mut column = 0;
     while column < longest.len() {
         let chunk_end = (column + CHUNK_COLUMNS).min(longest.len());
         while column < chunk_end {
@@ -372,6 +379,20 @@ fn lanes(
         // A lane cut short (no final score) was beyond its limit.
         results[lane] = finals[lane].filter(|&distance| distance <= limits[lane]);
     }
+}
+
+/// The length of the longest common prefix of `texts` (0 for none).
+fn common_prefix(texts: &[&[u32]]) -> usize {
+    let Some((first, rest)) = texts.split_first() else {
+        return 0;
+    };
+    rest.iter().fold(first.len(), |shared, text| {
+        first[..shared]
+            .iter()
+            .zip(text.iter())
+            .take_while(|(a, b)| a == b)
+            .count()
+    })
 }
 
 /// One text column of Myers' single-word algorithm when the bottom row's score is not tracked:
@@ -791,6 +812,31 @@ mod tests {
         let a = [u32::MAX, 5, DENSE_ALPHABET_LIMIT + 3, 5];
         let b = [5, DENSE_ALPHABET_LIMIT + 3, u32::MAX];
         assert_eq!(levenshtein(&a, &b), reference(&a, &b));
+    }
+
+    #[test]
+    fn a_pair_does_not_see_the_masks_of_the_previous_pair() {
+        // The per-thread match table must be all zero again after each pair (the pairs share
+        // no prefix or suffix, so none is stripped down to nothing).
+        let pairs: [(&[u32], &[u32]); 4] = [
+            (&[7, 8, 9], &[1, 9, 8, 7]),
+            (&[1, 2, 3], &[7, 8, 9, 4]),
+            (&[300, 2], &[9, 8, 7]),
+            (&[9, 8, 7], &[2, 300, 1]),
+        ];
+        for (a, b) in pairs {
+            assert_eq!(levenshtein(a, b), reference(a, b), "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_sharing_a_prefix_scores_texts_that_end_inside_or_at_it() {
+        let query = [1, 2, 4, 9];
+        let texts: [&[u32]; 5] = [&[1, 2, 3], &[1, 2, 3], &[1, 2, 3, 4], &[1, 2, 3, 5, 6], &[]];
+        let mut results = [None; 5];
+        Pattern::new(&query).distances_within(&texts, &[usize::MAX; 5], &mut results);
+        let expected = texts.map(|text| Some(reference(&query, text)));
+        assert_eq!(results, expected);
     }
 
     #[test]

@@ -116,8 +116,9 @@ pub struct CommandFingerprint {
     pub novelty: Vec<f64>,
     #[serde(skip)]
     exact: HashMap<Vec<u32>, usize>,
-    /// `(length, variant index)` of the first variant of each distinct shape, sorted: the
-    /// search order. A later copy of a shape can never be the nearest (ties go to the smallest
+    /// `(length, variant index)` of the first variant of each distinct shape, sorted by length
+    /// and then by symbols (so that neighbours share prefixes, which a batch of comparisons
+    /// computes once): the search order. A later copy of a shape can never be the nearest (ties go to the smallest
     /// index), so it is not indexed.
     #[serde(skip)]
     by_length: Vec<(usize, usize)>,
@@ -170,9 +171,15 @@ impl Histogram {
     fn bag_distance(&self, other: &Histogram) -> usize {
         let differences: u32 = self
             .counts
-            .iter()
-            .zip(&other.counts)
-            .map(|(&mine, &theirs)| u32::from(mine.abs_diff(theirs)))
+            .chunks_exact(16)
+            .zip(other.counts.chunks_exact(16))
+            .map(|(mine, theirs)| {
+                let mine: &[u8; 16] = mine.try_into().expect("16 buckets");
+                let theirs: &[u8; 16] = theirs.try_into().expect("16 buckets");
+                (0..16)
+                    .map(|bucket| u32::from(mine[bucket].abs_diff(theirs[bucket])))
+                    .sum::<u32>()
+            })
             .sum();
         ((differences + self.total.abs_diff(other.total)) / 2) as usize
     }
@@ -191,7 +198,10 @@ impl CommandFingerprint {
                 self.by_length.push((variant.symbols.len(), index));
             }
         }
-        self.by_length.sort_unstable();
+        let variants = &self.variants;
+        self.by_length.sort_unstable_by(|&(len_a, a), &(len_b, b)| {
+            (len_a, &variants[a].symbols).cmp(&(len_b, &variants[b].symbols))
+        });
         self.arena.clear();
         self.starts.clear();
         self.histograms.clear();
@@ -299,14 +309,16 @@ impl CommandFingerprint {
         if let std::collections::hash_map::Entry::Vacant(entry) = self.exact.entry(symbols.clone())
         {
             entry.insert(index);
-            let key = (symbols.len(), index);
-            let position = self.by_length.partition_point(|&entry| entry < key);
+            let variants = &self.variants;
+            let position = self.by_length.partition_point(|&(len, other)| {
+                (len, &variants[other].symbols) < (symbols.len(), symbols)
+            });
             let start = self
                 .starts
                 .get(position)
                 .copied()
                 .unwrap_or(self.arena.len());
-            self.by_length.insert(position, key);
+            self.by_length.insert(position, (symbols.len(), index));
             self.arena.splice(start..start, symbols.iter().copied());
             self.starts.insert(position, start);
             for later in &mut self.starts[position + 1..] {
@@ -934,6 +946,19 @@ mod tests {
         assert_eq!(command.nearest(&[1, 2, 3, 4, 5, 6, 7]), Some((1, 1)));
         assert_eq!(command.nearest(&[9]), Some((2, 1)));
         assert_eq!(CommandFingerprint::default().nearest(&[1]), None);
+    }
+
+    #[test]
+    fn a_repeated_shape_is_found_at_its_first_index() {
+        let mut command = CommandFingerprint::default();
+        command.push_variant(vec![1, 2, 3, 4]);
+        command.push_variant(vec![5, 6, 7]);
+        command.push_variant(vec![1, 2, 3, 4]);
+        command.push_variant(vec![5, 6, 7]);
+        assert_eq!(command.by_length.len(), 2, "copies are not indexed");
+        assert_eq!(command.nearest(&[5, 6, 7]), Some((1, 0)));
+        assert_eq!(command.nearest(&[1, 2, 3]), Some((0, 1)));
+        assert_eq!(command.nearest(&[5, 6, 7, 8]), Some((1, 1)));
     }
 
     #[test]
