@@ -297,6 +297,10 @@ fn advance_lanes(
     // Slices of exactly `run` columns, so that the loop below needs no bounds checks on them.
     let columns: [&[u32]; BATCH_LANES] = std::array::from_fn(|lane| &texts[lane][from..][..run]);
     let (mut pv, mut mv) = (*vp, *vn);
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "the column indexes eight slices at once"
+    )]
     for column in 0..run {
         let eq: [u64; BATCH_LANES] =
             std::array::from_fn(|lane| dense_mask(masks, columns[lane][column]));
