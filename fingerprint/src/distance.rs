@@ -401,14 +401,23 @@ fn common_prefix(texts: &[&[u32]]) -> usize {
 
 /// One text column of Myers' single-word algorithm when the bottom row's score is not tracked:
 /// the new vertical deltas `(vp, vn)` from the match mask `eq` and the previous ones.
+///
+/// The textbook step computes `xh = ((eq & vp) + vp) ^ vp | eq`, the horizontal +1 deltas
+/// `ph = ((vn | !(xh | vp)) << 1) | 1` (row 0 of the matrix is 0, 1, 2, …: every step to the
+/// right adds one there) and then `vp' = mh | !(xv | ph)` and `vn' = ph & xv`. A comparison of
+/// one text is a chain of these steps, so what matters is the longest dependency path from
+/// `vp`/`vn` to `vp'`/`vn'`; it is shortened from 11 to 7 operations by two identities:
+/// `xh | vp = ((eq & vp) + vp) | (eq | vp)` (as `(a ^ b) | b = a | b`), and computing the
+/// complement `!ph = (!vn & (xh | vp)) << 1`, which both results use directly through an
+/// "and not" (a single instruction on vector registers).
 #[inline(always)]
 fn myers_step(eq: u64, vp: u64, vn: u64) -> (u64, u64) {
     let xv = eq | vn;
-    let xh = ((eq & vp).wrapping_add(vp) ^ vp) | eq;
-    // Row 0 of the matrix is 0, 1, 2, …: every step to the right adds one there.
-    let ph = ((vn | !(xh | vp)) << 1) | 1;
+    let sum = (eq & vp).wrapping_add(vp);
+    let xh = (sum ^ vp) | eq;
+    let not_ph = (!vn & (sum | (eq | vp))) << 1;
     let mh = (vp & xh) << 1;
-    (mh | !(xv | ph), ph & xv)
+    (mh | (!xv & not_ph), xv & !not_ph)
 }
 
 /// The bottom-row value `D[len][column]` of a query of `1..=64` symbols from the vertical deltas
