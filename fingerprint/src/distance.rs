@@ -11,8 +11,8 @@
 //! the cutoff, and the length difference is used as a free lower bound before any work is done.
 //! [`Pattern::distances_within`] compares one query with many texts, [`BATCH_LANES`] at a time
 //! in lock step, which is how a diagnosis scans the variants of a command. A single pair
-//! ([`levenshtein`]) with a query of up to 64 symbols builds its match masks in a small table on
-//! the stack instead.
+//! ([`levenshtein`]) strips its common prefix and suffix, and with a query of up to 64 symbols
+//! builds its match masks in a reusable per-thread table instead of a [`Pattern`].
 //! [`align`] and [`best_prefix`] are the quadratic dynamic programs used for localization and for
 //! live transactions; they run once per diagnosed trace, not once per stored variant.
 
@@ -163,8 +163,9 @@ impl Pattern {
     ///
     /// For a query of at most 64 symbols, [`BATCH_LANES`] texts advance column by column in
     /// lock step: the lanes are independent, so the processor overlaps their dependency chains
-    /// (and the compiler may use vector registers), which is what makes scanning thousands of
-    /// stored variants for one trace cheap. Longer queries are compared one text at a time.
+    /// (and the compiler uses vector registers), which is what makes scanning thousands of
+    /// stored variants for one trace cheap. Columns that all texts of a batch share at their
+    /// start are computed once. Longer queries are compared one text at a time.
     pub fn distances_within(
         &self,
         texts: &[&[u32]],
