@@ -715,22 +715,40 @@ pub enum EditOp {
 /// Ties prefer matches, then substitutions, then missing reference steps, so that a truncated
 /// trace aligns as a common prefix followed by the missing tail.
 pub fn align(a: &[u32], b: &[u32]) -> Vec<EditOp> {
-    let (n, m) = (a.len(), b.len());
+    // A common suffix is always matched: where the last symbols are equal, the cost of the cell
+    // equals its diagonal predecessor's (neighbouring cells differ by at most one), so the
+    // traceback below takes the match. It is left out of the table and appended at the end,
+    // which makes aligning a trace with a variant of exactly its shape linear.
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (n, m) = (a.len() - suffix, b.len() - suffix);
     let width = m + 1;
     let mut cost = vec![0u32; (n + 1) * width];
-    for (j, cell) in cost.iter_mut().enumerate().take(m + 1) {
+    for (j, cell) in cost[..width].iter_mut().enumerate() {
         *cell = j as u32;
     }
     for i in 1..=n {
-        cost[i * width] = i as u32;
+        let (done, rest) = cost.split_at_mut(i * width);
+        let previous = &done[(i - 1) * width..];
+        let row = &mut rest[..width];
+        row[0] = i as u32;
+        let symbol = a[i - 1];
         for j in 1..=m {
-            let diagonal = cost[(i - 1) * width + j - 1] + u32::from(a[i - 1] != b[j - 1]);
-            let up = cost[(i - 1) * width + j] + 1;
-            let left = cost[i * width + j - 1] + 1;
-            cost[i * width + j] = diagonal.min(up).min(left);
+            let diagonal = previous[j - 1] + u32::from(symbol != b[j - 1]);
+            let up = previous[j] + 1;
+            let left = row[j - 1] + 1;
+            row[j] = diagonal.min(up).min(left);
         }
     }
-    let mut ops = Vec::with_capacity(n.max(m));
+    let mut ops = Vec::with_capacity(a.len().max(b.len()));
+    ops.extend((0..suffix).map(|k| EditOp::Match {
+        a: a.len() - 1 - k,
+        b: b.len() - 1 - k,
+    }));
     let (mut i, mut j) = (n, m);
     while i > 0 || j > 0 {
         let here = cost[i * width + j];

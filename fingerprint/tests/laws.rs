@@ -92,6 +92,54 @@ fn edits_of(base: Vec<u32>) -> impl Strategy<Value = Vec<u32>> + Clone {
     })
 }
 
+/// The full dynamic program and traceback of [`align`], without its shortcuts: what `align`
+/// must return exactly (the tie-breaking decides where a diagnosis localizes a divergence).
+fn reference_alignment(a: &[u32], b: &[u32]) -> Vec<EditOp> {
+    let (n, m) = (a.len(), b.len());
+    let width = m + 1;
+    let mut cost = vec![0u32; (n + 1) * width];
+    for (j, cell) in cost.iter_mut().enumerate().take(m + 1) {
+        *cell = j as u32;
+    }
+    for i in 1..=n {
+        cost[i * width] = i as u32;
+        for j in 1..=m {
+            let diagonal = cost[(i - 1) * width + j - 1] + u32::from(a[i - 1] != b[j - 1]);
+            let up = cost[(i - 1) * width + j] + 1;
+            let left = cost[i * width + j - 1] + 1;
+            cost[i * width + j] = diagonal.min(up).min(left);
+        }
+    }
+    let mut ops = Vec::new();
+    let (mut i, mut j) = (n, m);
+    while i > 0 || j > 0 {
+        let here = cost[i * width + j];
+        if i > 0 && j > 0 {
+            let same = a[i - 1] == b[j - 1];
+            let diagonal = cost[(i - 1) * width + j - 1];
+            if (same && diagonal == here) || (!same && diagonal + 1 == here) {
+                ops.push(if same {
+                    EditOp::Match { a: i - 1, b: j - 1 }
+                } else {
+                    EditOp::Substitute { a: i - 1, b: j - 1 }
+                });
+                i -= 1;
+                j -= 1;
+                continue;
+            }
+        }
+        if j > 0 && cost[i * width + j - 1] + 1 == here {
+            ops.push(EditOp::Delete { b: j - 1 });
+            j -= 1;
+        } else {
+            ops.push(EditOp::Insert { a: i - 1 });
+            i -= 1;
+        }
+    }
+    ops.reverse();
+    ops
+}
+
 fn step() -> impl Strategy<Value = Step> {
     (
         prop::sample::select(vec![
@@ -255,6 +303,12 @@ proptest! {
         prop_assert_eq!(cost, reference(&a, &b));
         let (prefix_cost, reached) = best_prefix(&a, &b);
         prop_assert_eq!(prefix_cost, reference(&a, &b[..reached]));
+    }
+
+    #[test]
+    fn alignment_is_the_plain_dynamic_program((a, b) in affixed_pair()) {
+        prop_assert_eq!(align(&a, &b), reference_alignment(&a, &b));
+        prop_assert_eq!(align(&a, &a), reference_alignment(&a, &a));
     }
 
     #[test]
