@@ -2,6 +2,7 @@
 //! frequencies and per-step timing), negative fingerprints labelled with a fault, saved as
 //! versioned JSON and refined incrementally by every `learn`.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -118,8 +119,8 @@ pub struct CommandFingerprint {
     exact: HashMap<Vec<u32>, usize>,
     /// `(length, variant index)` of the first variant of each distinct shape, sorted by length
     /// and then by symbols (so that neighbours share prefixes, which a batch of comparisons
-    /// computes once): the search order. A later copy of a shape can never be the nearest (ties go to the smallest
-    /// index), so it is not indexed.
+    /// computes once): the search order. A later copy of a shape can never be the nearest (ties
+    /// go to the smallest index), so it is not indexed.
     #[serde(skip)]
     by_length: Vec<(usize, usize)>,
     /// The indexed variants' symbols back to back in `by_length` order, so that the search,
@@ -191,9 +192,7 @@ impl CommandFingerprint {
         self.by_length.clear();
         for (index, variant) in self.variants.iter().enumerate() {
             // The first of identical variants is the one every search reports.
-            if let std::collections::hash_map::Entry::Vacant(entry) =
-                self.exact.entry(variant.symbols.clone())
-            {
+            if let Entry::Vacant(entry) = self.exact.entry(variant.symbols.clone()) {
                 entry.insert(index);
                 self.by_length.push((variant.symbols.len(), index));
             }
@@ -223,9 +222,9 @@ impl CommandFingerprint {
     /// equally near variants, the one with the smallest index. The result is exactly that of
     /// comparing the query with every variant.
     ///
-    /// Exact shapes are found by hash. Otherwise variants are visited in order of length
-    /// difference from the query, and the scan stops once the length difference alone exceeds
-    /// the best distance so far. A variant is compared only if the bag distance of the symbol
+    /// Exact shapes are found by hash. Otherwise the distinct shapes are visited in order of
+    /// length difference from the query, and the scan stops once the length difference alone
+    /// exceeds the best distance so far. A variant is compared only if the bag distance of the symbol
     /// histograms (a lower bound) does not rule it out, and then with the best distance so far as
     /// the cutoff; survivors are compared [`BATCH_LANES`] at a time.
     pub fn nearest(&self, query: &[u32]) -> Option<(usize, usize)> {
@@ -306,8 +305,7 @@ impl CommandFingerprint {
     fn add_variant(&mut self, variant: Variant) -> usize {
         let index = self.variants.len();
         let symbols = &variant.symbols;
-        if let std::collections::hash_map::Entry::Vacant(entry) = self.exact.entry(symbols.clone())
-        {
+        if let Entry::Vacant(entry) = self.exact.entry(symbols.clone()) {
             entry.insert(index);
             let variants = &self.variants;
             let position = self.by_length.partition_point(|&(len, other)| {
