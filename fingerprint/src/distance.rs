@@ -11,8 +11,8 @@
 //! the cutoff, and the length difference is used as a free lower bound before any work is done.
 //! [`Pattern::distances_within`] compares one query with many texts, [`BATCH_LANES`] at a time
 //! in lock step, which is how a diagnosis scans the variants of a command. A single pair
-//! ([`levenshtein`]) with a query of up to 64 symbols builds its match masks in a small table on
-//! the stack instead.
+//! ([`levenshtein`]) strips its common prefix and suffix, and with a query of up to 64 symbols
+//! builds its match masks in a reusable per-thread table instead of a [`Pattern`].
 //! [`align`] and [`best_prefix`] are the quadratic dynamic programs used for localization and for
 //! live transactions; they run once per diagnosed trace, not once per stored variant.
 
@@ -34,7 +34,8 @@ pub struct Pattern {
 
 #[derive(Debug, Clone)]
 enum MatchTable {
-    /// `masks[token * words + word]`, for tokens `< alphabet`.
+    /// `masks[token * words + word]`, for tokens `< alphabet`, then one row of zeros that every
+    /// larger token shares (so that a lookup clamps the token instead of branching on it).
     Dense { alphabet: usize, masks: Vec<u64> },
     /// `masks[row * words + word]` with `rows[token] = row`.
     Sparse {
@@ -51,7 +52,7 @@ impl Pattern {
         let max_token = tokens.iter().copied().max().unwrap_or(0);
         let table = if max_token < DENSE_ALPHABET_LIMIT {
             let alphabet = max_token as usize + 1;
-            let mut masks = vec![0u64; alphabet * words];
+            let mut masks = vec![0u64; (alphabet + 1) * words];
             for (position, &token) in tokens.iter().enumerate() {
                 masks[token as usize * words + position / WORD_BITS] |=
                     1u64 << (position % WORD_BITS);
@@ -92,12 +93,8 @@ impl Pattern {
         let words = self.words;
         match &self.table {
             MatchTable::Dense { alphabet, masks } => {
-                let index = token as usize;
-                if index < *alphabet {
-                    &masks[index * words..(index + 1) * words]
-                } else {
-                    &self.zeros
-                }
+                let index = (token as usize).min(*alphabet);
+                &masks[index * words..(index + 1) * words]
             }
             MatchTable::Sparse { rows, masks } => match rows.get(&token) {
                 Some(&row) => &masks[row * words..(row + 1) * words],
@@ -136,9 +133,9 @@ impl Pattern {
     /// The one-word case (query of at most 64 symbols), kept separate because it is the hot path.
     fn run_single_word(&self, text: &[u32], max: usize) -> Option<usize> {
         match &self.table {
-            MatchTable::Dense { masks, .. } => single_word(self.len, text, max, |token| {
-                masks.get(token as usize).copied().unwrap_or(0)
-            }),
+            MatchTable::Dense { masks, .. } => {
+                single_word(self.len, text, max, |token| dense_mask(masks, token))
+            }
             MatchTable::Sparse { .. } => {
                 single_word(self.len, text, max, |token| self.masks(token)[0])
             }
@@ -151,12 +148,8 @@ impl Pattern {
         let words = self.words;
         match &self.table {
             MatchTable::Dense { alphabet, masks } => blocks(self.len, words, text, max, |token| {
-                let index = token as usize;
-                if index < *alphabet {
-                    &masks[index * words..(index + 1) * words]
-                } else {
-                    &self.zeros
-                }
+                let index = (token as usize).min(*alphabet);
+                &masks[index * words..(index + 1) * words]
             }),
             MatchTable::Sparse { .. } => {
                 blocks(self.len, words, text, max, |token| self.masks(token))
@@ -170,8 +163,9 @@ impl Pattern {
     ///
     /// For a query of at most 64 symbols, [`BATCH_LANES`] texts advance column by column in
     /// lock step: the lanes are independent, so the processor overlaps their dependency chains
-    /// (and the compiler may use vector registers), which is what makes scanning thousands of
-    /// stored variants for one trace cheap. Longer queries are compared one text at a time.
+    /// (and the compiler uses vector registers), which is what makes scanning thousands of
+    /// stored variants for one trace cheap. Columns that all texts of a batch share at their
+    /// start are computed once. Longer queries are compared one text at a time.
     pub fn distances_within(
         &self,
         texts: &[&[u32]],
@@ -277,37 +271,55 @@ fn block_step(eq: u64, vp: &mut u64, vn: &mut u64, carry_in: i64, high: u32) -> 
     carry_out
 }
 
-/// Text columns whose match masks are gathered at once for the lanes.
+/// The match mask of `token` in a one-word table indexed by token whose last entry is zero and
+/// stands for every token beyond the table: clamping the index is branch-free, where a bounds
+/// test would be a branch that the processor mispredicts whenever texts mix symbols inside and
+/// outside the query's alphabet.
+#[inline(always)]
+fn dense_mask(masks: &[u64], token: u32) -> u64 {
+    masks[(token as usize).min(masks.len() - 1)]
+}
+
+/// Text columns between two checks of whether a batch can stop early.
 const CHUNK_COLUMNS: usize = 16;
 
-/// Match masks of every lane's text for one chunk of columns, column by column.
-type Chunk = [[u64; BATCH_LANES]; CHUNK_COLUMNS];
-
-/// Gathers the match masks of columns `from..from + CHUNK_COLUMNS` of each lane's text into a
-/// column-major chunk (columns past a text's end match nothing), so that the lanes then run on
-/// plain arrays that the compiler can keep in vector registers. Lanes without a text keep
-/// whatever they held: their results are never read.
-fn gather(masks: &[u64], texts: &[&[u32]], from: usize, chunk: &mut Chunk) {
-    for (lane, text) in texts.iter().enumerate() {
-        let rest = text.get(from..).unwrap_or(&[]);
-        let filled = rest.len().min(CHUNK_COLUMNS);
-        for (row, &token) in chunk[..filled].iter_mut().zip(rest) {
-            row[lane] = masks.get(token as usize).copied().unwrap_or(0);
-        }
-        for row in &mut chunk[filled..] {
-            row[lane] = 0;
+/// Runs every lane through columns `from..from + run` of its text (each long enough), looking up
+/// the match masks on the fly. Out of line so that the lanes' state lives in (vector) registers
+/// for the whole run rather than in the caller's frame.
+#[inline(never)]
+fn advance_lanes(
+    vp: &mut [u64; BATCH_LANES],
+    vn: &mut [u64; BATCH_LANES],
+    masks: &[u64],
+    texts: &[&[u32]; BATCH_LANES],
+    from: usize,
+    run: usize,
+) {
+    // Slices of exactly `run` columns, so that the loop below needs no bounds checks on them.
+    let columns: [&[u32]; BATCH_LANES] = std::array::from_fn(|lane| &texts[lane][from..][..run]);
+    let (mut pv, mut mv) = (*vp, *vn);
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "the column indexes eight slices at once"
+    )]
+    for column in 0..run {
+        let eq: [u64; BATCH_LANES] =
+            std::array::from_fn(|lane| dense_mask(masks, columns[lane][column]));
+        for lane in 0..BATCH_LANES {
+            (pv[lane], mv[lane]) = myers_step(eq[lane], pv[lane], mv[lane]);
         }
     }
+    (*vp, *vn) = (pv, mv);
 }
 
 /// Myers' single-word algorithm for up to [`BATCH_LANES`] texts against one query of
 /// `1..=64` symbols with dense match masks.
 ///
-/// The lanes do not track the score column by column: the distance after column `j` is
-/// `j + popcount(vp) − popcount(vn)` (the top row of the matrix is `j`, and the vertical deltas
-/// sum to the bottom row), so it is read off only where needed: when a lane's text ends (lanes
-/// are visited in order of length, one comparison per column) and at each chunk boundary, where
-/// the batch stops early once every unfinished lane is provably beyond its limit.
+/// All lanes advance together through runs of columns that end where the next text ends (there
+/// its score is read off) or at a chunk boundary (there the batch stops early once every
+/// unfinished lane is provably beyond its limit). A lane whose text has ended, or that has no
+/// text, is fed the longest text instead: its state is never read again. The lanes do not track
+/// the score column by column: the distance after column `j` is `bottom_row(len, j, vp, vn)`.
 fn lanes(
     len: usize,
     masks: &[u64],
@@ -316,55 +328,53 @@ fn lanes(
     results: &mut [Option<usize>],
 ) {
     let used = texts.len();
-    let low_bits = if len == WORD_BITS {
-        !0
-    } else {
-        (1u64 << len) - 1
-    };
-    let score = |column: usize, vp: u64, vn: u64| {
-        column + (vp & low_bits).count_ones() as usize - (vn & low_bits).count_ones() as usize
-    };
-    let mut vp = [!0u64; BATCH_LANES];
-    let mut vn = [0u64; BATCH_LANES];
     let mut finals = [None::<usize>; BATCH_LANES];
     let mut by_length = [0usize; BATCH_LANES];
     for (position, lane) in by_length.iter_mut().enumerate() {
         *lane = position;
     }
     by_length[..used].sort_unstable_by_key(|&lane| texts[lane].len());
+    let longest = by_length[..used]
+        .last()
+        .map_or(&[][..], |&lane| texts[lane]);
+    let mut feed = [longest; BATCH_LANES];
+    feed[..used].copy_from_slice(texts);
+    // Columns that every text has in common (variants visited in sorted order often share a
+    // prefix) are computed once, in one lane, and the state copied to all of them.
+    let mut column = common_prefix(texts);
+    let (mut pv, mut mv) = (!0u64, 0u64);
+    for &token in &longest[..column] {
+        (pv, mv) = myers_step(dense_mask(masks, token), pv, mv);
+    }
+    let mut vp = [pv; BATCH_LANES];
+    let mut vn = [mv; BATCH_LANES];
     let mut next_end = 0;
-    while next_end < used && texts[by_length[next_end]].is_empty() {
-        finals[by_length[next_end]] = Some(len);
+    while next_end < used && texts[by_length[next_end]].len() == column {
+        let lane = by_length[next_end];
+        finals[lane] = Some(bottom_row(len, column, pv, mv));
+        feed[lane] = longest;
         next_end += 1;
     }
-    let longest = texts.iter().map(|text| text.len()).max().unwrap_or(0);
-    let mut chunk = [[0u64; BATCH_LANES]; CHUNK_COLUMNS];
-    let mut column = 0;
-    while column < longest {
-        gather(masks, texts, column, &mut chunk);
-        let width = (longest - column).min(CHUNK_COLUMNS);
-        for eq in &chunk[..width] {
-            for lane in 0..BATCH_LANES {
-                let (eq, pv, mv) = (eq[lane], vp[lane], vn[lane]);
-                let xv = eq | mv;
-                let xh = ((eq & pv).wrapping_add(pv) ^ pv) | eq;
-                // Row 0 of the matrix is 0, 1, 2, …: every step to the right adds one there.
-                let ph = ((mv | !(xh | pv)) << 1) | 1;
-                let mh = (pv & xh) << 1;
-                vp[lane] = mh | !(xv | ph);
-                vn[lane] = ph & xv;
-            }
-            column += 1;
+    while column < longest.len() {
+        let chunk_end = (column + CHUNK_COLUMNS).min(longest.len());
+        while column < chunk_end {
+            let run_end = match by_length[next_end..used].first() {
+                Some(&lane) => texts[lane].len().min(chunk_end),
+                None => chunk_end,
+            };
+            advance_lanes(&mut vp, &mut vn, masks, &feed, column, run_end - column);
+            column = run_end;
             while next_end < used && texts[by_length[next_end]].len() == column {
                 let lane = by_length[next_end];
-                finals[lane] = Some(score(column, vp[lane], vn[lane]));
+                finals[lane] = Some(bottom_row(len, column, vp[lane], vn[lane]));
+                feed[lane] = longest;
                 next_end += 1;
             }
         }
         // The distance can drop by at most one per remaining column.
         let alive = by_length[next_end..used].iter().any(|&lane| {
             let remaining = texts[lane].len() - column;
-            score(column, vp[lane], vn[lane]) <= limits[lane].saturating_add(remaining)
+            bottom_row(len, column, vp[lane], vn[lane]) <= limits[lane].saturating_add(remaining)
         });
         if !alive {
             break;
@@ -376,10 +386,67 @@ fn lanes(
     }
 }
 
+/// The length of the longest common prefix of `texts` (0 for none).
+fn common_prefix(texts: &[&[u32]]) -> usize {
+    let Some((first, rest)) = texts.split_first() else {
+        return 0;
+    };
+    rest.iter().fold(first.len(), |shared, text| {
+        first[..shared]
+            .iter()
+            .zip(text.iter())
+            .take_while(|(a, b)| a == b)
+            .count()
+    })
+}
+
+/// One text column of Myers' single-word algorithm when the bottom row's score is not tracked:
+/// the new vertical deltas `(vp, vn)` from the match mask `eq` and the previous ones.
+///
+/// The textbook step computes `xh = ((eq & vp) + vp) ^ vp | eq`, the horizontal +1 deltas
+/// `ph = ((vn | !(xh | vp)) << 1) | 1` (row 0 of the matrix is 0, 1, 2, …: every step to the
+/// right adds one there) and then `vp' = mh | !(xv | ph)` and `vn' = ph & xv`. A comparison of
+/// one text is a chain of these steps, so what matters is the longest dependency path from
+/// `vp`/`vn` to `vp'`/`vn'`; it is shortened from 11 to 7 operations by two identities:
+/// `xh | vp = ((eq & vp) + vp) | (eq | vp)` (as `(a ^ b) | b = a | b`), and computing the
+/// complement `!ph = (!vn & (xh | vp)) << 1`, which both results use directly through an
+/// "and not" (a single instruction on vector registers).
+#[inline(always)]
+fn myers_step(eq: u64, vp: u64, vn: u64) -> (u64, u64) {
+    let xv = eq | vn;
+    let sum = (eq & vp).wrapping_add(vp);
+    let xh = (sum ^ vp) | eq;
+    let not_ph = (!vn & (sum | (eq | vp))) << 1;
+    let mh = (vp & xh) << 1;
+    (mh | (!xv & not_ph), xv & !not_ph)
+}
+
+/// The bottom-row value `D[len][column]` of a query of `1..=64` symbols from the vertical deltas
+/// of its column: the top row is `column`, and the deltas of the `len` rows below it sum to the
+/// rest.
+#[inline(always)]
+fn bottom_row(len: usize, column: usize, vp: u64, vn: u64) -> usize {
+    let rows = if len == WORD_BITS {
+        !0
+    } else {
+        (1u64 << len) - 1
+    };
+    column + (vp & rows).count_ones() as usize - (vn & rows).count_ones() as usize
+}
+
 /// Myers' algorithm for a query of `len ≤ 64` symbols; `eq(token)` gives the query positions
 /// equal to `token` as bits.
 #[inline(always)]
 fn single_word(len: usize, text: &[u32], max: usize, eq: impl Fn(u32) -> u64) -> Option<usize> {
+    if max >= len.max(text.len()) {
+        // The distance never exceeds the longer length, so this cutoff cannot bite: skip the
+        // score bookkeeping and read the distance off the last column.
+        let (mut vp, mut vn) = (!0u64, 0u64);
+        for &token in text {
+            (vp, vn) = myers_step(eq(token), vp, vn);
+        }
+        return Some(bottom_row(len, text.len(), vp, vn));
+    }
     let last = 1u64 << (len - 1);
     let mut vp = !0u64;
     let mut vn = 0u64;
@@ -466,20 +533,92 @@ pub fn levenshtein_within(a: &[u32], b: &[u32], max: usize) -> Option<usize> {
     pair(a, b, max)
 }
 
-/// One comparison: the shorter sequence is the query. A query of up to 64 symbols gets its
-/// match masks in a [`SmallMasks`] table on the stack, because for a single pair building a
-/// [`Pattern`] (allocating and clearing a mask per alphabet symbol) would cost as much as the
-/// comparison itself.
+/// One comparison: the shorter sequence is the query. A common prefix and suffix cost nothing
+/// and are stripped first. A query of up to 64 symbols gets its match masks in a reusable
+/// per-thread table indexed by symbol id ([`with_scratch_masks`]), or in a small hash table on
+/// the stack ([`SmallMasks`]) when its ids are too large for that, because for a single pair
+/// building a [`Pattern`] (allocating and clearing a mask per alphabet symbol) would cost as much
+/// as the comparison itself.
 fn pair(a: &[u32], b: &[u32], max: usize) -> Option<usize> {
+    let (a, b) = strip_common_affixes(a, b);
     let (query, text) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     if text.len() - query.len() > max {
         return None;
     }
-    if query.is_empty() || query.len() > WORD_BITS {
+    if query.is_empty() {
+        return Some(text.len());
+    }
+    if query.len() > WORD_BITS {
         return Pattern::new(query).distance_within(text, max);
     }
-    let masks = SmallMasks::new(query);
-    single_word(query.len(), text, max, |token| masks.get(token))
+    let largest = query.iter().copied().max().unwrap_or(0);
+    if largest < DENSE_ALPHABET_LIMIT {
+        with_scratch_masks(query, largest, |masks| {
+            single_word(query.len(), text, max, |token| dense_mask(masks, token))
+        })
+    } else {
+        let masks = SmallMasks::new(query);
+        single_word(query.len(), text, max, |token| masks.get(token))
+    }
+}
+
+/// `a` and `b` without their common prefix and suffix, which an optimal alignment matches at no
+/// cost, so that the distance of the rests is the distance of the whole.
+fn strip_common_affixes<'a, 'b>(a: &'a [u32], b: &'b [u32]) -> (&'a [u32], &'b [u32]) {
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[prefix..], &b[prefix..]);
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (&a[..a.len() - suffix], &b[..b.len() - suffix])
+}
+
+thread_local! {
+    /// Match masks indexed by symbol id, all zero between uses; see [`with_scratch_masks`].
+    static SCRATCH_MASKS: std::cell::RefCell<Vec<u64>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
+/// Runs `compare` with the match masks of `query` (at most 64 symbols, every id at most
+/// `largest`) in a table indexed by symbol id for [`dense_mask`]: it reaches past `largest`, so
+/// its last entry is zero.
+///
+/// The table is kept per thread and all zero between uses, so preparing a query costs one write
+/// per query symbol (and clearing them again afterwards) instead of allocating and clearing a
+/// row per alphabet symbol. It only grows, up to [`DENSE_ALPHABET_LIMIT`] words.
+fn with_scratch_masks<R>(query: &[u32], largest: u32, compare: impl FnOnce(&[u64]) -> R) -> R {
+    debug_assert!(query.len() <= WORD_BITS && largest < DENSE_ALPHABET_LIMIT);
+    /// Clears the query's masks even if `compare` unwinds, so the table stays all zero.
+    struct Clear<'a> {
+        masks: &'a mut [u64],
+        query: &'a [u32],
+    }
+    impl Drop for Clear<'_> {
+        fn drop(&mut self) {
+            for &token in self.query {
+                self.masks[token as usize] = 0;
+            }
+        }
+    }
+    SCRATCH_MASKS.with(|cell| {
+        // `compare` only runs the bit-parallel loop, never another pair, so this is not nested.
+        let mut masks = cell.borrow_mut();
+        if masks.len() < largest as usize + 2 {
+            masks.resize(largest as usize + 2, 0);
+        }
+        let clear = Clear {
+            masks: &mut masks,
+            query,
+        };
+        for (position, &token) in query.iter().enumerate() {
+            clear.masks[token as usize] |= 1u64 << position;
+        }
+        compare(clear.masks)
+    })
 }
 
 /// Slots of a [`SmallMasks`] table: twice the largest number of distinct symbols it holds.
@@ -576,22 +715,40 @@ pub enum EditOp {
 /// Ties prefer matches, then substitutions, then missing reference steps, so that a truncated
 /// trace aligns as a common prefix followed by the missing tail.
 pub fn align(a: &[u32], b: &[u32]) -> Vec<EditOp> {
-    let (n, m) = (a.len(), b.len());
+    // A common suffix is always matched: where the last symbols are equal, the cost of the cell
+    // equals its diagonal predecessor's (neighbouring cells differ by at most one), so the
+    // traceback below takes the match. It is left out of the table and appended at the end,
+    // which makes aligning a trace with a variant of exactly its shape linear.
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (n, m) = (a.len() - suffix, b.len() - suffix);
     let width = m + 1;
     let mut cost = vec![0u32; (n + 1) * width];
-    for (j, cell) in cost.iter_mut().enumerate().take(m + 1) {
+    for (j, cell) in cost[..width].iter_mut().enumerate() {
         *cell = j as u32;
     }
     for i in 1..=n {
-        cost[i * width] = i as u32;
+        let (done, rest) = cost.split_at_mut(i * width);
+        let previous = &done[(i - 1) * width..];
+        let row = &mut rest[..width];
+        row[0] = i as u32;
+        let symbol = a[i - 1];
         for j in 1..=m {
-            let diagonal = cost[(i - 1) * width + j - 1] + u32::from(a[i - 1] != b[j - 1]);
-            let up = cost[(i - 1) * width + j] + 1;
-            let left = cost[i * width + j - 1] + 1;
-            cost[i * width + j] = diagonal.min(up).min(left);
+            let diagonal = previous[j - 1] + u32::from(symbol != b[j - 1]);
+            let up = previous[j] + 1;
+            let left = row[j - 1] + 1;
+            row[j] = diagonal.min(up).min(left);
         }
     }
-    let mut ops = Vec::with_capacity(n.max(m));
+    let mut ops = Vec::with_capacity(a.len().max(b.len()));
+    ops.extend((0..suffix).map(|k| EditOp::Match {
+        a: a.len() - 1 - k,
+        b: b.len() - 1 - k,
+    }));
     let (mut i, mut j) = (n, m);
     while i > 0 || j > 0 {
         let here = cost[i * width + j];
@@ -687,6 +844,31 @@ mod tests {
         let a = [u32::MAX, 5, DENSE_ALPHABET_LIMIT + 3, 5];
         let b = [5, DENSE_ALPHABET_LIMIT + 3, u32::MAX];
         assert_eq!(levenshtein(&a, &b), reference(&a, &b));
+    }
+
+    #[test]
+    fn a_pair_does_not_see_the_masks_of_the_previous_pair() {
+        // The per-thread match table must be all zero again after each pair (the pairs share
+        // no prefix or suffix, so none is stripped down to nothing).
+        let pairs: [(&[u32], &[u32]); 4] = [
+            (&[7, 8, 9], &[1, 9, 8, 7]),
+            (&[1, 2, 3], &[7, 8, 9, 4]),
+            (&[300, 2], &[9, 8, 7]),
+            (&[9, 8, 7], &[2, 300, 1]),
+        ];
+        for (a, b) in pairs {
+            assert_eq!(levenshtein(a, b), reference(a, b), "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_sharing_a_prefix_scores_texts_that_end_inside_or_at_it() {
+        let query = [1, 2, 4, 9];
+        let texts: [&[u32]; 5] = [&[1, 2, 3], &[1, 2, 3], &[1, 2, 3, 4], &[1, 2, 3, 5, 6], &[]];
+        let mut results = [None; 5];
+        Pattern::new(&query).distances_within(&texts, &[usize::MAX; 5], &mut results);
+        let expected = texts.map(|text| Some(reference(&query, text)));
+        assert_eq!(results, expected);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! frequencies and per-step timing), negative fingerprints labelled with a fault, saved as
 //! versioned JSON and refined incrementally by every `learn`.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -116,17 +117,21 @@ pub struct CommandFingerprint {
     pub novelty: Vec<f64>,
     #[serde(skip)]
     exact: HashMap<Vec<u32>, usize>,
-    /// `(length, variant index)`, sorted.
+    /// `(length, variant index)` of the first variant of each distinct shape, sorted by length
+    /// and then by symbols (so that neighbours share prefixes, which a batch of comparisons
+    /// computes once): the search order. A later copy of a shape can never be the nearest (ties
+    /// go to the smallest index), so it is not indexed.
     #[serde(skip)]
     by_length: Vec<(usize, usize)>,
-    /// Every variant's symbols back to back, so that a scan over thousands of variants reads
-    /// memory in order instead of chasing one allocation per variant.
+    /// The indexed variants' symbols back to back in `by_length` order, so that the search,
+    /// which walks `by_length` outwards from the query's length, reads memory in order instead
+    /// of jumping between variants of other lengths.
     #[serde(skip)]
     arena: Vec<u32>,
-    /// Start of each variant's symbols in `arena`.
+    /// Start in `arena` of the symbols at each position of `by_length`.
     #[serde(skip)]
     starts: Vec<usize>,
-    /// Symbol histogram of each variant, for the bag-distance lower bound.
+    /// Symbol histogram at each position of `by_length`, for the bag-distance lower bound.
     #[serde(skip)]
     histograms: Vec<Histogram>,
 }
@@ -135,14 +140,17 @@ pub struct CommandFingerprint {
 const HISTOGRAM_BUCKETS: usize = 64;
 
 /// How often each symbol (folded into [`HISTOGRAM_BUCKETS`] buckets by id) occurs in a sequence,
-/// saturating at 255.
+/// saturating at 255, and the sum of those counts.
 ///
 /// The bag distance between two histograms (the larger of "occurrences in `a` that `b` lacks"
 /// and the converse) is a lower bound of the Levenshtein distance: every edit changes at most
 /// one occurrence on each side. Folding symbols into buckets and saturating counts can only make
 /// the two histograms more alike, so the bound stays a lower bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Histogram([u8; HISTOGRAM_BUCKETS]);
+struct Histogram {
+    counts: [u8; HISTOGRAM_BUCKETS],
+    total: u32,
+}
 
 impl Histogram {
     fn of(symbols: &[u32]) -> Histogram {
@@ -151,43 +159,57 @@ impl Histogram {
             let bucket = &mut counts[symbol as usize % HISTOGRAM_BUCKETS];
             *bucket = bucket.saturating_add(1);
         }
-        Histogram(counts)
+        let total = counts.iter().map(|&count| u32::from(count)).sum();
+        Histogram { counts, total }
     }
 
     /// The bag distance to `other`, a lower bound of the edit distance of the sequences.
+    ///
+    /// With `surplus` and `deficit` the occurrences on each side that the other lacks,
+    /// `surplus + deficit` is the sum of absolute count differences (one "sum of absolute
+    /// differences" instruction per 16 buckets on x86) and `surplus − deficit` is the difference
+    /// of the totals, so the larger of the two is their half-sum.
     fn bag_distance(&self, other: &Histogram) -> usize {
-        let (mut surplus, mut deficit) = (0u32, 0u32);
-        for (&mine, &theirs) in self.0.iter().zip(&other.0) {
-            surplus += u32::from(mine.saturating_sub(theirs));
-            deficit += u32::from(theirs.saturating_sub(mine));
-        }
-        surplus.max(deficit) as usize
+        let differences: u32 = self
+            .counts
+            .chunks_exact(16)
+            .zip(other.counts.chunks_exact(16))
+            .map(|(mine, theirs)| {
+                let mine: &[u8; 16] = mine.try_into().expect("16 buckets");
+                let theirs: &[u8; 16] = theirs.try_into().expect("16 buckets");
+                (0..16)
+                    .map(|bucket| u32::from(mine[bucket].abs_diff(theirs[bucket])))
+                    .sum::<u32>()
+            })
+            .sum();
+        ((differences + self.total.abs_diff(other.total)) / 2) as usize
     }
 }
 
 impl CommandFingerprint {
     fn reindex(&mut self) {
+        self.exact.clear();
+        self.by_length.clear();
+        for (index, variant) in self.variants.iter().enumerate() {
+            // The first of identical variants is the one every search reports.
+            if let Entry::Vacant(entry) = self.exact.entry(variant.symbols.clone()) {
+                entry.insert(index);
+                self.by_length.push((variant.symbols.len(), index));
+            }
+        }
+        let variants = &self.variants;
+        self.by_length.sort_unstable_by(|&(len_a, a), &(len_b, b)| {
+            (len_a, &variants[a].symbols).cmp(&(len_b, &variants[b].symbols))
+        });
         self.arena.clear();
         self.starts.clear();
-        self.exact.clear();
-        for (index, variant) in self.variants.iter().enumerate() {
+        self.histograms.clear();
+        for &(_, index) in &self.by_length {
+            let symbols = &self.variants[index].symbols;
             self.starts.push(self.arena.len());
-            self.arena.extend_from_slice(&variant.symbols);
-            // The first of identical variants is the one every search reports.
-            self.exact.entry(variant.symbols.clone()).or_insert(index);
+            self.arena.extend_from_slice(symbols);
+            self.histograms.push(Histogram::of(symbols));
         }
-        self.histograms = self
-            .variants
-            .iter()
-            .map(|variant| Histogram::of(&variant.symbols))
-            .collect();
-        self.by_length = self
-            .variants
-            .iter()
-            .enumerate()
-            .map(|(index, variant)| (variant.symbols.len(), index))
-            .collect();
-        self.by_length.sort_unstable();
     }
 
     /// The anomaly threshold on normalized distance.
@@ -200,9 +222,9 @@ impl CommandFingerprint {
     /// equally near variants, the one with the smallest index. The result is exactly that of
     /// comparing the query with every variant.
     ///
-    /// Exact shapes are found by hash. Otherwise variants are visited in order of length
-    /// difference from the query, and the scan stops once the length difference alone exceeds
-    /// the best distance so far. A variant is compared only if the bag distance of the symbol
+    /// Exact shapes are found by hash. Otherwise the distinct shapes are visited in order of
+    /// length difference from the query, and the scan stops once the length difference alone
+    /// exceeds the best distance so far. A variant is compared only if the bag distance of the symbol
     /// histograms (a lower bound) does not rule it out, and then with the best distance so far as
     /// the cutoff; survivors are compared [`BATCH_LANES`] at a time.
     pub fn nearest(&self, query: &[u32]) -> Option<(usize, usize)> {
@@ -243,7 +265,7 @@ impl CommandFingerprint {
             } else {
                 above += 1;
             }
-            search.offer(self.by_length[position].1);
+            search.offer(position);
         }
         search.flush();
         search.best.map(|(distance, index)| (index, distance))
@@ -261,9 +283,10 @@ impl CommandFingerprint {
             .map(|(distance, index)| (index, distance))
     }
 
-    fn symbols_of(&self, index: usize) -> &[u32] {
-        let start = self.starts[index];
-        &self.arena[start..start + self.variants[index].symbols.len()]
+    /// The symbols at `position` of the search order.
+    fn symbols_at(&self, position: usize) -> &[u32] {
+        let start = self.starts[position];
+        &self.arena[start..start + self.by_length[position].0]
     }
 
     /// Adds a variant without learning from a trace (benchmarks and tests build large stores so).
@@ -276,16 +299,31 @@ impl CommandFingerprint {
         });
     }
 
-    /// Appends a variant and updates the indexes incrementally.
+    /// Appends a variant and updates the indexes incrementally: a new shape is inserted at its
+    /// place in the search order (moving the symbols after it along the arena, linear in the
+    /// store's size and small next to the search that precedes every learned variant).
     fn add_variant(&mut self, variant: Variant) -> usize {
         let index = self.variants.len();
-        let key = (variant.symbols.len(), index);
-        self.exact.entry(variant.symbols.clone()).or_insert(index);
-        let position = self.by_length.partition_point(|&entry| entry < key);
-        self.by_length.insert(position, key);
-        self.starts.push(self.arena.len());
-        self.arena.extend_from_slice(&variant.symbols);
-        self.histograms.push(Histogram::of(&variant.symbols));
+        let symbols = &variant.symbols;
+        if let Entry::Vacant(entry) = self.exact.entry(symbols.clone()) {
+            entry.insert(index);
+            let variants = &self.variants;
+            let position = self.by_length.partition_point(|&(len, other)| {
+                (len, &variants[other].symbols) < (symbols.len(), symbols)
+            });
+            let start = self
+                .starts
+                .get(position)
+                .copied()
+                .unwrap_or(self.arena.len());
+            self.by_length.insert(position, (symbols.len(), index));
+            self.arena.splice(start..start, symbols.iter().copied());
+            self.starts.insert(position, start);
+            for later in &mut self.starts[position + 1..] {
+                *later += symbols.len();
+            }
+            self.histograms.insert(position, Histogram::of(symbols));
+        }
         self.variants.push(variant);
         index
     }
@@ -322,7 +360,7 @@ struct Search<'a> {
     histogram: Histogram,
     max: usize,
     best: Option<(usize, usize)>,
-    /// `(variant index, lower bound)`.
+    /// `(position in the search order, lower bound)`.
     pending: Vec<(usize, usize)>,
 }
 
@@ -342,17 +380,18 @@ impl Search<'_> {
         }
     }
 
-    fn offer(&mut self, index: usize) {
-        let Some(limit) = self.limit(index) else {
+    /// Queues the variant at `position` of the search order unless its lower bound rules it out.
+    fn offer(&mut self, position: usize) {
+        let Some(limit) = self.limit(self.fingerprint.by_length[position].1) else {
             return;
         };
         let lower_bound = self
             .histogram
-            .bag_distance(&self.fingerprint.histograms[index]);
+            .bag_distance(&self.fingerprint.histograms[position]);
         if lower_bound > limit {
             return;
         }
-        self.pending.push((index, lower_bound));
+        self.pending.push((position, lower_bound));
         if self.pending.len() == BATCH_LANES {
             self.flush();
         }
@@ -364,11 +403,12 @@ impl Search<'_> {
         let mut indexes = [0usize; BATCH_LANES];
         let mut used = 0;
         // The best distance may have dropped since a candidate was queued: filter again.
-        for &(index, lower_bound) in &self.pending {
+        for &(position, lower_bound) in &self.pending {
+            let index = self.fingerprint.by_length[position].1;
             if let Some(limit) = self.limit(index)
                 && lower_bound <= limit
             {
-                texts[used] = self.fingerprint.symbols_of(index);
+                texts[used] = self.fingerprint.symbols_at(position);
                 limits[used] = limit;
                 indexes[used] = index;
                 used += 1;
@@ -904,6 +944,19 @@ mod tests {
         assert_eq!(command.nearest(&[1, 2, 3, 4, 5, 6, 7]), Some((1, 1)));
         assert_eq!(command.nearest(&[9]), Some((2, 1)));
         assert_eq!(CommandFingerprint::default().nearest(&[1]), None);
+    }
+
+    #[test]
+    fn a_repeated_shape_is_found_at_its_first_index() {
+        let mut command = CommandFingerprint::default();
+        command.push_variant(vec![1, 2, 3, 4]);
+        command.push_variant(vec![5, 6, 7]);
+        command.push_variant(vec![1, 2, 3, 4]);
+        command.push_variant(vec![5, 6, 7]);
+        assert_eq!(command.by_length.len(), 2, "copies are not indexed");
+        assert_eq!(command.nearest(&[5, 6, 7]), Some((1, 0)));
+        assert_eq!(command.nearest(&[1, 2, 3]), Some((0, 1)));
+        assert_eq!(command.nearest(&[5, 6, 7, 8]), Some((1, 1)));
     }
 
     #[test]
