@@ -484,9 +484,7 @@ fn divergence(
                 .steps
                 .iter()
                 .enumerate()
-                .filter(|(other, step)| {
-                    *other != a && step.poll.is_none() && (step.ts_us, step.seq) < until
-                })
+                .filter(|(other, step)| *other != a && !step.poll && (step.ts_us, step.seq) < until)
                 .max_by_key(|(_, step)| (step.ts_us, step.seq))
                 .map(|(other, _)| other)
         }),

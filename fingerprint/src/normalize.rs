@@ -8,10 +8,11 @@
 //!    whatever moment the timer fires, so left in place every boot has its own shape. A poll is
 //!    a read-only, successful REST request of the same client as the entry (same caller and
 //!    `User-Agent`; a client without a `User-Agent` cannot be told from services that send none,
-//!    so its polls stay in place) that no other request of that client contains; the requests
-//!    made within its span by the API that serves it (or by an unnamed caller) belong to it. Each
-//!    distinct poll (its symbols) is kept once, right after the entry, with the entry's time, in
-//!    symbol order.
+//!    so its polls stay in place) that no other request of that client contains. Each distinct
+//!    poll is kept once, right after the entry, with the entry's time, in symbol order, and
+//!    marked (`poll`). The requests made within a poll's span by the API that serves it (or by an
+//!    unnamed caller) are left out unless they failed: they say nothing about the command's
+//!    progress, and vary with the state the poll found.
 //! 2. **Other repetition** is collapsed: a block of up to [`NormalizeConfig::max_poll_block`]
 //!    read-only requests repeated back to back in time keeps its first occurrence only.
 //! 3. **Concurrent branches** are laid out one after the other, by [`Lane`]: the REST requests,
@@ -30,7 +31,7 @@
 //!    before it, whatever its lane ([`gaps`]).
 //!
 //! The steps are idempotent, and so is their composition [`normalize`] (a property test checks
-//! it): polls are marked ([`PollRole`]) and a marked block is only re-sorted, collapsing runs to
+//! it): polls are marked and a marked block is only re-sorted, collapsing runs to
 //! a fixpoint, and lanes follow from the symbols and the observed times, which no step changes.
 
 use std::collections::{HashMap, HashSet};
@@ -38,7 +39,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use tracer::event::{Event, Transaction};
 
-use crate::symbol::{PollRole, Step};
+use crate::symbol::Step;
 
 /// How traces are normalized. Stored with the fingerprints so that learning and diagnosis agree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,19 +116,19 @@ pub fn lanes_of(steps: &[Step]) -> Vec<Lane> {
 pub fn observed_until(steps: &[Step], until: (i64, u64)) -> Vec<Step> {
     let mut ordered: Vec<Step> = steps
         .iter()
-        .filter(|step| step.poll.is_none() && (step.ts_us, step.seq) <= until)
+        .filter(|step| !step.poll && (step.ts_us, step.seq) <= until)
         .cloned()
         .collect();
     ordered.sort_by_key(|step| (step.ts_us, step.seq));
     ordered
 }
 
-/// Splits the steps into the command's own steps and the distinct poll units (marked, with the
-/// entry's time, in symbol order), returned with the entry's `seq`. Steps marked by an earlier
-/// pass form units again as they stand, so that a second pass changes nothing.
+/// Splits the steps into the command's own steps and the distinct polls (marked, with the entry's
+/// time, in symbol order), returned with the entry's `seq`; what the API did to answer a poll is
+/// dropped. Polls marked by an earlier pass join as they stand, so that a second pass changes
+/// nothing.
 fn separate_polling(mut steps: Vec<Step>) -> (Vec<Step>, Option<(u64, Vec<Step>)>) {
-    let (marked, mut steps): (Vec<Step>, Vec<Step>) =
-        steps.drain(..).partition(|step| step.poll.is_some());
+    let (marked, mut steps): (Vec<Step>, Vec<Step>) = steps.drain(..).partition(|step| step.poll);
     steps.sort_by_key(|step| (step.ts_us, step.seq));
     let Some(entry) = steps
         .first()
@@ -166,75 +167,37 @@ fn separate_polling(mut steps: Vec<Step>) -> (Vec<Step>, Option<(u64, Vec<Step>)
                     .any(|outer| of_client(outer) && contains(outer, step))
         })
         .collect();
-    let mut role: Vec<Option<(PollRole, usize)>> = vec![None; steps.len()];
-    for (unit, &head) in heads.iter().enumerate() {
-        role[head] = Some((PollRole::Head, unit));
-    }
-    for index in 0..steps.len() {
-        if role[index].is_some() || steps[index].seq == entry.seq {
+    let mut nested = vec![false; steps.len()];
+    for (index, step) in steps.iter().enumerate() {
+        if heads.contains(&index) || step.seq == entry.seq || step.error {
             continue;
         }
-        let step = &steps[index];
-        let owner = heads.iter().position(|&head| {
+        // What the API did to answer a poll says nothing about the command's progress, and
+        // varies with the state the poll found (nova-api asks neutron for ports, or for ports and
+        // networks): it is left out, unless it failed, which is evidence.
+        nested[index] = heads.iter().any(|&head| {
             let head = &steps[head];
             contains(head, step)
                 && (of_client(step) || step.caller.is_none() || step.caller == head.service)
         });
-        if let Some(unit) = owner {
-            role[index] = Some((PollRole::Nested, unit));
-        }
     }
-    let mut units: Vec<Vec<Step>> = vec![Vec::new(); heads.len()];
+    let mut polls = marked;
     let mut own = Vec::with_capacity(steps.len());
-    for (step, role) in steps.into_iter().zip(role) {
-        match role {
-            Some((role, unit)) => units[unit].push(Step {
-                poll: Some(role),
+    for (index, step) in steps.into_iter().enumerate() {
+        if heads.contains(&index) {
+            polls.push(Step {
+                poll: true,
                 ts_us: entry.ts_us,
                 ..step
-            }),
-            None => own.push(step),
+            });
+        } else if !nested[index] {
+            own.push(step);
         }
     }
-    units.extend(split_units(marked));
-    (own, Some((entry.seq, canonical_units(units))))
-}
-
-/// Cuts a block of marked steps into units, one per head.
-fn split_units(marked: Vec<Step>) -> Vec<Vec<Step>> {
-    let mut units: Vec<Vec<Step>> = Vec::new();
-    for step in marked {
-        match units.last_mut() {
-            Some(unit) if step.poll != Some(PollRole::Head) => unit.push(step),
-            _ => units.push(vec![step]),
-        }
-    }
-    units
-}
-
-/// Orders each unit (head first, then what it made, by symbol), keeps the first unit of each
-/// shape and puts the shapes in symbol order.
-fn canonical_units(mut units: Vec<Vec<Step>>) -> Vec<Step> {
-    for unit in &mut units {
-        unit.sort_by(|a, b| (a.poll, &a.symbol, a.seq).cmp(&(b.poll, &b.symbol, b.seq)));
-    }
-    units.sort_by(|a, b| {
-        let shape = |unit: &[Step]| {
-            unit.iter()
-                .map(|step| step.symbol.clone())
-                .collect::<Vec<_>>()
-        };
-        let first = |unit: &[Step]| unit.iter().map(|step| step.seq).min();
-        (shape(a), first(a)).cmp(&(shape(b), first(b)))
-    });
-    units.dedup_by(|later, earlier| {
-        later.len() == earlier.len()
-            && later
-                .iter()
-                .zip(earlier.iter())
-                .all(|(a, b)| a.symbol == b.symbol)
-    });
-    units.into_iter().flatten().collect()
+    // Each distinct poll once, in symbol order (the first of each, by `seq`).
+    polls.sort_by(|a, b| (&a.symbol, a.seq).cmp(&(&b.symbol, b.seq)));
+    polls.dedup_by(|later, earlier| later.symbol == earlier.symbol);
+    (own, Some((entry.seq, polls)))
 }
 
 /// A branch of a trace whose events keep their relative order from run to run (see the module
@@ -278,7 +241,7 @@ impl Lane {
 pub fn gaps(steps: &[Step]) -> Vec<Option<(u64, usize)>> {
     let mut activity: Vec<(i64, u64, usize)> = Vec::with_capacity(2 * steps.len());
     for (position, step) in steps.iter().enumerate() {
-        if step.poll.is_some() {
+        if step.poll {
             continue;
         }
         activity.push((step.ts_us, step.seq, position));
@@ -291,7 +254,7 @@ pub fn gaps(steps: &[Step]) -> Vec<Option<(u64, usize)>> {
         .iter()
         .enumerate()
         .map(|(position, step)| {
-            if step.poll.is_some() {
+            if step.poll {
                 return None;
             }
             let seen = activity.partition_point(|&(at, seq, _)| (at, seq) < (step.ts_us, step.seq));
@@ -309,7 +272,7 @@ pub fn last_activity(steps: &[Step]) -> Option<(i64, usize)> {
     steps
         .iter()
         .enumerate()
-        .filter(|(_, step)| step.poll.is_none())
+        .filter(|(_, step)| !step.poll)
         .map(|(position, step)| (step.end_us.unwrap_or(step.ts_us).max(step.ts_us), position))
         .max()
 }
@@ -638,23 +601,19 @@ mod tests {
         let early = normalize(boot(&[250, 550, 850]), &config);
         let late = normalize(boot(&[450, 700, 950, 1_200]), &config);
         assert_eq!(symbols(&early), symbols(&late));
+        // One poll, right after the entry; what nova-api asked neutron to answer it is left out.
         assert_eq!(
-            symbols(&early)[..4],
+            symbols(&early)[..3],
             [
                 "nova-api:POST /v2.1/servers",
                 "rest:nova-api GET /v2.1/servers/{id}",
-                "rest:neutron-api GET /v2.0/ports",
                 "rest:glance-api GET /v2/images/{id}",
             ]
         );
-        // The polls take the entry's time, the command's own steps keep theirs.
-        assert!(
-            early[1..3]
-                .iter()
-                .all(|step| step.ts_us == 0 && step.poll.is_some())
-        );
-        assert_eq!(early[1].poll, Some(PollRole::Head));
-        assert_eq!(early[2].poll, Some(PollRole::Nested));
+        assert!(!symbols(&early).contains(&"rest:neutron-api GET /v2.0/ports"));
+        // The poll takes the entry's time, the command's own steps keep theirs.
+        assert!(early[1].poll && early[1].ts_us == 0);
+        assert_eq!(early.iter().filter(|step| step.poll).count(), 1);
         assert_eq!(latest(&early).map(|step| step.seq), Some(17));
         assert_eq!(normalize(early.clone(), &config), early);
     }
@@ -675,15 +634,12 @@ mod tests {
         failed.error = true;
         steps.push(failed);
         let normalized = normalize(steps, &config);
-        let polled: Vec<_> = normalized
-            .iter()
-            .filter(|step| step.poll.is_some())
-            .collect();
-        assert_eq!(polled.len(), 2);
+        let polled: Vec<_> = normalized.iter().filter(|step| step.poll).collect();
+        assert_eq!(polled.len(), 1);
         let kept = |symbol: &str| {
             normalized
                 .iter()
-                .any(|step| step.symbol == symbol && step.poll.is_none())
+                .any(|step| step.symbol == symbol && !step.poll)
         };
         assert!(kept("rest:placement-api GET /allocations/{id}"));
         assert!(kept("rest:glance-api GET /v2/images/{id}"));
@@ -700,7 +656,7 @@ mod tests {
             }
         }
         let normalized = normalize(steps, &config);
-        assert!(normalized.iter().all(|step| step.poll.is_none()));
+        assert!(normalized.iter().all(|step| !step.poll));
     }
 
     #[test]

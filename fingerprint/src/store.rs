@@ -886,7 +886,7 @@ impl Store {
             if let Some((gap, _)) = gaps[position] {
                 profile.latency.record(gap);
             }
-            if step.poll.is_none() {
+            if !step.poll {
                 profile
                     .offset
                     .record(u64::try_from(step.ts_us.saturating_sub(start)).unwrap_or(0));

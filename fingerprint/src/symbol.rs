@@ -51,18 +51,8 @@ pub struct Step {
     pub end_us: Option<i64>,
     /// Set by normalization on the user's status polls, which it moves out of the command's own
     /// steps (see [`crate::normalize`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub poll: Option<PollRole>,
-}
-
-/// A step's part in the user's polling, as normalization found it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PollRole {
-    /// The user's own read-only request, e.g. `GET /servers/{id}` while waiting for ACTIVE.
-    Head,
-    /// A request the serving API made while answering the poll (nova-api's `GET /v2.0/ports`).
-    Nested,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub poll: bool,
 }
 
 impl Step {
@@ -117,7 +107,7 @@ impl Step {
                 let duration = i64::try_from(event.duration_us.unwrap_or(0)).unwrap_or(i64::MAX);
                 event.ts_us.saturating_add(duration)
             }),
-            poll: None,
+            poll: false,
         }
     }
 }
