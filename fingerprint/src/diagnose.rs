@@ -13,7 +13,9 @@ use crate::alarm::{Alarm, Suspect};
 use crate::distance::{EditOp, Pattern, align, normalized};
 use crate::monitor::lane_prefixes;
 use crate::normalize::{gaps, latest, observed_until};
-use crate::store::{FaultLabel, NegativeFingerprint, StepProfile, Store, Trace, Variant};
+use crate::store::{
+    CommandFingerprint, FaultLabel, NegativeFingerprint, StepProfile, Store, Trace, Variant,
+};
 use crate::symbol::Step;
 use crate::timing::human_us;
 
@@ -260,12 +262,11 @@ impl Store {
         };
         let nearest = self.commands.get(&trace.command).and_then(|command| {
             let threshold = command.threshold(&self.config);
-            let found = command.nearest(&ids)?;
+            let found = nearest_normalized(command, &ids, threshold)?;
             Some((command, threshold, found))
         });
         if let Some((command, threshold, (index, distance))) = nearest {
             let variant = &command.variants[index];
-            let distance = normalized(distance, ids.len(), variant.symbols.len());
             diagnosis.distance = Some(distance);
             diagnosis.threshold = Some(threshold);
             diagnosis.nearest_variant = Some(index);
@@ -392,6 +393,42 @@ impl Store {
             bound: bound_of(label),
         })
     }
+}
+
+/// Commands with at most this many variants have their nearest variant chosen by normalized
+/// distance when the nearest by edit count is beyond the threshold (see [`nearest_normalized`]).
+const NORMALIZED_SEARCH_MAX_VARIANTS: usize = 64;
+
+/// The variant a trace is diagnosed against, and its normalized distance. The nearest variant
+/// by edit count favours short variants for a short trace: a boot diagnosed live two steps in,
+/// where its fault stopped it, is two edits from a two-step `DELETE -> 404` run and thirty-five
+/// from a whole delete, yet the whole delete is what it was on its way to be. So when the nearest
+/// by edit count is beyond the threshold (the trace is anomalous either way), and the command has
+/// the few variants real commands have, the variant with the smallest normalized distance is
+/// taken instead (ties to the smaller index); stores of thousands of variants keep the nearest by
+/// edit count, whose search is indexed.
+fn nearest_normalized(
+    command: &CommandFingerprint,
+    ids: &[u32],
+    threshold: f64,
+) -> Option<(usize, f64)> {
+    let (index, raw) = command.nearest(ids)?;
+    let distance = normalized(raw, ids.len(), command.variants[index].symbols.len());
+    if distance <= threshold || command.variants.len() > NORMALIZED_SEARCH_MAX_VARIANTS {
+        return Some((index, distance));
+    }
+    let pattern = Pattern::new(ids);
+    command
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(other, variant)| {
+            let raw = pattern.distance(&variant.symbols);
+            (normalized(raw, ids.len(), variant.symbols.len()), other)
+        })
+        .chain([(distance, index)])
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+        .map(|(distance, index)| (index, distance))
 }
 
 /// The distance between a trace (`query`, `query_len` symbols, departed from normal behaviour at
@@ -1172,6 +1209,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Regression (issue 6, live fingerprint alarms on deletes blamed nova-api at distance 1.0):
+    /// a trace cut short by its fault is diagnosed against the whole shape it was on its way to,
+    /// not against a two-step shape that happens to be fewer edits away.
+    #[test]
+    fn issue_6_a_short_trace_is_diagnosed_against_the_shape_it_began() {
+        let mut store = Store::default();
+        let whole: Vec<&str> = vec![
+            "nova-api:DELETE /v2.1/servers/{id}",
+            "rpc.cast:compute.terminate_instance",
+            "rpc.call:conductor.object_class_action_versions",
+            "reply:ok",
+            "rpc.call:conductor.object_action",
+            "reply:ok",
+            "notify:instance.delete.start",
+            "notify:instance.delete.end",
+        ];
+        let gone = [
+            "nova-api:DELETE /v2.1/servers/{id} -> 404",
+            "rest:nova-api GET /v2.1/servers/{id} -> 404",
+        ];
+        for shape in [&whole[..], &gone[..]] {
+            let ids: Vec<u32> = shape.iter().map(|symbol| store.intern(symbol)).collect();
+            store.command_mut("server delete").push_variant(ids);
+        }
+        let steps: Vec<Step> = whole[..3]
+            .iter()
+            .enumerate()
+            .map(|(seq, symbol)| Step {
+                symbol: (*symbol).to_owned(),
+                seq: seq as u64,
+                ts_us: seq as i64 * 1_000,
+                ..Step::default()
+            })
+            .collect();
+        let trace = Trace {
+            transaction: "req-1".to_owned(),
+            command: "server delete".to_owned(),
+            background: false,
+            steps,
+        };
+        let diagnosis = store.diagnose_trace(&trace);
+        assert_eq!(diagnosis.nearest_variant, Some(0), "{diagnosis}");
+        assert_eq!(diagnosis.distance, Some(5.0 / 8.0), "{diagnosis}");
+        let divergence = diagnosis.divergence.expect("it diverged");
+        assert_eq!(divergence.expected.as_deref(), Some("reply:ok"));
     }
 
     /// Regression (detector accuracy with REST tracing, 2026-11-28): an answered REST call with
