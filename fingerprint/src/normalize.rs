@@ -83,8 +83,8 @@ pub fn steps_of_events(events: &[Event], config: &NormalizeConfig) -> Vec<Step> 
 /// (see the module docs).
 pub fn normalize(steps: Vec<Step>, config: &NormalizeConfig) -> Vec<Step> {
     let (mut steps, polls) = separate_polling(steps);
-    // Repetition is collapsed in time order, before grouping: a second pass then sees the same
-    // survivors, and so the same groups.
+    // Repetition is collapsed in time order, before the lane layout: a second pass then sees
+    // the same survivors in the same order.
     steps.sort_by_key(|step| (step.ts_us, step.seq));
     collapse_polling(&mut steps, config.max_poll_block);
     order_by_lane(&mut steps);
@@ -137,7 +137,7 @@ fn separate_polling(mut steps: Vec<Step>) -> (Vec<Step>, Option<(u64, Vec<Step>)
     else {
         // Not a user's REST request (background work, a trace that starts with RPC), or a client
         // that does not name itself: a service's own requests could not be told from the user's
-        // polls. The earlier pass's units, if any, stay as they are.
+        // polls. The earlier pass's polls, if any, stay as they are.
         let marked = (!marked.is_empty()).then_some((u64::MAX, marked));
         return (steps, marked);
     };
