@@ -60,6 +60,9 @@ pub enum Stop {
     Interrupted,
     /// A guardrail was breached or a fault could not be injected; the reason.
     Guardrail(String),
+    /// The cloud did not become healthy again before a repetition (after the first); the
+    /// reason. The repetitions done so far are reported, and the run exits 3.
+    Unhealthy(String),
 }
 
 /// One finished repetition, before scoring.
@@ -225,6 +228,10 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
             eprintln!("butterfly: aborted by guardrail: {why}");
             Ok(Exit::GateFailed)
         }
+        Some(Stop::Unhealthy(why)) => Err(CliError::Setup(format!(
+            "{why}; the repetitions before it are in {}",
+            run_dir.display()
+        ))),
         None if report.passed() => Ok(Exit::Pass),
         None => Ok(Exit::GateFailed),
     }
@@ -281,12 +288,35 @@ async fn run_plan(
             planned.repetition,
             "health-check",
         );
-        if !skip_health_check && let Err(problem) = health_check(context.session).await {
-            guardrails.abort();
-            return Err(CliError::Setup(format!(
-                "the cloud is not healthy before {} #{}: {problem}",
-                planned.experiment, planned.repetition
-            )));
+        if !skip_health_check {
+            // Before the first repetition an unhealthy cloud is a setup error. Later, a fault may
+            // take a while to heal (nova-compute reconnecting to a restarted broker reports up
+            // again only with its next heartbeat): the run waits for it, and if it does not heal,
+            // stops with what it has.
+            let wait = if results.is_empty() {
+                Duration::ZERO
+            } else {
+                HEALTH_WAIT
+            };
+            match wait_healthy(context.session, wait, context.cancel).await {
+                Ok(()) => {}
+                Err(Err(why)) => {
+                    stop = Some(why);
+                    break;
+                }
+                Err(Ok(problem)) => {
+                    let why = format!(
+                        "the cloud is not healthy before {} #{}: {problem}",
+                        planned.experiment, planned.repetition
+                    );
+                    if results.is_empty() {
+                        guardrails.abort();
+                        return Err(CliError::Setup(why));
+                    }
+                    stop = Some(Stop::Unhealthy(why));
+                    break;
+                }
+            }
         }
         let outcome = run_repetition(context, experiment_index, planned).await;
         context.live.repetition_done();
@@ -305,6 +335,34 @@ async fn run_plan(
     }
     guardrails.abort();
     Ok((results, stop))
+}
+
+/// How long the run waits, between repetitions, for the cloud to be healthy again.
+const HEALTH_WAIT: Duration = Duration::from_secs(90);
+/// How often it asks meanwhile.
+const HEALTH_RETRY: Duration = Duration::from_secs(5);
+
+/// Waits up to `wait` for [`health_check`] to pass, asking every [`HEALTH_RETRY`]. Fails with
+/// the last problem (`Ok`), or with the reason the run must stop meanwhile (`Err`).
+async fn wait_healthy(
+    session: &Session,
+    wait: Duration,
+    cancel: &watch::Receiver<Option<Stop>>,
+) -> Result<(), Result<String, Stop>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let problem = match health_check(session).await {
+            Ok(()) => return Ok(()),
+            Err(problem) => problem,
+        };
+        let next = tokio::time::Instant::now() + HEALTH_RETRY;
+        if next > deadline {
+            return Err(Ok(problem));
+        }
+        if let Some(stop) = wait_until(next, cancel).await {
+            return Err(Err(stop));
+        }
+    }
 }
 
 /// Cloud health before a repetition: every nova service reports up.
@@ -822,7 +880,7 @@ fn build_report(
         finished_at: Timestamp::now(),
         outcome: match stop {
             None => rm::RunOutcome::Completed,
-            Some(Stop::Guardrail(_)) => rm::RunOutcome::Aborted,
+            Some(Stop::Guardrail(_) | Stop::Unhealthy(_)) => rm::RunOutcome::Aborted,
             Some(Stop::Interrupted) => rm::RunOutcome::Interrupted,
         },
         campaign: rm::Campaign {
