@@ -298,7 +298,7 @@ async fn run_plan(
             } else {
                 HEALTH_WAIT
             };
-            match wait_healthy(context.session, wait, context.cancel).await {
+            match wait_healthy(context.session, wait, HEALTH_RETRY, context.cancel).await {
                 Ok(()) => {}
                 Err(Err(why)) => {
                     stop = Some(why);
@@ -342,11 +342,12 @@ const HEALTH_WAIT: Duration = Duration::from_secs(90);
 /// How often it asks meanwhile.
 const HEALTH_RETRY: Duration = Duration::from_secs(5);
 
-/// Waits up to `wait` for [`health_check`] to pass, asking every [`HEALTH_RETRY`]. Fails with
-/// the last problem (`Ok`), or with the reason the run must stop meanwhile (`Err`).
+/// Waits up to `wait` for [`health_check`] to pass, asking every `retry` ([`HEALTH_RETRY`]).
+/// Fails with the last problem (`Ok`), or with the reason the run must stop meanwhile (`Err`).
 async fn wait_healthy(
     session: &Session,
     wait: Duration,
+    retry: Duration,
     cancel: &watch::Receiver<Option<Stop>>,
 ) -> Result<(), Result<String, Stop>> {
     let deadline = tokio::time::Instant::now() + wait;
@@ -355,7 +356,7 @@ async fn wait_healthy(
             Ok(()) => return Ok(()),
             Err(problem) => problem,
         };
-        let next = tokio::time::Instant::now() + HEALTH_RETRY;
+        let next = tokio::time::Instant::now() + retry;
         if next > deadline {
             return Err(Ok(problem));
         }
@@ -947,6 +948,51 @@ fn jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> Result<String, CliErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Nova whose compute service is down for the first `down_for` health checks.
+    async fn healing_nova(down_for: usize) -> Session {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let asked = AtomicUsize::new(0);
+        let url = openstack::tests::fake_http(move |_| {
+            let state = if asked.fetch_add(1, Ordering::SeqCst) < down_for {
+                "down"
+            } else {
+                "up"
+            };
+            let body = format!(
+                r#"{{"services":[{{"binary":"nova-conductor","host":"controller","status":"enabled","state":"up"}},{{"binary":"nova-compute","host":"compute1","status":"enabled","state":"{state}"}}]}}"#
+            );
+            ("200 OK", body)
+        })
+        .await;
+        openstack::tests::session_at(url)
+    }
+
+    /// Regression (detector-accuracy run of 2026-11-28, stopped before broker-stopped #3): after
+    /// a fault, the run waits for the cloud to heal instead of stopping at the first check.
+    #[tokio::test]
+    async fn the_run_waits_for_the_cloud_to_heal_between_repetitions() {
+        let (cancel_tx, cancel) = watch::channel(None);
+        let retry = Duration::from_millis(10);
+        let session = healing_nova(3).await;
+        let outcome = wait_healthy(&session, HEALTH_WAIT, retry, &cancel).await;
+        assert_eq!(outcome, Ok(()));
+
+        // Not healed in time: the last problem, once the wait is over.
+        let session = healing_nova(usize::MAX).await;
+        let outcome = wait_healthy(&session, Duration::from_millis(50), retry, &cancel).await;
+        let down = "nova-compute on compute1 is down".to_owned();
+        assert_eq!(outcome, Err(Ok(down)));
+        // Before the first repetition there is no wait.
+        let session = healing_nova(1).await;
+        let outcome = wait_healthy(&session, Duration::ZERO, retry, &cancel).await;
+        assert!(matches!(outcome, Err(Ok(_))), "{outcome:?}");
+        // Ctrl-C while waiting stops the wait.
+        cancel_tx.send_replace(Some(Stop::Interrupted));
+        let session = healing_nova(usize::MAX).await;
+        let outcome = wait_healthy(&session, HEALTH_WAIT, retry, &cancel).await;
+        assert_eq!(outcome, Err(Err(Stop::Interrupted)));
+    }
 
     fn record(finished_s: i64, ok: bool, ms: i64) -> CommandRecord {
         let finished = Timestamp::from_second(1_800_000_000 + finished_s).unwrap();

@@ -719,21 +719,17 @@ fn api_failure(call: &str, response: &Response) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A fake Nova on loopback for the clean-up: `DELETE` is accepted (204) but only the
-    /// `deletes_needed`-th one takes effect; until then the server shows `status` (200).
-    async fn fake_nova(
-        deletes_needed: usize,
-        status: &'static str,
-    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+    /// An HTTP server on loopback answering each request with `respond(request)`: status line
+    /// (`"200 OK"`) and JSON body. Returns its base URL.
+    pub(crate) async fn fake_http(
+        respond: impl Fn(&[u8]) -> (&'static str, String) + Send + Sync + 'static,
+    ) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let deletes = std::sync::Arc::new(AtomicUsize::new(0));
-        let counter = deletes.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
@@ -747,14 +743,7 @@ mod tests {
                         Ok(n) => request.extend_from_slice(&buffer[..n]),
                     }
                 }
-                let (code, body) = if request.starts_with(b"DELETE ") {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    ("204 No Content", String::new())
-                } else if counter.load(Ordering::SeqCst) >= deletes_needed {
-                    ("404 Not Found", String::new())
-                } else {
-                    ("200 OK", format!(r#"{{"server":{{"status":"{status}"}}}}"#))
-                };
+                let (code, body) = respond(&request);
                 let response = format!(
                     "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
@@ -762,10 +751,33 @@ mod tests {
                 let _ = stream.write_all(response.as_bytes()).await;
             }
         });
-        (format!("http://{address}/v2.1"), deletes)
+        format!("http://{address}/v2.1")
     }
 
-    fn session_at(compute: String) -> Session {
+    /// A fake Nova on loopback for the clean-up: `DELETE` is accepted (204) but only the
+    /// `deletes_needed`-th one takes effect; until then the server shows `status` (200).
+    async fn fake_nova(
+        deletes_needed: usize,
+        status: &'static str,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let deletes = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = deletes.clone();
+        let url = fake_http(move |request| {
+            if request.starts_with(b"DELETE ") {
+                counter.fetch_add(1, Ordering::SeqCst);
+                ("204 No Content", String::new())
+            } else if counter.load(Ordering::SeqCst) >= deletes_needed {
+                ("404 Not Found", String::new())
+            } else {
+                ("200 OK", format!(r#"{{"server":{{"status":"{status}"}}}}"#))
+            }
+        })
+        .await;
+        (url, deletes)
+    }
+
+    pub(crate) fn session_at(compute: String) -> Session {
         Session {
             http: reqwest::Client::new(),
             token: Secret("test-token".into()),
