@@ -477,15 +477,22 @@ fn divergence(
     variant: &Variant,
     ops: &[EditOp],
 ) -> Option<(Option<usize>, Divergence)> {
+    // Polls have no offset (they are not part of the command's own timeline), and a poll more
+    // or less says nothing about where the command went wrong: their edits come last.
     let typical: Vec<i64> = variant
         .steps
         .iter()
-        .map(|step| i64::try_from(step.offset.p50().unwrap_or(0)).unwrap_or(i64::MAX))
+        .map(|step| {
+            step.offset
+                .p50()
+                .map_or(i64::MAX, |p50| i64::try_from(p50).unwrap_or(i64::MAX))
+        })
         .collect();
     let start = trace.steps.first().map_or(0, |step| step.ts_us);
     let shows_at = |op: &EditOp| -> i64 {
         match *op {
             EditOp::Delete { b } | EditOp::Substitute { b, .. } => start.saturating_add(typical[b]),
+            EditOp::Insert { a } if trace.steps[a].poll => i64::MAX,
             EditOp::Insert { a } => trace.steps[a].ts_us,
             EditOp::Match { .. } => i64::MAX,
         }
@@ -1256,6 +1263,64 @@ mod tests {
         assert_eq!(diagnosis.distance, Some(5.0 / 8.0), "{diagnosis}");
         let divergence = diagnosis.divergence.expect("it diverged");
         assert_eq!(divergence.expected.as_deref(), Some("reply:ok"));
+    }
+
+    /// Regression (issue 6, live fingerprint alarms on conductor faults blamed nova-api): a poll
+    /// the trace has not seen yet is not where the command went wrong; the step the conductor
+    /// never sent is, and the conductor holds the transaction.
+    #[test]
+    fn issue_6_a_missing_poll_is_not_the_divergence() {
+        let mut store = Store::default();
+        let shape = [
+            ("nova-api:POST /v2.1/servers", "nova-api", Some(0)),
+            ("rest:nova-api GET /v2.1/servers/{id}", "nova-api", None),
+            (
+                "rpc.cast:conductor.schedule_and_build_instances",
+                "nova-conductor",
+                Some(100_000),
+            ),
+            (
+                "rpc.call:scheduler.select_destinations",
+                "nova-scheduler",
+                Some(120_000),
+            ),
+        ];
+        let ids: Vec<u32> = shape
+            .iter()
+            .map(|(symbol, _, _)| store.intern(symbol))
+            .collect();
+        let command = store.command_mut("server create");
+        command.push_variant(ids);
+        for (profile, (_, service, offset)) in command.variants[0].steps.iter_mut().zip(shape) {
+            profile.service = Some(service.to_owned());
+            if let Some(offset) = offset {
+                profile.offset.record(offset);
+            }
+        }
+        let step = |index: usize, ts_us: i64| Step {
+            symbol: shape[index].0.to_owned(),
+            service: Some(shape[index].1.to_owned()),
+            seq: index as u64,
+            ts_us,
+            ..Step::default()
+        };
+        let trace = Trace {
+            transaction: "req-1".to_owned(),
+            command: "server create".to_owned(),
+            background: false,
+            steps: vec![step(0, 0), step(2, 100_000)],
+        };
+        let diagnosis = store.diagnose_trace(&trace);
+        let divergence = diagnosis.divergence.clone().expect("it diverged");
+        assert_eq!(
+            divergence.expected.as_deref(),
+            Some("rpc.call:scheduler.select_destinations"),
+            "{diagnosis}"
+        );
+        assert_eq!(
+            diagnosis.suspects[0].service, "nova-conductor",
+            "{diagnosis}"
+        );
     }
 
     /// Regression (detector accuracy with REST tracing, 2026-11-28): an answered REST call with
