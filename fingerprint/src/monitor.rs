@@ -204,6 +204,10 @@ pub(crate) fn lane_prefixes(
 /// came from).
 fn expect(store: &Store, open: &Open) -> Option<Expectation> {
     let first = open.steps.first()?;
+    if first.rejected() {
+        // The API refused the user's request (quota, validation): nothing follows it.
+        return None;
+    }
     let command_key = open.command.clone().unwrap_or_else(|| first.symbol.clone());
     let fingerprint = store.commands.get(&command_key)?;
     let ids = store.lookup(&open.steps);

@@ -56,6 +56,16 @@ pub struct Step {
 }
 
 impl Step {
+    /// True for a REST request the API refused as a client error (HTTP 4xx, written into the
+    /// symbol as ` -> 4xx`): for the entry of a command, the command ends there.
+    pub fn rejected(&self) -> bool {
+        self.end_us.is_some()
+            && self
+                .symbol
+                .rsplit_once(" -> ")
+                .is_some_and(|(_, status)| status.len() == 3 && status.starts_with('4'))
+    }
+
     /// Symbolizes one event. `entry` marks the request that opened the transaction: it is written
     /// `service:METHOD path`, every other REST request `rest:service METHOD path`.
     pub fn from_event(event: &Event, entry: bool) -> Step {

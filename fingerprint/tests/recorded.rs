@@ -174,6 +174,26 @@ fn live_monitor_raises_an_early_timeout_naming_nova_compute() {
     assert!(monitor.poll(alarm.ts_us + 1_000_000).is_empty());
 }
 
+/// Regression (issue 6, locked database tables): a create the API refused (`POST /servers ->
+/// 403`, over quota while deletes were held up) is over; the monitor expects nothing after it.
+#[test]
+fn live_monitor_expects_nothing_after_a_refused_request() {
+    let store = Arc::new(learned_store());
+    let mut create = command(&fixture("create-delete"), "server create");
+    create.events.sort_by_key(|event| (event.ts_us, event.seq));
+    let mut refused = create.events[0].clone();
+    assert_eq!(refused.operation, "POST /v2.1/servers");
+    refused.outcome = Some(tracer::event::Outcome::Http { status: 403 });
+    let mut monitor = Monitor::new(store.clone());
+    monitor.observe(&create.id, create.command.as_deref(), &refused);
+    assert!(monitor.expectation(&create.id).is_none());
+    assert!(monitor.poll(refused.ts_us + 60_000_000).is_empty());
+    // Accepted, the same request is followed by what normally follows it.
+    let mut monitor = Monitor::new(store);
+    monitor.observe(&create.id, create.command.as_deref(), &create.events[0]);
+    assert!(monitor.expectation(&create.id).is_some());
+}
+
 #[test]
 fn live_monitor_stays_quiet_on_a_fault_free_run() {
     let store = Arc::new(learned_store());
