@@ -149,12 +149,17 @@ fn unreachable_cloud_campaign(tracing: &str) -> String {
 /// `butterfly run` of `campaign` (written to `campaign.yaml`), with the cloud's password set.
 fn run_campaign(campaign: &str) -> assert_cmd::assert::Assert {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("campaign.yaml");
+    run_campaign_in(dir.path(), campaign)
+}
+
+/// Runs `campaign`, written to `dir/campaign.yaml`, with its run directory `dir/run`.
+fn run_campaign_in(dir: &Path, campaign: &str) -> assert_cmd::assert::Assert {
+    let file = dir.join("campaign.yaml");
     std::fs::write(&file, campaign).unwrap();
     butterfly()
         .env("BUTTERFLY_TEST_UNREACHABLE_PASSWORD", "not-a-secret")
         .args(["run", "--run-dir"])
-        .arg(dir.path().join("run"))
+        .arg(dir.join("run"))
         .arg(&file)
         .assert()
 }
@@ -185,16 +190,9 @@ fn run_refuses_a_missing_fingerprint_store_with_exit_2_before_the_cloud() {
     // The cloud is unreachable too: the store must be refused before the run authenticates,
     // creates its directory or injects anything.
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("campaign.yaml");
     let detectors =
         "detectors:\n  - name: fp\n    builtin: fingerprint\n    fingerprints: fp.json\n";
-    std::fs::write(&file, unreachable_cloud_campaign(detectors)).unwrap();
-    butterfly()
-        .env("BUTTERFLY_TEST_UNREACHABLE_PASSWORD", "not-a-secret")
-        .args(["run", "--run-dir"])
-        .arg(dir.path().join("run"))
-        .arg(&file)
-        .assert()
+    run_campaign_in(dir.path(), &unreachable_cloud_campaign(detectors))
         .code(2)
         .stderr(predicate::str::contains(format!(
             "detector \"fp\": cannot use its fingerprint store: {}",

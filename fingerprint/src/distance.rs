@@ -567,13 +567,17 @@ fn pair(a: &[u32], b: &[u32], max: usize) -> Option<usize> {
 fn strip_common_affixes<'a, 'b>(a: &'a [u32], b: &'b [u32]) -> (&'a [u32], &'b [u32]) {
     let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let (a, b) = (&a[prefix..], &b[prefix..]);
-    let suffix = a
-        .iter()
+    let suffix = common_suffix(a, b);
+    (&a[..a.len() - suffix], &b[..b.len() - suffix])
+}
+
+/// How many symbols `a` and `b` share at their ends.
+fn common_suffix(a: &[u32], b: &[u32]) -> usize {
+    a.iter()
         .rev()
         .zip(b.iter().rev())
         .take_while(|(x, y)| x == y)
-        .count();
-    (&a[..a.len() - suffix], &b[..b.len() - suffix])
+        .count()
 }
 
 thread_local! {
@@ -719,12 +723,7 @@ pub fn align(a: &[u32], b: &[u32]) -> Vec<EditOp> {
     // equals its diagonal predecessor's (neighbouring cells differ by at most one), so the
     // traceback below takes the match. It is left out of the table and appended at the end,
     // which makes aligning a trace with a variant of exactly its shape linear.
-    let suffix = a
-        .iter()
-        .rev()
-        .zip(b.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let suffix = common_suffix(a, b);
     let (n, m) = (a.len() - suffix, b.len() - suffix);
     let width = m + 1;
     let mut cost = vec![0u32; (n + 1) * width];
