@@ -1,5 +1,6 @@
 //! Diagnosis of a finished transaction: anomaly (distance above the learned threshold, an error
-//! symbol, or a step later than its learned bound), localization (alignment with the nearest
+//! symbol, a step later than its learned bound, or a REST request answered later than its
+//! operation's bound), localization (alignment with the nearest
 //! normal variant, first divergence, ranked suspects with evidence) and classification (k nearest
 //! negative fingerprints).
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 use tracer::event::Transaction;
 
 use crate::alarm::{Alarm, Suspect};
+use crate::answer::{Request, SlowAnswer, first_slow, suspect_holder};
 use crate::distance::{EditOp, Pattern, align, normalized};
 use crate::monitor::lane_prefixes;
 use crate::normalize::{gaps, latest, observed_until};
@@ -181,6 +183,9 @@ pub struct Diagnosis {
     /// Steps later than their learned bound.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub late: Vec<LateStep>,
+    /// The first REST request answered later than its operation's learned bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_answer: Option<SlowAnswer>,
     /// Steps that report a failure.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -250,6 +255,7 @@ impl Store {
             nearest_variant: None,
             divergence: None,
             late: Vec::new(),
+            slow_answer: None,
             errors: errors.iter().map(|(_, step)| step.symbol.clone()).collect(),
             anchor: None,
             suspects: Vec::new(),
@@ -297,6 +303,20 @@ impl Store {
             } else {
                 Status::Normal
             };
+        }
+        // Answer times are learned per operation, whatever the command: they apply even to a
+        // command without a fingerprint.
+        let requests: Vec<Request> = trace.steps.iter().filter_map(Request::of_step).collect();
+        if let Some((slow, holder)) = first_slow(self, &requests, i64::MAX) {
+            let ratio = slow.took_us as f64 / slow.bound_us.max(1) as f64;
+            diagnosis.score = diagnosis.score.max((0.5 * ratio).min(1.0));
+            if diagnosis.late.is_empty() || slow.overrun_at_us < diagnosis.detected_at_us {
+                diagnosis.anchor = Some(holder.symbol.clone());
+                diagnosis.detected_at_us = slow.overrun_at_us;
+            }
+            suspect_holder(&mut suspicion, &slow, holder);
+            diagnosis.status = Status::Anomalous;
+            diagnosis.slow_answer = Some(slow);
         }
         if !errors.is_empty() {
             diagnosis.status = Status::Anomalous;
@@ -799,6 +819,9 @@ impl Diagnosis {
         for late in &self.late {
             evidence.push(late.to_string());
         }
+        if let Some(slow) = &self.slow_answer {
+            evidence.push(slow.to_string());
+        }
         if let Some(classification) = &self.classification {
             evidence.push(classification.to_string());
         }
@@ -921,6 +944,9 @@ impl fmt::Display for Diagnosis {
         }
         for late in &self.late {
             writeln!(f, "  {late}")?;
+        }
+        if let Some(slow) = &self.slow_answer {
+            writeln!(f, "  {slow}")?;
         }
         for (rank, suspect) in self.suspects.iter().enumerate() {
             let host = suspect

@@ -12,10 +12,12 @@
 //! - [`distance`]: bit-parallel Levenshtein over symbol ids, with cutoff; alignment.
 //! - [`store`]: the versioned JSON [`Store`] of positive and negative fingerprints, learning.
 //! - [`diagnose`]: anomaly, localization, classification of finished transactions.
+//! - [`answer`]: slow answers of REST requests, and the request holding them.
 //! - [`monitor`]: dynamic timeouts for open transactions.
 #![warn(missing_docs)]
 
 pub mod alarm;
+pub mod answer;
 pub mod diagnose;
 pub mod distance;
 mod error;

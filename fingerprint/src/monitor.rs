@@ -6,20 +6,27 @@
 //! come next and by when: the previous step's time plus the next step's learned bound. When the
 //! clock passes that deadline, [`Monitor::poll`] raises one alarm naming the service that should
 //! have acted — typically seconds after the fault, long before OpenStack's 60 s RPC timeout.
+//!
+//! The monitor also hears of REST requests as they arrive ([`Monitor::started`]), before they
+//! are answered: a request still unanswered past its operation's learned answer bound raises an
+//! alarm naming the service that holds it (see [`crate::answer`]), which catches an API that
+//! hangs inside the user's request, where no step is ever observed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tracer::event::Event;
+use tracer::rest::RestStart;
 
 use crate::alarm::{Alarm, Suspect};
+use crate::answer::{Request, first_slow, suspect_holder};
 use crate::diagnose::{Suspicion, actor};
 use crate::distance::best_prefix;
 use std::ops::Range;
 
 use crate::normalize::{Lane, lanes_of, last_activity, normalize, observed_until};
 use crate::store::Store;
-use crate::symbol::Step;
+use crate::symbol::{Step, answer_key};
 use crate::timing::human_us;
 
 /// Weights as in diagnosis: the service that holds the transaction (see [`actor`]) acts next.
@@ -44,6 +51,35 @@ pub struct Expectation {
     pub after: String,
 }
 
+/// What an overdue transaction was waiting for when its alarm was raised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// The next step of its nearest normal variant ([`Monitor::expectation`] tells which).
+    NextStep,
+    /// The answer to a REST request. `entry` is true when it is the user's own request and
+    /// nothing else was in flight inside it: the API holds it without calling anyone.
+    Answer {
+        /// The request holding the transaction.
+        symbol: String,
+        /// The service serving it.
+        service: Option<String>,
+        /// Whether it is the transaction's entry request.
+        entry: bool,
+    },
+}
+
+/// An alarm about an overdue transaction, with what it was waiting for and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overdue {
+    /// The alarm.
+    pub alarm: Alarm,
+    /// What it was waiting for.
+    pub waiting: Waiting,
+    /// Since when it has waited (µs since the epoch): its last activity, or when the request
+    /// holding it started.
+    pub since_us: i64,
+}
+
 #[derive(Debug)]
 struct Open {
     command: Option<String>,
@@ -51,6 +87,11 @@ struct Open {
     steps: Vec<Step>,
     expectation: Option<Expectation>,
     alarmed: BTreeSet<(usize, usize)>,
+    /// REST requests that arrived and are not answered yet, each marked when it is the
+    /// transaction's entry (the first thing seen of it).
+    in_flight: Vec<(RestStart, Request, bool)>,
+    /// Requests already alarmed about as holding the transaction, by their start.
+    alarmed_requests: BTreeSet<(String, i64, String)>,
 }
 
 /// Watches open transactions and raises alarms when an expected step is overdue.
@@ -72,19 +113,9 @@ impl Monitor {
     /// Feeds one event of transaction `transaction`. `command` names the user command when known;
     /// otherwise the first event's symbol is used, as in learning.
     pub fn observe(&mut self, transaction: &str, command: Option<&str>, event: &Event) {
-        let open = self
-            .open
-            .entry(transaction.to_owned())
-            .or_insert_with(|| Open {
-                command: command.map(str::to_owned),
-                raw: Vec::new(),
-                steps: Vec::new(),
-                expectation: None,
-                alarmed: BTreeSet::new(),
-            });
-        if open.command.is_none() {
-            open.command = command.map(str::to_owned);
-        }
+        let open = open_mut(&mut self.open, transaction, command);
+        open.in_flight
+            .retain(|(start, _, _)| !start.answered_by(event));
         let position = open
             .raw
             .partition_point(|step| (step.ts_us, step.seq) <= (event.ts_us, event.seq));
@@ -97,6 +128,29 @@ impl Monitor {
         }
         open.steps = normalize(open.raw.clone(), &self.store.config.normalize);
         open.expectation = expect(&self.store, open);
+    }
+
+    /// Notes a REST request of transaction `transaction` that arrived and awaits its answer,
+    /// which [`Monitor::observe`] pairs with it ([`RestStart::answered_by`]).
+    pub fn started(&mut self, transaction: &str, command: Option<&str>, request: &RestStart) {
+        let open = open_mut(&mut self.open, transaction, command);
+        let operation = request.operation();
+        let entry = open.raw.is_empty() && open.in_flight.is_empty();
+        let symbol = if entry {
+            format!("{}:{operation}", request.service)
+        } else {
+            format!("rest:{} {operation}", request.service)
+        };
+        let pending = Request {
+            symbol,
+            key: answer_key(&request.service, &operation),
+            service: Some(request.service.clone()),
+            host: request.upstream_host.clone(),
+            caller: request.caller(),
+            start_us: request.ts_us,
+            end_us: None,
+        };
+        open.in_flight.push((request.clone(), pending, entry));
     }
 
     /// Switches to newly learned fingerprints (a live runner learns while it watches). Every open
@@ -124,23 +178,55 @@ impl Monitor {
         self.open.get(transaction)?.expectation.as_ref()
     }
 
-    /// Alarms for every open transaction whose expected step is overdue at `now_us`. Each
-    /// overdue step alarms once.
-    pub fn poll(&mut self, now_us: i64) -> Vec<Alarm> {
+    /// Alarms for every open transaction whose expected step is overdue at `now_us`, or whose
+    /// REST request is unanswered past its bound. Each overdue step, and each request found
+    /// holding a transaction, alarms once.
+    pub fn poll(&mut self, now_us: i64) -> Vec<Overdue> {
         let mut alarms = Vec::new();
         for (id, open) in &mut self.open {
-            let Some(expectation) = &open.expectation else {
-                continue;
-            };
-            if now_us <= expectation.deadline_us
-                || !open.alarmed.insert((expectation.variant, expectation.step))
+            // While a request of the transaction awaits an answer still within its bound, the
+            // transaction waits on that answer, not on a step: if the answer is late, the
+            // slow-answer alarm below names who holds it.
+            if let Some(expectation) = &open.expectation
+                && now_us > expectation.deadline_us
+                && !answer_due(&self.store, open, now_us)
+                && open.alarmed.insert((expectation.variant, expectation.step))
             {
-                continue;
+                alarms.push(Overdue {
+                    alarm: overdue_alarm(&self.store, id, open, expectation, now_us),
+                    waiting: Waiting::NextStep,
+                    since_us: expectation
+                        .deadline_us
+                        .saturating_sub(i64::try_from(expectation.bound_us).unwrap_or(i64::MAX)),
+                });
             }
-            alarms.push(overdue_alarm(&self.store, id, open, expectation, now_us));
+            if let Some(overdue) = unanswered_alarm(&self.store, id, open, now_us) {
+                alarms.push(overdue);
+            }
         }
         alarms
     }
+}
+
+/// The open transaction `transaction`, opened now if it is new.
+fn open_mut<'a>(
+    open: &'a mut BTreeMap<String, Open>,
+    transaction: &str,
+    command: Option<&str>,
+) -> &'a mut Open {
+    let open = open.entry(transaction.to_owned()).or_insert_with(|| Open {
+        command: command.map(str::to_owned),
+        raw: Vec::new(),
+        steps: Vec::new(),
+        expectation: None,
+        alarmed: BTreeSet::new(),
+        in_flight: Vec::new(),
+        alarmed_requests: BTreeSet::new(),
+    });
+    if open.command.is_none() {
+        open.command = command.map(str::to_owned);
+    }
+    open
 }
 
 /// Rewrites an entry symbol `service:OP` as a nested REST symbol `rest:service OP`.
@@ -243,6 +329,76 @@ fn expect(store: &Store, open: &Open) -> Option<Expectation> {
             })
         })
         .min_by_key(|expectation| (expectation.deadline_us, expectation.step))
+}
+
+/// Whether a request of the transaction is in flight and still within its answer bound.
+fn answer_due(store: &Store, open: &Open, now_us: i64) -> bool {
+    open.in_flight.iter().any(|(_, request, _)| {
+        store.answer_bound(&request.key).is_some_and(|(_, bound)| {
+            now_us.saturating_sub(request.start_us) <= i64::try_from(bound).unwrap_or(i64::MAX)
+        })
+    })
+}
+
+/// The alarm about a transaction held by a request unanswered past its bound, once per holder.
+fn unanswered_alarm(
+    store: &Store,
+    transaction: &str,
+    open: &mut Open,
+    now_us: i64,
+) -> Option<Overdue> {
+    let requests: Vec<Request> = open
+        .in_flight
+        .iter()
+        .map(|(_, request, _)| request.clone())
+        .collect();
+    let (slow, holder) = first_slow(store, &requests, now_us)?;
+    let identity = (
+        holder.service.clone().unwrap_or_default(),
+        holder.start_us,
+        holder.key.clone(),
+    );
+    if !open.alarmed_requests.insert(identity) {
+        return None;
+    }
+    let entry = open
+        .in_flight
+        .iter()
+        .any(|(_, request, entry)| *entry && request == holder);
+    let mut suspicion = Suspicion::default();
+    suspect_holder(&mut suspicion, &slow, holder);
+    let mut evidence = vec![slow.to_string()];
+    let suspects = suspicion.ranked();
+    evidence.extend(
+        suspects
+            .iter()
+            .flat_map(|suspect| suspect.evidence.iter())
+            .map(|line| line.to_owned()),
+    );
+    Some(Overdue {
+        alarm: Alarm {
+            ts_us: now_us,
+            detector: "timeout".to_owned(),
+            suspects: suspects
+                .into_iter()
+                .map(|suspect| Suspect {
+                    service: suspect.service,
+                    host: suspect.host,
+                    confidence: (suspect.confidence * 1000.0).round() / 1000.0,
+                })
+                .collect(),
+            score: (0.5 * slow.took_us as f64 / slow.bound_us.max(1) as f64).clamp(0.5, 1.0),
+            transaction: Some(transaction.to_owned()),
+            fault_kind: None,
+            evidence,
+        },
+        waiting: Waiting::Answer {
+            symbol: holder.symbol.clone(),
+            service: holder.service.clone(),
+            entry,
+        },
+        since_us: holder.start_us,
+    })
 }
 
 fn overdue_alarm(

@@ -337,10 +337,12 @@ fn collapse_polling(steps: &mut Vec<Step>, max_block: usize) {
                 }
                 let first = &steps[start..start + block];
                 let second = &steps[start + block..end];
-                // Linked steps are RPC calls with answers attached: never polling.
+                // Linked steps are RPC calls with answers attached: never polling. A failed
+                // request is evidence, not repetition; it also keeps what it contains from being
+                // taken for a poll in a second pass (normalization stays idempotent).
                 let repeated = steps[start..end]
                     .iter()
-                    .all(|step| step.read_only && step.link.is_none())
+                    .all(|step| step.read_only && step.link.is_none() && !step.error)
                     && first.iter().zip(second).all(|(a, b)| a.symbol == b.symbol);
                 if repeated {
                     steps.drain(start + block..end);

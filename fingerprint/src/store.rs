@@ -1,25 +1,26 @@
 //! The fingerprint store: interned symbols, positive fingerprints per command (variants with
-//! frequencies and per-step timing), negative fingerprints labelled with a fault, saved as
-//! versioned JSON and refined incrementally by every `learn`.
+//! frequencies and per-step timing), how long each REST operation takes to answer, negative
+//! fingerprints labelled with a fault, saved as versioned JSON and refined incrementally by every
+//! `learn`.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tracer::event::Transaction;
+use tracer::event::{EventKind, Transaction};
 
 use crate::Error;
 use crate::diagnose::negative_distance;
 use crate::distance::{BATCH_LANES, Pattern, normalized};
 use crate::normalize::{Lane, NormalizeConfig, gaps, steps_of};
-use crate::symbol::Step;
+use crate::symbol::{Step, answer_key};
 use crate::timing::{LatencyProfile, TimingPolicy};
 
 /// The `format` field of every store file.
 pub const STORE_FORMAT: &str = "butterfly-fingerprints";
 /// The store version this crate writes and reads.
-pub const STORE_VERSION: u32 = 2;
+pub const STORE_VERSION: u32 = 3;
 /// How many learning distances a command keeps to estimate its threshold.
 const NOVELTY_HISTORY: usize = 1_000;
 
@@ -527,6 +528,10 @@ pub struct Store {
     symbols: Vec<String>,
     /// Positive fingerprints by command.
     pub commands: BTreeMap<String, CommandFingerprint>,
+    /// How long each REST operation (`service METHOD /path/{id}`, see [`answer_key`]) took to
+    /// answer in fault-free runs, whichever command made the request: an answer later than its
+    /// bound is slow, even while it has not come.
+    pub answers: BTreeMap<String, LatencyProfile>,
     /// Negative fingerprints. Add them with [`Store::learn_negative`]: the distance bound of each
     /// fault is derived from them then (and when the store is loaded).
     pub negatives: Vec<NegativeFingerprint>,
@@ -553,6 +558,7 @@ impl Store {
             config,
             symbols: Vec::new(),
             commands: BTreeMap::new(),
+            answers: BTreeMap::new(),
             negatives: Vec::new(),
             index: HashMap::new(),
             spreads: BTreeMap::new(),
@@ -583,13 +589,19 @@ impl Store {
             });
         }
         if header.version != STORE_VERSION {
-            let why = if header.version < STORE_VERSION {
-                "; it was learned with an earlier normalization of traces (version 2 lays \
-                 concurrent branches out by lane and sets the user's polls apart), so its \
-                 variants do not compare with today's traces: learn it again with \
-                 `butterfly fingerprint learn`"
-            } else {
-                ""
+            let why = match header.version {
+                1 => {
+                    "; it was learned with an earlier normalization of traces (version 2 lays \
+                     concurrent branches out by lane and sets the user's polls apart), so its \
+                     variants do not compare with today's traces: learn it again with \
+                     `butterfly fingerprint learn`"
+                }
+                2 => {
+                    "; it lacks the answer times of REST requests that version 3 learns, \
+                     without which a request that is never answered goes unnoticed: learn it \
+                     again with `butterfly fingerprint learn`"
+                }
+                _ => "",
             };
             return Err(Error::Format {
                 path: origin.to_owned(),
@@ -824,12 +836,14 @@ impl Store {
         self.commands.entry(command.to_owned()).or_default()
     }
 
-    /// Learns a fault-free run into the positive fingerprint of its command.
+    /// Learns a fault-free run into the positive fingerprint of its command, and the answer
+    /// times of its REST requests.
     pub fn learn_positive(&mut self, transaction: &Transaction) -> Learned {
         let trace = self.trace(transaction);
         if trace.background || trace.steps.is_empty() {
             return Learned::Skipped;
         }
+        self.learn_answers(transaction);
         let ids: Vec<u32> = trace
             .steps
             .iter()
@@ -893,6 +907,30 @@ impl Store {
             }
         }
         learned
+    }
+
+    /// Records how long each REST request of a fault-free transaction took to answer. Every
+    /// request counts, polls and repetitions included, which normalization would fold.
+    fn learn_answers(&mut self, transaction: &Transaction) {
+        for event in &transaction.events {
+            if event.kind != EventKind::RestRequest {
+                continue;
+            }
+            let (Some(service), Some(duration)) = (&event.service, event.duration_us) else {
+                continue;
+            };
+            self.answers
+                .entry(answer_key(service, &event.operation))
+                .or_default()
+                .record(duration);
+        }
+    }
+
+    /// The learned answer time of REST operation `key` and the bound beyond which an answer is
+    /// slow, when it has been learned.
+    pub fn answer_bound(&self, key: &str) -> Option<(&LatencyProfile, u64)> {
+        let profile = self.answers.get(key)?;
+        Some((profile, profile.bound(&self.config.timing)?))
     }
 
     /// Learns a run recorded under a known fault as a negative fingerprint.
@@ -1034,7 +1072,18 @@ mod tests {
     /// Regression (issue 6, lane layout): a store learned with the earlier normalization has a
     /// field today's config lacks; it is refused for its version, with what to do about it.
     #[test]
-    fn a_version_1_store_is_refused_with_a_hint_to_learn_it_again() {
+    fn older_stores_are_refused_with_a_hint_to_learn_them_again() {
+        // Version 2 stores lack the answer times (the slow-answer fix of issue 6).
+        let mut json: serde_json::Value =
+            serde_json::from_str(&Store::default().to_json()).unwrap();
+        json["version"] = 2.into();
+        json.as_object_mut().unwrap().remove("answers");
+        let message = Store::from_json(&json.to_string(), Path::new("fp.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("answer times"), "{message}");
+        assert!(message.contains("butterfly fingerprint learn"), "{message}");
+
         let mut json: serde_json::Value =
             serde_json::from_str(&Store::default().to_json()).unwrap();
         json["version"] = 1.into();

@@ -122,6 +122,13 @@ impl Step {
     }
 }
 
+/// The key under which the answer time of a REST operation is learned: `service METHOD
+/// /path/{id}` (the operation templated, without the status, which is not known before the
+/// answer). Entry and nested requests of the same operation share it.
+pub fn answer_key(service: &str, operation: &str) -> String {
+    format!("{service} {}", template_rest(operation))
+}
+
 /// Templates a REST operation `METHOD /path?query`: id-like path segments become `{id}`, the
 /// query keeps its sorted, distinct parameter names.
 pub fn template_rest(operation: &str) -> String {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use fingerprint::diagnose::Classification;
 use fingerprint::{FaultLabel, Learned, Monitor, Status, Store};
-use tracer::event::Transaction;
+use tracer::event::{Event, EventKind, Transaction};
+use tracer::rest::RestStart;
 
 fn fixture(name: &str) -> Vec<Transaction> {
     let directory = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -156,7 +157,7 @@ fn live_monitor_raises_an_early_timeout_naming_nova_compute() {
             monitor.observe(&create.id, create.command.as_deref(), &events[next]);
             next += 1;
         }
-        alarms.extend(monitor.poll(now));
+        alarms.extend(monitor.poll(now).into_iter().map(|overdue| overdue.alarm));
         now += 100_000;
     }
     let alarm = alarms.first().expect("an early alarm");
@@ -359,6 +360,8 @@ fn the_store_round_trips_and_learns_incrementally() {
     assert_eq!(delete.variants[0].count, 2);
     assert_eq!(delete.variants[0].steps[1].latency.count, 2);
     assert_eq!(delete.novelty, [0.0]);
+    // Answer times are learned per operation, from both runs.
+    assert_eq!(store.answers["nova-api DELETE /v2.1/servers/{id}"].count, 2);
     let again = store.diagnose(&command(&fault, "server delete"));
     assert_eq!(again.distance, Some(0.0));
 }
@@ -395,5 +398,149 @@ fn live_monitor_takes_fingerprints_learned_while_it_watches() {
     assert!(expectation.deadline_us > cast);
     let alarms = monitor.poll(expectation.deadline_us + 1);
     assert_eq!(alarms.len(), 1);
-    assert_eq!(alarms[0].suspects[0].service, "nova-compute");
+    assert_eq!(alarms[0].alarm.suspects[0].service, "nova-compute");
+}
+
+/// The create as it goes when glance-api is frozen for `freeze_us` right as nova-api asks it for
+/// the image inside `POST /servers`: that lookup and the POST answer that much later, and
+/// everything after the lookup happens that much later.
+fn create_with_a_frozen_image_lookup(freeze_us: i64) -> Transaction {
+    let mut create = command(&fixture("create-delete"), "server create");
+    let lookup = create
+        .events
+        .iter()
+        .find(|event| event.service.as_deref() == Some("glance-api"))
+        .map(|event| event.ts_us)
+        .expect("an image lookup");
+    for event in &mut create.events {
+        let spans_the_lookup = event.kind == EventKind::RestRequest
+            && event.ts_us <= lookup
+            && event.ts_us + event.duration_us.unwrap_or(0) as i64 > lookup;
+        if spans_the_lookup {
+            event.duration_us = event.duration_us.map(|us| us + freeze_us as u64);
+        } else if event.ts_us > lookup {
+            event.ts_us += freeze_us;
+        }
+    }
+    create
+}
+
+/// Regression (issue 6, freeze-glance): a finished create whose image lookup hung shows no late
+/// step (timing counts from the last activity, and the lookup's answer is one), but its answer
+/// times are far past their bounds; glance-api, which held the POST, comes first.
+#[test]
+fn issue_6_a_hung_image_lookup_is_a_slow_answer_held_by_glance() {
+    let store = learned_store();
+    let create = create_with_a_frozen_image_lookup(20_000_000);
+    let diagnosis = store.diagnose(&create);
+    assert_eq!(diagnosis.status, Status::Anomalous, "{diagnosis}");
+    let slow = diagnosis.slow_answer.as_ref().expect("a slow answer");
+    assert!(slow.answered);
+    assert!(slow.took_us > 20_000_000, "{slow}");
+    let held = slow.held_by.as_deref().unwrap_or(&slow.symbol);
+    assert!(
+        held.starts_with("rest:glance-api GET /v2/images/"),
+        "{slow}"
+    );
+    assert_eq!(diagnosis.suspects[0].service, "glance-api", "{diagnosis}");
+    assert!(diagnosis.to_string().contains("slow answer"), "{diagnosis}");
+    // The same create without the freeze is normal.
+    assert_eq!(
+        store.diagnose(&create_with_a_frozen_image_lookup(0)).status,
+        Status::Normal
+    );
+}
+
+/// Replays a transaction to a monitor as a live runner sees it: each REST request announced on
+/// arrival and answered at its end, other events at their time; `answered` says which requests
+/// get their answer. Polls every 100 ms; returns the alarms until `until_us`.
+fn replay_with_arrivals(
+    monitor: &mut Monitor,
+    transaction: &Transaction,
+    answered: impl Fn(&Event) -> bool,
+    until_us: i64,
+) -> Vec<fingerprint::monitor::Overdue> {
+    enum Seen<'a> {
+        Arrival(RestStart),
+        Answer(&'a Event),
+    }
+    let mut timeline: Vec<(i64, Seen<'_>)> = Vec::new();
+    for event in &transaction.events {
+        match RestStart::of_event(event) {
+            Some(start) => {
+                timeline.push((event.ts_us, Seen::Arrival(start)));
+                if answered(event) {
+                    let end = event.ts_us + event.duration_us.unwrap_or(0) as i64;
+                    timeline.push((end, Seen::Answer(event)));
+                }
+            }
+            None => timeline.push((event.ts_us, Seen::Answer(event))),
+        }
+    }
+    timeline.sort_by_key(|(at, _)| *at);
+    let command = transaction.command.as_deref();
+    let mut alarms = Vec::new();
+    let mut clock = timeline[0].0;
+    for (at, seen) in &timeline {
+        while clock + 100_000 <= *at {
+            clock += 100_000;
+            alarms.extend(monitor.poll(clock));
+        }
+        match seen {
+            Seen::Arrival(start) => monitor.started(&transaction.id, command, start),
+            Seen::Answer(event) => monitor.observe(&transaction.id, command, event),
+        }
+    }
+    while clock < until_us {
+        clock += 100_000;
+        alarms.extend(monitor.poll(clock));
+    }
+    alarms
+}
+
+/// A normal create announced request by request raises nothing; the same create whose image
+/// lookup never comes back raises one alarm, naming glance-api, about a minute before
+/// anything else would.
+#[test]
+fn issue_6_the_monitor_times_answers_that_have_not_come() {
+    let store = Arc::new(learned_store());
+    let create = command(&fixture("create-delete"), "server create");
+    let end = create.events.iter().map(|event| event.ts_us).max().unwrap() + 5_000_000;
+    let mut monitor = Monitor::new(Arc::clone(&store));
+    let alarms = replay_with_arrivals(&mut monitor, &create, |_| true, end);
+    assert!(alarms.is_empty(), "{alarms:?}");
+
+    let lookup = |event: &Event| event.service.as_deref() == Some("glance-api");
+    let first_lookup = create.events.iter().find(|event| lookup(event)).unwrap();
+    // The lookup, and the POST it is made in, are never answered.
+    let held = |event: &Event| {
+        event.ts_us <= first_lookup.ts_us
+            && event.ts_us + event.duration_us.unwrap_or(0) as i64 > first_lookup.ts_us
+    };
+    let frozen = Transaction {
+        events: create
+            .events
+            .iter()
+            .filter(|event| event.ts_us <= first_lookup.ts_us)
+            .cloned()
+            .collect(),
+        ..create.clone()
+    };
+    let mut monitor = Monitor::new(store);
+    let alarms = replay_with_arrivals(&mut monitor, &frozen, |event| !held(event), end);
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    let overdue = &alarms[0];
+    assert_eq!(
+        overdue.alarm.suspects[0].service, "glance-api",
+        "{overdue:?}"
+    );
+    assert!(
+        overdue.alarm.ts_us - first_lookup.ts_us < 5_000_000,
+        "{} µs after the lookup",
+        overdue.alarm.ts_us - first_lookup.ts_us
+    );
+    assert!(matches!(
+        &overdue.waiting,
+        fingerprint::monitor::Waiting::Answer { entry: false, .. }
+    ));
 }

@@ -11,6 +11,7 @@ use tracer::amqp::{AmqpCapture, CaptureMode, RabbitmqctlSwitch, TraceSwitch};
 use tracer::pipeline::{Pipeline, TraceSummary};
 use tracer::proxy::{BoundProxy, ProxySpec};
 use tracer::records::{RecordServer, RecordStats};
+use tracer::rest::ProxyRecord;
 use tracer::secrets::redact_url;
 use tracer::stitch::StitchConfig;
 
@@ -218,7 +219,7 @@ async fn serve_records(
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<
     (
-        mpsc::UnboundedSender<tracer::rest::RestRecord>,
+        mpsc::UnboundedSender<ProxyRecord>,
         tokio::task::JoinHandle<tracer::Result<()>>,
         Arc<RecordStats>,
     ),
@@ -341,7 +342,9 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>) -> Result<Exit, CliEr
                 if let Some((sender, _, _)) = &stream {
                     let _ = sender.send(record.clone());
                 }
-                if let Some(pipeline) = &mut pipeline && let Err(error) = pipeline.push_rest(&record) {
+                // Arrivals only feed live subscribers; the trace keeps answered exchanges.
+                if let (Some(pipeline), ProxyRecord::Answered(record)) = (&mut pipeline, &record)
+                    && let Err(error) = pipeline.push_rest(record) {
                     failure = Some(error.to_string());
                     break;
                 }
@@ -395,7 +398,9 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>) -> Result<Exit, CliEr
     if let (Some(pipeline), Some(out)) = (pipeline, &args.out) {
         let mut pipeline = pipeline;
         while let Ok(record) = rest_rx.try_recv() {
-            let _ = pipeline.push_rest(&record);
+            if let ProxyRecord::Answered(record) = record {
+                let _ = pipeline.push_rest(&record);
+            }
         }
         let output = pipeline
             .finish()

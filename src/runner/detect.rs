@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use super::openstack::USER_AGENT;
 use fingerprint::distance::{EditOp, align};
-use fingerprint::monitor::Monitor;
+use fingerprint::monitor::{Monitor, Waiting};
 use fingerprint::normalize::last_progress_us;
 use fingerprint::store::Store;
 use reports::metrics::RunMetrics;
@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracer::event::{Event, EventKind, Transaction};
 use tracer::pipeline::Update;
+use tracer::rest::RestStart;
 use tracer::stitch::build_transaction;
 
 /// How often the live timeout detector is polled.
@@ -302,28 +303,34 @@ impl Builtin {
         true
     }
 
-    /// Names the database first when the API serving the user's request has not answered it
-    /// since the transaction stalled, yet answered other requests meanwhile, and the broker is
-    /// connected: the API is alive and waits on something the trace does not show. (Locked
-    /// tables hold `POST /servers` for as long as the lock while nova-api answers every poll.) A
-    /// frozen or stopped API answers nothing and is not taken for the database; an API waiting
-    /// on a service it calls over REST has no answer from it yet, so the transaction is not
-    /// stalled after its last answered call.
-    fn blame_database(&self, alarm: &mut rm::Alarm, followed: &Followed, stalled_since_us: i64) {
-        let Some(database) = &self.database else {
-            return;
-        };
+    /// The API serving the user's request of a followed transaction while it has not answered
+    /// it (the service of the command's learned entry step), else `None`.
+    fn entry_api(&self, followed: &Followed) -> Option<String> {
         if followed.entry_answered {
-            return;
+            return None;
         }
-        let Some(api) = self
-            .store
+        self.store
             .commands
             .get(&followed.command)
             .and_then(|fingerprint| fingerprint.variants.first())
             .and_then(|variant| variant.steps.first())
             .and_then(|entry| entry.service.clone())
-        else {
+    }
+
+    /// Names the database first when the API serving the user's request (`held`: the API and
+    /// the request) has not answered it since the transaction stalled, yet answered other
+    /// requests meanwhile, and the broker is connected: the API is alive and waits on something
+    /// the trace does not show. (Locked tables hold `POST /servers` for as long as the lock
+    /// while nova-api answers every poll.) A frozen or stopped API answers nothing and is not
+    /// taken for the database; an API waiting on a service it calls over REST is held by that
+    /// request, which the caller does not pass here.
+    fn blame_database(
+        &self,
+        alarm: &mut rm::Alarm,
+        (api, request): (String, String),
+        stalled_since_us: i64,
+    ) {
+        let Some(database) = &self.database else {
             return;
         };
         let Some(&answered) = self.answered.get(&api).filter(|&&at| at > stalled_since_us) else {
@@ -333,8 +340,7 @@ impl Builtin {
             alarm,
             database,
             format!(
-                "{api} has not answered this `{}` since {}, yet answered other requests (last at {}), and the broker is connected: it waits on the database",
-                followed.command,
+                "{api} has not answered this {request} since {}, yet answered other requests (last at {}), and the broker is connected: it waits on the database",
                 clock(stalled_since_us),
                 clock(answered)
             ),
@@ -346,14 +352,14 @@ impl Builtin {
     fn blame_shared(
         &self,
         alarm: &mut rm::Alarm,
-        followed: Option<&Followed>,
+        held: Option<(String, String)>,
         stalled_since_us: i64,
     ) {
         if self.blame_broker(alarm, stalled_since_us) {
             return;
         }
-        if let Some(followed) = followed {
-            self.blame_database(alarm, followed, stalled_since_us);
+        if let Some(held) = held {
+            self.blame_database(alarm, held, stalled_since_us);
         }
     }
 
@@ -384,6 +390,36 @@ impl Builtin {
         self.phase = phase;
     }
 
+    /// How a transaction not followed yet would be: its role in the current window and its
+    /// command, or `None` outside the windows and for what no workload command issued.
+    fn role_of_new(&self, transaction: &str, labels: &dyn Labels) -> Option<(Role, String)> {
+        let role = match self.phase.window {
+            Some(rm::WindowKind::Baseline) => Role::Learn,
+            Some(rm::WindowKind::Fault | rm::WindowKind::Recovery) => Role::Watch,
+            None => return None,
+        };
+        // Only workload commands have a known normal behaviour to compare with.
+        Some((role, labels.command(transaction)?))
+    }
+
+    /// A REST request of transaction `transaction` arrived at a proxy and awaits its answer: the
+    /// timeout detector times the answer. The transaction is not followed on this alone (it
+    /// would settle with no step if the request hangs); its first answered event does that.
+    pub fn started(&mut self, transaction: &str, request: &RestStart, labels: &dyn Labels) {
+        if self.timeout.is_none() {
+            return;
+        }
+        let command = match self.followed.get(transaction) {
+            Some(followed) => (followed.role == Role::Watch).then(|| followed.command.clone()),
+            None => self
+                .role_of_new(transaction, labels)
+                .and_then(|(role, command)| (role == Role::Watch).then_some(command)),
+        };
+        if let Some(command) = command {
+            self.monitor.started(transaction, Some(&command), request);
+        }
+    }
+
     /// An event joined transaction `transaction` at `now_us`.
     pub fn event(&mut self, transaction: &str, event: &Event, now_us: i64, labels: &dyn Labels) {
         let from_workload = event.kind == EventKind::RestRequest
@@ -397,13 +433,7 @@ impl Builtin {
             *answered = (*answered).max(event.ts_us.saturating_add(duration));
         }
         if !self.followed.contains_key(transaction) {
-            let role = match self.phase.window {
-                Some(rm::WindowKind::Baseline) => Role::Learn,
-                Some(rm::WindowKind::Fault | rm::WindowKind::Recovery) => Role::Watch,
-                None => return,
-            };
-            // Only workload commands have a known normal behaviour to compare with.
-            let Some(command) = labels.command(transaction) else {
+            let Some((role, command)) = self.role_of_new(transaction, labels) else {
                 return;
             };
             self.followed.insert(
@@ -492,23 +522,27 @@ impl Builtin {
             self.resync();
         }
         if let Some(name) = self.timeout.clone() {
-            for alarm in self.monitor.poll(now_us) {
-                let mut alarm = named(alarm, &name);
-                // The transaction has waited since its last activity: the deadline less the bound.
-                let stalled_since = alarm
-                    .transaction
-                    .as_deref()
-                    .and_then(|id| self.monitor.expectation(id))
-                    .map_or(now_us, |expected| {
-                        expected
-                            .deadline_us
-                            .saturating_sub(i64::try_from(expected.bound_us).unwrap_or(i64::MAX))
-                    });
+            for overdue in self.monitor.poll(now_us) {
+                let mut alarm = named(overdue.alarm, &name);
                 let followed = alarm
                     .transaction
                     .as_deref()
                     .and_then(|id| self.followed.get(id));
-                self.blame_shared(&mut alarm, followed, stalled_since);
+                // Who serves the request the transaction waits on: the API that answers the
+                // user, unless a request it made to another service is what hangs.
+                let held = match &overdue.waiting {
+                    Waiting::NextStep => followed.and_then(|followed| {
+                        self.entry_api(followed)
+                            .map(|api| (api, format!("`{}`", followed.command)))
+                    }),
+                    Waiting::Answer {
+                        symbol,
+                        service: Some(service),
+                        entry: true,
+                    } => Some((service.clone(), format!("`{symbol}`"))),
+                    Waiting::Answer { .. } => None,
+                };
+                self.blame_shared(&mut alarm, held, overdue.since_us);
                 alarms.push(alarm);
             }
         }
@@ -546,7 +580,10 @@ impl Builtin {
                     shown.push(divergence);
                 }
                 let mut alarm = named(alarm, name);
-                self.blame_shared(&mut alarm, Some(followed), followed.last_progress_us);
+                let held = self
+                    .entry_api(followed)
+                    .map(|api| (api, format!("`{}`", followed.command)));
+                self.blame_shared(&mut alarm, held, followed.last_progress_us);
                 Some(alarm)
             }
         }
@@ -631,6 +668,9 @@ impl LiveDetectors {
                     update = updates.recv() => match update {
                         Some(Update::Event { transaction, event }) => {
                             builtin.event(&transaction, &event, now(), labels.as_ref());
+                        }
+                        Some(Update::Started { transaction, request }) => {
+                            builtin.started(&transaction, &request, labels.as_ref());
                         }
                         Some(Update::Closed(transaction)) => {
                             fired(builtin.closed(&transaction, now(), labels.as_ref()))?;
@@ -1061,6 +1101,116 @@ mod tests {
             .find(|a| a.detector == "late")
             .expect("a timeout");
         assert_ne!(timeout.suspects[0].service, "mariadb", "{timeout:?}");
+    }
+
+    /// The arrival of a recorded request as the proxy announces it, at `ts_us` in `transaction`.
+    fn arrival(event: &Event, transaction: &str, ts_us: i64) -> RestStart {
+        RestStart {
+            ts_us,
+            global_request_id: Some(transaction.to_owned()),
+            ..RestStart::of_event(event).unwrap()
+        }
+    }
+
+    /// Learns the recorded normal runs in a baseline, then, in a fault window, announces the
+    /// arrival of a create's `POST /servers` (and, with `glance`, of the image lookup nova-api
+    /// makes inside it) that is never answered; with `others`, nova-api answers someone else's
+    /// request meanwhile. Returns the alarms of the next 5 s.
+    fn alarms_for_an_unanswered_create(glance: bool, others: bool) -> Vec<rm::Alarm> {
+        let labels = Issued::default();
+        let normal = user(fixture("create-delete"));
+        let mut detectors = both().with_shared(
+            Some(("rabbitmq".to_owned(), None)),
+            Some(("mariadb".to_owned(), Some("controller".to_owned()))),
+        );
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+        stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
+        assert!(
+            detectors
+                .store
+                .answers
+                .contains_key("glance-api GET /v2/images/{id}"),
+            "{:?}",
+            detectors.store.answers.keys()
+        );
+
+        detectors.phase(window(1, Some(rm::WindowKind::Fault)));
+        let mut frozen = normal
+            .iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap()
+            .clone();
+        frozen.id = "req-frozen".to_owned();
+        labels.issue(&frozen);
+        let entry = &frozen.events[0];
+        let image = frozen
+            .events
+            .iter()
+            .find(|e| e.service.as_deref() == Some("glance-api"))
+            .unwrap();
+        let start = end.unwrap() + 60_000_000;
+        detectors.started(&frozen.id, &arrival(entry, &frozen.id, start), &labels);
+        if glance {
+            let mut inside = arrival(image, &frozen.id, start + 50_000);
+            // The fixture predates recorded user agents; nova-api's keystoneauth names it.
+            inside.user_agent = Some("nova-api keystoneauth1/5.11".to_owned());
+            detectors.started(&frozen.id, &inside, &labels);
+        }
+        let mut other = entry.clone();
+        other.operation = "GET /v2.1/servers/{id}".to_owned();
+        other.ts_us = start + 300_000;
+        other.duration_us = Some(50_000);
+        let mut alarms = Vec::new();
+        let mut clock = start;
+        while clock < start + 5_000_000 {
+            clock += 100_000;
+            if others && clock == other.ts_us {
+                detectors.event("req-someone-else", &other, clock, &labels);
+            }
+            alarms.extend(detectors.tick(clock, &labels));
+        }
+        alarms
+    }
+
+    /// Regression (issue 6, freeze-glance went unnoticed): nova-api's image lookup inside the
+    /// user's `POST /servers` never comes back, so no step of the create is ever observed. The
+    /// answer times learned from the baseline time it out, and glance-api, which holds it, is
+    /// named, even though nova-api answers other requests meanwhile.
+    #[test]
+    fn issue_6_a_request_hanging_inside_the_users_names_the_service_serving_it() {
+        let alarms = alarms_for_an_unanswered_create(true, true);
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        let alarm = &alarms[0];
+        assert_eq!(alarm.detector, "late");
+        assert_eq!(alarm.transaction.as_deref(), Some("req-frozen"));
+        assert_eq!(alarm.suspects[0].service, "glance-api", "{alarm:?}");
+        assert_eq!(alarm.suspects[1].service, "nova-api", "{alarm:?}");
+        assert!(
+            alarm.evidence[0].starts_with("slow answer `")
+                && alarm.evidence[0].contains("not answered after"),
+            "{alarm:?}"
+        );
+    }
+
+    /// The user's own request unanswered with nothing in flight inside it: nova-api holds it.
+    /// While nova-api answers others it is alive and waits on the database; otherwise it is
+    /// nova-api itself.
+    #[test]
+    fn issue_6_an_unanswered_entry_names_the_database_only_while_the_api_answers_others() {
+        let alarms = alarms_for_an_unanswered_create(false, true);
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].suspects[0].service, "mariadb", "{alarms:?}");
+        assert!(
+            alarms[0].evidence[0]
+                .starts_with("nova-api has not answered this `nova-api:POST /v2.1/servers`"),
+            "{alarms:?}"
+        );
+        let alarms = alarms_for_an_unanswered_create(false, false);
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].suspects[0].service, "nova-api", "{alarms:?}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tracer::event::{Event, EventKind, Transaction};
 use tracer::oslo::{AmqpRecord, Decoded, Decoder};
 use tracer::pipeline::{Pipeline, Update};
 use tracer::records::RecordSubscription;
-use tracer::rest::RestRecord;
+use tracer::rest::{ProxyRecord, RestRecord};
 use tracer::stitch::StitchConfig;
 
 use super::Stop;
@@ -187,7 +187,7 @@ impl LiveTrace {
         });
         // Subscribed first: a stream that cannot be reached fails the start before the firehose is
         // switched on, and dropping a subscription's stop sender ends its task.
-        let (rest_sink, mut rest_records) = mpsc::channel::<RestRecord>(16_384);
+        let (rest_sink, mut rest_records) = mpsc::channel::<ProxyRecord>(16_384);
         let rest_streams = if campaign.tracing.rest_proxy {
             subscribe_rest_streams(campaign, rest_sink).await?
         } else {
@@ -257,8 +257,11 @@ impl LiveTrace {
                         pipeline.push_amqp(&record).map_err(|e| e.to_string())?;
                     }
                     record = rest_records.recv(), if rest_open => {
-                        let Some(record) = record else { rest_open = false; continue };
-                        push_rest(&mut pipeline, &feed, &record)?;
+                        match record {
+                            Some(ProxyRecord::Answered(record)) => push_rest(&mut pipeline, &feed, &record)?,
+                            Some(ProxyRecord::Started(start)) => pipeline.rest_started(&start),
+                            None => rest_open = false,
+                        }
                     }
                     _ = ticker.tick() => {
                         pipeline.tick(jiff::Timestamp::now().as_microsecond()).map_err(|e| e.to_string())?;
@@ -423,7 +426,7 @@ pub fn rest_stream_addresses(testbed: &scenarios::model::Testbed) -> Result<Vec<
 /// that no REST call of the run is missed, and keeps each subscription alive.
 async fn subscribe_rest_streams(
     campaign: &Campaign,
-    sink: mpsc::Sender<RestRecord>,
+    sink: mpsc::Sender<ProxyRecord>,
 ) -> Result<Vec<RunningStream>, String> {
     let mut streams = Vec::new();
     for addr in rest_stream_addresses(&campaign.testbed)? {
@@ -450,7 +453,7 @@ async fn subscribe_rest_streams(
 async fn follow_stream(
     addr: String,
     mut subscription: RecordSubscription,
-    sink: mpsc::Sender<RestRecord>,
+    sink: mpsc::Sender<ProxyRecord>,
     mut stop: oneshot::Receiver<()>,
 ) {
     loop {
@@ -606,8 +609,8 @@ mod tests {
         assert!(error.contains("no `rest-proxy` service"), "{error}");
     }
 
-    fn record(n: i64) -> RestRecord {
-        RestRecord {
+    fn record(n: i64) -> ProxyRecord {
+        ProxyRecord::Answered(RestRecord {
             ts_us: n,
             service: "nova-api".to_owned(),
             upstream: "http://controller:8774".to_owned(),
@@ -619,7 +622,7 @@ mod tests {
             global_request_id: Some(format!("req-{n:032x}")),
             request_id: None,
             user_agent: None,
-        }
+        })
     }
 
     /// A record stream on `addr`, fed by the returned sender, stopped by the returned sender.
@@ -627,7 +630,7 @@ mod tests {
         addr: std::net::SocketAddr,
     ) -> (
         std::net::SocketAddr,
-        mpsc::UnboundedSender<RestRecord>,
+        mpsc::UnboundedSender<ProxyRecord>,
         oneshot::Sender<()>,
         JoinHandle<tracer::Result<()>>,
     ) {
@@ -668,6 +671,9 @@ mod tests {
             }
             n += 1;
             assert!(n < 200, "the follower did not reconnect within 20 s");
+        };
+        let ProxyRecord::Answered(again) = again else {
+            panic!("only answers were sent");
         };
         assert_eq!(again.path, "/v2.1/servers");
         let _ = stop.send(());

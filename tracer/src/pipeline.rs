@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, TRACE_FORMAT_VERSION, Transaction};
 use crate::graph::to_dot;
 use crate::oslo::{AmqpCounts, AmqpRecord, Decoded, Decoder};
-use crate::rest::RestRecord;
+use crate::rest::{RestRecord, RestStart};
 use crate::stitch::{StitchConfig, StitchCounts, Stitcher};
 use crate::{Error, Result};
 
@@ -56,6 +56,14 @@ pub enum Update {
         transaction: String,
         /// The event, numbered and annotated as written.
         event: Box<Event>,
+    },
+    /// A REST request of transaction `transaction` reached a proxy and awaits its answer (which
+    /// comes as an [`Update::Event`] pairing with it, see [`RestStart::answered_by`]).
+    Started {
+        /// The id of the transaction it belongs to (its global request id).
+        transaction: String,
+        /// The request.
+        request: Box<RestStart>,
     },
     /// A transaction closed (idle, evicted or at the end).
     Closed(Transaction),
@@ -182,6 +190,25 @@ impl Pipeline {
     pub fn push_rest(&mut self, record: &RestRecord) -> Result<()> {
         self.rest_requests += 1;
         self.push(record.to_event())
+    }
+
+    /// Notes a REST request that arrived and is not answered yet. The trace keeps only answered
+    /// exchanges ([`Pipeline::push_rest`]); a followed pipeline passes the arrival on to live
+    /// detectors, which time the answer.
+    pub fn rest_started(&mut self, start: &RestStart) {
+        let Some(updates) = &mut self.updates else {
+            return;
+        };
+        if let Some(transaction) = start
+            .global_request_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+        {
+            updates.push(Update::Started {
+                transaction: transaction.to_owned(),
+                request: Box::new(start.clone()),
+            });
+        }
     }
 
     /// Stitches one event from another source (an importer); it is renumbered.

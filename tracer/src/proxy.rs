@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::rest::RestRecord;
+use crate::rest::{ProxyRecord, RestRecord, RestStart};
 use crate::{Error, Result};
 
 /// The request id header of OpenStack services (in: the caller's global id; out: the service's).
@@ -96,7 +96,7 @@ struct Shared {
     spec: ProxySpec,
     upstream_host: Option<String>,
     client: Client<HttpConnector, Incoming>,
-    sink: mpsc::UnboundedSender<RestRecord>,
+    sink: mpsc::UnboundedSender<ProxyRecord>,
 }
 
 /// A proxy whose listener is bound (so its address is known) but not yet serving.
@@ -109,7 +109,7 @@ impl BoundProxy {
     /// Binds the listener of `spec`; records go to `sink`.
     pub async fn bind(
         spec: ProxySpec,
-        sink: mpsc::UnboundedSender<RestRecord>,
+        sink: mpsc::UnboundedSender<ProxyRecord>,
     ) -> Result<BoundProxy> {
         let listener = TcpListener::bind(spec.listen).await.map_err(|error| {
             Error::Proxy(format!(
@@ -189,6 +189,24 @@ async fn forward(shared: &Shared, mut request: Request<Incoming>) -> Response<Pr
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_owned();
+    let start = RestStart {
+        ts_us,
+        service: shared.spec.service.clone(),
+        upstream_host: shared.upstream_host.clone(),
+        method,
+        path,
+        global_request_id,
+        user_agent,
+    };
+    // Announced before forwarding, so that a request the upstream never answers is still seen.
+    let _ = shared.sink.send(ProxyRecord::Started(start.clone()));
+    let RestStart {
+        method,
+        path,
+        global_request_id,
+        user_agent,
+        ..
+    } = start;
     let target = format!("{}{path_and_query}", shared.spec.upstream);
     let response = match target.parse::<Uri>() {
         Ok(uri) => {
@@ -236,7 +254,7 @@ async fn forward(shared: &Shared, mut request: Request<Incoming>) -> Response<Pr
         user_agent,
     };
     // The receiver only goes away when the trace is finishing; a late record is then moot.
-    let _ = shared.sink.send(record);
+    let _ = shared.sink.send(ProxyRecord::Answered(record));
     response
 }
 

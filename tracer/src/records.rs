@@ -1,5 +1,6 @@
-//! The recording proxy's live record stream: [`RecordServer`] serves every [`RestRecord`] the
-//! proxies record to TCP subscribers as JSON Lines, and [`RecordSubscription`] reads them.
+//! The recording proxy's live record stream: [`RecordServer`] serves every [`ProxyRecord`] the
+//! proxies make (a request as it arrives, the exchange once answered) to TCP subscribers as JSON
+//! Lines, and [`RecordSubscription`] reads them.
 //!
 //! A subscriber first receives one header line (`{"butterfly_rest_records":1}`), written once it
 //! is registered, so a subscriber that has read the header misses no later record. Records are
@@ -17,11 +18,12 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::rest::RestRecord;
+use crate::rest::ProxyRecord;
 use crate::{Error, Result};
 
 /// The record stream's format version, announced in the header line.
-pub const STREAM_VERSION: u32 = 1;
+/// Version 2 added the arrival records ([`ProxyRecord::Started`]).
+pub const STREAM_VERSION: u32 = 2;
 /// The port the local testbed serves the record stream on (its `rest-proxy` service).
 pub const DEFAULT_PORT: u16 = 19900;
 /// The key of the header line.
@@ -94,7 +96,7 @@ impl RecordServer {
     /// Streams `records` to subscribers until the channel closes or `shutdown` resolves.
     pub async fn serve(
         self,
-        mut records: mpsc::UnboundedReceiver<RestRecord>,
+        mut records: mpsc::UnboundedReceiver<ProxyRecord>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
         tokio::pin!(shutdown);
@@ -128,7 +130,7 @@ impl RecordServer {
         }
     }
 
-    fn publish(&self, record: &RestRecord, subscribers: &mut Vec<mpsc::Sender<Arc<str>>>) {
+    fn publish(&self, record: &ProxyRecord, subscribers: &mut Vec<mpsc::Sender<Arc<str>>>) {
         self.stats.recorded.fetch_add(1, Ordering::Relaxed);
         // Gone subscribers are noticed here, and a record nobody receives is dropped, not kept.
         subscribers.retain(|queue| !queue.is_closed());
@@ -232,7 +234,7 @@ impl RecordSubscription {
     }
 
     /// The next record, or `None` when the stream ended.
-    pub async fn next(&mut self) -> Result<Option<RestRecord>> {
+    pub async fn next(&mut self) -> Result<Option<ProxyRecord>> {
         let Some(line) = self.read_line().await? else {
             return Ok(None);
         };

@@ -1,5 +1,6 @@
 //! REST records: what the recording proxy saw of one HTTP exchange, and how it becomes an
-//! [`Event`] with a path template (ids and names replaced by `{id}`).
+//! [`Event`] with a path template (ids and names replaced by `{id}`). A [`RestStart`] announces an
+//! exchange when its request arrives, so that live detectors can time an answer that has not come.
 
 use std::collections::BTreeMap;
 
@@ -35,7 +36,100 @@ pub struct RestRecord {
     pub user_agent: Option<String>,
 }
 
+/// A request that reached the proxy, sent before it is forwarded: until its [`RestRecord`]
+/// follows, the exchange is in flight. The record of the answer has the same `service`, `ts_us`,
+/// `method` and `path`, which is how the two are paired ([`RestStart::answered_by`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestStart {
+    /// When the request arrived, µs since the Unix epoch.
+    pub ts_us: i64,
+    /// The API served behind the proxy.
+    pub service: String,
+    /// The upstream host (for the event's `host`).
+    pub upstream_host: Option<String>,
+    /// The HTTP method.
+    pub method: String,
+    /// The request path as sent (without the query).
+    pub path: String,
+    /// The inbound `X-Openstack-Request-Id`: the caller's global request id, which names the
+    /// transaction the request belongs to.
+    pub global_request_id: Option<String>,
+    /// The `User-Agent`, used to tell which service called.
+    pub user_agent: Option<String>,
+}
+
+impl RestStart {
+    /// The operation as events name it: `METHOD /path/{id}`.
+    pub fn operation(&self) -> String {
+        rest_operation(&self.method, &self.path)
+    }
+
+    /// The calling service named in the `User-Agent`, if any.
+    pub fn caller(&self) -> Option<String> {
+        self.user_agent.as_deref().and_then(caller_from_user_agent)
+    }
+
+    /// The arrival of a recorded REST exchange as the proxy announced it (with the templated
+    /// path, which pairs all the same), for replaying a trace to live detectors; `None` for
+    /// other events.
+    pub fn of_event(event: &Event) -> Option<RestStart> {
+        if event.kind != EventKind::RestRequest {
+            return None;
+        }
+        let (method, path) = event.operation.split_once(' ')?;
+        Some(RestStart {
+            ts_us: event.ts_us,
+            service: event.service.clone()?,
+            upstream_host: event.host.clone(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            global_request_id: event.ids.global_request_id.clone(),
+            user_agent: event.attrs.get("user_agent").cloned(),
+        })
+    }
+
+    /// True when `event` is the answered exchange this request started.
+    pub fn answered_by(&self, event: &Event) -> bool {
+        event.kind == EventKind::RestRequest
+            && event.ts_us == self.ts_us
+            && event.service.as_deref() == Some(self.service.as_str())
+            // Events of imported traces may keep the raw path: compare templated.
+            && event
+                .operation
+                .split_once(' ')
+                .is_some_and(|(method, path)| rest_operation(method, path) == self.operation())
+    }
+}
+
+/// What the proxy sends on its record stream: a request as it arrives, an exchange once answered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyRecord {
+    /// A request arrived and is being forwarded.
+    Started(RestStart),
+    /// The exchange was answered (or the upstream could not be reached).
+    Answered(RestRecord),
+}
+
+/// The operation of a REST exchange as events name it: `METHOD /path/{id}`.
+fn rest_operation(method: &str, path: &str) -> String {
+    format!("{method} {}", path_template(path))
+}
+
 impl RestRecord {
+    /// The request as the proxy announced it on arrival.
+    pub fn start(&self) -> RestStart {
+        RestStart {
+            ts_us: self.ts_us,
+            service: self.service.clone(),
+            upstream_host: self.upstream_host.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            global_request_id: self.global_request_id.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
     /// The event for this exchange (`seq` 0 until the pipeline numbers it).
     pub fn to_event(&self) -> Event {
         let mut attrs = BTreeMap::new();
@@ -50,7 +144,7 @@ impl RestRecord {
             service: Some(self.service.clone()),
             host: self.upstream_host.clone(),
             caller: self.user_agent.as_deref().and_then(caller_from_user_agent),
-            operation: format!("{} {}", self.method, path_template(&self.path)),
+            operation: rest_operation(&self.method, &self.path),
             target: Some(self.upstream.clone()),
             outcome: Some(Outcome::Http {
                 status: self.status,
@@ -213,5 +307,32 @@ mod tests {
         assert_eq!(event.caller.as_deref(), Some("nova-scheduler"));
         assert_eq!(event.ids.global_request_id.as_deref(), Some("req-g"));
         assert_eq!(event.outcome, Some(Outcome::Http { status: 204 }));
+        let start = record.start();
+        assert!(start.answered_by(&event));
+        let replayed = RestStart::of_event(&event).unwrap();
+        assert!(replayed.answered_by(&event));
+        assert_eq!(replayed.global_request_id, start.global_request_id);
+        assert_eq!(start.caller().as_deref(), Some("nova-scheduler"));
+        let other = RestRecord { ts_us: 6, ..record };
+        assert!(!start.answered_by(&other.to_event()));
+    }
+
+    #[test]
+    fn stream_records_are_tagged_by_kind() {
+        let start = RestStart {
+            ts_us: 1,
+            service: "glance-api".to_owned(),
+            upstream_host: None,
+            method: "GET".to_owned(),
+            path: "/v2/images/x".to_owned(),
+            global_request_id: None,
+            user_agent: None,
+        };
+        let line = serde_json::to_string(&ProxyRecord::Started(start.clone())).unwrap();
+        assert!(line.starts_with("{\"started\":{"), "{line}");
+        assert_eq!(
+            serde_json::from_str::<ProxyRecord>(&line).unwrap(),
+            ProxyRecord::Started(start)
+        );
     }
 }

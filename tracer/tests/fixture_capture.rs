@@ -338,7 +338,7 @@ fn issue_7_a_followed_pipeline_reports_each_event_with_its_transaction_then_the_
         .iter()
         .filter_map(|update| match update {
             Update::Closed(transaction) => Some(transaction),
-            Update::Event { .. } => None,
+            Update::Event { .. } | Update::Started { .. } => None,
         })
         .collect();
     // Every transaction closes exactly once, as kept in memory.
@@ -382,4 +382,39 @@ fn issue_7_a_followed_pipeline_reports_each_event_with_its_transaction_then_the_
         quiet.push_amqp(&record).unwrap();
     }
     assert!(quiet.take_updates().is_empty());
+}
+
+/// Regression (issue 6, freeze-glance): a request that never comes back must still reach the
+/// live detectors, under the transaction its global request id names, without entering the trace.
+#[test]
+fn issue_6_a_followed_pipeline_passes_arrivals_on_under_their_transaction() {
+    let start = |global: Option<&str>| tracer::rest::RestStart {
+        ts_us: 1_000,
+        service: "glance-api".to_owned(),
+        upstream_host: Some("10.0.0.2".to_owned()),
+        method: "GET".to_owned(),
+        path: "/v2/images/3cf6d929-3aa8-471b-a066-9c52d409c54f".to_owned(),
+        global_request_id: global.map(str::to_owned),
+        user_agent: Some("nova-api keystoneauth1/5.11".to_owned()),
+    };
+    let mut unfollowed = Pipeline::in_memory(StitchConfig::default());
+    unfollowed.rest_started(&start(Some("req-g")));
+    assert!(unfollowed.take_updates().is_empty());
+
+    let mut pipeline = Pipeline::in_memory(StitchConfig::default());
+    pipeline.follow();
+    pipeline.rest_started(&start(None));
+    pipeline.rest_started(&start(Some("req-g")));
+    let updates = pipeline.take_updates();
+    assert_eq!(updates.len(), 1, "a request of no transaction is left out");
+    let Update::Started {
+        transaction,
+        request,
+    } = &updates[0]
+    else {
+        panic!("{:?}", updates[0]);
+    };
+    assert_eq!(transaction, "req-g");
+    assert_eq!(request.service, "glance-api");
+    assert!(pipeline.finish().unwrap().transactions.is_empty());
 }

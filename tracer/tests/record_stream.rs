@@ -17,12 +17,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracer::records::{RecordServer, RecordStats, RecordSubscription, SUBSCRIBER_QUEUE};
-use tracer::rest::RestRecord;
+use tracer::rest::{ProxyRecord, RestRecord};
 
 const TOKEN: &str = "gAAAAABstreamTokenThatMustNotBeStreamed";
 
-fn record(n: u64) -> RestRecord {
-    RestRecord {
+fn record(n: u64) -> ProxyRecord {
+    ProxyRecord::Answered(RestRecord {
         ts_us: i64::try_from(n).unwrap(),
         service: "placement-api".to_owned(),
         upstream: "http://controller:8778".to_owned(),
@@ -34,13 +34,13 @@ fn record(n: u64) -> RestRecord {
         global_request_id: Some(format!("req-{n:032x}")),
         request_id: None,
         user_agent: Some("nova-scheduler keystoneauth1/5.11".to_owned()),
-    }
+    })
 }
 
 /// A stream server on loopback, fed by the returned sender.
 async fn server() -> (
     String,
-    mpsc::UnboundedSender<RestRecord>,
+    mpsc::UnboundedSender<ProxyRecord>,
     std::sync::Arc<RecordStats>,
     oneshot::Sender<()>,
 ) {
@@ -178,7 +178,15 @@ async fn issue_5_proxied_calls_reach_the_stream_without_their_token() {
     .unwrap();
     assert_eq!(client.request(request).await.unwrap().status(), 200);
 
-    let streamed = subscription.next().await.unwrap().unwrap();
+    let Some(ProxyRecord::Started(start)) = subscription.next().await.unwrap() else {
+        panic!("the arrival is streamed first");
+    };
+    let Some(ProxyRecord::Answered(streamed)) = subscription.next().await.unwrap() else {
+        panic!("the answer is streamed next");
+    };
+    assert!(start.answered_by(&streamed.to_event()));
+    let text = serde_json::to_string(&start).unwrap();
+    assert!(!text.contains(TOKEN), "{text}");
     assert_eq!(streamed.service, "glance-api");
     assert_eq!(
         streamed.global_request_id.as_deref(),

@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use common::http::{proxy_spec, response_with_request_id, serve_http, spawn_proxy};
+use common::http::{next_exchange, proxy_spec, response_with_request_id, serve_http, spawn_proxy};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -76,7 +76,7 @@ async fn issue_5_proxy_records_template_ids_and_status_without_tokens() {
         "the body was streamed through"
     );
 
-    let record = records.recv().await.unwrap();
+    let (_, record) = next_exchange(&mut records).await;
     let event = record.to_event();
     assert_eq!(event.operation, "POST /v2.1/servers/{id}/action");
     assert_eq!(event.service.as_deref(), Some("nova-api"));
@@ -118,7 +118,7 @@ async fn issue_5_an_unreachable_upstream_is_a_recorded_502() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    let event = records.recv().await.unwrap().to_event();
+    let event = next_exchange(&mut records).await.1.to_event();
     assert_eq!(event.operation, "GET /v2/images/{id}");
     assert!(event.is_error());
 }

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracer::proxy::{BoundProxy, ProxySpec};
-use tracer::rest::RestRecord;
+use tracer::rest::{ProxyRecord, RestRecord, RestStart};
 
 /// Serves HTTP/1 on a fresh loopback port, answering every request with `handler`, for as long
 /// as the runtime lives.
@@ -60,7 +60,7 @@ pub fn response_with_request_id(body: impl Into<Bytes>, request_id: &str) -> Res
 pub async fn spawn_proxy(
     service: &str,
     upstream: SocketAddr,
-    sink: mpsc::UnboundedSender<RestRecord>,
+    sink: mpsc::UnboundedSender<ProxyRecord>,
 ) -> SocketAddr {
     let proxy = BoundProxy::bind(proxy_spec(service, upstream), sink)
         .await
@@ -75,4 +75,22 @@ pub fn proxy_spec(service: &str, upstream: SocketAddr) -> ProxySpec {
     format!("{service}=127.0.0.1:0=http://{upstream}")
         .parse()
         .unwrap()
+}
+
+/// The next exchange a proxy recorded: its arrival, which must come first, and its answer, which
+/// must pair with it.
+pub async fn next_exchange(
+    records: &mut mpsc::UnboundedReceiver<ProxyRecord>,
+) -> (RestStart, RestRecord) {
+    let Some(ProxyRecord::Started(start)) = records.recv().await else {
+        panic!("the proxy did not announce the request first");
+    };
+    let Some(ProxyRecord::Answered(answer)) = records.recv().await else {
+        panic!("the proxy did not record the answer");
+    };
+    assert!(
+        start.answered_by(&answer.to_event()),
+        "{start:?} / {answer:?}"
+    );
+    (start, answer)
 }
