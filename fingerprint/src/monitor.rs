@@ -367,31 +367,14 @@ fn unanswered_alarm(
         .any(|(_, request, entry)| *entry && request == holder);
     let mut suspicion = Suspicion::default();
     suspect_holder(&mut suspicion, &slow, holder);
-    let mut evidence = vec![slow.to_string()];
-    let suspects = suspicion.ranked();
-    evidence.extend(
-        suspects
-            .iter()
-            .flat_map(|suspect| suspect.evidence.iter())
-            .map(|line| line.to_owned()),
-    );
     Some(Overdue {
-        alarm: Alarm {
-            ts_us: now_us,
-            detector: "timeout".to_owned(),
-            suspects: suspects
-                .into_iter()
-                .map(|suspect| Suspect {
-                    service: suspect.service,
-                    host: suspect.host,
-                    confidence: (suspect.confidence * 1000.0).round() / 1000.0,
-                })
-                .collect(),
-            score: (0.5 * slow.took_us as f64 / slow.bound_us.max(1) as f64).clamp(0.5, 1.0),
-            transaction: Some(transaction.to_owned()),
-            fault_kind: None,
-            evidence,
-        },
+        alarm: timeout_alarm(
+            transaction,
+            suspicion,
+            slow.to_string(),
+            slow.took_us as f64 / slow.bound_us.max(1) as f64,
+            now_us,
+        ),
         waiting: Waiting::Answer {
             symbol: holder.symbol.clone(),
             service: holder.service.clone(),
@@ -447,14 +430,28 @@ fn overdue_alarm(
             format!("should handle `{}`", expectation.symbol),
         );
     }
-    let suspects = suspicion.ranked();
-    let mut evidence = vec![format!(
+    let evidence = format!(
         "expected `{}` within {} after `{}`; {} elapsed",
         expectation.symbol,
         human_us(expectation.bound_us),
         expectation.after,
         human_us(waited)
-    )];
+    );
+    let overrun = waited as f64 / expectation.bound_us.max(1) as f64;
+    timeout_alarm(transaction, suspicion, evidence, overrun, now_us)
+}
+
+/// A timeout alarm: `what` first, then the suspects' evidence; the score grows with how far
+/// past its bound the wait is (`overrun`, the wait over the bound) from 0.5 at the bound.
+fn timeout_alarm(
+    transaction: &str,
+    suspicion: Suspicion,
+    what: String,
+    overrun: f64,
+    now_us: i64,
+) -> Alarm {
+    let suspects = suspicion.ranked();
+    let mut evidence = vec![what];
     evidence.extend(
         suspects
             .iter()
@@ -472,7 +469,7 @@ fn overdue_alarm(
                 confidence: (suspect.confidence * 1000.0).round() / 1000.0,
             })
             .collect(),
-        score: (0.5 * waited as f64 / expectation.bound_us.max(1) as f64).clamp(0.5, 1.0),
+        score: (0.5 * overrun).clamp(0.5, 1.0),
         transaction: Some(transaction.to_owned()),
         fault_kind: None,
         evidence,

@@ -1028,6 +1028,23 @@ mod tests {
         );
     }
 
+    /// Both detectors, knowing the broker and the database, after a baseline of the recorded
+    /// normal runs (returned, with the time the baseline ended).
+    fn learned_with_shared_dependencies(labels: &Issued) -> (Builtin, Vec<Transaction>, i64) {
+        let normal = user(fixture("create-delete"));
+        let mut detectors = both().with_shared(
+            Some(("rabbitmq".to_owned(), None)),
+            Some(("mariadb".to_owned(), Some("controller".to_owned()))),
+        );
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        normal.iter().for_each(|t| labels.issue(t));
+        normal.iter().for_each(|t| labels.finish(&t.id, true));
+        let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+        let end = end.unwrap() + SETTLE_US;
+        stream(&mut detectors, labels, &normal, end);
+        (detectors, normal, end)
+    }
+
     /// Regression (issue 6, locked database tables were blamed on the nova service that waits):
     /// a create whose `POST /servers` nova-api has not answered since it got its answers from
     /// glance, while nova-api answers other requests, names the database first; without those
@@ -1036,16 +1053,7 @@ mod tests {
     fn issue_6_an_api_stalled_on_a_request_while_answering_others_names_the_database() {
         let run = |others_answered: bool| -> Vec<rm::Alarm> {
             let labels = Issued::default();
-            let normal = user(fixture("create-delete"));
-            let mut detectors = both().with_shared(
-                Some(("rabbitmq".to_owned(), None)),
-                Some(("mariadb".to_owned(), Some("controller".to_owned()))),
-            );
-            detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
-            normal.iter().for_each(|t| labels.issue(t));
-            normal.iter().for_each(|t| labels.finish(&t.id, true));
-            let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
-            stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
+            let (mut detectors, normal, _) = learned_with_shared_dependencies(&labels);
 
             // The create as seen while nova-api waits inside `POST /servers`: only the calls it
             // made to glance-api came back.
@@ -1118,16 +1126,7 @@ mod tests {
     /// request meanwhile. Returns the alarms of the next 5 s.
     fn alarms_for_an_unanswered_create(glance: bool, others: bool) -> Vec<rm::Alarm> {
         let labels = Issued::default();
-        let normal = user(fixture("create-delete"));
-        let mut detectors = both().with_shared(
-            Some(("rabbitmq".to_owned(), None)),
-            Some(("mariadb".to_owned(), Some("controller".to_owned()))),
-        );
-        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
-        normal.iter().for_each(|t| labels.issue(t));
-        normal.iter().for_each(|t| labels.finish(&t.id, true));
-        let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
-        stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
+        let (mut detectors, normal, end) = learned_with_shared_dependencies(&labels);
         assert!(
             detectors
                 .store
@@ -1151,7 +1150,7 @@ mod tests {
             .iter()
             .find(|e| e.service.as_deref() == Some("glance-api"))
             .unwrap();
-        let start = end.unwrap() + 60_000_000;
+        let start = end + 60_000_000;
         detectors.started(&frozen.id, &arrival(entry, &frozen.id, start), &labels);
         if glance {
             let mut inside = arrival(image, &frozen.id, start + 50_000);
