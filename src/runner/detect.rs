@@ -108,7 +108,9 @@ pub struct Phase {
 /// What a transaction is followed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
-    /// A baseline transaction: learned from once its command succeeded.
+    /// A baseline transaction: watched by the detectors against what was learned before it (the
+    /// baseline is fault-free, so their alarms are false alarms), and learned from once its
+    /// command succeeded.
     Learn,
     /// A fault or recovery transaction: watched by the detectors.
     Watch,
@@ -127,6 +129,8 @@ struct Followed {
     last_progress_us: i64,
     /// The API answered the workload's request (the entry); until then it is serving it.
     entry_answered: bool,
+    /// Diagnosed already (a baseline transaction may still wait for its verdict to be learned).
+    diagnosed: bool,
     /// Learned from or diagnosed already; later events only feed the timeout monitor.
     done: bool,
 }
@@ -410,10 +414,10 @@ impl Builtin {
             return;
         }
         let command = match self.followed.get(transaction) {
-            Some(followed) => (followed.role == Role::Watch).then(|| followed.command.clone()),
+            Some(followed) => (followed.role != Role::Ended).then(|| followed.command.clone()),
             None => self
                 .role_of_new(transaction, labels)
-                .and_then(|(role, command)| (role == Role::Watch).then_some(command)),
+                .map(|(_, command)| command),
         };
         if let Some(command) = command {
             self.monitor.started(transaction, Some(&command), request);
@@ -445,6 +449,7 @@ impl Builtin {
                     events: Vec::new(),
                     last_progress_us: now_us,
                     entry_answered: false,
+                    diagnosed: false,
                     done: false,
                 },
             );
@@ -462,7 +467,7 @@ impl Builtin {
                 last_progress_us(&followed.events, &self.store.config.normalize)
                     .map_or(now_us, |at| at.min(now_us));
         }
-        if followed.role == Role::Watch && self.timeout.is_some() {
+        if followed.role != Role::Ended && self.timeout.is_some() {
             self.monitor
                 .observe(transaction, Some(&followed.command), event);
         }
@@ -507,15 +512,10 @@ impl Builtin {
                 continue;
             };
             let outcome = labels.succeeded(&id);
-            if followed.role == Role::Learn && outcome.is_none() {
-                // Learn only from commands known to have succeeded; wait for the verdict.
-                self.followed.insert(id, followed);
-                continue;
-            }
             let mut snapshot = build_transaction(id.clone(), followed.events.clone());
             snapshot.command = Some(followed.command.clone());
-            learned |= followed.role == Role::Learn;
             alarms.extend(self.settle(&mut followed, snapshot, outcome, now_us));
+            learned |= followed.role == Role::Learn && followed.done;
             self.followed.insert(id, followed);
         }
         if learned {
@@ -549,7 +549,12 @@ impl Builtin {
         alarms
     }
 
-    /// Learns from or diagnoses one transaction, once.
+    /// Diagnoses a transaction once it has settled and, in a baseline, learns from it once its
+    /// command's verdict is known (until then it stays open: `settle` is called again).
+    ///
+    /// Baseline transactions are diagnosed too, against what was learned before them: the
+    /// baseline is fault-free, so an alarm there is a false alarm, and the report counts it as
+    /// one. Without this the detectors could not be wrong outside the fault windows.
     fn settle(
         &mut self,
         followed: &mut Followed,
@@ -557,36 +562,50 @@ impl Builtin {
         outcome: Option<bool>,
         now_us: i64,
     ) -> Option<rm::Alarm> {
-        followed.done = true;
-        followed.events = Vec::new();
-        match followed.role {
-            Role::Learn => {
-                if outcome == Some(true) {
-                    self.store.learn_positive(&transaction);
-                }
-                None
-            }
-            Role::Ended => None,
-            Role::Watch => {
-                let name = self.fingerprint.as_ref()?;
-                let diagnosis = self.store.diagnose(&transaction);
-                let mut alarm = diagnosis.to_alarm()?;
-                alarm.ts_us = now_us;
-                if let Some(shown) = self.divergences.get_mut(followed.repetition)
-                    && shown.len() < DIVERGENCES_PER_REPETITION
-                    && let Some(divergence) =
-                        divergence(&self.store, &transaction, diagnosis.nearest_variant)
-                {
-                    shown.push(divergence);
-                }
-                let mut alarm = named(alarm, name);
-                let held = self
-                    .entry_api(followed)
-                    .map(|api| (api, format!("`{}`", followed.command)));
-                self.blame_shared(&mut alarm, held, followed.last_progress_us);
-                Some(alarm)
+        let alarm = if followed.role == Role::Ended || followed.diagnosed {
+            None
+        } else {
+            followed.diagnosed = true;
+            self.diagnose_live(followed, &transaction, now_us)
+        };
+        if followed.role == Role::Learn {
+            let Some(succeeded) = outcome else {
+                // Learn only from commands known to have succeeded; wait for the verdict.
+                return alarm;
+            };
+            if succeeded {
+                self.store.learn_positive(&transaction);
             }
         }
+        followed.done = true;
+        followed.events = Vec::new();
+        alarm
+    }
+
+    /// The fingerprint detector's alarm about a settled transaction, if it is anomalous.
+    fn diagnose_live(
+        &mut self,
+        followed: &Followed,
+        transaction: &Transaction,
+        now_us: i64,
+    ) -> Option<rm::Alarm> {
+        let name = self.fingerprint.as_ref()?;
+        let diagnosis = self.store.diagnose(transaction);
+        let mut alarm = diagnosis.to_alarm()?;
+        alarm.ts_us = now_us;
+        if let Some(shown) = self.divergences.get_mut(followed.repetition)
+            && shown.len() < DIVERGENCES_PER_REPETITION
+            && let Some(divergence) =
+                divergence(&self.store, transaction, diagnosis.nearest_variant)
+        {
+            shown.push(divergence);
+        }
+        let mut alarm = named(alarm, name);
+        let held = self
+            .entry_api(followed)
+            .map(|api| (api, format!("`{}`", followed.command)));
+        self.blame_shared(&mut alarm, held, followed.last_progress_us);
+        Some(alarm)
     }
 
     /// Hands the fingerprints learned so far to the timeout monitor.
@@ -1251,6 +1270,42 @@ mod tests {
         assert_eq!(detectors.into_divergences().len(), 2);
     }
 
+    /// Regression (issue 6, the accuracy bench counted no false alarm because the detectors never
+    /// watched the baselines): a baseline transaction is diagnosed and timed against what was
+    /// learned before it, so an anomalous one alarms there (a false alarm, since no fault is
+    /// injected); it is still learned from only if its command succeeded.
+    #[test]
+    fn issue_6_baseline_transactions_are_watched_so_that_false_alarms_can_count() {
+        let labels = Issued::default();
+        let (mut detectors, _, _) = learned_with_shared_dependencies(&labels);
+        let runs = detectors.store.commands["server create"].runs;
+        detectors.phase(window(2, Some(rm::WindowKind::Baseline)));
+        let create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        labels.issue(&create);
+        let last = create.events.iter().map(|e| e.ts_us).max().unwrap();
+        let alarms = stream(
+            &mut detectors,
+            &labels,
+            std::slice::from_ref(&create),
+            last + SETTLE_US + 1_000_000,
+        );
+        for detector in ["fp", "late"] {
+            let alarm = alarms
+                .iter()
+                .find(|alarm| alarm.detector == detector)
+                .unwrap_or_else(|| panic!("a {detector} alarm in {alarms:?}"));
+            assert_eq!(alarm.suspects[0].service, "nova-compute", "{alarm:?}");
+        }
+        // Its command failed: nothing is learned from it.
+        labels.finish(&create.id, false);
+        detectors.tick(last + 2 * SETTLE_US, &labels);
+        assert!(detectors.followed[&create.id].done);
+        assert_eq!(detectors.store.commands["server create"].runs, runs);
+    }
+
     #[test]
     fn watching_ends_with_the_recovery_window() {
         let labels = Issued::default();
@@ -1279,8 +1334,11 @@ mod tests {
             cast + 500_000,
         );
         assert!(detectors.monitor.expectation(&create.id).is_some());
+        let open = detectors.monitor.open_transactions();
         detectors.phase(window(1, None));
-        assert_eq!(detectors.monitor.open_transactions(), 0);
+        // The watched create is closed; the baseline's own stay until the stitcher closes them.
+        assert_eq!(detectors.monitor.open_transactions(), open - 1);
+        assert!(detectors.monitor.expectation(&create.id).is_none());
         let mut alarms = Vec::new();
         let mut clock = cast + 500_000;
         while clock < cast + 2 * SETTLE_US {
