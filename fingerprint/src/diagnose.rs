@@ -46,6 +46,10 @@ pub enum Status {
     Anomalous,
     /// No positive fingerprint for the command and no error: nothing to compare with.
     Unknown,
+    /// The API refused the user's request (HTTP 4xx: over quota, invalid, already gone), nothing
+    /// failed and nothing was slow: the command never ran, and the API answering is the API
+    /// working. Not compared with normal runs, whose shapes it cannot have.
+    Refused,
 }
 
 /// How the trace first departed from its nearest normal variant.
@@ -236,14 +240,7 @@ impl Store {
             .enumerate()
             .filter(|(_, step)| step.error)
             .collect();
-        for &(position, step) in &errors {
-            suspicion.add(
-                step.service.as_deref(),
-                step.host.as_deref(),
-                WEIGHT_FAILURE,
-                format!("returned `{}` at step {position}", step.symbol),
-            );
-        }
+        suspect_failures(&mut suspicion, &errors);
         let mut diagnosis = Diagnosis {
             transaction: trace.transaction.clone(),
             command: trace.command.clone(),
@@ -317,6 +314,18 @@ impl Store {
             suspect_holder(&mut suspicion, &slow, holder);
             diagnosis.status = Status::Anomalous;
             diagnosis.slow_answer = Some(slow);
+        }
+        if errors.is_empty()
+            && diagnosis.slow_answer.is_none()
+            && trace.steps.first().is_some_and(Step::rejected)
+        {
+            // Over quota while servers are left over from a fault, say: the workload's command
+            // failed, but not the cloud (measured: such refusals were most baseline alarms).
+            diagnosis.status = Status::Refused;
+            diagnosis.score = 0.0;
+            diagnosis.late.clear();
+            diagnosis.anchor = None;
+            return diagnosis;
         }
         if !errors.is_empty() {
             diagnosis.status = Status::Anomalous;
@@ -566,6 +575,18 @@ fn divergence(
             after: before.map(|a| trace.steps[a].symbol.clone()),
         },
     ))
+}
+
+/// Suspects each service that returned a failure (`failures`: positions and steps).
+pub(crate) fn suspect_failures(suspicion: &mut Suspicion, failures: &[(usize, &Step)]) {
+    for &(position, step) in failures {
+        suspicion.add(
+            step.service.as_deref(),
+            step.host.as_deref(),
+            WEIGHT_FAILURE,
+            format!("returned `{}` at step {position}", step.symbol),
+        );
+    }
 }
 
 /// The command's own steps observed up to and including trace step `until`, in time order.
@@ -922,6 +943,7 @@ impl fmt::Display for Diagnosis {
             Status::Normal => "normal",
             Status::Anomalous => "ANOMALOUS",
             Status::Unknown => "unknown (no fingerprint for this command)",
+            Status::Refused => "refused by the API (a client error; not compared)",
         };
         writeln!(
             f,

@@ -20,7 +20,7 @@ use tracer::rest::RestStart;
 
 use crate::alarm::{Alarm, Suspect};
 use crate::answer::{Request, first_slow, suspect_holder};
-use crate::diagnose::{Suspicion, actor};
+use crate::diagnose::{Suspicion, actor, suspect_failures};
 use crate::distance::best_prefix;
 use std::ops::Range;
 
@@ -404,6 +404,15 @@ fn overdue_alarm(
         .saturating_sub(i64::try_from(expectation.bound_us).unwrap_or(i64::MAX));
     let waited = u64::try_from(now_us.saturating_sub(since_us)).unwrap_or(0);
     let mut suspicion = Suspicion::default();
+    // A service that already failed the transaction (placement answering 502 to the compute
+    // host) explains the stall better than the one left holding it, as in diagnosis.
+    let failures: Vec<(usize, &Step)> = open
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, step)| step.error && !step.poll)
+        .collect();
+    suspect_failures(&mut suspicion, &failures);
     let held = observed_until(&open.steps, (i64::MAX, u64::MAX));
     if let Some(actor) = actor(&held) {
         suspicion.add(

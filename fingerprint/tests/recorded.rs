@@ -140,17 +140,13 @@ fn create_observed_while_compute_is_still_down_misses_the_compute_steps() {
     assert_eq!(diagnosis.suspects[0].service, "nova-compute", "{diagnosis}");
 }
 
-#[test]
-fn live_monitor_raises_an_early_timeout_naming_nova_compute() {
-    let store = Arc::new(learned_store());
-    let create = command(&fixture("compute-down"), "server create");
-    let cast = ts_of(&create, "compute.build_and_run_instance");
-    let mut monitor = Monitor::new(store);
+/// The first alarm of the monitor replaying `create` against a clock ticking every 100 ms, as
+/// a live runner polls.
+fn first_live_alarm(monitor: &mut Monitor, create: &Transaction) -> fingerprint::alarm::Alarm {
     let mut events = create.events.clone();
     events.sort_by_key(|event| (event.ts_us, event.seq));
     let mut alarms = Vec::new();
     let mut next = 0;
-    // Replay the trace against a clock ticking every 100 ms, as a live runner would poll.
     let mut now = events[0].ts_us;
     while next < events.len() && alarms.is_empty() {
         while next < events.len() && events[next].ts_us <= now {
@@ -160,7 +156,16 @@ fn live_monitor_raises_an_early_timeout_naming_nova_compute() {
         alarms.extend(monitor.poll(now).into_iter().map(|overdue| overdue.alarm));
         now += 100_000;
     }
-    let alarm = alarms.first().expect("an early alarm");
+    alarms.into_iter().next().expect("an early alarm")
+}
+
+#[test]
+fn live_monitor_raises_an_early_timeout_naming_nova_compute() {
+    let store = Arc::new(learned_store());
+    let create = command(&fixture("compute-down"), "server create");
+    let cast = ts_of(&create, "compute.build_and_run_instance");
+    let mut monitor = Monitor::new(store);
+    let alarm = first_live_alarm(&mut monitor, &create);
     assert_eq!(alarm.detector, "timeout");
     assert_eq!(alarm.suspects[0].service, "nova-compute");
     assert_eq!(alarm.transaction.as_deref(), Some(create.id.as_str()));
@@ -543,4 +548,50 @@ fn issue_6_the_monitor_times_answers_that_have_not_come() {
         &overdue.waiting,
         fingerprint::monitor::Waiting::Answer { entry: false, .. }
     ));
+}
+
+/// Regression (issue 6, stop-placement was blamed on the compute host it failed): a service
+/// that already answered the transaction with a failure comes before the one left holding it.
+#[test]
+fn issue_6_the_monitor_suspects_a_service_that_failed_the_transaction_first() {
+    let store = Arc::new(learned_store());
+    let mut create = command(&fixture("compute-down"), "server create");
+    let cast = ts_of(&create, "compute.build_and_run_instance");
+    let placement = create
+        .events
+        .iter_mut()
+        .filter(|event| event.service.as_deref() == Some("placement-api") && event.ts_us < cast)
+        .last()
+        .expect("a placement call before the cast");
+    placement.outcome = Some(tracer::event::Outcome::Http { status: 502 });
+    let mut monitor = Monitor::new(store);
+    let alarm = first_live_alarm(&mut monitor, &create);
+    assert_eq!(alarm.suspects[0].service, "placement-api", "{alarm:?}");
+    assert_eq!(alarm.suspects[1].service, "nova-compute", "{alarm:?}");
+}
+
+/// Regression (issue 6, most false alarms in the baselines): a create the API refused over
+/// quota is a client error, not an anomaly, however unlike a normal create it looks.
+#[test]
+fn issue_6_a_refused_create_is_not_an_anomaly() {
+    let store = learned_store();
+    let mut create = command(&fixture("create-delete"), "server create");
+    let entry = create.events.iter().map(|event| event.ts_us).min().unwrap();
+    create.events.retain(|event| {
+        event.ts_us == entry
+            || (event.service.as_deref() == Some("glance-api") && event.ts_us < entry + 50_000)
+    });
+    let post = create
+        .events
+        .iter_mut()
+        .find(|event| event.ts_us == entry)
+        .unwrap();
+    post.outcome = Some(tracer::event::Outcome::Http { status: 403 });
+    let diagnosis = store.diagnose(&create);
+    assert_eq!(diagnosis.status, Status::Refused, "{diagnosis}");
+    assert!(diagnosis.to_alarm().is_none());
+    assert!(
+        diagnosis.to_string().contains("refused by the API"),
+        "{diagnosis}"
+    );
 }

@@ -57,7 +57,8 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
     for path in &args.traces {
         transactions.extend(read_traces(path)?);
     }
-    let (mut normal, mut anomalous, mut unknown, mut background) = (0u64, 0u64, 0u64, 0u64);
+    let (mut normal, mut anomalous, mut unknown, mut refused, mut background) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut alarms = Vec::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -72,6 +73,7 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             Status::Normal => normal += 1,
             Status::Anomalous => anomalous += 1,
             Status::Unknown => unknown += 1,
+            Status::Refused => refused += 1,
         }
         if args.json {
             let line = serde_json::to_string(&diagnosis).expect("a diagnosis serializes");
@@ -91,8 +93,8 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             .map_err(|error| CliError::Setup(format!("{}: {error}", path.display())))?;
     }
     let summary = format!(
-        "{} transaction(s): {normal} normal, {anomalous} anomalous, {unknown} without fingerprint, {background} background skipped; {} alarm(s)",
-        normal + anomalous + unknown,
+        "{} transaction(s): {normal} normal, {anomalous} anomalous, {unknown} without fingerprint, {refused} refused by the API, {background} background skipped; {} alarm(s)",
+        normal + anomalous + unknown + refused,
         alarms.len()
     );
     if args.json {
