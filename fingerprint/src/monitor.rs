@@ -68,6 +68,21 @@ pub enum Waiting {
     },
 }
 
+/// A REST request in flight past its answer bound (see [`Monitor::stuck`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    /// The transaction it belongs to.
+    pub transaction: String,
+    /// The request.
+    pub symbol: String,
+    /// The service serving it.
+    pub service: Option<String>,
+    /// The host serving it, when known.
+    pub host: Option<String>,
+    /// When it arrived (µs since the epoch).
+    pub since_us: i64,
+}
+
 /// An alarm about an overdue transaction, with what it was waiting for and since when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overdue {
@@ -171,6 +186,30 @@ impl Monitor {
     /// Number of open transactions.
     pub fn open_transactions(&self) -> usize {
         self.open.len()
+    }
+
+    /// Every REST request in flight past its answer bound at `now_us`, in any open
+    /// transaction, longest-waiting first: what is stuck in the cloud right now.
+    pub fn stuck(&self, now_us: i64) -> Vec<Stuck> {
+        let mut stuck: Vec<Stuck> = self
+            .open
+            .iter()
+            .flat_map(|(id, open)| {
+                open.in_flight.iter().filter_map(move |(_, request, _)| {
+                    let (_, bound) = self.store.answer_bound(&request.key)?;
+                    let waited = now_us.saturating_sub(request.start_us);
+                    (waited > i64::try_from(bound).unwrap_or(i64::MAX)).then(|| Stuck {
+                        transaction: id.clone(),
+                        symbol: request.symbol.clone(),
+                        service: request.service.clone(),
+                        host: request.host.clone(),
+                        since_us: request.start_us,
+                    })
+                })
+            })
+            .collect();
+        stuck.sort_by_key(|stuck| stuck.since_us);
+        stuck
     }
 
     /// What transaction `transaction` waits for, if it follows a known variant.

@@ -328,6 +328,12 @@ impl Builtin {
     /// while nova-api answers every poll.) A frozen or stopped API answers nothing and is not
     /// taken for the database; an API waiting on a service it calls over REST is held by that
     /// request, which the caller does not pass here.
+    ///
+    /// Before the database comes a service the proxies see stuck: when another request to
+    /// another service is unanswered past its bound meanwhile (any transaction's), the API most
+    /// likely waits on that service too, before it even calls it. (Measured: while glance-api
+    /// was frozen, a second `POST /servers` that had not reached glance yet was taken for a
+    /// database lock.)
     fn blame_database(
         &self,
         alarm: &mut rm::Alarm,
@@ -340,6 +346,24 @@ impl Builtin {
         let Some(&answered) = self.answered.get(&api).filter(|&&at| at > stalled_since_us) else {
             return;
         };
+        let elsewhere = self
+            .monitor
+            .stuck(alarm.ts_us)
+            .into_iter()
+            .find_map(|stuck| {
+                let service = stuck.service.clone().filter(|service| *service != api)?;
+                Some((stuck, service))
+            });
+        if let Some((stuck, service)) = elsewhere {
+            let evidence = format!(
+                "{api} has not answered this {request} since {}, yet answered other requests, while `{}` has been unanswered past its bound since {}: {api} most likely waits on {service} too",
+                clock(stalled_since_us),
+                stuck.symbol,
+                clock(stuck.since_us)
+            );
+            put_first(alarm, &(service, stuck.host), evidence);
+            return;
+        }
         put_first(
             alarm,
             database,
@@ -1144,6 +1168,16 @@ mod tests {
     /// makes inside it) that is never answered; with `others`, nova-api answers someone else's
     /// request meanwhile. Returns the alarms of the next 5 s.
     fn alarms_for_an_unanswered_create(glance: bool, others: bool) -> Vec<rm::Alarm> {
+        alarms_for_an_unanswered_create_beside(glance, others, false)
+    }
+
+    /// As [`alarms_for_an_unanswered_create`]; with `stuck_beside`, the image lookup of another
+    /// create, issued 2 s earlier, is stuck meanwhile. Returns the alarms about the first create.
+    fn alarms_for_an_unanswered_create_beside(
+        glance: bool,
+        others: bool,
+        stuck_beside: bool,
+    ) -> Vec<rm::Alarm> {
         let labels = Issued::default();
         let (mut detectors, normal, end) = learned_with_shared_dependencies(&labels);
         assert!(
@@ -1170,6 +1204,13 @@ mod tests {
             .find(|e| e.service.as_deref() == Some("glance-api"))
             .unwrap();
         let start = end + 60_000_000;
+        if stuck_beside {
+            let mut earlier = frozen.clone();
+            earlier.id = "req-earlier".to_owned();
+            labels.issue(&earlier);
+            let lookup = arrival(image, &earlier.id, start - 2_000_000);
+            detectors.started(&earlier.id, &lookup, &labels);
+        }
         detectors.started(&frozen.id, &arrival(entry, &frozen.id, start), &labels);
         if glance {
             let mut inside = arrival(image, &frozen.id, start + 50_000);
@@ -1190,6 +1231,7 @@ mod tests {
             }
             alarms.extend(detectors.tick(clock, &labels));
         }
+        alarms.retain(|alarm| alarm.transaction.as_deref() == Some(frozen.id.as_str()));
         alarms
     }
 
@@ -1229,6 +1271,20 @@ mod tests {
         let alarms = alarms_for_an_unanswered_create(false, false);
         assert_eq!(alarms.len(), 1, "{alarms:?}");
         assert_eq!(alarms[0].suspects[0].service, "nova-api", "{alarms:?}");
+    }
+
+    /// Regression (issue 6, a glance freeze taken for a database lock): while another request
+    /// to glance-api is stuck, nova-api holding the user's request with nothing in flight inside
+    /// most likely waits on glance-api too, not on the database.
+    #[test]
+    fn issue_6_a_service_stuck_elsewhere_comes_before_the_database() {
+        let alarms = alarms_for_an_unanswered_create_beside(false, true, true);
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].suspects[0].service, "glance-api", "{alarms:?}");
+        assert!(
+            alarms[0].evidence[0].contains("most likely waits on glance-api"),
+            "{alarms:?}"
+        );
     }
 
     #[test]
