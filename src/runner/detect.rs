@@ -1071,6 +1071,17 @@ mod tests {
         );
     }
 
+    /// The recorded normal create of `transactions`, under another id.
+    fn create_as(transactions: &[Transaction], id: &str) -> Transaction {
+        let mut create = transactions
+            .iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap()
+            .clone();
+        create.id = id.to_owned();
+        create
+    }
+
     /// Both detectors, knowing the broker and the database, after a baseline of the recorded
     /// normal runs (returned, with the time the baseline ended).
     fn learned_with_shared_dependencies(labels: &Issued) -> (Builtin, Vec<Transaction>, i64) {
@@ -1101,12 +1112,7 @@ mod tests {
             // The create as seen while nova-api waits inside `POST /servers`: only the calls it
             // made to glance-api came back.
             detectors.phase(window(1, Some(rm::WindowKind::Fault)));
-            let mut stalled = normal
-                .iter()
-                .find(|t| t.command.as_deref() == Some("server create"))
-                .unwrap()
-                .clone();
-            stalled.id = "req-stalled".to_owned();
+            let mut stalled = create_as(&normal, "req-stalled");
             // A minute after the baseline, whose own answers are then long past.
             for event in &mut stalled.events {
                 event.ts_us += 60_000_000;
@@ -1190,12 +1196,7 @@ mod tests {
         );
 
         detectors.phase(window(1, Some(rm::WindowKind::Fault)));
-        let mut frozen = normal
-            .iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap()
-            .clone();
-        frozen.id = "req-frozen".to_owned();
+        let frozen = create_as(&normal, "req-frozen");
         labels.issue(&frozen);
         let entry = &frozen.events[0];
         let image = frozen
@@ -1205,8 +1206,7 @@ mod tests {
             .unwrap();
         let start = end + 60_000_000;
         if stuck_beside {
-            let mut earlier = frozen.clone();
-            earlier.id = "req-earlier".to_owned();
+            let earlier = create_as(&normal, "req-earlier");
             labels.issue(&earlier);
             let lookup = arrival(image, &earlier.id, start - 2_000_000);
             detectors.started(&earlier.id, &lookup, &labels);
