@@ -921,6 +921,22 @@ mod tests {
         alarms
     }
 
+    /// Issues `transaction` and streams it until it has settled (a second after).
+    fn stream_until_settled(
+        detectors: &mut Builtin,
+        labels: &Issued,
+        transaction: &Transaction,
+    ) -> Vec<rm::Alarm> {
+        labels.issue(transaction);
+        let last = transaction.events.iter().map(|e| e.ts_us).max().unwrap();
+        stream(
+            detectors,
+            labels,
+            std::slice::from_ref(transaction),
+            last + SETTLE_US + 1_000_000,
+        )
+    }
+
     fn both() -> Builtin {
         Builtin::new(Some("fp".into()), Some("late".into())).expect("detectors")
     }
@@ -950,15 +966,8 @@ mod tests {
         assert_eq!(detectors.store.commands.len(), 2, "both commands learned");
 
         detectors.phase(window(1, Some(rm::WindowKind::Fault)));
-        labels.issue(&create);
         let cast = ts_of(&create, "compute.build_and_run_instance");
-        let last = create.events.iter().map(|e| e.ts_us).max().unwrap();
-        let alarms = stream(
-            &mut detectors,
-            &labels,
-            std::slice::from_ref(&create),
-            last + SETTLE_US + 1_000_000,
-        );
+        let alarms = stream_until_settled(&mut detectors, &labels, &create);
         let timeout = alarms
             .iter()
             .find(|a| a.detector == "late")
@@ -1340,14 +1349,8 @@ mod tests {
             .into_iter()
             .find(|t| t.command.as_deref() == Some("server create"))
             .unwrap();
-        labels.issue(&create);
+        let alarms = stream_until_settled(&mut detectors, &labels, &create);
         let last = create.events.iter().map(|e| e.ts_us).max().unwrap();
-        let alarms = stream(
-            &mut detectors,
-            &labels,
-            std::slice::from_ref(&create),
-            last + SETTLE_US + 1_000_000,
-        );
         for detector in ["fp", "late"] {
             let alarm = alarms
                 .iter()
