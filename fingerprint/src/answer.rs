@@ -104,11 +104,12 @@ pub struct SlowAnswer {
 /// in flight).
 pub(crate) fn first_slow<'a>(
     store: &Store,
-    requests: &'a [Request],
+    requests: impl IntoIterator<Item = &'a Request, IntoIter: Clone>,
     now_us: i64,
 ) -> Option<(SlowAnswer, &'a Request)> {
+    let requests = requests.into_iter();
     let (slow, profile, bound_us, overrun_at_us) = requests
-        .iter()
+        .clone()
         .filter_map(|request| {
             let (profile, bound_us) = store.answer_bound(&request.key)?;
             let took = request
@@ -127,7 +128,6 @@ pub(crate) fn first_slow<'a>(
         })
         .min_by_key(|(request, _, _, overrun)| (*overrun, request.start_us))?;
     let holder = requests
-        .iter()
         .filter(|other| other.start_us >= slow.start_us && other.in_flight_at(overrun_at_us))
         .max_by_key(|other| other.start_us)
         .unwrap_or(slow);

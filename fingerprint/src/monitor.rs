@@ -386,12 +386,9 @@ fn unanswered_alarm(
     open: &mut Open,
     now_us: i64,
 ) -> Option<Overdue> {
-    let requests: Vec<Request> = open
-        .in_flight
-        .iter()
-        .map(|(_, request, _)| request.clone())
-        .collect();
-    let (slow, holder) = first_slow(store, &requests, now_us)?;
+    // Polled every 100 ms for every open transaction: borrowed, not copied.
+    let requests = open.in_flight.iter().map(|(_, request, _)| request);
+    let (slow, holder) = first_slow(store, requests, now_us)?;
     let identity = (
         holder.service.clone().unwrap_or_default(),
         holder.start_us,

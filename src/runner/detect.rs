@@ -536,6 +536,12 @@ impl Builtin {
                 continue;
             };
             let outcome = labels.succeeded(&id);
+            if followed.diagnosed && outcome.is_none() {
+                // Diagnosed; learning waits for the verdict. No snapshot until then: this runs
+                // every tick.
+                self.followed.insert(id, followed);
+                continue;
+            }
             let mut snapshot = build_transaction(id.clone(), followed.events.clone());
             snapshot.command = Some(followed.command.clone());
             alarms.extend(self.settle(&mut followed, snapshot, outcome, now_us));
