@@ -639,15 +639,41 @@ pub(crate) struct Actor<'a> {
     pub(crate) symbol: &'a str,
 }
 
-/// Who holds the transaction after `steps`: the receiver of the last message, except after a REST
-/// exchange. A REST step is recorded once the service has answered, so the one to act next is its
+/// Who holds the transaction after `steps`: the receiver of the last message, except after an
+/// answer. A REST step is recorded once the service has answered, so the one to act next is its
 /// caller, not the service that answered. When the caller is unknown (the client's `User-Agent`
 /// names no service), the answered call says nothing about who is stuck, and the receiver of the
 /// message before it still holds the transaction. Blaming the answering service instead made the
-/// timeout detector (and diagnosis, for late and missing steps) name neutron-api, whose quick `GET /v2.0/ports` often comes last, for every
-/// fault of the control plane once REST calls were traced.
+/// timeout detector (and diagnosis, for late and missing steps) name neutron-api, whose quick
+/// `GET /v2.0/ports` often comes last, for every fault of the control plane once REST calls were
+/// traced.
+///
+/// An RPC reply, likewise, is received by the caller of its call, which held the transaction
+/// when it made the call: the reply's own service is the callee that answered. (Measured: with
+/// nova-conductor frozen, a create whose `select_destinations` the scheduler had answered was
+/// blamed on nova-scheduler.) A reply whose call is not among `steps` is passed over.
 pub(crate) fn actor(steps: &[Step]) -> Option<Actor<'_>> {
-    for step in steps.iter().rev() {
+    let mut index = steps.len();
+    while index > 0 {
+        index -= 1;
+        let step = &steps[index];
+        if step.answer {
+            let call = step.link.as_deref().and_then(|link| {
+                steps[..index]
+                    .iter()
+                    .rposition(|call| !call.answer && call.link.as_deref() == Some(link))
+            });
+            if let Some(call) = call
+                && let Some(caller) = actor(&steps[..call])
+            {
+                return Some(Actor {
+                    why: "got the reply to",
+                    symbol: &steps[call].symbol,
+                    ..caller
+                });
+            }
+            continue;
+        }
         if !step.symbol.starts_with("rest:") {
             return Some(Actor {
                 service: step.service.as_deref(),
@@ -1403,5 +1429,40 @@ mod tests {
         // Only answered calls of unknown callers: nobody can be named.
         let orphan = step("rest:glance-api GET /v2/images/{id}", "glance-api", None);
         assert!(actor(&[orphan]).is_none());
+    }
+
+    /// Regression (issue 6, freeze-conductor blamed on nova-scheduler): a reply is received by
+    /// the caller of its call, the service that held the transaction when it made the call, not
+    /// by the callee that answered.
+    #[test]
+    fn a_reply_is_received_by_the_caller_of_its_call() {
+        let linked = |symbol: &str, service: &str, link: &str| Step {
+            link: Some(link.to_owned()),
+            answer: symbol.starts_with("reply:"),
+            ..step(symbol, service, None)
+        };
+        let cast = step(
+            "rpc.cast:conductor.schedule_and_build_instances",
+            "nova-conductor",
+            None,
+        );
+        let call = linked(
+            "rpc.call:scheduler.select_destinations",
+            "nova-scheduler",
+            "m1",
+        );
+        let reply = linked("reply:ok", "nova-scheduler", "m1");
+        let steps = [cast.clone(), call.clone(), reply.clone()];
+        let holder = actor(&steps).unwrap();
+        assert_eq!(holder.service, Some("nova-conductor"));
+        assert_eq!(holder.why, "got the reply to");
+        assert_eq!(holder.symbol, "rpc.call:scheduler.select_destinations");
+        // Unanswered, the call is held by the scheduler.
+        assert_eq!(actor(&steps[..2]).unwrap().service, Some("nova-scheduler"));
+        // A reply whose call is not in view is passed over.
+        let unpaired = [cast, reply];
+        let holder = actor(&unpaired).unwrap();
+        assert_eq!(holder.service, Some("nova-conductor"));
+        assert_eq!(holder.why, "received");
     }
 }

@@ -83,6 +83,37 @@ pub struct Stuck {
     pub since_us: i64,
 }
 
+/// How a service holds an overdue transaction (see [`Monitor::holders`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The transaction's next step is overdue and no request of it is in flight within its
+    /// bound: the service that received its last message has not acted.
+    Step,
+    /// The user's request is unanswered past its bound with nothing in flight inside it: the
+    /// API serves it without calling anyone the proxies see.
+    Entry,
+    /// A request one service made to another is unanswered past its bound: the service
+    /// serving it holds the caller too.
+    Request,
+}
+
+/// The service holding an overdue open transaction (see [`Monitor::holders`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The transaction.
+    pub transaction: String,
+    /// The service holding it.
+    pub service: String,
+    /// Its host, when known.
+    pub host: Option<String>,
+    /// What it holds: the request, or the last step it received.
+    pub symbol: String,
+    /// How.
+    pub hold: Hold,
+    /// Since when (µs since the epoch): the request's arrival, or the last activity.
+    pub since_us: i64,
+}
+
 /// An alarm about an overdue transaction, with what it was waiting for and since when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overdue {
@@ -210,6 +241,53 @@ impl Monitor {
             .collect();
         stuck.sort_by_key(|stuck| stuck.since_us);
         stuck
+    }
+
+    /// Every overdue open transaction at `now_us` with the service holding it, earliest stall
+    /// first: a request unanswered past its bound is held by the service serving the innermost
+    /// request in flight (as in [`crate::answer`]), an overdue next step by the service that
+    /// received the last message ([`actor`]). Several services holding transactions at once, none
+    /// waiting on another, point at something they share.
+    pub fn holders(&self, now_us: i64) -> Vec<Holder> {
+        let mut holders: Vec<Holder> = self
+            .open
+            .iter()
+            .filter_map(|(id, open)| {
+                let requests = open.in_flight.iter().map(|(_, request, _)| request);
+                if let Some((_, request)) = first_slow(&self.store, requests, now_us) {
+                    let entry = open
+                        .in_flight
+                        .iter()
+                        .any(|(_, pending, entry)| *entry && pending == request);
+                    return Some(Holder {
+                        transaction: id.clone(),
+                        service: request.service.clone()?,
+                        host: request.host.clone(),
+                        symbol: request.symbol.clone(),
+                        hold: if entry { Hold::Entry } else { Hold::Request },
+                        since_us: request.start_us,
+                    });
+                }
+                let expectation = open.expectation.as_ref()?;
+                if now_us <= expectation.deadline_us || answer_due(&self.store, open, now_us) {
+                    return None;
+                }
+                let held = observed_until(&open.steps, (i64::MAX, u64::MAX));
+                let actor = actor(&held)?;
+                Some(Holder {
+                    transaction: id.clone(),
+                    service: actor.service?.to_owned(),
+                    host: actor.host.map(str::to_owned),
+                    symbol: actor.symbol.to_owned(),
+                    hold: Hold::Step,
+                    since_us: expectation
+                        .deadline_us
+                        .saturating_sub(i64::try_from(expectation.bound_us).unwrap_or(i64::MAX)),
+                })
+            })
+            .collect();
+        holders.sort_by_key(|holder| holder.since_us);
+        holders
     }
 
     /// What transaction `transaction` waits for, if it follows a known variant.

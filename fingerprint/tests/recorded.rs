@@ -595,3 +595,66 @@ fn issue_6_a_refused_create_is_not_an_anomaly() {
         "{diagnosis}"
     );
 }
+
+/// Who holds each overdue transaction: the service that received the last message of a create
+/// stalled after its cast to nova-compute, the service serving a request hanging inside the
+/// user's, the API holding the user's request with nothing in flight inside it; and nobody for
+/// a create that ran normally.
+#[test]
+fn issue_6_the_monitor_names_who_holds_each_overdue_transaction() {
+    use fingerprint::monitor::Hold;
+    let store = Arc::new(learned_store());
+    let normal = command(&fixture("create-delete"), "server create");
+    let end = normal.events.iter().map(|event| event.ts_us).max().unwrap() + 5_000_000;
+
+    let mut monitor = Monitor::new(Arc::clone(&store));
+    replay_with_arrivals(&mut monitor, &normal, |_| true, end);
+    assert!(monitor.holders(end).is_empty());
+
+    // Stalled after the cast (nova-compute down).
+    let stalled = command(&fixture("compute-down"), "server create");
+    let cast = ts_of(&stalled, "compute.build_and_run_instance");
+    let mut monitor = Monitor::new(Arc::clone(&store));
+    let cut_short = cut(&stalled, cast);
+    replay_with_arrivals(&mut monitor, &cut_short, |_| true, cast);
+    assert!(monitor.holders(cast).is_empty(), "not overdue yet");
+    let holders = monitor.holders(cast + 5_000_000);
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert_eq!(holders[0].service, "nova-compute");
+    assert_eq!(holders[0].hold, Hold::Step);
+    assert!(holders[0].since_us <= cast, "{holders:?}");
+
+    // The image lookup inside `POST /servers` never answered: glance-api holds it; without the
+    // lookup, nova-api holds the POST itself.
+    let lookup = normal
+        .events
+        .iter()
+        .find(|event| event.service.as_deref() == Some("glance-api"))
+        .unwrap()
+        .clone();
+    let entry = normal
+        .events
+        .iter()
+        .min_by_key(|e| (e.ts_us, e.seq))
+        .unwrap();
+    for (inside, service, hold) in [
+        (Some(&lookup), "glance-api", Hold::Request),
+        (None, "nova-api", Hold::Entry),
+    ] {
+        let mut monitor = Monitor::new(Arc::clone(&store));
+        let command = normal.command.as_deref();
+        monitor.started(&normal.id, command, &RestStart::of_event(entry).unwrap());
+        if let Some(lookup) = inside {
+            let mut start = RestStart::of_event(lookup).unwrap();
+            start.user_agent = Some("nova-api keystoneauth1/5.11".to_owned());
+            monitor.started(&normal.id, command, &start);
+        }
+        assert!(monitor.holders(entry.ts_us + 100_000).is_empty());
+        let holders = monitor.holders(entry.ts_us + 60_000_000);
+        assert_eq!(holders.len(), 1, "{holders:?}");
+        assert_eq!(
+            (holders[0].service.as_str(), holders[0].hold),
+            (service, hold)
+        );
+    }
+}

@@ -61,6 +61,8 @@ struct RepetitionView {
     hypotheses: Vec<HypothesisRow>,
     workload: Vec<WorkloadRow>,
     recovery: String,
+    /// Why the baseline began before the cloud was steady again, if it did.
+    unsteady: Option<String>,
     alarm_count: usize,
     divergences: Vec<DivergenceView>,
 }
@@ -400,6 +402,7 @@ fn repetition_view(
         hypotheses,
         workload,
         recovery,
+        unsteady: repetition.unsteady.clone(),
         alarm_count: repetition.alarms.len(),
         divergences,
     })

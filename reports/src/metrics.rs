@@ -33,10 +33,10 @@ fn labels<const N: usize>(pairs: [(&str, &str); N]) -> Labels {
 /// The phases of a repetition, as the runner reports them in `butterfly_phase`.
 pub const PHASES: [&str; 6] = [
     "health-check",
+    "steady-state",
     "baseline",
     "fault",
     "recovery",
-    "steady-state",
     "cool-down",
 ];
 

@@ -166,6 +166,10 @@ pub struct Repetition {
     /// Failing transactions next to their nearest normal fingerprint (may be empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failing_transactions: Vec<TransactionDivergence>,
+    /// Why the cloud was not back in its steady state when this repetition's baseline began,
+    /// after the runner had waited for it: the baseline may hold the previous fault's aftermath.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsteady: Option<String>,
 }
 
 /// The windows of a repetition. They are contiguous: baseline, then fault, then recovery.

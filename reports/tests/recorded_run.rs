@@ -175,6 +175,27 @@ fn an_aborted_run_never_looks_green() {
 }
 
 #[test]
+fn a_baseline_begun_before_the_steady_state_says_so() {
+    let mut report = baseline();
+    let why = "a `server create` took 9.1 s, longer than 1.5 × the baselines' longest (4.0 s)";
+    report.experiments[0].repetitions[0].unsteady = Some(why.to_owned());
+    let again = Report::from_json(&report.to_json()).unwrap();
+    assert_eq!(again, report, "the note survives report.json");
+    let html = reports::html::render(&report).unwrap();
+    assert!(
+        html.contains(
+            "The baseline began before the cloud was steady again (a `server create` took 9.1 s"
+        ),
+        "{html}"
+    );
+    assert!(
+        !reports::html::render(&baseline())
+            .unwrap()
+            .contains("before the cloud was steady")
+    );
+}
+
+#[test]
 fn summary_md_snapshot() {
     let summary = reports::markdown::render(&current());
     assert!(summary.starts_with("## ❌ nova-resilience: 6 of 9 hypotheses held"));

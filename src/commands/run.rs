@@ -20,7 +20,8 @@ pub struct Args {
     /// Where to write results (default: `OUTPUT_DIR/NAME-TIME`, from the campaign).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
-    /// Do not check that every nova service is up before each repetition.
+    /// Do not check, before each repetition, that every nova service is up and (after the
+    /// first) that the workload runs as it did in the baselines.
     #[arg(long)]
     pub skip_health_check: bool,
 }

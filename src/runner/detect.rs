@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use super::openstack::USER_AGENT;
 use fingerprint::distance::{EditOp, align};
-use fingerprint::monitor::{Monitor, Waiting};
+use fingerprint::monitor::{Hold, Monitor, Waiting};
 use fingerprint::normalize::last_progress_us;
 use fingerprint::store::Store;
 use reports::metrics::RunMetrics;
@@ -154,6 +154,8 @@ pub struct Builtin {
     database: Option<(String, Option<String>)>,
     /// Per API service, when it last answered a request (of any transaction).
     answered: HashMap<String, i64>,
+    /// When the last RPC message of any transaction was sent: the broker carries messages.
+    last_rpc_us: i64,
 }
 
 /// Names an alarm after the campaign's detector (a built-in one calls itself by its kind).
@@ -249,6 +251,7 @@ impl Builtin {
             broker_outages: Vec::new(),
             database: None,
             answered: HashMap::new(),
+            last_rpc_us: i64::MIN,
         })
     }
 
@@ -321,56 +324,136 @@ impl Builtin {
             .and_then(|entry| entry.service.clone())
     }
 
-    /// Names the database first when the API serving the user's request (`held`: the API and
-    /// the request) has not answered it since the transaction stalled, yet answered other
-    /// requests meanwhile, and the broker is connected: the API is alive and waits on something
-    /// the trace does not show. (Locked tables hold `POST /servers` for as long as the lock
-    /// while nova-api answers every poll.) A frozen or stopped API answers nothing and is not
-    /// taken for the database; an API waiting on a service it calls over REST is held by that
-    /// request, which the caller does not pass here.
+    /// Names the database first when what the trace shows of a stall points at something every
+    /// service shares and the trace does not show, and the broker is connected:
     ///
-    /// Before the database comes a service the proxies see stuck: when another request to
-    /// another service is unanswered past its bound meanwhile (any transaction's), the API most
-    /// likely waits on that service too, before it even calls it. (Measured: while glance-api
-    /// was frozen, a second `POST /servers` that had not reached glance yet was taken for a
-    /// database lock.)
+    /// * the API serving the user's request (`held`: the API and the request) has not answered
+    ///   it since the transaction stalled, yet answered other requests meanwhile: the API is
+    ///   alive and waits on something. (Locked tables hold `POST /servers` for as long as the
+    ///   lock while nova-api answers every poll.) A frozen or stopped API answers nothing and is
+    ///   not taken for the database; an API waiting on a service it calls over REST is held by
+    ///   that request, which the caller does not pass here;
+    /// * or two services hold transactions at once ([`Monitor::holders`]), neither waiting on
+    ///   the other, one of them an API holding a user's request with nothing in flight inside
+    ///   it, while the broker carries messages. (Measured: locked `nova_api` tables held
+    ///   nova-api's `POST /servers` and `DELETE`s and the conductor's builds at once, and a
+    ///   delete whose `DELETE` had been answered before the lock was blamed on the service
+    ///   left holding it.) One service stalling alone (a frozen conductor, a stopped compute
+    ///   host) is not a shared dependency.
+    ///
+    /// Before the database comes a service the proxies see stuck: when a request to another
+    /// service is unanswered past its bound meanwhile (any transaction's), the stalled services
+    /// most likely wait on that service too, before they even call it. (Measured: while
+    /// glance-api was frozen, a second `POST /servers` that had not reached glance yet was taken
+    /// for a database lock.)
     fn blame_database(
         &self,
         alarm: &mut rm::Alarm,
-        (api, request): (String, String),
+        held: Option<(String, String)>,
         stalled_since_us: i64,
     ) {
         let Some(database) = &self.database else {
             return;
         };
-        let Some(&answered) = self.answered.get(&api).filter(|&&at| at > stalled_since_us) else {
-            return;
+        let this = alarm.transaction.clone();
+        // Who holds this transaction: the API serving the user's request, else the first
+        // suspect the detector found.
+        let holder = match &held {
+            Some((api, _)) => api.clone(),
+            None => match alarm.suspects.first() {
+                Some(suspect) => suspect.service.clone(),
+                None => return,
+            },
         };
+        let holders = self.monitor.holders(alarm.ts_us);
         let elsewhere = self
             .monitor
             .stuck(alarm.ts_us)
             .into_iter()
+            .filter(|stuck| {
+                // The user's own request held by an API that calls no one is another stalled
+                // service, not one that others wait on.
+                held.is_some()
+                    || !holders.iter().any(|holder| {
+                        holder.hold == Hold::Entry
+                            && holder.transaction == stuck.transaction
+                            && holder.symbol == stuck.symbol
+                    })
+            })
             .find_map(|stuck| {
-                let service = stuck.service.clone().filter(|service| *service != api)?;
+                let service = stuck.service.clone().filter(|service| *service != holder)?;
                 Some((stuck, service))
             });
         if let Some((stuck, service)) = elsewhere {
-            let evidence = format!(
-                "{api} has not answered this {request} since {}, yet answered other requests, while `{}` has been unanswered past its bound since {}: {api} most likely waits on {service} too",
-                clock(stalled_since_us),
-                stuck.symbol,
-                clock(stuck.since_us)
-            );
-            put_first(alarm, &(service, stuck.host), evidence);
+            if let Some((api, request)) = &held {
+                let evidence = format!(
+                    "{api} has not answered this {request} since {}, yet answered other requests, while `{}` has been unanswered past its bound since {}: {api} most likely waits on {service} too",
+                    clock(stalled_since_us),
+                    stuck.symbol,
+                    clock(stuck.since_us)
+                );
+                put_first(alarm, &(service, stuck.host), evidence);
+            }
             return;
         }
+        if let Some((api, request)) = &held
+            && let Some(&answered) = self.answered.get(api).filter(|&&at| at > stalled_since_us)
+        {
+            put_first(
+                alarm,
+                database,
+                format!(
+                    "{api} has not answered this {request} since {}, yet answered other requests (last at {}), and the broker is connected: it waits on the database",
+                    clock(stalled_since_us),
+                    clock(answered)
+                ),
+            );
+            return;
+        }
+        // Another service holding another transaction at the same time; one of the two must be
+        // an API holding a user's request by itself.
+        let beside = holders.into_iter().find(|other| {
+            other.service != holder
+                && Some(&other.transaction) != this.as_ref()
+                && match other.hold {
+                    Hold::Entry => true,
+                    Hold::Step => held.is_some(),
+                    Hold::Request => false,
+                }
+        });
+        let Some(other) = beside else {
+            return;
+        };
+        let since = stalled_since_us.max(other.since_us);
+        if self.last_rpc_us <= since {
+            // Nothing went through the broker since: it may be what both wait on.
+            return;
+        }
+        let how = |hold: Hold| match hold {
+            Hold::Entry => "has not answered",
+            Hold::Step | Hold::Request => "has not acted on",
+        };
+        let this_hold = if held.is_some() {
+            Hold::Entry
+        } else {
+            Hold::Step
+        };
+        let what = held.as_ref().map_or_else(
+            || "this transaction".to_owned(),
+            |(_, request)| format!("this {request}"),
+        );
         put_first(
             alarm,
             database,
             format!(
-                "{api} has not answered this {request} since {}, yet answered other requests (last at {}), and the broker is connected: it waits on the database",
+                "{holder} {} {what} since {}, while {} {} `{}` of another transaction since {}, and the broker carried messages meanwhile (last at {}): two services stalled at once, neither waiting on the other, wait on what they share, the database",
+                how(this_hold),
                 clock(stalled_since_us),
-                clock(answered)
+                other.service,
+                how(other.hold),
+                other.symbol,
+                clock(other.since_us),
+                clock(self.last_rpc_us)
             ),
         );
     }
@@ -386,9 +469,7 @@ impl Builtin {
         if self.blame_broker(alarm, stalled_since_us) {
             return;
         }
-        if let Some(held) = held {
-            self.blame_database(alarm, held, stalled_since_us);
-        }
+        self.blame_database(alarm, held, stalled_since_us);
     }
 
     /// The run entered `phase`.
@@ -459,6 +540,12 @@ impl Builtin {
             let duration = i64::try_from(event.duration_us.unwrap_or(0)).unwrap_or(i64::MAX);
             let answered = self.answered.entry(service.clone()).or_insert(i64::MIN);
             *answered = (*answered).max(event.ts_us.saturating_add(duration));
+        }
+        if matches!(
+            event.kind,
+            EventKind::RpcCall | EventKind::RpcCast | EventKind::RpcFanout
+        ) {
+            self.last_rpc_us = self.last_rpc_us.max(event.ts_us);
         }
         if !self.followed.contains_key(transaction) {
             let Some((role, command)) = self.role_of_new(transaction, labels) else {
@@ -1020,13 +1107,9 @@ mod tests {
     ) -> Vec<rm::Alarm> {
         let labels = Issued::default();
         let normal = user(fixture("create-delete"));
-        let create = user(fixture("compute-down"))
-            .into_iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap();
-        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
         normal.iter().for_each(|t| labels.issue(t));
         normal.iter().for_each(|t| labels.finish(&t.id, true));
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
         let baseline_end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
         stream(
             detectors,
@@ -1034,13 +1117,36 @@ mod tests {
             &normal,
             baseline_end.unwrap() + SETTLE_US,
         );
+        alarms_for_the_stalled_create_after(detectors, &labels, during)
+    }
+
+    /// As [`alarms_for_the_stalled_create`], with the baseline learned already.
+    fn alarms_for_the_stalled_create_after(
+        detectors: &mut Builtin,
+        labels: &Issued,
+        during: impl FnOnce(&mut Builtin, i64),
+    ) -> Vec<rm::Alarm> {
+        let mut create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        // The fixture predates recorded user agents; the workload's names itself, which tells
+        // the detectors that nova-api answered the user.
+        let entry = create
+            .events
+            .iter_mut()
+            .min_by_key(|e| (e.ts_us, e.seq))
+            .unwrap();
+        entry
+            .attrs
+            .insert("user_agent".to_owned(), USER_AGENT.to_owned());
         detectors.phase(window(1, Some(rm::WindowKind::Fault)));
         labels.issue(&create);
         during(detectors, ts_of(&create, "compute.build_and_run_instance"));
         let last = create.events.iter().map(|e| e.ts_us).max().unwrap();
         stream(
             detectors,
-            &labels,
+            labels,
             std::slice::from_ref(&create),
             last + SETTLE_US + 1_000_000,
         )
@@ -1300,6 +1406,80 @@ mod tests {
             alarms[0].evidence[0].contains("most likely waits on glance-api"),
             "{alarms:?}"
         );
+    }
+
+    /// Regression (issue 6, locked database tables were blamed on the service left holding a
+    /// transaction): a create stalled after its cast to nova-compute while nova-api holds
+    /// another user's `POST /servers` with nothing in flight inside it, and the broker carries
+    /// messages, names the database first, for both detectors. nova-compute stalling alone, or
+    /// with the broker silent since, does not.
+    #[test]
+    fn issue_6_two_services_stalled_at_once_name_the_database() {
+        let run = |api_stalled: bool, broker_busy: bool| -> Vec<rm::Alarm> {
+            let labels = Issued::default();
+            let (mut detectors, normal, _) = learned_with_shared_dependencies(&labels);
+            let entry = normal
+                .iter()
+                .find(|t| t.command.as_deref() == Some("server create"))
+                .map(|t| {
+                    t.events
+                        .iter()
+                        .min_by_key(|e| (e.ts_us, e.seq))
+                        .unwrap()
+                        .clone()
+                })
+                .unwrap();
+            let rpc = normal
+                .iter()
+                .flat_map(|t| &t.events)
+                .find(|e| e.kind == EventKind::RpcCast)
+                .unwrap()
+                .clone();
+            let other = create_as(&normal, "req-other");
+            labels.issue(&other);
+            alarms_for_the_stalled_create_after(&mut detectors, &labels, |detectors, cast| {
+                if api_stalled {
+                    let start = arrival(&entry, &other.id, cast - 10_000_000);
+                    detectors.started(&other.id, &start, &labels);
+                }
+                if broker_busy {
+                    let mut periodic = rpc.clone();
+                    periodic.ts_us = cast + 500_000;
+                    detectors.event("req-periodic", &periodic, periodic.ts_us, &labels);
+                }
+            })
+        };
+        let alarms = run(true, true);
+        for detector in ["late", "fp"] {
+            let alarm = alarms
+                .iter()
+                .find(|alarm| {
+                    alarm.detector == detector && alarm.transaction.as_deref() != Some("req-other")
+                })
+                .unwrap_or_else(|| panic!("a {detector} alarm in {alarms:?}"));
+            assert_eq!(alarm.suspects[0].service, "mariadb", "{alarm:?}");
+            assert_eq!(alarm.suspects[1].service, "nova-compute", "{alarm:?}");
+            assert!(
+                alarm.evidence[0].starts_with("nova-compute has not acted on this transaction")
+                    && alarm.evidence[0]
+                        .contains("while nova-api has not answered `nova-api:POST /v2.1/servers`"),
+                "{alarm:?}"
+            );
+        }
+        for (api_stalled, broker_busy) in [(false, true), (true, false)] {
+            let alarms = run(api_stalled, broker_busy);
+            let about_the_create: Vec<&rm::Alarm> = alarms
+                .iter()
+                .filter(|alarm| alarm.transaction.as_deref() != Some("req-other"))
+                .collect();
+            assert!(!about_the_create.is_empty());
+            assert!(
+                about_the_create
+                    .iter()
+                    .all(|alarm| alarm.suspects[0].service == "nova-compute"),
+                "{about_the_create:?}"
+            );
+        }
     }
 
     #[test]

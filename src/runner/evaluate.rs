@@ -252,6 +252,93 @@ pub fn evaluate(
     }
 }
 
+/// The cloud is back in its steady state when the commands that finished over the last this many
+/// seconds look like the baselines' (see [`steady_state`]).
+pub const STEADY_SPAN_S: f64 = 10.0;
+/// A command is as fast as in the baselines when it took at most this many times the longest
+/// the same command took there; room for ordinary variation, not for a backlog.
+pub const STEADY_LATENCY_FACTOR: f64 = 1.5;
+
+/// Whether the workload is back in its steady state at `now`, judged against `reference`, the
+/// commands that ran in fault-free baselines: the commands that finished over the last
+/// [`STEADY_SPAN_S`] seconds (at least one) succeed at least as often as there, none took more
+/// than [`STEADY_LATENCY_FACTOR`] times the longest of its kind there, and no command in flight
+/// has been running longer than that. `Err` says what is not steady yet.
+///
+/// The nova services reporting up is not enough: a fault's effects outlive it (a conductor's
+/// backlog, a compute host re-registering with placement, a scheduler that still finds no
+/// host), and a baseline that starts among them is not fault-free.
+pub fn steady_state(
+    reference: &[CommandRecord],
+    finished: &[CommandRecord],
+    in_flight: &[(&str, Timestamp)],
+    now: Timestamp,
+) -> Result<(), String> {
+    let Some(target) = ratio(reference.iter()) else {
+        // Nothing to compare with: no baseline ran a command.
+        return Ok(());
+    };
+    let longest = |command: &str| {
+        reference
+            .iter()
+            .filter(|r| r.ok && r.command == command)
+            .map(CommandRecord::latency_ms)
+            .max_by(f64::total_cmp)
+            .map(|ms| ms * STEADY_LATENCY_FACTOR)
+    };
+    let since = now.as_microsecond() - (STEADY_SPAN_S * 1e6) as i64;
+    let recent: Vec<&CommandRecord> = finished
+        .iter()
+        .filter(|r| r.finished_at.as_microsecond() >= since && r.finished_at <= now)
+        .collect();
+    for &(command, started_at) in in_flight {
+        let running_ms = (now.as_microsecond() - started_at.as_microsecond()) as f64 / 1000.0;
+        if let Some(bound) = longest(command).filter(|bound| running_ms > *bound) {
+            return Err(format!(
+                "a `{command}` has been running for {:.1} s, longer than {STEADY_LATENCY_FACTOR} × the baselines' longest ({:.1} s)",
+                running_ms / 1000.0,
+                bound / 1000.0
+            ));
+        }
+    }
+    if recent.is_empty() {
+        return Err(format!(
+            "no command finished in the last {STEADY_SPAN_S:.0} s"
+        ));
+    }
+    let ok = recent.iter().filter(|r| r.ok).count();
+    if (ok as f64) < target * recent.len() as f64 - 1e-9 {
+        let failure = recent
+            .iter()
+            .find(|r| !r.ok)
+            .map(|r| {
+                format!(
+                    " (`{}`: {})",
+                    r.command,
+                    r.error.as_deref().unwrap_or("failed")
+                )
+            })
+            .unwrap_or_default();
+        return Err(format!(
+            "{} of {} command(s) in the last {STEADY_SPAN_S:.0} s failed{failure}, against {:.0}% success in the baselines",
+            recent.len() - ok,
+            recent.len(),
+            target * 100.0
+        ));
+    }
+    for record in &recent {
+        if let Some(bound) = longest(&record.command).filter(|b| record.latency_ms() > *b) {
+            return Err(format!(
+                "a `{}` took {:.1} s, longer than {STEADY_LATENCY_FACTOR} × the baselines' longest ({:.1} s)",
+                record.command,
+                record.latency_ms() / 1000.0,
+                bound / 1000.0
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,5 +474,74 @@ mod tests {
         assert_eq!(series.buckets.len(), 2);
         assert_eq!((series.buckets[0].ok, series.buckets[0].failed), (1, 1));
         assert_eq!(series.buckets[1].index, 7);
+    }
+
+    #[test]
+    fn steady_state_needs_recent_commands_like_the_baselines() {
+        // Baseline: creates of 1–2 s, all succeeding; the bound is 1.5 × 2 s = 3 s.
+        let reference = vec![
+            record("server create", 0, 1000, true),
+            record("server create", 5, 2000, true),
+        ];
+        let now = at(100);
+        // Nothing finished lately: no evidence of a steady state.
+        let err = steady_state(
+            &reference,
+            &[record("server create", 50, 1000, true)],
+            &[],
+            now,
+        )
+        .unwrap_err();
+        assert!(err.contains("no command finished"), "{err}");
+        // A recent failure.
+        let err = steady_state(
+            &reference,
+            &[record("server create", 95, 1000, false)],
+            &[],
+            now,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("1 of 1 command(s)") && err.contains("boom"),
+            "{err}"
+        );
+        // A recent command slower than the bound.
+        let err = steady_state(
+            &reference,
+            &[record("server create", 92, 3500, true)],
+            &[],
+            now,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("took 3.5 s") && err.contains("(3.0 s)"),
+            "{err}"
+        );
+        // A command hung in flight, although the finished ones look fine.
+        let fine = [record("server create", 95, 1500, true)];
+        let err = steady_state(&reference, &fine, &[("server create", at(96))], now).unwrap_err();
+        assert!(err.contains("running for 4.0 s"), "{err}");
+        // Steady: a recent success within the bound, a command in flight for less than it, and a
+        // command of a kind the baselines did not run (no bound to hold it to).
+        assert_eq!(
+            steady_state(
+                &reference,
+                &fine,
+                &[("server create", at(98)), ("server list", at(0))],
+                now
+            ),
+            Ok(())
+        );
+        // No baseline command: nothing to judge by.
+        assert_eq!(steady_state(&[], &[], &[], now), Ok(()));
+    }
+
+    #[test]
+    fn steady_state_allows_the_failures_the_baselines_had() {
+        let reference = vec![record("x", 0, 100, true), record("x", 1, 100, false)];
+        let recent = [record("x", 95, 100, true), record("x", 96, 100, false)];
+        assert_eq!(steady_state(&reference, &recent, &[], at(100)), Ok(()));
+        let worse = [record("x", 95, 100, false), record("x", 96, 100, false)];
+        assert!(steady_state(&reference, &worse, &[], at(100)).is_err());
     }
 }

@@ -49,7 +49,7 @@ pub struct RunOptions {
     pub campaign: PathBuf,
     /// Run directory; default `<output.dir>/<campaign>-<timestamp>`.
     pub run_dir: Option<PathBuf>,
-    /// Skip the health check before each repetition.
+    /// Skip the health and steady-state checks before each repetition.
     pub skip_health_check: bool,
 }
 
@@ -72,6 +72,8 @@ struct RepetitionResult {
     windows: rm::Windows,
     faults: Vec<rm::Fault>,
     reverted_at: Timestamp,
+    /// Why the cloud was not steady yet when the baseline began.
+    unsteady: Option<String>,
 }
 
 /// Runs a campaign and returns the exit code's meaning.
@@ -318,11 +320,41 @@ async fn run_plan(
                 }
             }
         }
+        // After a fault, the services reporting up is not enough: the next baseline waits for
+        // the workload to run as it did in the baselines so far.
+        let mut unsteady = None;
+        if !skip_health_check && !results.is_empty() {
+            context.live.phase(
+                planned.experiment.as_str(),
+                planned.repetition,
+                "steady-state",
+            );
+            match wait_steady(&workload.records, &results, STEADY_WAIT, context.cancel).await {
+                Ok(()) => {}
+                Err(Err(why)) => {
+                    stop = Some(why);
+                    break;
+                }
+                Err(Ok(problem)) => {
+                    context.live.log(&format!(
+                        "the cloud is not steady before {} #{} after {} s ({problem}); going on, its baseline may hold the previous fault's aftermath",
+                        planned.experiment,
+                        planned.repetition,
+                        STEADY_WAIT.as_secs()
+                    ));
+                    unsteady = Some(problem);
+                }
+            }
+        }
         let outcome = run_repetition(context, experiment_index, planned).await;
         context.live.repetition_done();
         match outcome {
-            Ok(result) => results.push(result),
-            Err((Some(result), why)) => {
+            Ok(mut result) => {
+                result.unsteady = unsteady;
+                results.push(result);
+            }
+            Err((Some(mut result), why)) => {
+                result.unsteady = unsteady;
                 results.push(result);
                 stop = Some(why);
                 break;
@@ -357,6 +389,52 @@ async fn wait_healthy(
             Err(problem) => problem,
         };
         let next = tokio::time::Instant::now() + retry;
+        if next > deadline {
+            return Err(Ok(problem));
+        }
+        if let Some(stop) = wait_until(next, cancel).await {
+            return Err(Err(stop));
+        }
+    }
+}
+
+/// How long the run waits, after the health check, for the workload to be steady again.
+const STEADY_WAIT: Duration = Duration::from_secs(90);
+/// How often it looks meanwhile: the check reads the workload's records, it sends nothing.
+const STEADY_RETRY: Duration = Duration::from_secs(1);
+
+/// Waits up to `wait` for [`evaluate::steady_state`] to hold, judged against the commands that
+/// started in the baselines of `done`. Fails with the last problem (`Ok`), or with the reason the
+/// run must stop meanwhile (`Err`).
+async fn wait_steady(
+    records: &workload::Records,
+    done: &[RepetitionResult],
+    wait: Duration,
+    cancel: &watch::Receiver<Option<Stop>>,
+) -> Result<(), Result<String, Stop>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let finished = records.snapshot();
+        let reference: Vec<CommandRecord> = finished
+            .iter()
+            .filter(|r| {
+                done.iter().any(|d| {
+                    d.windows.baseline.start <= r.started_at
+                        && r.started_at < d.windows.baseline.end
+                })
+            })
+            .cloned()
+            .collect();
+        let problem = match evaluate::steady_state(
+            &reference,
+            &finished,
+            &records.in_flight(),
+            Timestamp::now(),
+        ) {
+            Ok(()) => return Ok(()),
+            Err(problem) => problem,
+        };
+        let next = tokio::time::Instant::now() + STEADY_RETRY;
         if next > deadline {
             return Err(Ok(problem));
         }
@@ -587,6 +665,7 @@ async fn run_repetition(
                 windows: windows_until(reverted_at),
                 faults,
                 reverted_at,
+                unsteady: None,
             }),
             Stop::Guardrail(error),
         ));
@@ -599,6 +678,7 @@ async fn run_repetition(
                 windows: windows_until(reverted_at),
                 faults,
                 reverted_at,
+                unsteady: None,
             }),
             stop,
         ));
@@ -612,6 +692,7 @@ async fn run_repetition(
         windows: windows_until(Timestamp::now()),
         faults,
         reverted_at,
+        unsteady: None,
     };
     if let Some(stop) = stopped {
         return Err((Some(result), stop));
@@ -829,6 +910,7 @@ fn build_report(
                     .get(position)
                     .cloned()
                     .unwrap_or_default(),
+                unsteady: result.unsteady.clone(),
             });
     }
     let mut names: Vec<String> = campaign

@@ -62,17 +62,30 @@ pub fn read_records(path: &Path) -> Result<Vec<CommandRecord>, String> {
 pub struct Records {
     records: Mutex<Vec<CommandRecord>>,
     servers: Mutex<Vec<String>>,
-    /// Request id → (command, whether it succeeded once finished), from the moment it is issued,
-    /// so that the live detectors can label a transaction by its first event.
-    issued: Mutex<HashMap<String, (&'static str, Option<bool>)>>,
+    /// Request id → the command as issued, from the moment it is issued, so that the live
+    /// detectors can label a transaction by its first event.
+    issued: Mutex<HashMap<String, Issued>>,
+}
+
+/// A command from the moment it is issued.
+#[derive(Debug, Clone, Copy)]
+struct Issued {
+    command: &'static str,
+    started_at: Timestamp,
+    /// Whether it succeeded, once finished.
+    succeeded: Option<bool>,
 }
 
 impl Records {
-    fn issuing(&self, request_id: &str, command: &'static str) {
-        self.issued
-            .lock()
-            .expect("issued lock")
-            .insert(request_id.to_owned(), (command, None));
+    fn issuing(&self, request_id: &str, command: &'static str, started_at: Timestamp) {
+        self.issued.lock().expect("issued lock").insert(
+            request_id.to_owned(),
+            Issued {
+                command,
+                started_at,
+                succeeded: None,
+            },
+        );
     }
 
     /// Forgets a command that was not issued after all.
@@ -87,7 +100,7 @@ impl Records {
             .expect("issued lock")
             .get_mut(&record.request_id)
         {
-            issued.1 = Some(record.ok);
+            issued.succeeded = Some(record.ok);
         }
         self.records.lock().expect("records lock").push(record);
     }
@@ -95,6 +108,17 @@ impl Records {
     /// A copy of every record so far.
     pub fn snapshot(&self) -> Vec<CommandRecord> {
         self.records.lock().expect("records lock").clone()
+    }
+
+    /// The commands issued and not finished yet: what each is and when it started.
+    pub fn in_flight(&self) -> Vec<(&'static str, Timestamp)> {
+        self.issued
+            .lock()
+            .expect("issued lock")
+            .values()
+            .filter(|issued| issued.succeeded.is_none())
+            .map(|issued| (issued.command, issued.started_at))
+            .collect()
     }
 
     fn add_server(&self, id: String) {
@@ -199,7 +223,7 @@ async fn issue(
 ) {
     let request_id = new_request_id();
     let started_at = Timestamp::now();
-    records.issuing(&request_id, command.name());
+    records.issuing(&request_id, command.name(), started_at);
     let result = match command {
         CommandKind::ServerCreate => {
             let Some(template) = template else {
@@ -255,11 +279,11 @@ async fn issue(
 impl super::detect::Labels for Records {
     fn command(&self, id: &str) -> Option<String> {
         let issued = self.issued.lock().expect("issued lock");
-        issued.get(id).map(|(command, _)| (*command).to_owned())
+        issued.get(id).map(|issued| issued.command.to_owned())
     }
 
     fn succeeded(&self, id: &str) -> Option<bool> {
-        self.issued.lock().expect("issued lock").get(id)?.1
+        self.issued.lock().expect("issued lock").get(id)?.succeeded
     }
 }
 
