@@ -209,6 +209,16 @@ impl Monitor {
         }
     }
 
+    /// Stops timing the answers of every request in flight that arrived before `arrived_before_us`
+    /// (a record stream that dropped and came back lost their answers, which would otherwise
+    /// look unanswered). Their transactions wait on their next steps again.
+    pub fn forget_requests(&mut self, arrived_before_us: i64) {
+        for open in self.open.values_mut() {
+            open.in_flight
+                .retain(|(_, request, _)| request.start_us >= arrived_before_us);
+        }
+    }
+
     /// Forgets a finished transaction.
     pub fn close(&mut self, transaction: &str) {
         self.open.remove(transaction);

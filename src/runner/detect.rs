@@ -282,6 +282,13 @@ impl Builtin {
         }
     }
 
+    /// A REST record stream reconnected at `at_us`: the answers it recorded while away are lost,
+    /// so the requests that arrived before are no longer timed (each would raise a false
+    /// slow-answer alarm); their transactions are timed by their steps again.
+    pub fn rest_stream_resumed(&mut self, at_us: i64) {
+        self.monitor.forget_requests(at_us);
+    }
+
     /// When a transaction stalled during a loss of the broker, the broker comes first: every RPC
     /// waits on it, and nothing in the trace comes from it, so without this the service that waits
     /// is blamed. The capture losing its connection is the evidence (a stopped or killed broker
@@ -757,6 +764,7 @@ impl LiveDetectors {
         mut builtin: Builtin,
         mut updates: mpsc::UnboundedReceiver<Update>,
         broker_link: Option<watch::Receiver<Option<i64>>>,
+        rest_resumed: Option<watch::Receiver<Option<i64>>>,
         mut phases: watch::Receiver<Phase>,
         labels: Arc<dyn Labels + Send + Sync>,
         alarms_file: &Path,
@@ -785,7 +793,9 @@ impl LiveDetectors {
             let mut link_open = broker_link.is_some();
             // A receiver that never changes stands in when there is no link to follow.
             let (_no_link, unlinked) = watch::channel(None);
-            let mut broker_link = broker_link.unwrap_or(unlinked);
+            let mut broker_link = broker_link.unwrap_or(unlinked.clone());
+            let mut resumed_open = rest_resumed.is_some();
+            let mut rest_resumed = rest_resumed.unwrap_or(unlinked);
             let mut ticker = tokio::time::interval(POLL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -800,6 +810,14 @@ impl LiveDetectors {
                     changed = broker_link.changed(), if link_open => match changed {
                         Ok(()) => builtin.broker_link(*broker_link.borrow_and_update(), now()),
                         Err(_) => link_open = false,
+                    },
+                    changed = rest_resumed.changed(), if resumed_open => match changed {
+                        Ok(()) => {
+                            if let Some(at) = *rest_resumed.borrow_and_update() {
+                                builtin.rest_stream_resumed(at);
+                            }
+                        }
+                        Err(_) => resumed_open = false,
                     },
                     update = updates.recv() => match update {
                         Some(Update::Event { transaction, event }) => {
@@ -1295,15 +1313,17 @@ mod tests {
     /// makes inside it) that is never answered; with `others`, nova-api answers someone else's
     /// request meanwhile. Returns the alarms of the next 5 s.
     fn alarms_for_an_unanswered_create(glance: bool, others: bool) -> Vec<rm::Alarm> {
-        alarms_for_an_unanswered_create_beside(glance, others, false)
+        alarms_for_an_unanswered_create_beside(glance, others, false, None)
     }
 
     /// As [`alarms_for_an_unanswered_create`]; with `stuck_beside`, the image lookup of another
-    /// create, issued 2 s earlier, is stuck meanwhile. Returns the alarms about the first create.
+    /// create, issued 2 s earlier, is stuck meanwhile; with `resumed`, the record stream
+    /// reconnects that long after the create arrived. Returns the alarms about the first create.
     fn alarms_for_an_unanswered_create_beside(
         glance: bool,
         others: bool,
         stuck_beside: bool,
+        resumed: Option<i64>,
     ) -> Vec<rm::Alarm> {
         let labels = Issued::default();
         let (mut detectors, normal, end) = learned_with_shared_dependencies(&labels);
@@ -1350,10 +1370,24 @@ mod tests {
             if others && clock == other.ts_us {
                 detectors.event("req-someone-else", &other, clock, &labels);
             }
+            if resumed.is_some_and(|after| clock == start + after) {
+                detectors.rest_stream_resumed(clock);
+            }
             alarms.extend(detectors.tick(clock, &labels));
         }
         alarms.retain(|alarm| alarm.transaction.as_deref() == Some(frozen.id.as_str()));
         alarms
+    }
+
+    /// Regression (issue 6, answer records lost when a record stream dropped left their requests
+    /// in flight, each raising a false slow-answer alarm): once the stream has reconnected, the
+    /// requests that arrived before are not timed any more; before it, they are.
+    #[test]
+    fn issue_6_requests_whose_answers_a_dropped_stream_lost_are_not_timed() {
+        let alarms = alarms_for_an_unanswered_create_beside(true, false, false, Some(500_000));
+        assert!(alarms.is_empty(), "{alarms:?}");
+        let alarms = alarms_for_an_unanswered_create_beside(true, false, false, Some(4_000_000));
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
     }
 
     /// Regression (issue 6, freeze-glance went unnoticed): nova-api's image lookup inside the
@@ -1399,7 +1433,7 @@ mod tests {
     /// most likely waits on glance-api too, not on the database.
     #[test]
     fn issue_6_a_service_stuck_elsewhere_comes_before_the_database() {
-        let alarms = alarms_for_an_unanswered_create_beside(false, true, true);
+        let alarms = alarms_for_an_unanswered_create_beside(false, true, true, None);
         assert_eq!(alarms.len(), 1, "{alarms:?}");
         assert_eq!(alarms[0].suspects[0].service, "glance-api", "{alarms:?}");
         assert!(
@@ -1822,6 +1856,7 @@ mod tests {
         let live = LiveDetectors::spawn(
             both(),
             updates,
+            None,
             None,
             phases,
             labels.clone(),

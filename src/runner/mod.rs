@@ -143,6 +143,7 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
                 builtin,
                 updates,
                 tracer.broker_link(),
+                tracer.rest_resumed(),
                 live.phases(),
                 workload.records.clone(),
                 &run_dir.join(ALARMS_FILE),

@@ -53,6 +53,8 @@ pub struct LiveTrace {
     updates: Option<mpsc::UnboundedReceiver<Update>>,
     /// The broker link for the live detectors, until it is taken.
     broker_link: Option<watch::Receiver<Option<i64>>>,
+    /// When a REST record stream last reconnected, for the live detectors, until it is taken.
+    rest_resumed: Option<watch::Receiver<Option<i64>>>,
 }
 
 /// Switches the firehose on the broker's host over SSH (`rabbitmqctl trace_on`), verifying the
@@ -188,8 +190,9 @@ impl LiveTrace {
         // Subscribed first: a stream that cannot be reached fails the start before the firehose is
         // switched on, and dropping a subscription's stop sender ends its task.
         let (rest_sink, mut rest_records) = mpsc::channel::<ProxyRecord>(16_384);
+        let (resumed, rest_resumed) = watch::channel(None);
         let rest_streams = if campaign.tracing.rest_proxy {
-            subscribe_rest_streams(campaign, rest_sink).await?
+            subscribe_rest_streams(campaign, rest_sink, resumed).await?
         } else {
             Vec::new()
         };
@@ -283,6 +286,7 @@ impl LiveTrace {
             dir: dir.to_owned(),
             updates: follow.then_some(updates),
             broker_link: follow.then_some(broker_link),
+            rest_resumed: follow.then_some(rest_resumed),
             capture_stats: Some(capture_stats),
         })
     }
@@ -297,6 +301,13 @@ impl LiveTrace {
     /// detectors; `None` unless started with `follow`, or once taken.
     pub fn broker_link(&mut self) -> Option<watch::Receiver<Option<i64>>> {
         self.broker_link.take()
+    }
+
+    /// When a REST record stream last reconnected (µs since the epoch), for the live detectors:
+    /// answers recorded while it was away are lost. `None` unless started with `follow`, or once
+    /// taken.
+    pub fn rest_resumed(&mut self) -> Option<watch::Receiver<Option<i64>>> {
+        self.rest_resumed.take()
     }
 
     /// Waits until an operation matching `point` (and `host`) is observed, the deadline passes or
@@ -427,6 +438,7 @@ pub fn rest_stream_addresses(testbed: &scenarios::model::Testbed) -> Result<Vec<
 async fn subscribe_rest_streams(
     campaign: &Campaign,
     sink: mpsc::Sender<ProxyRecord>,
+    resumed: watch::Sender<Option<i64>>,
 ) -> Result<Vec<RunningStream>, String> {
     let mut streams = Vec::new();
     for addr in rest_stream_addresses(&campaign.testbed)? {
@@ -441,7 +453,13 @@ async fn subscribe_rest_streams(
                 })?
                 .map_err(|error| format!("starting the REST tracer: {error}"))?;
         let (stop, stopped) = oneshot::channel();
-        let handle = tokio::spawn(follow_stream(addr, subscription, sink.clone(), stopped));
+        let handle = tokio::spawn(follow_stream(
+            addr,
+            subscription,
+            sink.clone(),
+            resumed.clone(),
+            stopped,
+        ));
         streams.push((stop, handle));
     }
     Ok(streams)
@@ -449,11 +467,12 @@ async fn subscribe_rest_streams(
 
 /// Forwards a stream's records to `sink` until `stop`, reconnecting when the stream drops (the
 /// proxy restarted, or cut this subscriber off for falling behind). Records made while it was
-/// disconnected are lost, and it says so.
+/// disconnected are lost, and it says so, on stderr and to `resumed` (when it reconnected).
 async fn follow_stream(
     addr: String,
     mut subscription: RecordSubscription,
     sink: mpsc::Sender<ProxyRecord>,
+    resumed: watch::Sender<Option<i64>>,
     mut stop: oneshot::Receiver<()>,
 ) {
     loop {
@@ -488,6 +507,7 @@ async fn follow_stream(
             }
         };
         eprintln!("butterfly: REST record stream {addr}: reconnected");
+        resumed.send_replace(Some(jiff::Timestamp::now().as_microsecond()));
     }
 }
 
@@ -653,9 +673,17 @@ mod tests {
             .unwrap();
         let (sink, mut received) = mpsc::channel(16);
         let (stop, stopped) = oneshot::channel();
-        let follower = tokio::spawn(follow_stream(addr.to_string(), subscription, sink, stopped));
+        let (resumed, mut reconnected) = watch::channel(None);
+        let follower = tokio::spawn(follow_stream(
+            addr.to_string(),
+            subscription,
+            sink,
+            resumed,
+            stopped,
+        ));
         sender.send(record(1)).unwrap();
         assert_eq!(received.recv().await, Some(record(1)));
+        assert!(reconnected.borrow_and_update().is_none());
 
         // The proxy restarts on the same port: the follower reconnects by itself.
         let _ = stop_server.send(());
@@ -676,6 +704,9 @@ mod tests {
             panic!("only answers were sent");
         };
         assert_eq!(again.path, "/v2.1/servers");
+        // The live detectors hear when it came back.
+        assert!(reconnected.has_changed().unwrap());
+        assert!(reconnected.borrow_and_update().is_some());
         let _ = stop.send(());
         follower.await.unwrap();
     }
