@@ -383,20 +383,7 @@ async fn wait_healthy(
     retry: Duration,
     cancel: &watch::Receiver<Option<Stop>>,
 ) -> Result<(), Result<String, Stop>> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let problem = match health_check(session).await {
-            Ok(()) => return Ok(()),
-            Err(problem) => problem,
-        };
-        let next = tokio::time::Instant::now() + retry;
-        if next > deadline {
-            return Err(Ok(problem));
-        }
-        if let Some(stop) = wait_until(next, cancel).await {
-            return Err(Err(stop));
-        }
-    }
+    retry_until(wait, retry, cancel, || health_check(session)).await
 }
 
 /// How long the run waits, after the health check, for the workload to be steady again.
@@ -405,16 +392,14 @@ const STEADY_WAIT: Duration = Duration::from_secs(90);
 const STEADY_RETRY: Duration = Duration::from_secs(1);
 
 /// Waits up to `wait` for [`evaluate::steady_state`] to hold, judged against the commands that
-/// started in the baselines of `done`. Fails with the last problem (`Ok`), or with the reason the
-/// run must stop meanwhile (`Err`).
+/// started in the baselines of `done`. Fails as [`wait_healthy`] does.
 async fn wait_steady(
     records: &workload::Records,
     done: &[RepetitionResult],
     wait: Duration,
     cancel: &watch::Receiver<Option<Stop>>,
 ) -> Result<(), Result<String, Stop>> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
+    let steady = || {
         let finished = records.snapshot();
         let reference: Vec<CommandRecord> = finished
             .iter()
@@ -426,16 +411,36 @@ async fn wait_steady(
             })
             .cloned()
             .collect();
-        let problem = match evaluate::steady_state(
+        let verdict = evaluate::steady_state(
             &reference,
             &finished,
             &records.in_flight(),
             Timestamp::now(),
-        ) {
+        );
+        std::future::ready(verdict)
+    };
+    retry_until(wait, STEADY_RETRY, cancel, steady).await
+}
+
+/// Runs `check` every `retry` until it passes or `wait` is over. Fails with its last problem
+/// (`Ok`), or with the reason the run must stop meanwhile (`Err`).
+async fn retry_until<Check, Verdict>(
+    wait: Duration,
+    retry: Duration,
+    cancel: &watch::Receiver<Option<Stop>>,
+    mut check: Check,
+) -> Result<(), Result<String, Stop>>
+where
+    Check: FnMut() -> Verdict,
+    Verdict: Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let problem = match check().await {
             Ok(()) => return Ok(()),
             Err(problem) => problem,
         };
-        let next = tokio::time::Instant::now() + STEADY_RETRY;
+        let next = tokio::time::Instant::now() + retry;
         if next > deadline {
             return Err(Ok(problem));
         }
