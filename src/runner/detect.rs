@@ -752,6 +752,15 @@ pub struct Detected {
     pub divergences: Vec<Vec<rm::TransactionDivergence>>,
 }
 
+/// What the tracer tells the live detectors besides its updates.
+#[derive(Debug, Default)]
+pub struct TracerSignals {
+    /// The AMQP capture's link to the broker (`Some(since_us)` while lost).
+    pub broker_link: Option<watch::Receiver<Option<i64>>>,
+    /// When a REST record stream last reconnected (µs since the epoch).
+    pub rest_resumed: Option<watch::Receiver<Option<i64>>>,
+}
+
 /// The built-in detectors running beside the tracer.
 pub struct LiveDetectors {
     task: JoinHandle<Result<Detected, String>>,
@@ -763,8 +772,7 @@ impl LiveDetectors {
     pub fn spawn(
         mut builtin: Builtin,
         mut updates: mpsc::UnboundedReceiver<Update>,
-        broker_link: Option<watch::Receiver<Option<i64>>>,
-        rest_resumed: Option<watch::Receiver<Option<i64>>>,
+        signals: TracerSignals,
         mut phases: watch::Receiver<Phase>,
         labels: Arc<dyn Labels + Send + Sync>,
         alarms_file: &Path,
@@ -790,6 +798,10 @@ impl LiveDetectors {
             let now = || jiff::Timestamp::now().as_microsecond();
             builtin.phase(*phases.borrow_and_update());
             let mut phases_open = true;
+            let TracerSignals {
+                broker_link,
+                rest_resumed,
+            } = signals;
             let mut link_open = broker_link.is_some();
             // A receiver that never changes stands in when there is no link to follow.
             let (_no_link, unlinked) = watch::channel(None);
@@ -1856,8 +1868,7 @@ mod tests {
         let live = LiveDetectors::spawn(
             both(),
             updates,
-            None,
-            None,
+            TracerSignals::default(),
             phases,
             labels.clone(),
             &alarms_file,

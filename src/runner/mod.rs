@@ -142,8 +142,10 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
             detect::LiveDetectors::spawn(
                 builtin,
                 updates,
-                tracer.broker_link(),
-                tracer.rest_resumed(),
+                detect::TracerSignals {
+                    broker_link: tracer.broker_link(),
+                    rest_resumed: tracer.rest_resumed(),
+                },
                 live.phases(),
                 workload.records.clone(),
                 &run_dir.join(ALARMS_FILE),
