@@ -23,7 +23,7 @@
 //! Every alarm is stamped with the (wall-clock) time it fires. The clock is a parameter, so the
 //! same code runs on synthetic streams in tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -145,6 +145,9 @@ pub struct Builtin {
     phase: Phase,
     /// Transactions of workload commands in a baseline, fault or recovery window, by id.
     followed: HashMap<String, Followed>,
+    /// Transactions of workload commands that began outside the windows (a cool-down, a health
+    /// check), until they close: never followed, also not once a window begins.
+    outside: HashSet<String>,
     divergences: Vec<Vec<rm::TransactionDivergence>>,
     /// The broker's service (and host) in the inventory: named when the AMQP capture loses it.
     broker: Option<(String, Option<String>)>,
@@ -246,6 +249,7 @@ impl Builtin {
             store,
             phase: Phase::default(),
             followed: HashMap::new(),
+            outside: HashSet::new(),
             divergences: Vec::new(),
             broker: None,
             broker_outages: Vec::new(),
@@ -507,15 +511,28 @@ impl Builtin {
     }
 
     /// How a transaction not followed yet would be: its role in the current window and its
-    /// command, or `None` outside the windows and for what no workload command issued.
-    fn role_of_new(&self, transaction: &str, labels: &dyn Labels) -> Option<(Role, String)> {
+    /// command, or `None` for what no workload command issued and for a transaction that began
+    /// outside the windows.
+    ///
+    /// A transaction belongs to the window its first event arrived in, so one that began outside
+    /// the windows stays unfollowed when a window begins. (Measured: a create begun during the
+    /// steady-state check was followed from its third RPC on once the baseline began, and raised
+    /// a false alarm for the `POST /servers` it was missing.)
+    fn role_of_new(&mut self, transaction: &str, labels: &dyn Labels) -> Option<(Role, String)> {
+        if self.outside.contains(transaction) {
+            return None;
+        }
+        // Only workload commands have a known normal behaviour to compare with.
+        let command = labels.command(transaction)?;
         let role = match self.phase.window {
             Some(rm::WindowKind::Baseline) => Role::Learn,
             Some(rm::WindowKind::Fault | rm::WindowKind::Recovery) => Role::Watch,
-            None => return None,
+            None => {
+                self.outside.insert(transaction.to_owned());
+                return None;
+            }
         };
-        // Only workload commands have a known normal behaviour to compare with.
-        Some((role, labels.command(transaction)?))
+        Some((role, command))
     }
 
     /// A REST request of transaction `transaction` arrived at a proxy and awaits its answer: the
@@ -599,6 +616,7 @@ impl Builtin {
         labels: &dyn Labels,
     ) -> Vec<rm::Alarm> {
         self.monitor.close(&transaction.id);
+        self.outside.remove(&transaction.id);
         let Some(mut followed) = self.followed.remove(&transaction.id) else {
             return Vec::new();
         };
@@ -1551,6 +1569,19 @@ mod tests {
         detectors.phase(window(1, None));
         stream(&mut detectors, &labels, &normal[..1], 0);
         assert!(detectors.followed.is_empty());
+        // Nor once a window begins, if they began outside it: the first event decides.
+        let mut begun = normal[1].clone();
+        begun.events.sort_by_key(|e| (e.ts_us, e.seq));
+        let rest = begun.events.split_off(1);
+        stream(&mut detectors, &labels, std::slice::from_ref(&begun), 0);
+        detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
+        begun.events = rest;
+        stream(&mut detectors, &labels, std::slice::from_ref(&begun), 0);
+        assert!(detectors.followed.is_empty(), "followed half-way");
+        // Once it has closed, its id is forgotten.
+        assert!(detectors.closed(&begun, 0, &labels).is_empty());
+        assert!(!detectors.outside.contains(&begun.id));
+        detectors.phase(window(1, None));
         // A baseline: unlabelled ones (not issued by the workload) are not followed either.
         detectors.phase(window(2, Some(rm::WindowKind::Baseline)));
         let background = user(fixture("compute-down"));
