@@ -14,7 +14,7 @@ use crate::Error;
 use crate::diagnose::negative_distance;
 use crate::distance::{BATCH_LANES, Pattern, normalized};
 use crate::normalize::{Lane, NormalizeConfig, gaps, steps_of};
-use crate::symbol::{Step, answer_key};
+use crate::symbol::{Step, answer_key, reply_key};
 use crate::timing::{LatencyProfile, TimingPolicy};
 
 /// The `format` field of every store file.
@@ -529,7 +529,8 @@ pub struct Store {
     /// Positive fingerprints by command.
     pub commands: BTreeMap<String, CommandFingerprint>,
     /// How long each REST operation (`service METHOD /path/{id}`, see [`answer_key`]) took to
-    /// answer in fault-free runs, whichever command made the request: an answer later than its
+    /// answer in fault-free runs, whichever command made the request, and each RPC call to be
+    /// replied to (`service CALL topic.method`, see [`reply_key`]): an answer later than its
     /// bound is slow, even while it has not come.
     pub answers: BTreeMap<String, LatencyProfile>,
     /// Negative fingerprints. Add them with [`Store::learn_negative`]: the distance bound of each
@@ -909,20 +910,44 @@ impl Store {
         learned
     }
 
-    /// Records how long each REST request of a fault-free transaction took to answer. Every
-    /// request counts, polls and repetitions included, which normalization would fold.
+    /// Records how long each REST request of a fault-free transaction took to answer, and each
+    /// RPC call to be replied to (the reply paired with its call by message id). Every request
+    /// counts, polls and repetitions included, which normalization would fold.
     fn learn_answers(&mut self, transaction: &Transaction) {
+        let mut calls: HashMap<&str, (&str, &str, i64)> = HashMap::new();
         for event in &transaction.events {
-            if event.kind != EventKind::RestRequest {
+            match event.kind {
+                EventKind::RestRequest => {
+                    let (Some(service), Some(duration)) = (&event.service, event.duration_us)
+                    else {
+                        continue;
+                    };
+                    self.answers
+                        .entry(answer_key(service, &event.operation))
+                        .or_default()
+                        .record(duration);
+                }
+                EventKind::RpcCall => {
+                    if let (Some(service), Some(id)) = (&event.service, &event.ids.msg_id) {
+                        calls.insert(id, (service, &event.operation, event.ts_us));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for event in &transaction.events {
+            if event.kind != EventKind::RpcReply {
                 continue;
             }
-            let (Some(service), Some(duration)) = (&event.service, event.duration_us) else {
+            let Some(&(service, operation, called)) =
+                event.ids.msg_id.as_deref().and_then(|id| calls.get(id))
+            else {
                 continue;
             };
             self.answers
-                .entry(answer_key(service, &event.operation))
+                .entry(reply_key(service, operation))
                 .or_default()
-                .record(duration);
+                .record(u64::try_from(event.ts_us.saturating_sub(called)).unwrap_or(0));
         }
     }
 

@@ -129,6 +129,12 @@ pub fn answer_key(service: &str, operation: &str) -> String {
     format!("{service} {}", template_rest(operation))
 }
 
+/// The key under which the reply time of an RPC call is learned: `service CALL topic.method`
+/// (the service the call goes to, and the method templated as in symbols).
+pub fn reply_key(service: &str, operation: &str) -> String {
+    format!("{service} CALL {}", template_dotted(operation))
+}
+
 /// Templates a REST operation `METHOD /path?query`: id-like path segments become `{id}`, the
 /// query keeps its sorted, distinct parameter names.
 pub fn template_rest(operation: &str) -> String {

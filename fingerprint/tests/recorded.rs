@@ -658,3 +658,24 @@ fn issue_6_the_monitor_names_who_holds_each_overdue_transaction() {
         );
     }
 }
+
+/// RPC calls are timed like REST requests: each call of a fault-free run, paired with its
+/// reply by message id, teaches its reply time under `service CALL topic.method`.
+#[test]
+fn issue_6_reply_times_of_rpc_calls_are_learned() {
+    let store = learned_store();
+    let calls: Vec<&String> = store
+        .answers
+        .keys()
+        .filter(|key| key.contains(" CALL "))
+        .collect();
+    assert!(
+        calls
+            .iter()
+            .any(|key| key.starts_with("nova-scheduler CALL scheduler.select_destinations")),
+        "{calls:?}"
+    );
+    let key = fingerprint::symbol::reply_key("nova-scheduler", "scheduler.select_destinations");
+    let (profile, bound) = store.answer_bound(&key).expect("a learned reply bound");
+    assert!(profile.p50().is_some_and(|p50| p50 > 0 && p50 < bound), "{profile:?}");
+}

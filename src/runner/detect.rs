@@ -36,6 +36,8 @@ use fingerprint::distance::{EditOp, align};
 use fingerprint::monitor::{Hold, Monitor, Waiting};
 use fingerprint::normalize::last_progress_us;
 use fingerprint::store::Store;
+use fingerprint::symbol::{reply_key, template_dotted};
+use fingerprint::timing::human_us;
 use reports::metrics::RunMetrics;
 use reports::model as rm;
 use scenarios::model::{Campaign, DetectorSource};
@@ -159,7 +161,24 @@ pub struct Builtin {
     answered: HashMap<String, i64>,
     /// When the last RPC message of any transaction was sent: the broker carries messages.
     last_rpc_us: i64,
+    /// RPC calls of any transaction not replied to yet, by message id.
+    calls: HashMap<String, PendingCall>,
 }
+
+/// An RPC call not replied to yet (see [`Builtin::blame_stuck_callee`]).
+#[derive(Debug, Clone)]
+struct PendingCall {
+    /// The service it went to, and its host.
+    callee: (String, Option<String>),
+    symbol: String,
+    /// Its reply time's key in the store ([`reply_key`]).
+    key: String,
+    sent_us: i64,
+}
+
+/// How long an RPC call waits for its reply before oslo.messaging gives up on it
+/// (`rpc_response_timeout`, 60 s by default): a call unanswered longer is over, not stuck.
+const RPC_RESPONSE_TIMEOUT_US: i64 = 60_000_000;
 
 /// Names an alarm after the campaign's detector (a built-in one calls itself by its kind).
 fn named(mut alarm: rm::Alarm, detector: &str) -> rm::Alarm {
@@ -256,6 +275,7 @@ impl Builtin {
             database: None,
             answered: HashMap::new(),
             last_rpc_us: i64::MIN,
+            calls: HashMap::new(),
         })
     }
 
@@ -279,7 +299,12 @@ impl Builtin {
             .last_mut()
             .filter(|(_, back)| back.is_none());
         match (lost_since, ongoing) {
-            (Some(since), None) => self.broker_outages.push((since, None)),
+            (Some(since), None) => {
+                // Replies sent while the capture is away are never seen: the calls in flight
+                // cannot be timed any more.
+                self.calls.clear();
+                self.broker_outages.push((since, None));
+            }
             (None, Some((_, back))) => *back = Some(now_us),
             // Still lost, or still connected: nothing changes.
             (Some(_), Some(_)) | (None, None) => {}
@@ -356,15 +381,15 @@ impl Builtin {
     /// service is unanswered past its bound meanwhile (any transaction's), the stalled services
     /// most likely wait on that service too, before they even call it. (Measured: while
     /// glance-api was frozen, a second `POST /servers` that had not reached glance yet was taken
-    /// for a database lock.)
+    /// for a database lock.) Returns whether it named the database.
     fn blame_database(
         &self,
         alarm: &mut rm::Alarm,
         held: Option<(String, String)>,
         stalled_since_us: i64,
-    ) {
+    ) -> bool {
         let Some(database) = &self.database else {
-            return;
+            return false;
         };
         let this = alarm.transaction.clone();
         // Who holds this transaction: the API serving the user's request, else the first
@@ -373,7 +398,7 @@ impl Builtin {
             Some((api, _)) => api.clone(),
             None => match alarm.suspects.first() {
                 Some(suspect) => suspect.service.clone(),
-                None => return,
+                None => return false,
             },
         };
         let holders = self.monitor.holders(alarm.ts_us);
@@ -405,7 +430,7 @@ impl Builtin {
                 );
                 put_first(alarm, &(service, stuck.host), evidence);
             }
-            return;
+            return false;
         }
         if let Some((api, request)) = &held
             && let Some(&answered) = self.answered.get(api).filter(|&&at| at > stalled_since_us)
@@ -419,7 +444,7 @@ impl Builtin {
                     clock(answered)
                 ),
             );
-            return;
+            return true;
         }
         // Another service holding another transaction at the same time; one of the two must be
         // an API holding a user's request by itself.
@@ -433,12 +458,12 @@ impl Builtin {
                 }
         });
         let Some(other) = beside else {
-            return;
+            return false;
         };
         let since = stalled_since_us.max(other.since_us);
         if self.last_rpc_us <= since {
             // Nothing went through the broker since: it may be what both wait on.
-            return;
+            return false;
         }
         let how = |hold: Hold| match hold {
             Hold::Entry => "has not answered",
@@ -467,6 +492,7 @@ impl Builtin {
                 clock(self.last_rpc_us)
             ),
         );
+        true
     }
 
     /// Names the shared dependency behind a stall, if one is (see [`Builtin::blame_broker`] and
@@ -480,7 +506,66 @@ impl Builtin {
         if self.blame_broker(alarm, stalled_since_us) {
             return;
         }
-        self.blame_database(alarm, held, stalled_since_us);
+        if self.blame_database(alarm, held, stalled_since_us) {
+            return;
+        }
+        self.blame_stuck_callee(alarm);
+    }
+
+    /// Names first the service that has an RPC call unanswered past its learned reply bound
+    /// (any transaction's, the longest-waiting one), when the alarm suspects another service
+    /// first: the services that call it wait on it, and a stall they cause elsewhere is its
+    /// doing. (Measured: with nova-conductor frozen or stopped, a delete whose compute host
+    /// never made its next call to the conductor, blocked on calls it had made in other
+    /// transactions, was blamed on nova-compute; with nova-scheduler stopped, the delete of a
+    /// server stuck in scheduling was blamed on nova-api.) A request to a REST service stuck
+    /// past its bound meanwhile comes first and leaves the alarm as it is: an RPC service
+    /// waiting on it (the scheduler on a frozen placement) is stuck because of it.
+    fn blame_stuck_callee(&self, alarm: &mut rm::Alarm) {
+        let Some(first) = alarm.suspects.first().map(|s| s.service.clone()) else {
+            return;
+        };
+        let now = alarm.ts_us;
+        let rest_stuck = self.monitor.stuck(now).into_iter().any(|stuck| {
+            stuck.service.as_deref() != Some(first.as_str())
+                && !self.monitor.holders(now).iter().any(|holder| {
+                    holder.hold == Hold::Entry && holder.transaction == stuck.transaction
+                })
+        });
+        if rest_stuck {
+            return;
+        }
+        let stuck = self
+            .calls
+            .values()
+            .filter(|call| {
+                let waited = now.saturating_sub(call.sent_us);
+                call.callee.0 != first
+                    && waited < RPC_RESPONSE_TIMEOUT_US
+                    && self
+                        .store
+                        .answer_bound(&call.key)
+                        .is_some_and(|(_, bound)| waited > i64::try_from(bound).unwrap_or(i64::MAX))
+            })
+            .min_by_key(|call| call.sent_us);
+        let Some(call) = stuck else {
+            return;
+        };
+        let bound = self
+            .store
+            .answer_bound(&call.key)
+            .map_or(0, |(_, bound)| bound);
+        put_first(
+            alarm,
+            &call.callee,
+            format!(
+                "`{}` to {} has been unanswered since {} (reply bound {}): the services that call it wait on it",
+                call.symbol,
+                call.callee.0,
+                clock(call.sent_us),
+                human_us(bound)
+            ),
+        );
     }
 
     /// The run entered `phase`.
@@ -570,6 +655,25 @@ impl Builtin {
             EventKind::RpcCall | EventKind::RpcCast | EventKind::RpcFanout
         ) {
             self.last_rpc_us = self.last_rpc_us.max(event.ts_us);
+        }
+        match (&event.kind, &event.ids.msg_id) {
+            (EventKind::RpcCall, Some(id)) => {
+                if let Some(service) = &event.service {
+                    self.calls.insert(
+                        id.clone(),
+                        PendingCall {
+                            callee: (service.clone(), event.host.clone()),
+                            symbol: format!("rpc.call:{}", template_dotted(&event.operation)),
+                            key: reply_key(service, &event.operation),
+                            sent_us: event.ts_us,
+                        },
+                    );
+                }
+            }
+            (EventKind::RpcReply, Some(id)) => {
+                self.calls.remove(id);
+            }
+            _ => {}
         }
         if !self.followed.contains_key(transaction) {
             let Some((role, command)) = self.role_of_new(transaction, labels) else {
@@ -1543,6 +1647,94 @@ mod tests {
                     .all(|alarm| alarm.suspects[0].service == "nova-compute"),
                 "{about_the_create:?}"
             );
+        }
+    }
+
+    /// Regression (issue 6, freeze and stop of nova-conductor blamed on the compute host that
+    /// waited on it): a create stalled after its cast to nova-compute while an RPC call to
+    /// nova-conductor (of another transaction) has been unanswered past its learned reply bound
+    /// names nova-conductor first, for both detectors; the call answered, or a REST request
+    /// stuck elsewhere meanwhile, leaves nova-compute first.
+    #[test]
+    fn issue_6_a_service_with_calls_unanswered_past_their_bound_comes_first() {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Beside {
+            Unanswered,
+            Answered,
+            UnansweredBesideARestRequest,
+        }
+        let run = |beside: Beside| -> Vec<rm::Alarm> {
+            let labels = Issued::default();
+            let (mut detectors, normal, _) = learned_with_shared_dependencies(&labels);
+            let events: Vec<&Event> = normal.iter().flat_map(|t| &t.events).collect();
+            let call = events
+                .iter()
+                .find(|e| {
+                    e.kind == EventKind::RpcCall
+                        && e.service.as_deref() == Some("nova-conductor")
+                        && e.ids.msg_id.is_some()
+                })
+                .map(|e| (*e).clone())
+                .expect("a call to the conductor");
+            let key = reply_key("nova-conductor", &call.operation);
+            assert!(detectors.store.answer_bound(&key).is_some(), "{key}");
+            let reply = events
+                .iter()
+                .find(|e| e.kind == EventKind::RpcReply && e.ids.msg_id == call.ids.msg_id)
+                .map(|e| (*e).clone())
+                .unwrap();
+            let lookup = events
+                .iter()
+                .find(|e| e.service.as_deref() == Some("glance-api"))
+                .map(|e| (*e).clone())
+                .unwrap();
+            let other = create_as(&normal, "req-other");
+            labels.issue(&other);
+            alarms_for_the_stalled_create_after(&mut detectors, &labels, |detectors, cast| {
+                let mut pending = call.clone();
+                pending.ts_us = cast - 500_000;
+                detectors.event("req-periodic", &pending, pending.ts_us, &labels);
+                if beside == Beside::Answered {
+                    let mut answered = reply.clone();
+                    answered.ts_us = cast - 400_000;
+                    detectors.event("req-periodic", &answered, answered.ts_us, &labels);
+                }
+                if beside == Beside::UnansweredBesideARestRequest {
+                    // Another create's image lookup, inside its `POST /servers`.
+                    let post = arrival(&other.events[0], &other.id, cast - 10_000_000);
+                    detectors.started(&other.id, &post, &labels);
+                    let mut inside = arrival(&lookup, &other.id, cast - 9_950_000);
+                    inside.user_agent = Some("nova-api keystoneauth1/5.11".to_owned());
+                    detectors.started(&other.id, &inside, &labels);
+                }
+            })
+        };
+        let about_the_create = |alarms: &[rm::Alarm], detector: &str| -> rm::Alarm {
+            alarms
+                .iter()
+                .find(|alarm| {
+                    alarm.detector == detector && alarm.transaction.as_deref() != Some("req-other")
+                })
+                .cloned()
+                .unwrap_or_else(|| panic!("a {detector} alarm in {alarms:?}"))
+        };
+        let alarms = run(Beside::Unanswered);
+        for detector in ["late", "fp"] {
+            let alarm = about_the_create(&alarms, detector);
+            assert_eq!(alarm.suspects[0].service, "nova-conductor", "{alarm:?}");
+            assert_eq!(alarm.suspects[1].service, "nova-compute", "{alarm:?}");
+            assert!(
+                alarm.evidence[0].starts_with("`rpc.call:conductor.")
+                    && alarm.evidence[0].contains("to nova-conductor has been unanswered since"),
+                "{alarm:?}"
+            );
+        }
+        for beside in [Beside::Answered, Beside::UnansweredBesideARestRequest] {
+            let alarms = run(beside);
+            for detector in ["late", "fp"] {
+                let alarm = about_the_create(&alarms, detector);
+                assert_eq!(alarm.suspects[0].service, "nova-compute", "{alarm:?}");
+            }
         }
     }
 
