@@ -677,5 +677,8 @@ fn issue_6_reply_times_of_rpc_calls_are_learned() {
     );
     let key = fingerprint::symbol::reply_key("nova-scheduler", "scheduler.select_destinations");
     let (profile, bound) = store.answer_bound(&key).expect("a learned reply bound");
-    assert!(profile.p50().is_some_and(|p50| p50 > 0 && p50 < bound), "{profile:?}");
+    assert!(
+        profile.p50().is_some_and(|p50| p50 > 0 && p50 < bound),
+        "{profile:?}"
+    );
 }

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -217,7 +218,8 @@ enum Gone {
 #[derive(Debug, Clone)]
 pub struct Session {
     http: reqwest::Client,
-    token: Secret,
+    /// Shared by every clone: a token renewed by one serves all.
+    token: Arc<RwLock<Secret>>,
     /// The service endpoints from the catalog.
     pub endpoints: Endpoints,
     /// The credentials (for re-authentication).
@@ -253,42 +255,10 @@ impl Session {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| CloudError::Config(format!("HTTP client: {e}")))?;
-        let body = json!({
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {"user": {
-                        "name": credentials.username,
-                        "domain": {"name": credentials.user_domain_name},
-                        "password": credentials.password.expose(),
-                    }}
-                },
-                "scope": {"project": {
-                    "name": credentials.project_name,
-                    "domain": {"name": credentials.project_domain_name},
-                }}
-            }
-        });
-        let url = format!("{}/auth/tokens", credentials.auth_url.trim_end_matches('/'));
+        let (token, document) = issue_token(&http, credentials).await?;
         let auth_error = |message: String| CloudError::Auth {
             url: credentials.auth_url.clone(),
             message,
-        };
-        let response = http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| auth_error(e.to_string()))?;
-        let status = response.status();
-        let token = response
-            .headers()
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .map(|t| Secret(t.to_owned()));
-        let document: Value = response.json().await.unwrap_or(Value::Null);
-        let Some(token) = token.filter(|_| status.is_success()) else {
-            return Err(auth_error(format!("HTTP {status}")));
         };
         let region = credentials.region_name.as_deref();
         let endpoint = |kind: &str| -> Option<String> {
@@ -316,7 +286,7 @@ impl Session {
             .ok_or_else(|| auth_error("the catalog has no public compute endpoint".into()))?;
         Ok(Session {
             http,
-            token,
+            token: Arc::new(RwLock::new(token)),
             endpoints: Endpoints {
                 compute,
                 image: endpoint("image"),
@@ -327,6 +297,10 @@ impl Session {
     }
 
     /// One API call with the session's token, a global request id and an optional JSON body.
+    ///
+    /// A `401` means the token expired (Keystone's last an hour by default, and a campaign can
+    /// run longer: a run of `detector-accuracy.yaml` could not delete its last server after 61
+    /// minutes): the session gets a new token and sends the call once more.
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -334,10 +308,44 @@ impl Session {
         request_id: &str,
         body: Option<&Value>,
     ) -> Result<Response, CloudError> {
+        let token = self.current_token();
+        let response = self
+            .send(method.clone(), url, request_id, body, &token)
+            .await?;
+        if response.status != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        self.renew_token(&token).await?;
+        let token = self.current_token();
+        self.send(method, url, request_id, body, &token).await
+    }
+
+    fn current_token(&self) -> Secret {
+        self.token.read().expect("token lock").clone()
+    }
+
+    /// Replaces `expired` with a new token, unless another call has renewed it already.
+    async fn renew_token(&self, expired: &Secret) -> Result<(), CloudError> {
+        if self.current_token().expose() != expired.expose() {
+            return Ok(());
+        }
+        let (token, _) = issue_token(&self.http, &self.credentials).await?;
+        *self.token.write().expect("token lock") = token;
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        request_id: &str,
+        body: Option<&Value>,
+        token: &Secret,
+    ) -> Result<Response, CloudError> {
         let mut request = self
             .http
             .request(method.clone(), url)
-            .header("X-Auth-Token", self.token.expose())
+            .header("X-Auth-Token", token.expose())
             .header("X-OpenStack-Request-ID", request_id)
             // Microversion 2.37 allows servers without networks (`networks: none`).
             .header("OpenStack-API-Version", "compute 2.37")
@@ -354,6 +362,52 @@ impl Session {
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok(Response { status, body })
     }
+}
+
+/// Asks Keystone for a project-scoped token with the password: the token and the response's
+/// document (which holds the catalog).
+async fn issue_token(
+    http: &reqwest::Client,
+    credentials: &Credentials,
+) -> Result<(Secret, Value), CloudError> {
+    let body = json!({
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {
+                    "name": credentials.username,
+                    "domain": {"name": credentials.user_domain_name},
+                    "password": credentials.password.expose(),
+                }}
+            },
+            "scope": {"project": {
+                "name": credentials.project_name,
+                "domain": {"name": credentials.project_domain_name},
+            }}
+        }
+    });
+    let url = format!("{}/auth/tokens", credentials.auth_url.trim_end_matches('/'));
+    let auth_error = |message: String| CloudError::Auth {
+        url: credentials.auth_url.clone(),
+        message,
+    };
+    let response = http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| auth_error(e.to_string()))?;
+    let status = response.status();
+    let token = response
+        .headers()
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .map(|t| Secret(t.to_owned()));
+    let document: Value = response.json().await.unwrap_or(Value::Null);
+    let Some(token) = token.filter(|_| status.is_success()) else {
+        return Err(auth_error(format!("HTTP {status}")));
+    };
+    Ok((token, document))
 }
 
 /// URLs of our calls carry no credentials, but keep the path only in messages anyway.
@@ -785,6 +839,20 @@ pub(crate) mod tests {
     pub(crate) async fn fake_http(
         respond: impl Fn(&[u8]) -> (&'static str, String) + Send + Sync + 'static,
     ) -> String {
+        fake_http_with_headers(move |request| {
+            let (code, body) = respond(request);
+            (code, Vec::new(), body)
+        })
+        .await
+    }
+
+    /// As [`fake_http`], with extra response headers.
+    async fn fake_http_with_headers(
+        respond: impl Fn(&[u8]) -> (&'static str, Vec<(&'static str, String)>, String)
+        + Send
+        + Sync
+        + 'static,
+    ) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -801,9 +869,13 @@ pub(crate) mod tests {
                         Ok(n) => request.extend_from_slice(&buffer[..n]),
                     }
                 }
-                let (code, body) = respond(&request);
+                let (code, headers, body) = respond(&request);
+                let extra: String = headers
+                    .iter()
+                    .map(|(name, value)| format!("{name}: {value}\r\n"))
+                    .collect();
                 let response = format!(
-                    "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = stream.write_all(response.as_bytes()).await;
@@ -812,14 +884,66 @@ pub(crate) mod tests {
         format!("http://{address}/v2.1")
     }
 
+    /// Regression (issue 6, a run of `detector-accuracy.yaml` could not delete its last server
+    /// after 61 minutes: `HTTP 401 The request you have made requires authentication`): a call
+    /// answered 401 gets a new token from Keystone and is sent once more; the session's clones
+    /// share the new token.
+    #[tokio::test]
+    async fn issue_6_an_expired_token_is_renewed_and_the_call_sent_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let issued = Arc::new(AtomicUsize::new(0));
+        let counted = issued.clone();
+        let url = fake_http_with_headers(move |request| {
+            let text = String::from_utf8_lossy(request).to_lowercase();
+            if text.starts_with("post /v3/auth/tokens") {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let catalog = r#"{"token":{"catalog":[]}}"#.to_owned();
+                (
+                    "201 Created",
+                    vec![("X-Subject-Token", "fresh-token".to_owned())],
+                    catalog,
+                )
+            } else if text.contains("x-auth-token: fresh-token") {
+                ("200 OK", Vec::new(), r#"{"servers":[]}"#.to_owned())
+            } else {
+                (
+                    "401 Unauthorized",
+                    Vec::new(),
+                    r#"{"error":{"code":401}}"#.to_owned(),
+                )
+            }
+        })
+        .await;
+        let mut session = session_at(url.clone());
+        session.credentials.auth_url = url.replace("/v2.1", "/v3");
+        let clone = session.clone();
+        let servers = format!("{url}/servers");
+        let response = session
+            .call(reqwest::Method::GET, &servers, "req-1", None)
+            .await
+            .unwrap();
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(issued.load(Ordering::SeqCst), 1);
+        let response = clone
+            .call(reqwest::Method::GET, &servers, "req-2", None)
+            .await
+            .unwrap();
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            1,
+            "the clone uses the renewed token"
+        );
+    }
+
     /// A fake Nova on loopback for the clean-up: `DELETE` is accepted (204) but only the
     /// `deletes_needed`-th one takes effect; until then the server shows `status` (200).
     async fn fake_nova(
         deletes_needed: usize,
         status: &'static str,
-    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let deletes = std::sync::Arc::new(AtomicUsize::new(0));
+        let deletes = Arc::new(AtomicUsize::new(0));
         let counter = deletes.clone();
         let url = fake_http(move |request| {
             if request.starts_with(b"DELETE ") {
@@ -838,12 +962,11 @@ pub(crate) mod tests {
     /// A fake Nova whose server stays in task state `deleting` after the first DELETE, ignoring
     /// every later one until its state is reset (`os-resetState`); the DELETE after the reset
     /// takes effect. Counts the resets.
-    async fn fake_nova_ignoring_deletes() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>)
-    {
+    async fn fake_nova_ignoring_deletes() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
         // 0: active; 1: deleting (DELETEs ignored); 2: reset to error; 3: gone.
-        let state = std::sync::Arc::new(AtomicUsize::new(0));
-        let resets = std::sync::Arc::new(AtomicUsize::new(0));
+        let state = Arc::new(AtomicUsize::new(0));
+        let resets = Arc::new(AtomicUsize::new(0));
         let counted = resets.clone();
         let url = fake_http(move |request| {
             let text = String::from_utf8_lossy(request);
@@ -895,7 +1018,7 @@ pub(crate) mod tests {
     pub(crate) fn session_at(compute: String) -> Session {
         Session {
             http: reqwest::Client::new(),
-            token: Secret("test-token".into()),
+            token: Arc::new(RwLock::new(Secret("test-token".into()))),
             endpoints: Endpoints {
                 compute,
                 image: None,
