@@ -30,6 +30,8 @@ const WEIGHT_EXPECTED_SENDER: f64 = 0.25;
 const WEIGHT_EXPECTED_HANDLER: f64 = 0.15;
 /// Weight of a service that returned a failure.
 const WEIGHT_FAILURE: f64 = 1.0;
+/// Share of [`WEIGHT_FAILURE`] for a failure around another one, which explains it.
+const WEIGHT_FAILED_AROUND: f64 = 0.3;
 /// Weight of a service the normal variant expects after the divergence that never appeared.
 const WEIGHT_SILENT: f64 = 0.1;
 /// Distance added between a trace and a negative fingerprint that departed from normal behaviour
@@ -578,14 +580,36 @@ fn divergence(
 }
 
 /// Suspects each service that returned a failure (`failures`: positions and steps).
+///
+/// A request that failed while a request it made failed inside it (nova-api's `POST /servers
+/// -> 500` around its `GET /v2/images/{id} -> 502` to a stopped glance-api) failed because of
+/// it: the innermost failure keeps the full weight, the one around it a share
+/// ([`WEIGHT_FAILED_AROUND`]). (Measured: with glance-api stopped, both weighed the same and
+/// nova-api, which also held the transaction, came first.)
 pub(crate) fn suspect_failures(suspicion: &mut Suspicion, failures: &[(usize, &Step)]) {
+    let span = |step: &Step| step.end_us.map(|end| (step.ts_us, end));
     for &(position, step) in failures {
-        suspicion.add(
-            step.service.as_deref(),
-            step.host.as_deref(),
-            WEIGHT_FAILURE,
-            format!("returned `{}` at step {position}", step.symbol),
-        );
+        let inside = failures.iter().find_map(|&(_, other)| {
+            let ((start, end), (inner_start, inner_end)) = (span(step)?, span(other)?);
+            (other.seq != step.seq && start <= inner_start && inner_end <= end).then_some(other)
+        });
+        match inside {
+            Some(inner) => suspicion.add(
+                step.service.as_deref(),
+                step.host.as_deref(),
+                WEIGHT_FAILURE * WEIGHT_FAILED_AROUND,
+                format!(
+                    "returned `{}` at step {position}, after `{}` failed inside it",
+                    step.symbol, inner.symbol
+                ),
+            ),
+            None => suspicion.add(
+                step.service.as_deref(),
+                step.host.as_deref(),
+                WEIGHT_FAILURE,
+                format!("returned `{}` at step {position}", step.symbol),
+            ),
+        }
     }
 }
 
@@ -1429,6 +1453,51 @@ mod tests {
         // Only answered calls of unknown callers: nobody can be named.
         let orphan = step("rest:glance-api GET /v2/images/{id}", "glance-api", None);
         assert!(actor(&[orphan]).is_none());
+    }
+
+    /// Regression (issue 6, stop-glance blamed on nova-api): nova-api's `POST /servers -> 500`
+    /// failed because its image lookup to glance-api failed inside it; glance-api comes first.
+    #[test]
+    fn the_innermost_failure_explains_the_ones_around_it() {
+        let spanning = |symbol: &str, service: &str, seq: u64, start: i64, end: i64| Step {
+            seq,
+            ts_us: start,
+            end_us: Some(end),
+            error: true,
+            ..step(symbol, service, None)
+        };
+        let post = spanning("nova-api:POST /v2.1/servers -> 500", "nova-api", 0, 0, 100);
+        let lookup = spanning(
+            "rest:glance-api GET /v2/images/{id} -> 502",
+            "glance-api",
+            1,
+            10,
+            20,
+        );
+        let mut suspicion = Suspicion::default();
+        suspect_failures(&mut suspicion, &[(0, &post), (1, &lookup)]);
+        let ranked = suspicion.ranked();
+        assert_eq!(ranked[0].service, "glance-api");
+        assert_eq!(ranked[1].service, "nova-api");
+        assert!(
+            ranked[1].evidence[0].contains("failed inside it"),
+            "{ranked:?}"
+        );
+        // Side by side, neither explains the other.
+        let later = spanning(
+            "rest:glance-api GET /v2/images/{id} -> 502",
+            "glance-api",
+            1,
+            150,
+            160,
+        );
+        let mut suspicion = Suspicion::default();
+        suspect_failures(&mut suspicion, &[(0, &post), (1, &later)]);
+        let ranked = suspicion.ranked();
+        assert!(
+            (ranked[0].confidence - ranked[1].confidence).abs() < 1e-9,
+            "{ranked:?}"
+        );
     }
 
     /// Regression (issue 6, freeze-conductor blamed on nova-scheduler): a reply is received by

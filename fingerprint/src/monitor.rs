@@ -279,7 +279,7 @@ impl Monitor {
                     });
                 }
                 let expectation = open.expectation.as_ref()?;
-                if now_us <= expectation.deadline_us || answer_due(&self.store, open, now_us) {
+                if now_us <= expectation.deadline_us || answer_due(&self.store, open) {
                     return None;
                 }
                 let held = observed_until(&open.steps, (i64::MAX, u64::MAX));
@@ -311,12 +311,12 @@ impl Monitor {
     pub fn poll(&mut self, now_us: i64) -> Vec<Overdue> {
         let mut alarms = Vec::new();
         for (id, open) in &mut self.open {
-            // While a request of the transaction awaits an answer still within its bound, the
-            // transaction waits on that answer, not on a step: if the answer is late, the
-            // slow-answer alarm below names who holds it.
+            // While a request of the transaction awaits a timed answer, the transaction waits on
+            // that answer, not on a step: if the answer is late, the slow-answer alarm below
+            // names who holds it (see `answer_due`).
             if let Some(expectation) = &open.expectation
                 && now_us > expectation.deadline_us
-                && !answer_due(&self.store, open, now_us)
+                && !answer_due(&self.store, open)
                 && open.alarmed.insert((expectation.variant, expectation.step))
             {
                 alarms.push(Overdue {
@@ -458,13 +458,16 @@ fn expect(store: &Store, open: &Open) -> Option<Expectation> {
         .min_by_key(|expectation| (expectation.deadline_us, expectation.step))
 }
 
-/// Whether a request of the transaction is in flight and still within its answer bound.
-fn answer_due(store: &Store, open: &Open, now_us: i64) -> bool {
-    open.in_flight.iter().any(|(_, request, _)| {
-        store.answer_bound(&request.key).is_some_and(|(_, bound)| {
-            now_us.saturating_sub(request.start_us) <= i64::try_from(bound).unwrap_or(i64::MAX)
-        })
-    })
+/// Whether the transaction waits on an answer that is timed: a request of it is in flight with
+/// a learned answer bound, within it or past it. Past it, the slow-answer alarm names who holds
+/// the request; an overdue step alarm as well would name the service waiting on it, and fire
+/// first. (Measured: with placement-api frozen, the scheduler was named for the
+/// `select_destinations` it could not answer, in the same poll as the slow answer naming
+/// placement-api.)
+fn answer_due(store: &Store, open: &Open) -> bool {
+    open.in_flight
+        .iter()
+        .any(|(_, request, _)| store.answer_bound(&request.key).is_some())
 }
 
 /// The alarm about a transaction held by a request unanswered past its bound, once per holder.

@@ -682,3 +682,46 @@ fn issue_6_reply_times_of_rpc_calls_are_learned() {
         "{profile:?}"
     );
 }
+
+/// Regression (issue 6, freeze-placement blamed on the scheduler): the scheduler's first
+/// request to a frozen placement-api inside `select_destinations` never comes back. The
+/// transaction waits on that answer: one alarm, the slow answer naming placement-api, and no
+/// overdue-step alarm naming the scheduler that waits on it. (The recorded
+/// `GET /allocation_candidates` keeps its raw query, which the proxy's arrivals template
+/// differently; the `GET /allocations/{id}` after it stands in.)
+#[test]
+fn issue_6_a_request_past_its_bound_is_named_not_the_service_waiting_on_it() {
+    let store = Arc::new(learned_store());
+    let create = command(&fixture("create-delete"), "server create");
+    let candidates = create
+        .events
+        .iter()
+        .find(|event| event.operation.starts_with("GET /allocations/"))
+        .unwrap()
+        .clone();
+    let frozen = Transaction {
+        events: create
+            .events
+            .iter()
+            .filter(|event| event.ts_us <= candidates.ts_us)
+            .cloned()
+            .collect(),
+        ..create.clone()
+    };
+    let mut monitor = Monitor::new(store);
+    let alarms = replay_with_arrivals(
+        &mut monitor,
+        &frozen,
+        |event| event.seq != candidates.seq,
+        candidates.ts_us + 5_000_000,
+    );
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(
+        alarms[0].alarm.suspects[0].service, "placement-api",
+        "{alarms:?}"
+    );
+    assert!(matches!(
+        alarms[0].waiting,
+        fingerprint::monitor::Waiting::Answer { entry: false, .. }
+    ));
+}

@@ -847,6 +847,24 @@ impl Builtin {
             shown.push(divergence);
         }
         let mut alarm = named(alarm, name);
+        // The live trace holds the requests answered so far; one still unanswered past its
+        // bound holds the transaction, as the timeout detector says. (Measured: with
+        // placement-api frozen, a create cut short before the scheduler's unanswered request
+        // was diagnosed as a misshapen trace and blamed on nova-api.)
+        if let Some(holder) = self
+            .monitor
+            .holders(now_us)
+            .into_iter()
+            .find(|holder| holder.transaction == transaction.id && holder.hold == Hold::Request)
+        {
+            let evidence = format!(
+                "`{}` has been unanswered past its bound since {}: {} holds this transaction",
+                holder.symbol,
+                clock(holder.since_us),
+                holder.service
+            );
+            put_first(&mut alarm, &(holder.service, holder.host), evidence);
+        }
         let held = self
             .entry_api(followed)
             .map(|api| (api, format!("`{}`", followed.command)));
@@ -1736,6 +1754,70 @@ mod tests {
                 assert_eq!(alarm.suspects[0].service, "nova-compute", "{alarm:?}");
             }
         }
+    }
+
+    /// Regression (issue 6, freeze-placement blamed on nova-api and the scheduler): a create
+    /// stalled while a request it made to placement-api is unanswered past its bound names
+    /// placement-api first, for both detectors: the timeout detector by the slow answer alone
+    /// (no overdue-step alarm about the service waiting on it), the fingerprint detector,
+    /// which sees only answered requests, by the monitor's holder.
+    #[test]
+    fn issue_6_a_request_unanswered_inside_the_transaction_names_its_service() {
+        let labels = Issued::default();
+        let (mut detectors, normal, _) = learned_with_shared_dependencies(&labels);
+        let allocations = normal
+            .iter()
+            .flat_map(|t| &t.events)
+            .find(|e| e.operation.starts_with("GET /allocations/"))
+            .cloned()
+            .unwrap();
+        // The recorded create stalled after its cast to nova-compute, whose first request to
+        // placement-api after the cast gets no answer.
+        let create = user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap();
+        detectors.phase(window(1, Some(rm::WindowKind::Fault)));
+        labels.issue(&create);
+        let cast = ts_of(&create, "compute.build_and_run_instance");
+        let (before, after): (Vec<Event>, Vec<Event>) =
+            create.events.iter().cloned().partition(|e| e.ts_us <= cast);
+        let first_part = Transaction {
+            events: before,
+            ..create.clone()
+        };
+        let mut alarms = stream(&mut detectors, &labels, &[first_part], cast + 50_000);
+        let start = arrival(&allocations, &create.id, cast + 100_000);
+        detectors.started(&create.id, &start, &labels);
+        let mut after = after;
+        after.sort_by_key(|e| (e.ts_us, e.seq));
+        let until = after.last().map_or(cast, |e| e.ts_us) + SETTLE_US + 1_000_000;
+        let mut clock = cast + 100_000;
+        for event in &after {
+            while clock + POLL.as_micros() as i64 <= event.ts_us {
+                clock += POLL.as_micros() as i64;
+                alarms.extend(detectors.tick(clock, &labels));
+            }
+            detectors.event(&create.id, event, event.ts_us, &labels);
+        }
+        while clock < until {
+            clock += POLL.as_micros() as i64;
+            alarms.extend(detectors.tick(clock, &labels));
+        }
+        for detector in ["late", "fp"] {
+            let first = alarms
+                .iter()
+                .find(|alarm| alarm.detector == detector)
+                .unwrap_or_else(|| panic!("a {detector} alarm in {alarms:?}"));
+            assert_eq!(first.suspects[0].service, "placement-api", "{first:?}");
+        }
+        assert!(
+            alarms
+                .iter()
+                .filter(|alarm| alarm.detector == "late")
+                .all(|alarm| alarm.suspects[0].service == "placement-api"),
+            "{alarms:?}"
+        );
     }
 
     #[test]
