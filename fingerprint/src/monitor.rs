@@ -256,7 +256,7 @@ impl Monitor {
     /// Every overdue open transaction at `now_us` with the service holding it, earliest stall
     /// first: a request unanswered past its bound is held by the service serving the innermost
     /// request in flight (as in [`crate::answer`]), an overdue next step by the service that
-    /// received the last message ([`actor`]). Several services holding transactions at once, none
+    /// received the last message. Several services holding transactions at once, none
     /// waiting on another, point at something they share.
     pub fn holders(&self, now_us: i64) -> Vec<Holder> {
         let mut holders: Vec<Holder> = self
