@@ -242,7 +242,7 @@ impl Store {
             .enumerate()
             .filter(|(_, step)| step.error)
             .collect();
-        suspect_failures(&mut suspicion, &errors);
+        suspect_failures(&mut suspicion, &trace.steps, &errors);
         let mut diagnosis = Diagnosis {
             transaction: trace.transaction.clone(),
             command: trace.command.clone(),
@@ -586,8 +586,26 @@ fn divergence(
 /// it: the innermost failure keeps the full weight, the one around it a share
 /// ([`WEIGHT_FAILED_AROUND`]). (Measured: with glance-api stopped, both weighed the same and
 /// nova-api, which also held the transaction, came first.)
-pub(crate) fn suspect_failures(suspicion: &mut Suspicion, failures: &[(usize, &Step)]) {
-    let span = |step: &Step| step.end_us.map(|end| (step.ts_us, end));
+///
+/// An RPC reply spans from its call (among `steps`, paired by message id) to itself: the
+/// scheduler's `reply:failure:NoValidHost` around placement's `GET /allocation_candidates -> 502`
+/// failed because of it.
+pub(crate) fn suspect_failures(
+    suspicion: &mut Suspicion,
+    steps: &[Step],
+    failures: &[(usize, &Step)],
+) {
+    let span = |step: &Step| match step.end_us {
+        Some(end) => Some((step.ts_us, end)),
+        None if step.answer => {
+            let link = step.link.as_deref()?;
+            let call = steps
+                .iter()
+                .find(|call| !call.answer && call.link.as_deref() == Some(link))?;
+            Some((call.ts_us, step.ts_us))
+        }
+        None => None,
+    };
     for &(position, step) in failures {
         let inside = failures.iter().find_map(|&(_, other)| {
             let ((start, end), (inner_start, inner_end)) = (span(step)?, span(other)?);
@@ -1475,7 +1493,7 @@ mod tests {
             20,
         );
         let mut suspicion = Suspicion::default();
-        suspect_failures(&mut suspicion, &[(0, &post), (1, &lookup)]);
+        suspect_failures(&mut suspicion, &[], &[(0, &post), (1, &lookup)]);
         let ranked = suspicion.ranked();
         assert_eq!(ranked[0].service, "glance-api");
         assert_eq!(ranked[1].service, "nova-api");
@@ -1492,12 +1510,44 @@ mod tests {
             160,
         );
         let mut suspicion = Suspicion::default();
-        suspect_failures(&mut suspicion, &[(0, &post), (1, &later)]);
+        suspect_failures(&mut suspicion, &[], &[(0, &post), (1, &later)]);
         let ranked = suspicion.ranked();
         assert!(
             (ranked[0].confidence - ranked[1].confidence).abs() < 1e-9,
             "{ranked:?}"
         );
+
+        // A reply spans from its call: the scheduler's failure around placement's.
+        let call = Step {
+            seq: 2,
+            ts_us: 0,
+            link: Some("m1".to_owned()),
+            ..step(
+                "rpc.call:scheduler.select_destinations",
+                "nova-scheduler",
+                None,
+            )
+        };
+        let reply = Step {
+            seq: 4,
+            ts_us: 100,
+            link: Some("m1".to_owned()),
+            answer: true,
+            error: true,
+            ..step("reply:failure:NoValidHost", "nova-scheduler", None)
+        };
+        let candidates = spanning(
+            "rest:placement-api GET /allocation_candidates -> 502",
+            "placement-api",
+            3,
+            10,
+            20,
+        );
+        let steps = [call, candidates.clone(), reply.clone()];
+        let mut suspicion = Suspicion::default();
+        suspect_failures(&mut suspicion, &steps, &[(1, &candidates), (2, &reply)]);
+        let ranked = suspicion.ranked();
+        assert_eq!(ranked[0].service, "placement-api", "{ranked:?}");
     }
 
     /// Regression (issue 6, freeze-conductor blamed on nova-scheduler): a reply is received by

@@ -539,7 +539,7 @@ fn overdue_alarm(
         .enumerate()
         .filter(|(_, step)| step.error && !step.poll)
         .collect();
-    suspect_failures(&mut suspicion, &failures);
+    suspect_failures(&mut suspicion, &open.steps, &failures);
     let held = observed_until(&open.steps, (i64::MAX, u64::MAX));
     if let Some(actor) = actor(&held) {
         suspicion.add(
