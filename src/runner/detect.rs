@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use super::openstack::USER_AGENT;
 use fingerprint::distance::{EditOp, align};
-use fingerprint::monitor::{Hold, Monitor, Waiting};
+use fingerprint::monitor::{Hold, Holder, Monitor, Stuck, Waiting};
 use fingerprint::normalize::last_progress_us;
 use fingerprint::store::Store;
 use fingerprint::symbol::{reply_key, template_dotted};
@@ -79,6 +79,18 @@ fn put_first(alarm: &mut rm::Alarm, (service, host): &(String, Option<String>), 
         },
     );
     alarm.evidence.insert(0, evidence);
+}
+
+/// Whether a REST request unanswered past its bound is a service stuck serving it, which the
+/// services waiting on it cannot help: not a user's request its API holds with nothing in flight
+/// inside, nor a request served by such an API (a database lock holds nova-api's polls too).
+/// Those are stalls of their own, like the one being explained.
+fn stuck_serving(holders: &[Holder], stuck: &Stuck) -> bool {
+    !holders.iter().any(|holder| {
+        holder.hold == Hold::Entry
+            && (holder.transaction == stuck.transaction && holder.symbol == stuck.symbol
+                || stuck.service.as_deref() == Some(holder.service.as_str()))
+    })
 }
 
 /// A time of day (UTC) for evidence.
@@ -402,53 +414,32 @@ impl Builtin {
             },
         };
         let holders = self.monitor.holders(alarm.ts_us);
-        let elsewhere = self
-            .monitor
-            .stuck(alarm.ts_us)
-            .into_iter()
-            .filter(|stuck| {
-                // The user's own request held by an API that calls no one is another stalled
-                // service, not one that others wait on.
-                held.is_some()
-                    || !holders.iter().any(|holder| {
-                        holder.hold == Hold::Entry
-                            && holder.transaction == stuck.transaction
-                            && holder.symbol == stuck.symbol
-                    })
-            })
-            .find_map(|stuck| {
-                let service = stuck.service.clone().filter(|service| *service != holder)?;
-                Some((stuck, service))
-            });
-        // Without the API holding the user's request, a REST service stuck serving a request
-        // (this transaction's or another's) explains the stall better than a shared
-        // dependency. (Measured: with placement-api frozen, a create it held was taken for a
-        // database stall because nova-api held a `DELETE` meanwhile.)
-        // Requests served by an API that holds a user's request alone are that API's stall
-        // (a database lock holds nova-api's polls too), not another service's.
-        let serving_stuck = held.is_none()
-            && self.monitor.stuck(alarm.ts_us).iter().any(|stuck| {
-                !holders.iter().any(|holder| {
-                    holder.hold == Hold::Entry
-                        && (holder.transaction == stuck.transaction
-                            && holder.symbol == stuck.symbol
-                            || stuck.service.as_deref() == Some(holder.service.as_str()))
-                })
-            });
-        if serving_stuck {
-            return false;
-        }
-        if let Some((stuck, service)) = elsewhere {
-            if let Some((api, request)) = &held {
-                let evidence = format!(
-                    "{api} has not answered this {request} since {}, yet answered other requests, while `{}` has been unanswered past its bound since {}: {api} most likely waits on {service} too",
-                    clock(stalled_since_us),
-                    stuck.symbol,
-                    clock(stuck.since_us)
-                );
-                put_first(alarm, &(service, stuck.host), evidence);
+        let stuck = self.monitor.stuck(alarm.ts_us);
+        match &held {
+            Some((api, request)) => {
+                if let Some((stuck, service)) = stuck.into_iter().find_map(|stuck| {
+                    let service = stuck.service.clone().filter(|service| service != api)?;
+                    Some((stuck, service))
+                }) {
+                    let evidence = format!(
+                        "{api} has not answered this {request} since {}, yet answered other requests, while `{}` has been unanswered past its bound since {}: {api} most likely waits on {service} too",
+                        clock(stalled_since_us),
+                        stuck.symbol,
+                        clock(stuck.since_us)
+                    );
+                    put_first(alarm, &(service, stuck.host), evidence);
+                    return false;
+                }
             }
-            return false;
+            // Without the API holding the user's request, a REST service stuck serving a
+            // request (this transaction's or another's) explains the stall better than a shared
+            // dependency. (Measured: with placement-api frozen, a create it held was taken for
+            // a database stall because nova-api held a `DELETE` meanwhile.)
+            None => {
+                if stuck.iter().any(|stuck| stuck_serving(&holders, stuck)) {
+                    return false;
+                }
+            }
         }
         if let Some((api, request)) = &held
             && let Some(&answered) = self.answered.get(api).filter(|&&at| at > stalled_since_us)
@@ -549,11 +540,11 @@ impl Builtin {
         // placement-api frozen, the scheduler's unanswered `select_destinations` was put before
         // placement-api.)
         let holders = self.monitor.holders(now);
-        let rest_stuck = self.monitor.stuck(now).into_iter().any(|stuck| {
-            !holders
-                .iter()
-                .any(|holder| holder.hold == Hold::Entry && holder.transaction == stuck.transaction)
-        });
+        let rest_stuck = self
+            .monitor
+            .stuck(now)
+            .iter()
+            .any(|stuck| stuck_serving(&holders, stuck));
         if rest_stuck {
             return;
         }
@@ -1318,10 +1309,7 @@ mod tests {
         labels: &Issued,
         during: impl FnOnce(&mut Builtin, i64),
     ) -> Vec<rm::Alarm> {
-        let mut create = user(fixture("compute-down"))
-            .into_iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap();
+        let mut create = stalled_create();
         // The fixture predates recorded user agents; the workload's names itself, which tells
         // the detectors that nova-api answered the user.
         let entry = create
@@ -1382,6 +1370,15 @@ mod tests {
                 .all(|alarm| alarm.suspects[0].service == "nova-compute"),
             "{alarms:?}"
         );
+    }
+
+    /// The create recorded while nova-compute was down: it stalls after its cast to
+    /// nova-compute.
+    fn stalled_create() -> Transaction {
+        user(fixture("compute-down"))
+            .into_iter()
+            .find(|t| t.command.as_deref() == Some("server create"))
+            .unwrap()
     }
 
     /// The recorded normal create of `transactions`, under another id.
@@ -1804,10 +1801,7 @@ mod tests {
             .unwrap();
         // The recorded create stalled after its cast to nova-compute, whose first request to
         // placement-api after the cast gets no answer.
-        let create = user(fixture("compute-down"))
-            .into_iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap();
+        let create = stalled_create();
         detectors.phase(window(1, Some(rm::WindowKind::Fault)));
         labels.issue(&create);
         let cast = ts_of(&create, "compute.build_and_run_instance");
@@ -1937,10 +1931,7 @@ mod tests {
         let (mut detectors, _, _) = learned_with_shared_dependencies(&labels);
         let runs = detectors.store.commands["server create"].runs;
         detectors.phase(window(2, Some(rm::WindowKind::Baseline)));
-        let create = user(fixture("compute-down"))
-            .into_iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap();
+        let create = stalled_create();
         let alarms = stream_until_settled(&mut detectors, &labels, &create);
         let last = create.events.iter().map(|e| e.ts_us).max().unwrap();
         for detector in ["fp", "late"] {
@@ -1961,10 +1952,7 @@ mod tests {
     fn watching_ends_with_the_recovery_window() {
         let labels = Issued::default();
         let normal = user(fixture("create-delete"));
-        let create = user(fixture("compute-down"))
-            .into_iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap();
+        let create = stalled_create();
         let mut detectors = both();
         detectors.phase(window(1, Some(rm::WindowKind::Baseline)));
         normal.iter().for_each(|t| labels.issue(t));
@@ -2031,10 +2019,7 @@ mod tests {
         for transaction in fixture("create-delete") {
             store.learn_positive(&transaction);
         }
-        let create = user(fixture("compute-down"))
-            .into_iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap();
+        let create = stalled_create();
         let label = fingerprint::FaultLabel {
             fault_kind: "service-stop".to_owned(),
             service: "nova-compute".to_owned(),
@@ -2072,10 +2057,7 @@ mod tests {
 
         // Under the fault, the create stalls after the cast to nova-compute: it is diagnosed
         // once it goes quiet, cut short, and still recognized as the known fault.
-        let create = user(fixture("compute-down"))
-            .into_iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap();
+        let create = stalled_create();
         detectors.phase(window(1, Some(rm::WindowKind::Fault)));
         labels.issue(&create);
         let cast = ts_of(&create, "compute.build_and_run_instance");
@@ -2115,10 +2097,7 @@ mod tests {
         normal.iter().for_each(|t| labels.finish(&t.id, true));
         let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
         stream(&mut detectors, &labels, &normal, end.unwrap() + SETTLE_US);
-        let mut create = user(fixture("compute-down"))
-            .into_iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap();
+        let mut create = stalled_create();
         let cast = ts_of(&create, "compute.build_and_run_instance");
         create.events.retain(|e| e.ts_us <= cast);
         detectors.phase(window(1, Some(rm::WindowKind::Fault)));
@@ -2217,10 +2196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let labels = Arc::new(Issued::default());
         let normal = user(fixture("create-delete"));
-        let create = user(fixture("compute-down"))
-            .into_iter()
-            .find(|t| t.command.as_deref() == Some("server create"))
-            .unwrap();
+        let create = stalled_create();
         let (phase, phases) = watch::channel(window(1, Some(rm::WindowKind::Baseline)));
         let (sink, updates) = mpsc::unbounded_channel();
         let metrics = Arc::new(RunMetrics::new());
