@@ -3,11 +3,11 @@
 //! unquoted text is shell syntax written here. Values that are only known on the host (a main
 //! PID, a cgroup path) are read into shell variables on the host and used double-quoted.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use scenarios::fault::{Direction, Fault, FillAmount, FreezeMethod, Peer, Signal};
-use scenarios::model::{ServiceRef, is_protected_fill_path};
+use scenarios::model::ServiceRef;
+use scenarios::safety::{self, Extent, PROTECTED_TREES};
 use scenarios::units::UnitName;
 
 use crate::Error;
@@ -18,8 +18,7 @@ use crate::shell::{join, quote};
 /// Where the NFQUEUE delayer is installed on hosts (the engine uploads it when missing).
 pub const DEFAULT_DELAYER_PATH: &str = "/usr/local/lib/butterfly/bfly-nfqdelay";
 
-/// Share of a filesystem a disk fill leaves free unless forced, in percent.
-pub const DISK_FILL_KEEP_FREE_PERCENT: u64 = 2;
+pub use scenarios::safety::DISK_FILL_KEEP_FREE_PERCENT;
 
 /// How a network delay is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -155,11 +154,6 @@ fn start_unit(unit: &str) -> String {
     )
 }
 
-fn is_ssh_name(name: &str) -> bool {
-    let base = name.split(['.', '@']).next().unwrap_or(name);
-    matches!(base, "ssh" | "sshd" | "openssh-server")
-}
-
 fn service_unit<'a>(input: &FaultInput<'a>) -> Result<&'a UnitName, Error> {
     input.service.map(|service| &service.unit).ok_or_else(|| {
         Error::Invalid(format!(
@@ -174,28 +168,12 @@ fn peer_addresses(peers: &[Peer]) -> Result<Vec<(bool, String)>, Error> {
     peers
         .iter()
         .map(|peer| {
-            let (address, prefix) = match peer.address.split_once('/') {
-                Some((address, prefix)) => (address, Some(prefix)),
-                None => (peer.address.as_str(), None),
-            };
-            let ip: IpAddr = address.parse().map_err(|_| {
+            let (ip, prefix) = safety::parse_network(&peer.address).ok_or_else(|| {
                 Error::Invalid(format!(
-                    "peer {} has an invalid address {:?}",
+                    "peer {} has an invalid address or prefix {:?}",
                     peer.name, peer.address
                 ))
             })?;
-            let max = if ip.is_ipv6() { 128 } else { 32 };
-            if let Some(prefix) = prefix {
-                match prefix.parse::<u8>() {
-                    Ok(bits) if bits <= max => {}
-                    _ => {
-                        return Err(Error::Invalid(format!(
-                            "peer {} has an invalid prefix in {:?}",
-                            peer.name, peer.address
-                        )));
-                    }
-                }
-            }
             Ok((
                 ip.is_ipv6(),
                 format!(
@@ -205,10 +183,6 @@ fn peer_addresses(peers: &[Peer]) -> Result<Vec<(bool, String)>, Error> {
             ))
         })
         .collect()
-}
-
-fn covers_everything(peers: &[(bool, String)]) -> bool {
-    peers.iter().any(|(_, address)| address.ends_with("/0"))
 }
 
 impl FaultInput<'_> {
@@ -222,9 +196,11 @@ impl FaultInput<'_> {
         }
         self.refuse_destructive(options)?;
         let phases = match self.fault {
-            Fault::ProcessKill { signal, process } => {
-                self.process_kill(*signal, process.as_ref().map(|p| p.as_str()))?
-            }
+            Fault::ProcessKill { signal, process } => self.process_kill(
+                *signal,
+                process.as_ref().map(|p| p.as_str()),
+                options.allow_destructive,
+            )?,
             Fault::ServiceStop => {
                 let unit = service_unit(self)?.as_str();
                 Phases {
@@ -378,7 +354,7 @@ impl FaultInput<'_> {
                 path,
                 amount,
                 force,
-            } => self.disk_fill(path.as_str(), *amount, *force)?,
+            } => self.disk_fill(path.as_str(), *amount, *force, options.allow_destructive)?,
             Fault::CpuStress { workers, load } => {
                 let seconds = (self.duration + options.grace).as_secs().max(1);
                 let unit = format!("bfly-cpu-{}", self.id);
@@ -596,109 +572,69 @@ impl FaultInput<'_> {
         })
     }
 
+    /// The campaign's own safety rules ([`safety::refusals`], the ones `validate` reports),
+    /// checked again here so that a plan built from an unvalidated fault is refused too.
     fn refuse_destructive(&self, options: &PlanOptions) -> Result<(), Error> {
-        if options.allow_destructive {
-            return Ok(());
-        }
-        let refuse = |why: String| {
-            Err(Error::Refused(format!(
-                "{} on {}: {why}; set allow_destructive to do it anyway",
-                self.fault.kind(),
-                self.host.name
-            )))
-        };
-        let touches_service = matches!(
+        let ssh_port = self.host.ssh_port().map(|port| safety::SshPort {
+            host: &self.host.name,
+            port,
+        });
+        let refusals = safety::refusals(
             self.fault,
-            Fault::ProcessKill { process: None, .. }
-                | Fault::ServiceStop
-                | Fault::ServiceRestart
-                | Fault::ServiceKill { .. }
-                | Fault::ProcessFreeze { .. }
-                | Fault::ClockSkew { .. }
+            self.service,
+            ssh_port.as_slice(),
+            options.allow_destructive,
         );
-        if let (true, Some(service)) = (touches_service, self.service)
-            && is_ssh_name(service.unit.as_str())
-        {
-            return refuse(format!(
-                "the unit {} is the SSH server the injector needs",
-                service.unit
-            ));
+        match refusals.first() {
+            None => Ok(()),
+            Some(refusal) => Err(Error::Refused(format!(
+                "{} on {}: {}; {}",
+                self.fault.kind(),
+                self.host.name,
+                refusal.message,
+                refusal.hint()
+            ))),
         }
-        if let Fault::ProcessKill {
-            process: Some(process),
-            ..
-        } = self.fault
-            && is_ssh_name(process.as_str())
-        {
-            return refuse(format!(
-                "the process {process} is the SSH server the injector needs"
-            ));
-        }
-        if let Fault::DiskFill { path, .. } = self.fault
-            && is_protected_fill_path(path)
-        {
-            return refuse(format!("{path} is a system filesystem path"));
-        }
-        let ssh_port = self.host.ssh_port();
-        match self.fault {
-            Fault::NetworkPartition { peers, ports } => {
-                if peers.is_empty() && ports.is_empty() {
-                    return refuse(
-                        "a partition without peers or ports cuts the host from everything".into(),
-                    );
-                }
-                if covers_everything(&peer_addresses(peers)?) && ports.is_empty() {
-                    return refuse("a peer network covers every address".into());
-                }
-                if let Some(port) = ssh_port
-                    && ports.contains(&port)
-                {
-                    return refuse(format!("port {port} is the SSH port the injector uses"));
-                }
-            }
-            Fault::NetworkLoss { percent, ports, .. } if percent.get() >= 100.0 => {
-                if let Some(port) = ssh_port
-                    && ports.contains(&port)
-                {
-                    return refuse(format!("port {port} is the SSH port the injector uses"));
-                }
-            }
-            Fault::NetworkReset { ports, .. } => {
-                if let Some(port) = ssh_port
-                    && ports.contains(&port)
-                {
-                    return refuse(format!("port {port} is the SSH port the injector uses"));
-                }
-            }
-            _ => {}
-        }
-        Ok(())
     }
 
-    fn process_kill(&self, signal: Signal, process: Option<&str>) -> Result<Phases, Error> {
+    fn process_kill(
+        &self,
+        signal: Signal,
+        process: Option<&str>,
+        allow_destructive: bool,
+    ) -> Result<Phases, Error> {
         let sig = signal.name();
+        let guard = kill_guard(allow_destructive);
         let (preflight, inject) = match (process, self.service) {
-            (Some(name), _) => (
-                check(
-                    format!("a process named {name} runs"),
-                    format!("{} >/dev/null", join(&["pgrep", "-x", name])),
-                ),
-                format!(
-                    "pids=$({} | tr '\\n' ' ') && [ -n \"$pids\" ] && kill -s {sig} $pids && echo $pids",
+            (Some(name), _) => {
+                let pids = format!(
+                    "name={} && pids=$({} | tr '\\n' ' ') && [ -n \"$pids\" ]",
+                    quote(name),
                     join(&["pgrep", "-x", name])
-                ),
-            ),
+                );
+                (
+                    check(
+                        format!(
+                            "a process named {name} runs and none is PID 1 or the injector's own"
+                        ),
+                        format!("{pids} && {guard}"),
+                    ),
+                    format!("{pids} && {guard} && kill -s {sig} $pids && echo $pids"),
+                )
+            }
             (None, Some(service)) => {
                 let unit = service.unit.as_str();
                 let main_pid = unit_property(unit, "MainPID");
+                let pids = format!(
+                    "name={} && pid={main_pid} && [ \"$pid\" -gt 0 ] && pids=$pid",
+                    quote(unit)
+                );
                 (
                     check(
-                        format!("{unit} has a main process"),
-                        format!("pid={main_pid} && [ \"$pid\" -gt 0 ]"),
+                        format!("{unit} has a main process, not PID 1 nor the injector's own"),
+                        format!("{pids} && {guard}"),
                     ),
-                    format!(
-                        "pid={main_pid} && [ \"$pid\" -gt 0 ] && kill -s {sig} \"$pid\" && echo \"$pid\""
-                    ),
+                    format!("{pids} && {guard} && kill -s {sig} \"$pid\" && echo \"$pid\""),
                 )
             }
             (None, None) => {
@@ -1152,25 +1088,32 @@ impl FaultInput<'_> {
         }
     }
 
-    fn disk_fill(&self, path: &str, amount: FillAmount, force: bool) -> Result<Phases, Error> {
+    fn disk_fill(
+        &self,
+        path: &str,
+        amount: FillAmount,
+        force: bool,
+        allow_destructive: bool,
+    ) -> Result<Phases, Error> {
         let file = format!("{}/.bfly-fill-{}", path.trim_end_matches('/'), self.id);
         let keep = if force {
             0
         } else {
             DISK_FILL_KEEP_FREE_PERCENT
         };
+        // The percentage itself was checked against the margin by `refuse_destructive`.
         let want = match amount {
             FillAmount::Size(size) => size.0.to_string(),
             FillAmount::Percent(percent) => {
-                if !force && percent.get() > (100 - DISK_FILL_KEEP_FREE_PERCENT) as f64 {
-                    return Err(Error::Refused(format!(
-                        "disk-fill to {}% leaves less than the {DISK_FILL_KEEP_FREE_PERCENT}% safety margin; set force",
-                        percent.get()
-                    )));
-                }
                 let basis_points = (percent.get() * 100.0).round() as u64;
                 format!("$(((used + avail) / 10000 * {basis_points} - used))")
             }
+        };
+        // The path as the host resolves it: checked at preflight and again right before the fill.
+        let guard = if allow_destructive {
+            "true".to_owned()
+        } else {
+            fill_guard(path)
         };
         // Sizes are relative to what df reports (used + available), so that "90%" is what
         // `df` shows afterwards; root-reserved blocks are never counted as fillable.
@@ -1186,14 +1129,14 @@ impl FaultInput<'_> {
         let quoted = quote(&file);
         Ok(Phases {
             preflight: check(
-                format!("{path} is a directory and fallocate exists"),
+                format!("{path} is a directory on an unprotected filesystem and fallocate exists"),
                 format!(
-                    "[ -d {} ] && command -v fallocate >/dev/null && [ ! -e {quoted} ]",
+                    "[ -d {} ] && command -v fallocate >/dev/null && [ ! -e {quoted} ] && {guard}",
                     quote(path)
                 ),
             ),
             inject: format!(
-                "{df} && want={want} && room=$((avail - (used + avail) / 100 * {keep})) && \
+                "{guard} && {df} && want={want} && room=$((avail - (used + avail) / 100 * {keep})) && \
                  if [ \"$want\" -gt \"$room\" ]; then {over_limit}; fi && \
                  [ \"$want\" -gt 0 ] && {{ fallocate -l \"$want\" {quoted} || [ -s {quoted} ]; }} && echo \"$want\""
             ),
@@ -1323,6 +1266,49 @@ struct Phases {
     revert: Option<String>,
     verify_reverted: Option<Check>,
     deadman: bool,
+}
+
+/// Refuses (exit 1, with the reason on stderr) when `path` resolves into a protected tree or lies
+/// on the filesystem of one: a symlink into `/etc`, a bind mount of `/var/log`, or a directory of
+/// the root filesystem all fill a system filesystem, however the campaign spelled the path.
+fn fill_guard(path: &str) -> String {
+    let patterns = PROTECTED_TREES
+        .iter()
+        .map(|tree| match (tree.extent, tree.path) {
+            (Extent::Exact, path) => quote(path),
+            (Extent::Subtree, "/") => "/*".to_owned(),
+            (Extent::Subtree, path) => format!("{}|{}*", quote(path), quote(&format!("{path}/"))),
+        })
+        .collect::<Vec<_>>()
+        .join("|");
+    let roots = PROTECTED_TREES
+        .iter()
+        .map(|tree| quote(tree.path))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let shown = quote(path);
+    format!(
+        "command -v findmnt >/dev/null && real=$(realpath -m {shown}) && dev=$(stat -c %d \"$real\") && \
+         m=$(findmnt -n -o TARGET,SOURCE,FSTYPE --target \"$real\") && set -- $m && \
+         case \"$real\" in {patterns}) printf 'refusing to fill %s: it resolves to %s, a protected tree\\n' {shown} \"$real\" >&2; exit 1;; esac && \
+         for t in {roots}; do if [ -e \"$t\" ] && [ \"$(stat -c %d \"$t\")\" = \"$dev\" ]; then \
+         printf 'refusing to fill %s: it lies on the filesystem mounted at %s (%s, %s), which holds %s\\n' {shown} \"$1\" \"$2\" \"$3\" \"$t\" >&2; exit 1; fi; done"
+    )
+}
+
+/// Refuses (exit 1) to signal PID 1, unless destructive faults are allowed, and always refuses
+/// to signal a process of the injector's own session (its shell, sudo, sshd): the fault could
+/// never be verified or reverted. Reads `$name` and the PIDs in `$pids`.
+fn kill_guard(allow_destructive: bool) -> String {
+    let init = if allow_destructive {
+        String::new()
+    } else {
+        "[ \"$p\" = 1 ] && { printf 'refusing to kill PID 1 (%s): it is the init of the host\\n' \"$name\" >&2; exit 1; }; ".to_owned()
+    };
+    format!(
+        "own=' '; a=$$; while [ -n \"$a\" ] && [ \"$a\" -gt 1 ]; do own=\"$own$a \"; a=$(awk '/^PPid:/ {{print $2}}' /proc/$a/status 2>/dev/null); done; \
+         for p in $pids; do {init}case \"$own\" in *\" $p \"*) printf 'refusing to kill %s (%s): it carries the session of the injector\\n' \"$p\" \"$name\" >&2; exit 1;; esac; done"
+    )
 }
 
 fn is_safe_id(id: &str) -> bool {
@@ -1638,8 +1624,51 @@ mod tests {
     fn destructive_targets_are_refused_without_the_flag() {
         let host = ssh_host();
         let sshd = service("ssh.service");
+        let socket = service("ssh.socket");
+        let openssh = service("openssh-server.service");
+        let journald = service("systemd-journald.service");
         let cases: Vec<(Fault, Option<&ServiceRef>)> = vec![
             (Fault::ServiceStop, Some(&sshd)),
+            (Fault::ServiceStop, Some(&socket)),
+            (Fault::ServiceRestart, Some(&openssh)),
+            (
+                Fault::ProcessKill {
+                    signal: Signal::Kill,
+                    process: None,
+                },
+                Some(&journald),
+            ),
+            (
+                Fault::ProcessKill {
+                    signal: Signal::Term,
+                    process: Some(ProcessName::new("systemd").unwrap()),
+                },
+                None,
+            ),
+            (
+                Fault::DiskFill {
+                    path: PathName::new("//etc/ssl").unwrap(),
+                    amount: FillAmount::Size(Bytes(1)),
+                    force: true,
+                },
+                None,
+            ),
+            (
+                Fault::NetworkLoss {
+                    percent: Percent::new(100.0).unwrap(),
+                    direction: Direction::Both,
+                    peers: vec![],
+                    ports: vec![22],
+                },
+                None,
+            ),
+            (
+                Fault::NetworkPartition {
+                    peers: vec![peer("::/0")],
+                    ports: vec![],
+                },
+                None,
+            ),
             (
                 Fault::ProcessKill {
                     signal: Signal::Kill,

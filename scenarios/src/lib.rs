@@ -5,7 +5,8 @@
 //! the expanded [`plan::Plan`] go to the runner. Parsing is two-staged in cargo-deny's
 //! `UnvalidatedConfig` pattern: [`raw`] types keep source spans, [`validate`] turns them into
 //! [`model`] types while collecting every problem as a [`diag::Diagnostic`]. This crate is
-//! synchronous and pure: it reads files, nothing else.
+//! synchronous and pure: it reads files, nothing else. The [`safety`] rules (what a fault may not
+//! touch) live here, shared by validation and the injector's planner.
 #![warn(missing_docs)]
 
 pub mod diag;
@@ -13,6 +14,7 @@ pub mod fault;
 pub mod model;
 pub mod plan;
 pub mod raw;
+pub mod safety;
 pub mod units;
 pub mod validate;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::fault::Fault;
-use crate::units::{Ident, PathName, ProcessName, UnitName};
+use crate::units::{Ident, ProcessName, UnitName};
 
 /// The current version of the campaign format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -544,22 +544,4 @@ pub struct Output {
     pub dir: PathBuf,
     /// Formats to write.
     pub formats: Vec<Format>,
-}
-
-/// Refused targets: a path a disk fill may not use without `allow_destructive`.
-pub fn is_protected_fill_path(path: &PathName) -> bool {
-    let path = path.as_str().trim_end_matches('/');
-    path.is_empty()
-        || [
-            "/",
-            "/boot",
-            "/etc",
-            "/usr",
-            "/bin",
-            "/sbin",
-            "/lib",
-            "/var/lib/mysql",
-        ]
-        .iter()
-        .any(|protected| protected.trim_end_matches('/') == path)
 }

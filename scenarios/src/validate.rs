@@ -15,6 +15,7 @@ use crate::fault::{
 };
 use crate::model::*;
 use crate::raw::*;
+use crate::safety;
 use crate::units::*;
 
 /// Reads a file named by the campaign (the inventory). Injected so that tests can run without a
@@ -1246,12 +1247,24 @@ fn check_fault(
                 check.error(at, "jitter must not exceed the delay");
                 return None;
             }
+            let peers = peers(check)?;
+            // The NFQUEUE delayer (the runner's backend) hooks iptables, which is IPv4 only.
+            if peers.iter().any(|peer| {
+                safety::parse_network(&peer.address).is_some_and(|(ip, _)| ip.is_ipv6())
+            }) {
+                check.error_hint(
+                    raw.peers.as_ref().map_or(fault.at, |peers| peers.at),
+                    "network-delay matches IPv4 peers only",
+                    "name IPv4 peers, or use network-loss for IPv6 traffic",
+                );
+                return None;
+            }
             Some(Fault::NetworkDelay {
                 delay: delay?,
                 jitter: jitter?,
                 interface: interface(check)?,
                 direction: direction(check, Direction::Egress, true)?,
-                peers: peers(check)?,
+                peers,
                 ports: ports(check)?,
             })
         }
@@ -1500,19 +1513,31 @@ fn check_peers(
     let mut ok = true;
     for peer in peers.map(|p| p.value.as_slice()).unwrap_or_default() {
         let name = peer.value.trim();
-        if let Some(host) = testbed.host(name) {
-            out.push(Peer {
-                name: name.to_owned(),
-                address: host.address.clone(),
-            });
-        } else if testbed.hosts.iter().any(|h| h.has_role(name)) {
-            for host in testbed.hosts.iter().filter(|h| h.has_role(name)) {
+        let hosts: Vec<&Host> = match testbed.host(name) {
+            Some(host) => vec![host],
+            None => testbed.hosts.iter().filter(|h| h.has_role(name)).collect(),
+        };
+        if !hosts.is_empty() {
+            for host in hosts {
+                // Network faults match packets by address; a DNS name has none to match.
+                if safety::parse_network(&host.address).is_none() {
+                    check.error_hint(
+                        peer.at,
+                        format!(
+                            "peer \"{name}\": host {} has the address \"{}\", a DNS name; network faults match IP addresses",
+                            host.name, host.address
+                        ),
+                        "give the host an IP address in the inventory, or name the peer by its IP address",
+                    );
+                    ok = false;
+                    continue;
+                }
                 out.push(Peer {
                     name: name.to_owned(),
                     address: host.address.clone(),
                 });
             }
-        } else if is_address_or_network(name) {
+        } else if safety::parse_network(name).is_some() {
             out.push(Peer {
                 name: name.to_owned(),
                 address: name.to_owned(),
@@ -1536,19 +1561,6 @@ fn check_peers(
         }
     }
     ok.then_some(out)
-}
-
-fn is_address_or_network(text: &str) -> bool {
-    match text.split_once('/') {
-        Some((address, prefix)) => {
-            let Ok(address) = address.parse::<IpAddr>() else {
-                return false;
-            };
-            let max = if address.is_ipv4() { 32 } else { 128 };
-            prefix.parse::<u8>().is_ok_and(|p| p <= max)
-        }
-        None => text.parse::<IpAddr>().is_ok(),
-    }
 }
 
 fn check_target(
@@ -1847,6 +1859,8 @@ fn check_trigger(
     })
 }
 
+/// Reports every [`safety::refusals`] of the fault at the part of the experiment it is about; the
+/// SSH ports are those of every candidate host, since any of them may be picked.
 fn check_destructive(
     check: &mut Checker<'_>,
     experiment: &Sp<RawExperiment>,
@@ -1855,49 +1869,37 @@ fn check_destructive(
     testbed: &Testbed,
     allow: bool,
 ) {
-    if allow {
-        return;
-    }
+    let raw = &experiment.value.fault.value;
     let fault_at = experiment.value.fault.at;
-    let hint = "set `allow_destructive: true` on the experiment if you really mean it";
-    match fault {
-        Fault::DiskFill { path, .. } if is_protected_fill_path(path) => {
-            check.error_hint(
-                pos_of(&experiment.value.fault.value.path, fault_at),
-                format!("refusing to fill {path}: it holds the host's system files"),
-                hint,
-            );
-        }
-        Fault::ProcessKill { .. }
-        | Fault::ServiceStop
-        | Fault::ServiceKill { .. }
-        | Fault::ProcessFreeze { .. }
-            if target.service.as_ref().is_some_and(|s| {
-                matches!(s.unit.as_str().trim_end_matches(".service"), "ssh" | "sshd")
-            }) =>
-        {
-            check.error_hint(
-                fault_at,
-                "refusing to stop, kill or freeze sshd: the runner would lose the host",
-                hint,
-            );
-        }
-        Fault::NetworkPartition { ports, .. } | Fault::NetworkReset { ports, .. } => {
-            let ssh_ports: Vec<u16> = target
-                .candidates
-                .iter()
-                .filter_map(|name| testbed.host(name.as_str()))
-                .map(|host| host.ssh.port)
-                .collect();
-            if ports.iter().any(|port| ssh_ports.contains(port)) {
-                check.error_hint(
-                    pos_of(&experiment.value.fault.value.ports, fault_at),
-                    "refusing to cut the SSH port: the runner could not revert the fault",
-                    hint,
-                );
-            }
-        }
-        _ => {}
+    let ssh_ports: Vec<safety::SshPort<'_>> = target
+        .candidates
+        .iter()
+        .filter_map(|name| testbed.host(name.as_str()))
+        .map(|host| safety::SshPort {
+            host: host.name.as_str(),
+            port: host.ssh.port,
+        })
+        .collect();
+    for refusal in safety::refusals(fault, target.service.as_ref(), &ssh_ports, allow) {
+        let at = match refusal.subject {
+            safety::Subject::Path => pos_of(&raw.path, fault_at),
+            safety::Subject::Amount => raw
+                .percent
+                .as_ref()
+                .or(raw.size.as_ref())
+                .map_or(fault_at, |amount| amount.at),
+            safety::Subject::Process => pos_of(&raw.process, fault_at),
+            safety::Subject::Service => experiment
+                .value
+                .target
+                .as_ref()
+                .and_then(|t| t.value.service.as_ref())
+                .map_or(fault_at, |service| service.at),
+            safety::Subject::Peers => raw.peers.as_ref().map_or(fault_at, |peers| peers.at),
+            safety::Subject::Ports => raw.ports.as_ref().map_or(fault_at, |ports| ports.at),
+            safety::Subject::Fault => fault_at,
+        };
+        check.error_hint(at, refusal.message.clone(), refusal.hint());
     }
 }
 
