@@ -368,10 +368,13 @@ pub fn refusals(
                     TreeKind::System => "the host's system files",
                     TreeKind::ServiceData => "a stateful backend's data",
                 };
-                let within = if tree.path == normalize_path(path.as_str()) {
-                    String::new()
-                } else {
+                let normal = normalize_path(path.as_str());
+                let within = if normal != tree.path {
                     format!(" (it lies in {})", tree.path)
+                } else if normal != path.as_str() {
+                    format!(" (that is {normal})")
+                } else {
+                    String::new()
                 };
                 out.push(destructive(
                     Subject::Path,

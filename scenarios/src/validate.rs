@@ -1196,7 +1196,17 @@ fn check_fault(
             let process = match &raw.process {
                 Some(process) => ProcessName::new(&process.value)
                     .map(Some)
-                    .map_err(|message| check.error(process.at, message))
+                    .map_err(|message| {
+                        if process.value.contains('/') {
+                            check.error_hint(
+                                process.at,
+                                message,
+                                "name the process as `ps -o comm` shows it, without its directory",
+                            )
+                        } else {
+                            check.error(process.at, message)
+                        }
+                    })
                     .ok(),
                 None => Some(None),
             };

@@ -45,22 +45,35 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
         print!("{}", plan.render());
     }
     if args.dry_run {
-        let options = injector::PlanOptions::default();
-        for (index, run) in plan.runs.iter().enumerate() {
-            let experiment = campaign
-                .experiments
-                .iter()
-                .find(|e| e.name == run.experiment)
-                .expect("plans are expanded from the campaign's experiments");
-            println!("\n## {} #{}", run.experiment, run.repetition);
-            for (position, host) in run.hosts.iter().enumerate() {
-                // A fixed id per step keeps the output stable; a real run draws a random one.
-                let id = format!("{:08x}", index * 256 + position);
-                let fault = crate::runner::fault_plan(&campaign, experiment, host.as_str(), &id)
-                    .map_err(CliError::InvalidInput)?;
-                print!("{}", fault.dry_run(options.grace));
-            }
-        }
+        print!(
+            "{}",
+            dry_run(&campaign, &plan).map_err(CliError::InvalidInput)?
+        );
     }
     Ok(Exit::Pass)
+}
+
+/// The commands the injector would send for every repetition and host of `plan`, as
+/// `plan --dry-run` prints them; an error when the injector would refuse a fault.
+pub fn dry_run(
+    campaign: &scenarios::model::Campaign,
+    plan: &scenarios::plan::Plan,
+) -> Result<String, String> {
+    let grace = injector::PlanOptions::default().grace;
+    let mut out = String::new();
+    for (index, run) in plan.runs.iter().enumerate() {
+        let experiment = campaign
+            .experiments
+            .iter()
+            .find(|e| e.name == run.experiment)
+            .expect("plans are expanded from the campaign's experiments");
+        out.push_str(&format!("\n## {} #{}\n", run.experiment, run.repetition));
+        for (position, host) in run.hosts.iter().enumerate() {
+            // A fixed id per step keeps the output stable; a real run draws a random one.
+            let id = format!("{:08x}", index * 256 + position);
+            let fault = crate::runner::fault_plan(campaign, experiment, host.as_str(), &id)?;
+            out.push_str(&fault.dry_run(grace).to_string());
+        }
+    }
+    Ok(out)
 }
