@@ -27,6 +27,10 @@ fn injector(run_dir: &Path) -> Injector {
 }
 
 fn plan(fault: &Fault, host: &HostSpec) -> injector::FaultPlan {
+    plan_with(fault, host, &PlanOptions::default())
+}
+
+fn plan_with(fault: &Fault, host: &HostSpec, options: &PlanOptions) -> injector::FaultPlan {
     FaultInput {
         id: &injector::new_fault_id(),
         fault,
@@ -34,8 +38,18 @@ fn plan(fault: &Fault, host: &HostSpec) -> injector::FaultPlan {
         service: None,
         duration: Duration::from_secs(30),
     }
-    .plan(&PlanOptions::default())
+    .plan(options)
     .unwrap()
+}
+
+/// A fill in a temporary directory: that lies on this machine's root filesystem, which the
+/// preflight protects, so the tests that exercise other things than that refusal allow it.
+fn plan_test_owned_fill(fault: &Fault, host: &HostSpec) -> injector::FaultPlan {
+    let options = PlanOptions {
+        allow_destructive: true,
+        ..PlanOptions::default()
+    };
+    plan_with(fault, host, &options)
 }
 
 #[test]
@@ -48,7 +62,7 @@ fn a_fault_left_by_a_dead_runner_is_recovered_once() {
         amount: FillAmount::Size(Bytes(1 << 20)),
         force: false,
     };
-    let plan = plan(&fault, &host);
+    let plan = plan_test_owned_fill(&fault, &host);
     let fill = target.path().join(format!(".bfly-fill-{}", plan.id));
     let rt = runtime();
     {
@@ -87,7 +101,7 @@ fn a_fill_beyond_the_safety_margin_is_refused_and_leaves_nothing() {
         amount: FillAmount::Size(Bytes(1 << 60)),
         force: false,
     };
-    let plan = plan(&fault, &host);
+    let plan = plan_test_owned_fill(&fault, &host);
     let error = runtime()
         .block_on(injector(run_dir.path()).inject(&plan))
         .unwrap_err()
@@ -96,6 +110,39 @@ fn a_fill_beyond_the_safety_margin_is_refused_and_leaves_nothing() {
     assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
     let records = injector::journal::read(run_dir.path()).unwrap();
     assert!(injector::journal::pending(&records).is_empty());
+}
+
+#[test]
+fn a_fill_through_a_symlink_into_etc_is_refused_at_preflight_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("etc-link");
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    let fault = Fault::DiskFill {
+        path: PathName::new(link.to_str().unwrap()).unwrap(),
+        amount: FillAmount::Size(Bytes(1 << 20)),
+        force: false,
+    };
+    let plan = plan(&fault, &HostSpec::local("here"));
+    let error = runtime()
+        .block_on(injector(run_dir.path()).inject(&plan))
+        .unwrap_err();
+    assert!(
+        matches!(error, injector::Error::Preflight { .. })
+            && error.to_string().contains("it resolves to /etc"),
+        "{error}"
+    );
+    let left = std::fs::read_dir("/etc")
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().contains(&plan.id))
+        })
+        .count();
+    assert_eq!(left, 0, "a fill file was left in /etc");
+    let records = injector::journal::read(run_dir.path()).unwrap();
+    assert!(records.is_empty(), "a refused preflight journals nothing");
 }
 
 #[test]
