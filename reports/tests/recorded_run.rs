@@ -281,6 +281,24 @@ fn comparing_two_runs_shows_the_regressions() {
         ]
     );
 
+    // Boots got slower past the latency threshold although no hypothesis on them changed.
+    let latency: GateRule = "latency-regressions".parse().unwrap();
+    let slower = compare::gate(&current(), Some(&comparison), &[latency.clone()]).unwrap();
+    assert_eq!(slower.len(), 4, "{slower:?}");
+    assert!(
+        slower[0]
+            .message
+            .contains("kill-nova-conductor: server create p95 in the recovery window"),
+        "{slower:?}"
+    );
+    let mut lenient = comparison.clone();
+    lenient.latency_threshold.ratio = 2.0;
+    assert!(
+        compare::gate(&current(), Some(&lenient), &[latency])
+            .unwrap()
+            .is_empty()
+    );
+
     // A run compared with itself has nothing to gate.
     let same = compare::compare(&current(), &current());
     assert!(
