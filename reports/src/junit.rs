@@ -2,7 +2,9 @@
 //!
 //! A failed hypothesis is a `<failure>` whose message is the hypothesis's reason, so Jenkins,
 //! Zuul and GitHub show the cause next to the test name. A run that did not complete adds an
-//! `<error>` test case, so an aborted or interrupted campaign never looks green. Test suites carry
+//! `<error>` test case, so an aborted or interrupted campaign never looks green. Each suite carries
+//! its fault window's successes and commands as properties and in its `system-out`, beside the
+//! verdicts (see [`crate::headline`]). Test suites carry
 //! the experiment's duration; test cases carry none, since all hypotheses of a repetition are
 //! judged on the same windows and their times would add up to more than the run took.
 

@@ -513,7 +513,8 @@ pub struct TransactionDivergence {
     pub normal: Vec<String>,
     /// Alignment of the two sequences.
     pub ops: Vec<AlignOp>,
-    /// Index into `ops` of the first column that is not `match`.
+    /// Index into `ops` of the first departure in causal order (the earliest differing step in
+    /// time, which the lane layout of `ops` may list after others).
     pub divergence_index: usize,
 }
 

@@ -96,9 +96,13 @@ fn issue_8_recorded_run_renders_junit_and_markdown() {
     );
 }
 
-/// The `<g class="alarm-lane">` groups of each timeline: (detector, lane y, alarm marks as
-/// (detector, x, y)).
-fn alarm_lanes(html: &str) -> Vec<Vec<(String, String, Vec<(String, String, String)>)>> {
+/// An alarm mark: its detector, x and the y of its tip.
+type Mark = (String, String, String);
+/// An alarm row: its detector, the y of its line and its marks.
+type Lane = (String, String, Vec<Mark>);
+
+/// The `<g class="alarm-lane">` groups of each timeline.
+fn alarm_lanes(html: &str) -> Vec<Vec<Lane>> {
     let attr = |text: &str, name: &str| -> String {
         let start = text.find(&format!("{name}=\"")).expect(name) + name.len() + 2;
         text[start..start + text[start..].find('"').unwrap()].to_owned()

@@ -283,7 +283,12 @@ fn comparing_two_runs_shows_the_regressions() {
 
     // Boots got slower past the latency threshold although no hypothesis on them changed.
     let latency: GateRule = "latency-regressions".parse().unwrap();
-    let slower = compare::gate(&current(), Some(&comparison), &[latency.clone()]).unwrap();
+    let slower = compare::gate(
+        &current(),
+        Some(&comparison),
+        std::slice::from_ref(&latency),
+    )
+    .unwrap();
     assert_eq!(slower.len(), 4, "{slower:?}");
     assert!(
         slower[0]

@@ -14,7 +14,7 @@ use crate::exit::{CliError, Exit};
 /// With --compare, prints the reliability difference between BASELINE_RUN and RUN_DIR as
 /// Markdown and exits 1 only when a --gate rule is breached.
 ///
-/// Gate rules (repeatable): regressions, success-ratio-drop=R, recovery-increase=S, f1-drop=R,
+/// Gate rules (repeatable): regressions, latency-regressions, success-ratio-drop=R, recovery-increase=S, f1-drop=R,
 /// min-precision=R, min-recall=R, min-f1=R, min-top1=R, min-top3=R,
 /// max-false-alarms-per-hour=N, max-time-to-detect=S; detector rules may be limited to one
 /// detector with a `DETECTOR:` prefix.
