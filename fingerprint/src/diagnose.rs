@@ -497,20 +497,33 @@ pub(crate) fn negative_distance(
     distance
 }
 
-/// The first departure from the variant, in time: the lanes are laid out one after the other, so
-/// the first edit in sequence order may come from a lane that only felt the trouble later. Each
-/// edit is placed at the time it shows: a step the variant expects at its typical offset (learned
-/// median time from the first step), an unexpected step at its own; the earliest wins. Returns
-/// the divergence with the trace step that happened last before it, in time.
-fn divergence(
-    store: &Store,
-    trace: &Trace,
-    variant: &Variant,
-    ops: &[EditOp],
-) -> Option<(Option<usize>, Divergence)> {
-    // Polls have no offset (they are not part of the command's own timeline), and a poll more
-    // or less says nothing about where the command went wrong: their edits come last.
-    let typical: Vec<i64> = variant
+/// A trace aligned with a normal variant, and where it first departed from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alignment {
+    /// The alignment of the trace (`a`) against the variant (`b`), in lane-layout order.
+    pub ops: Vec<EditOp>,
+    /// Index into `ops` of the first departure in causal order (see [`first_divergence`]);
+    /// `None` when every step matches.
+    pub first_divergence: Option<usize>,
+}
+
+impl Store {
+    /// Aligns a trace with a variant of its command, and finds its first divergence in causal
+    /// order: what a report draws beside the trace.
+    pub fn alignment(&self, trace: &Trace, variant: &Variant) -> Alignment {
+        let ops = align(&self.lookup(&trace.steps), &variant.symbols);
+        let first_divergence = first_divergence(trace, variant, &ops);
+        Alignment {
+            ops,
+            first_divergence,
+        }
+    }
+}
+
+/// The learned median time of each variant step from the first step (`i64::MAX` where none was
+/// learned, as for polls).
+fn typical_offsets(variant: &Variant) -> Vec<i64> {
+    variant
         .steps
         .iter()
         .map(|step| {
@@ -518,7 +531,20 @@ fn divergence(
                 .p50()
                 .map_or(i64::MAX, |p50| i64::try_from(p50).unwrap_or(i64::MAX))
         })
-        .collect();
+        .collect()
+}
+
+/// Index into `ops` of the first departure from the variant, in causal order: the lanes are laid
+/// out one after the other, so the first edit in sequence order may come from a lane that only
+/// felt the trouble later (a conductor that never took its cast: the placement request the
+/// scheduler would have made after it is laid out before it, in the REST lane). Each edit is
+/// placed at the time it shows: a step the variant expects at its typical offset (learned median
+/// time from the first step), an unexpected step at its own; the earliest wins, ties going to the
+/// layout order.
+pub fn first_divergence(trace: &Trace, variant: &Variant, ops: &[EditOp]) -> Option<usize> {
+    // Polls have no offset (they are not part of the command's own timeline), and a poll more
+    // or less says nothing about where the command went wrong: their edits come last.
+    let typical = typical_offsets(variant);
     let start = trace.steps.first().map_or(0, |step| step.ts_us);
     let shows_at = |op: &EditOp| -> i64 {
         match *op {
@@ -528,11 +554,23 @@ fn divergence(
             EditOp::Match { .. } => i64::MAX,
         }
     };
-    let (position, op) = ops
-        .iter()
+    ops.iter()
         .enumerate()
         .filter(|(_, op)| !matches!(op, EditOp::Match { .. }))
-        .min_by_key(|&(position, op)| (shows_at(op), position))?;
+        .min_by_key(|&(position, op)| (shows_at(op), position))
+        .map(|(position, _)| position)
+}
+
+/// The first departure from the variant in causal order ([`first_divergence`]), with the trace
+/// step that happened last before it, in time.
+fn divergence(
+    store: &Store,
+    trace: &Trace,
+    variant: &Variant,
+    ops: &[EditOp],
+) -> Option<(Option<usize>, Divergence)> {
+    let typical = typical_offsets(variant);
+    let op = &ops[first_divergence(trace, variant, ops)?];
     let (kind, variant_step, trace_step) = match *op {
         EditOp::Delete { b } => (DivergenceKind::Missing, Some(b), None),
         EditOp::Substitute { a, b } => (DivergenceKind::Substituted, Some(b), Some(a)),
@@ -564,7 +602,6 @@ fn divergence(
                 .map(|(other, _)| other)
         }),
     };
-    let _ = position;
     let symbol_of = |b: usize| store.symbol(variant.symbols[b]).map(str::to_owned);
     Some((
         before,
@@ -1437,6 +1474,67 @@ mod tests {
             diagnosis.suspects[0].service, "nova-conductor",
             "{diagnosis}"
         );
+    }
+
+    /// A conductor killed before it took its cast: the scheduler's placement request, laid out
+    /// first with the REST lane, came after the cast in every normal run; the cast is where the
+    /// create first departed from them.
+    #[test]
+    fn the_first_divergence_is_the_earliest_step_in_causal_order_not_in_lane_layout() {
+        let mut store = Store::default();
+        // Lane layout: the REST lane (entry, placement), then the RPC lane.
+        let shape = [
+            ("nova-api:POST /v2.1/servers", 0),
+            (
+                "rest:placement-api GET /allocation_candidates?limit&resources",
+                310_000,
+            ),
+            ("rpc.cast:conductor.schedule_and_build_instances", 40_000),
+            ("rpc.call:scheduler.select_destinations", 90_000),
+            ("reply:ok", 420_000),
+        ];
+        let ids: Vec<u32> = shape
+            .iter()
+            .map(|(symbol, _)| store.intern(symbol))
+            .collect();
+        let command = store.command_mut("server create");
+        command.push_variant(ids);
+        for (profile, (_, offset)) in command.variants[0].steps.iter_mut().zip(shape) {
+            profile.offset.record(offset);
+        }
+        let trace = Trace {
+            transaction: "req-1".to_owned(),
+            command: "server create".to_owned(),
+            background: false,
+            steps: vec![Step {
+                symbol: shape[0].0.to_owned(),
+                ..Step::default()
+            }],
+        };
+        let variant = &store.commands["server create"].variants[0];
+        let alignment = store.alignment(&trace, variant);
+        assert!(matches!(alignment.ops[1], EditOp::Delete { b: 1 }));
+        assert_eq!(alignment.first_divergence, Some(2), "{:?}", alignment.ops);
+        assert!(matches!(alignment.ops[2], EditOp::Delete { b: 2 }));
+        let diagnosis = store.diagnose_trace(&trace);
+        let divergence = diagnosis.divergence.expect("it diverged");
+        assert_eq!(
+            divergence.expected.as_deref(),
+            Some("rpc.cast:conductor.schedule_and_build_instances")
+        );
+        // A trace that matches has no divergence.
+        let whole = Trace {
+            steps: shape
+                .iter()
+                .map(|(symbol, offset)| Step {
+                    symbol: (*symbol).to_owned(),
+                    ts_us: *offset as i64,
+                    ..Step::default()
+                })
+                .collect(),
+            ..trace
+        };
+        assert_eq!(store.alignment(&whole, variant).first_divergence, None);
     }
 
     /// Regression (detector accuracy with REST tracing, 2026-11-28): an answered REST call with

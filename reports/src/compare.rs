@@ -11,17 +11,22 @@
 //! - `recovery-increase=S`: no experiment's recovery may get slower by more than `S` seconds
 //!   (`10`, `10s`; needs a baseline run);
 //! - `f1-drop=R`: no detector's F1 may drop by more than `R` (needs a baseline run);
+//! - `latency-regressions`: no command's p95 or p99 latency in any window may grow past the
+//!   comparison's [`LatencyThreshold`] (needs a baseline run);
 //! - `min-precision=R`, `min-recall=R`, `min-f1=R`, `min-top1=R`, `min-top3=R`,
 //!   `max-false-alarms-per-hour=N`, `max-time-to-detect=S`: thresholds on the current run's
 //!   detector scores, for every detector or, prefixed with `DETECTOR:`, for one
 //!   (`fingerprint:min-recall=0.9`).
+//!
+//! Runs of different campaigns are not comparable: [`unrelated`] says why, and the CLI refuses
+//! them unless told otherwise.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::Error;
 use crate::fmt;
-use crate::model::{DetectorScore, Experiment, Report, Verdict, WindowKind};
+use crate::model::{DetectorScore, Experiment, Percentiles, Report, Verdict, WindowKind};
 
 /// A hypothesis in both runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +81,86 @@ pub struct ExperimentDiff {
     pub recovery_s: (Option<f64>, Option<f64>),
     /// Hypotheses of either run.
     pub hypotheses: Vec<HypothesisDiff>,
+    /// p95 and p99 latency of every command measured in a window of both runs.
+    pub latency: Vec<LatencyDiff>,
+}
+
+/// A latency percentile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Percentile {
+    /// 95th percentile.
+    P95,
+    /// 99th percentile.
+    P99,
+}
+
+impl Percentile {
+    /// `p95` or `p99`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Percentile::P95 => "p95",
+            Percentile::P99 => "p99",
+        }
+    }
+
+    fn of(self, p: &Percentiles) -> f64 {
+        match self {
+            Percentile::P95 => p.p95,
+            Percentile::P99 => p.p99,
+        }
+    }
+}
+
+/// A command's latency percentile in one window of both runs (the slowest repetition of each).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyDiff {
+    /// The window.
+    pub window: WindowKind,
+    /// The user command.
+    pub command: String,
+    /// Which percentile.
+    pub percentile: Percentile,
+    /// Milliseconds in the baseline run.
+    pub baseline_ms: f64,
+    /// Milliseconds in the current run.
+    pub current_ms: f64,
+}
+
+/// When a latency percentile has regressed: it grew by more than `ratio` of its baseline value
+/// and by at least `min_increase_ms`, so that neither a 3 → 5 ms jitter nor a 20 s → 20.3 s
+/// timeout reads as a regression.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyThreshold {
+    /// Relative growth beyond which a percentile regressed (`0.2`: more than 20 % slower).
+    pub ratio: f64,
+    /// Smallest growth in milliseconds that counts.
+    pub min_increase_ms: f64,
+}
+
+impl Default for LatencyThreshold {
+    fn default() -> Self {
+        LatencyThreshold {
+            ratio: 0.2,
+            min_increase_ms: 50.0,
+        }
+    }
+}
+
+impl LatencyThreshold {
+    /// Whether going from `baseline_ms` to `current_ms` is a regression.
+    pub fn regressed(&self, baseline_ms: f64, current_ms: f64) -> bool {
+        let increase = current_ms - baseline_ms;
+        increase > baseline_ms * self.ratio + 1e-9 && increase + 1e-9 >= self.min_increase_ms
+    }
+
+    /// The threshold in words: `more than 20 % and at least 50 ms slower`.
+    pub fn describe(&self) -> String {
+        format!(
+            "more than {} % and at least {} slower",
+            fmt::trim(self.ratio * 100.0, 1),
+            fmt::millis(self.min_increase_ms)
+        )
+    }
 }
 
 /// A detector in both runs.
@@ -100,6 +185,30 @@ pub struct Comparison {
     pub experiments: Vec<ExperimentDiff>,
     /// Detectors of either run, sorted by name.
     pub detectors: Vec<DetectorDiff>,
+    /// When a latency percentile counts as regressed (the default unless set).
+    pub latency_threshold: LatencyThreshold,
+}
+
+/// Why two runs are not comparable, if they are not: they ran different campaigns (by name), or
+/// share no experiment.
+pub fn unrelated(baseline: &Report, current: &Report) -> Option<String> {
+    if baseline.campaign.name != current.campaign.name {
+        return Some(format!(
+            "the baseline run `{}` ran campaign `{}`, the run `{}` ran campaign `{}`",
+            baseline.run_id, baseline.campaign.name, current.run_id, current.campaign.name
+        ));
+    }
+    let shared = current
+        .experiments
+        .iter()
+        .any(|c| baseline.experiments.iter().any(|b| b.name == c.name));
+    let either_empty = baseline.experiments.is_empty() || current.experiments.is_empty();
+    (!shared && !either_empty).then(|| {
+        format!(
+            "the runs `{}` and `{}` of campaign `{}` have no experiment in common",
+            baseline.run_id, current.run_id, current.campaign.name
+        )
+    })
 }
 
 /// Compares `current` against `baseline`.
@@ -138,6 +247,10 @@ pub fn compare(baseline: &Report, current: &Report) -> Comparison {
                     c.as_ref().and_then(slowest_recovery),
                 ),
                 hypotheses: hypothesis_diffs(b.as_ref(), c.as_ref()),
+                latency: match (&b, &c) {
+                    (Some(b), Some(c)) => latency_diffs(b, c),
+                    _ => Vec::new(),
+                },
             }
         })
         .collect();
@@ -166,19 +279,53 @@ pub fn compare(baseline: &Report, current: &Report) -> Comparison {
         current_run: current.run_id.clone(),
         experiments,
         detectors: detectors.into_values().collect(),
+        latency_threshold: LatencyThreshold::default(),
     }
 }
 
 fn pooled_ratio(experiment: &Experiment, window: WindowKind) -> Option<f64> {
-    let (count, successes) = experiment
-        .repetitions
-        .iter()
-        .flat_map(|r| &r.workload)
-        .filter(|w| w.window == window)
-        .fold((0u64, 0u64), |(c, s), w| {
-            (c + w.total.count, s + w.total.successes)
-        });
-    (count > 0).then(|| successes as f64 / count as f64)
+    experiment.tally(window).ratio()
+}
+
+/// The slowest repetition's latency percentiles of each command per window.
+fn slowest_latency(experiment: &Experiment) -> BTreeMap<(WindowKind, &str), Percentiles> {
+    let mut slowest: BTreeMap<(WindowKind, &str), Percentiles> = BTreeMap::new();
+    for stats in experiment.repetitions.iter().flat_map(|r| &r.workload) {
+        for command in &stats.commands {
+            let Some(latency) = command.latency_ms else {
+                continue;
+            };
+            slowest
+                .entry((stats.window, command.command.as_str()))
+                .and_modify(|p| {
+                    p.p50 = p.p50.max(latency.p50);
+                    p.p95 = p.p95.max(latency.p95);
+                    p.p99 = p.p99.max(latency.p99);
+                })
+                .or_insert(latency);
+        }
+    }
+    slowest
+}
+
+fn latency_diffs(baseline: &Experiment, current: &Experiment) -> Vec<LatencyDiff> {
+    let before = slowest_latency(baseline);
+    let mut diffs = Vec::new();
+    for ((window, command), now) in slowest_latency(current) {
+        let Some(then) = before.get(&(window, command)) else {
+            continue;
+        };
+        for percentile in [Percentile::P95, Percentile::P99] {
+            diffs.push(LatencyDiff {
+                window,
+                command: command.to_owned(),
+                percentile,
+                baseline_ms: percentile.of(then),
+                current_ms: percentile.of(&now),
+            });
+        }
+    }
+    diffs
 }
 
 fn slowest_recovery(experiment: &Experiment) -> Option<f64> {
@@ -260,10 +407,28 @@ impl Comparison {
             .collect()
     }
 
+    /// Latency percentiles that regressed past [`Comparison::latency_threshold`], with their
+    /// experiment's name.
+    pub fn latency_regressions(&self) -> Vec<(&str, &LatencyDiff)> {
+        self.experiments
+            .iter()
+            .flat_map(|e| {
+                e.latency
+                    .iter()
+                    .filter(|l| {
+                        self.latency_threshold
+                            .regressed(l.baseline_ms, l.current_ms)
+                    })
+                    .map(move |l| (e.name.as_str(), l))
+            })
+            .collect()
+    }
+
     /// The difference as Markdown, for the terminal and PR comments.
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let regressions = self.regressions();
+        let slower = self.latency_regressions();
         let fixed = self
             .experiments
             .iter()
@@ -277,9 +442,10 @@ impl Comparison {
         );
         let _ = writeln!(
             out,
-            "{} regression(s), {} fix(es).\n",
+            "{} regression(s), {} fix(es), {} latency regression(s).\n",
             regressions.len(),
-            fixed
+            fixed,
+            slower.len()
         );
         let _ = writeln!(
             out,
@@ -304,9 +470,15 @@ impl Comparison {
                     (Some(b), Some(c)) => format!(" ({})", fmt::delta(c - b, &h.unit)),
                     _ => String::new(),
                 };
+                let slower_ms = h.unit == "ms"
+                    && matches!(
+                        (h.baseline.and_then(|b| b.1), h.current.and_then(|c| c.1)),
+                        (Some(b), Some(c)) if self.latency_threshold.regressed(b, c)
+                    );
                 let change = match h.change() {
                     Change::Regressed => "**regressed**",
                     Change::Fixed => "fixed",
+                    Change::Unchanged if slower_ms => "**slower**, same verdict",
                     Change::Unchanged => "same verdict",
                     Change::Added => "new",
                     Change::Removed => "removed",
@@ -359,6 +531,67 @@ impl Comparison {
                 delta
             );
         }
+        if slower.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nNo p95 or p99 latency regressed ({}).",
+                self.latency_threshold.describe()
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "\n**Latency regressions**: p95 or p99 {} (in bold; slowest repetition).\n",
+                self.latency_threshold.describe()
+            );
+            let _ = writeln!(out, "| Experiment | Window | Command | p95 | p99 |");
+            let _ = writeln!(out, "|---|---|---|---|---|");
+            let mut listed: Vec<(&str, WindowKind, &str)> = Vec::new();
+            for (experiment, l) in &slower {
+                let key = (*experiment, l.window, l.command.as_str());
+                if listed.contains(&key) {
+                    continue;
+                }
+                listed.push(key);
+                let cell = |percentile: Percentile| {
+                    let Some(diff) = self
+                        .experiments
+                        .iter()
+                        .filter(|e| e.name == *experiment)
+                        .flat_map(|e| &e.latency)
+                        .find(|d| {
+                            d.window == l.window
+                                && d.command == l.command
+                                && d.percentile == percentile
+                        })
+                    else {
+                        return fmt::DASH.to_owned();
+                    };
+                    let text = format!(
+                        "{} → {} ({})",
+                        fmt::millis(diff.baseline_ms),
+                        fmt::millis(diff.current_ms),
+                        relative(diff.baseline_ms, diff.current_ms)
+                    );
+                    if self
+                        .latency_threshold
+                        .regressed(diff.baseline_ms, diff.current_ms)
+                    {
+                        format!("**{text}**")
+                    } else {
+                        text
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    experiment,
+                    l.window.as_str(),
+                    l.command,
+                    cell(Percentile::P95),
+                    cell(Percentile::P99),
+                );
+            }
+        }
         if !self.detectors.is_empty() {
             let _ = writeln!(
                 out,
@@ -398,6 +631,20 @@ impl Comparison {
             }
         }
         out
+    }
+}
+
+/// Relative change, `+134 %`, or `new` from zero.
+fn relative(baseline: f64, current: f64) -> String {
+    if baseline > 0.0 {
+        let change = (current - baseline) / baseline;
+        format!(
+            "{}{:.0} %",
+            if change >= 0.0 { "+" } else { "−" },
+            change.abs() * 100.0
+        )
+    } else {
+        "from 0".to_owned()
     }
 }
 
@@ -449,6 +696,8 @@ pub enum GateCheck {
     MaxRecoveryIncrease(f64),
     /// A detector's F1 drops by at most this much.
     MaxF1Drop(f64),
+    /// No command's p95 or p99 latency regresses past the comparison's threshold.
+    NoLatencyRegressions,
     /// A detector score is at least this value.
     MinScore(ScoreMetric, f64),
     /// False alarms per hour are at most this value.
@@ -503,6 +752,7 @@ impl std::str::FromStr for GateRule {
         };
         let check = match key {
             "regressions" if value.is_none() => GateCheck::NoRegressions,
+            "latency-regressions" if value.is_none() => GateCheck::NoLatencyRegressions,
             "success-ratio-drop" => GateCheck::MaxSuccessRatioDrop(number(parse_ratio)?),
             "recovery-increase" => GateCheck::MaxRecoveryIncrease(number(parse_seconds)?),
             "f1-drop" => GateCheck::MaxF1Drop(number(parse_ratio)?),
@@ -515,10 +765,14 @@ impl std::str::FromStr for GateRule {
                 GateCheck::MaxFalseAlarmsPerHour(number(|v| v.parse().ok())?)
             }
             "max-time-to-detect" => GateCheck::MaxTimeToDetect(number(parse_seconds)?),
-            "regressions" => return Err(invalid("`regressions` takes no value".to_owned())),
+            "regressions" | "latency-regressions" => {
+                return Err(invalid(format!(
+                    "`{key}` takes no value (set the latency threshold with --latency-threshold)"
+                )));
+            }
             _ => {
                 return Err(invalid(
-                    "expected one of regressions, success-ratio-drop=R, recovery-increase=S, f1-drop=R, \
+                    "expected one of regressions, latency-regressions, success-ratio-drop=R, recovery-increase=S, f1-drop=R, \
                      min-precision=R, min-recall=R, min-f1=R, min-top1=R, min-top3=R, \
                      max-false-alarms-per-hour=N, max-time-to-detect=S (detector thresholds may be \
                      prefixed with `DETECTOR:`)"
@@ -554,15 +808,15 @@ impl std::str::FromStr for GateRule {
 }
 
 /// `0.05` or `5%`.
-fn parse_ratio(value: &str) -> Option<f64> {
+pub fn parse_ratio(value: &str) -> Option<f64> {
     match value.strip_suffix('%') {
         Some(percent) => percent.trim().parse::<f64>().ok().map(|p| p / 100.0),
         None => value.parse().ok(),
     }
 }
 
-/// `10`, `10s`, `1.5s`, `2m` or `250ms`.
-fn parse_seconds(value: &str) -> Option<f64> {
+/// `10`, `10s`, `1.5s`, `2m` or `250ms`, in seconds.
+pub fn parse_seconds(value: &str) -> Option<f64> {
     if let Some(ms) = value.strip_suffix("ms") {
         return ms.trim().parse::<f64>().ok().map(|v| v / 1000.0);
     }
@@ -578,6 +832,7 @@ impl GateRule {
         matches!(
             self.check,
             GateCheck::NoRegressions
+                | GateCheck::NoLatencyRegressions
                 | GateCheck::MaxSuccessRatioDrop(_)
                 | GateCheck::MaxRecoveryIncrease(_)
                 | GateCheck::MaxF1Drop(_)
@@ -617,6 +872,22 @@ pub fn gate(
                     cmp.regressions()
                         .into_iter()
                         .map(|h| fail(format!("{h} passed in the baseline run and fails now"))),
+                );
+            }
+            (GateCheck::NoLatencyRegressions, Some(cmp)) => {
+                failures.extend(
+                    cmp.latency_regressions()
+                        .into_iter()
+                        .map(|(experiment, l)| {
+                            fail(format!(
+                                "{experiment}: {} {} in the {} window went from {} to {}",
+                                l.command,
+                                l.percentile.as_str(),
+                                l.window.as_str(),
+                                fmt::millis(l.baseline_ms),
+                                fmt::millis(l.current_ms)
+                            ))
+                        }),
                 );
             }
             (GateCheck::MaxSuccessRatioDrop(limit), Some(cmp)) => {
@@ -764,6 +1035,25 @@ mod tests {
     }
 
     #[test]
+    fn a_latency_regresses_only_past_both_the_ratio_and_the_floor() {
+        let threshold = LatencyThreshold::default();
+        assert!(threshold.regressed(147.0, 345.0), "+135 %, +198 ms");
+        assert!(!threshold.regressed(147.0, 170.0), "+16 % is within 20 %");
+        assert!(!threshold.regressed(5.0, 40.0), "+700 % but only 35 ms");
+        assert!(!threshold.regressed(20_000.0, 20_300.0), "+300 ms is 1.5 %");
+        assert!(!threshold.regressed(345.0, 147.0), "faster");
+        let strict = LatencyThreshold {
+            ratio: 0.1,
+            min_increase_ms: 10.0,
+        };
+        assert!(strict.regressed(147.0, 170.0));
+        assert_eq!(
+            threshold.describe(),
+            "more than 20 % and at least 50 ms slower"
+        );
+    }
+
+    #[test]
     fn bad_gate_rules_say_why() {
         for (rule, expected) in [
             ("min-f1", "needs a value"),
@@ -771,6 +1061,7 @@ mod tests {
             ("min-f1=abc", "not a non-negative number"),
             ("fastest", "expected one of"),
             ("x:regressions", "only detector rules"),
+            ("latency-regressions=5%", "--latency-threshold"),
             (":min-f1=0.5", "empty"),
         ] {
             let error = rule.parse::<GateRule>().unwrap_err().to_string();

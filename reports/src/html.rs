@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use askama::Template;
 
+use crate::headline::{self, Tone};
 use crate::model::{
     Alarm, AlignOp, Column, Fault, Repetition, Report, RunOutcome, TransactionDivergence, Trigger,
     Verdict, WindowKind, seconds_between,
@@ -34,8 +35,10 @@ const DETECTOR_COLORS: [&str; 6] = [
 #[template(path = "report.html")]
 struct Page {
     title: String,
-    passed: bool,
+    /// `pass`, `warn` (every hypothesis held, but commands failed in a fault window) or `fail`.
+    verdict_class: &'static str,
     verdict: String,
+    headline: Vec<HeadlineRow>,
     outcome_note: Option<String>,
     facts: Vec<(String, String)>,
     stats: Vec<(String, String)>,
@@ -46,11 +49,25 @@ struct Page {
     footer: String,
 }
 
+/// One experiment at a glance: its verdicts beside its fault window, each in its own colour.
+struct HeadlineRow {
+    anchor: String,
+    name: String,
+    passed: bool,
+    verdicts: String,
+    tone: &'static str,
+    fault_ratio: String,
+    /// Width of the ratio bar in percent.
+    bar: String,
+}
+
 struct ExperimentView {
     anchor: String,
     name: String,
     description: Option<String>,
     passed: bool,
+    fault_tone: &'static str,
+    fault_ratio: String,
     repetitions: Vec<RepetitionView>,
 }
 
@@ -65,6 +82,8 @@ struct RepetitionView {
     unsteady: Option<String>,
     alarm_count: usize,
     divergences: Vec<DivergenceView>,
+    /// Aligned transactions that no detector flagged, left out.
+    unflagged_divergences: usize,
 }
 
 struct FaultRow {
@@ -150,13 +169,16 @@ impl Page {
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         let duration = seconds_between(report.started_at, report.finished_at);
 
+        let headlines = headline::experiments(report);
+        let worst = headline::worst_tone(&headlines);
         let mut experiments = Vec::new();
-        for (index, experiment) in report.experiments.iter().enumerate() {
+        for ((index, experiment), head) in report.experiments.iter().enumerate().zip(&headlines) {
             let mut repetitions = Vec::new();
             for repetition in &experiment.repetitions {
                 repetitions.push(repetition_view(
                     experiment.repetitions.len(),
                     repetition,
+                    &detector_names,
                     &color_of,
                 )?);
             }
@@ -169,18 +191,47 @@ impl Page {
                     .iter()
                     .flat_map(|r| &r.hypotheses)
                     .all(|h| h.verdict == Verdict::Pass),
+                fault_tone: head.tone.class(),
+                fault_ratio: format!("fault window: {}", head.fault_ratio()),
                 repetitions,
             });
         }
 
         Ok(Page {
             title: report.campaign.name.clone(),
-            passed: report.passed(),
+            verdict_class: match (report.passed(), worst) {
+                (false, _) => "fail",
+                (true, Tone::Degraded | Tone::Failing) => "warn",
+                (true, _) => "pass",
+            },
             verdict: if report.passed() {
-                format!("All {} hypotheses held", hypotheses.len())
+                let troubled = headlines
+                    .iter()
+                    .filter(|h| matches!(h.tone, Tone::Degraded | Tone::Failing))
+                    .count();
+                match troubled {
+                    0 => format!("All {} hypotheses held", hypotheses.len()),
+                    n => format!(
+                        "All {} hypotheses held; commands failed in {n} fault window(s)",
+                        hypotheses.len()
+                    ),
+                }
             } else {
                 format!("{} of {} hypotheses failed", hypotheses.len() - held, hypotheses.len())
             },
+            headline: headlines
+                .iter()
+                .enumerate()
+                .map(|(index, h)| HeadlineRow {
+                    anchor: format!("experiment-{}", index + 1),
+                    name: h.name.clone(),
+                    passed: h.held == h.hypotheses,
+                    verdicts: h.verdicts(),
+                    tone: h.tone.class(),
+                    fault_ratio: h.fault_ratio(),
+                    bar: fmt::trim(h.fault_window.ratio().unwrap_or(0.0) * 100.0, 1),
+                })
+                .collect(),
             outcome_note: match report.outcome {
                 RunOutcome::Completed => None,
                 RunOutcome::Aborted => Some("An abort guardrail was breached: the runner reverted every fault and stopped; later experiments did not run.".to_owned()),
@@ -288,6 +339,7 @@ fn format_time(ts: jiff::Timestamp) -> String {
 fn repetition_view(
     repetitions: usize,
     repetition: &Repetition,
+    detectors: &[String],
     color_of: &dyn Fn(&str) -> &'static str,
 ) -> Result<RepetitionView, Error> {
     let origin = repetition.windows.baseline.start;
@@ -386,9 +438,19 @@ fn repetition_view(
         (Some(s), None) => format!("recovered {} after the revert", fmt::seconds(s)),
         (None, _) => "did not recover before the recovery window ended".to_owned(),
     };
-    let divergences = repetition
+    // Only the transactions a detector flagged (failed or anomalous) are worth a reader's time;
+    // the others are counted.
+    let flagged: Vec<&str> = repetition
+        .alarms
+        .iter()
+        .filter_map(|a| a.transaction.as_deref())
+        .collect();
+    let (shown, unflagged): (Vec<_>, Vec<_>) = repetition
         .failing_transactions
         .iter()
+        .partition(|d| flagged.contains(&d.transaction.as_str()));
+    let divergences = shown
+        .into_iter()
         .map(divergence_view)
         .collect::<Result<_, _>>()?;
     Ok(RepetitionView {
@@ -398,13 +460,14 @@ fn repetition_view(
             String::new()
         },
         faults,
-        timeline_svg: timeline_svg(repetition, color_of),
+        timeline_svg: timeline_svg(repetition, detectors, color_of),
         hypotheses,
         workload,
         recovery,
         unsteady: repetition.unsteady.clone(),
         alarm_count: repetition.alarms.len(),
         divergences,
+        unflagged_divergences: unflagged.len(),
     })
 }
 
@@ -457,13 +520,20 @@ fn decade_label(decade: i32) -> String {
         _ => format!("{} s", 10f64.powi(decade - 3)),
     }
 }
-const LEFT: f64 = 64.0;
+/// Room on the left for the y labels and the detector names of the alarm lanes.
+const LEFT: f64 = 104.0;
+/// Height of one detector's alarm lane.
+const ALARM_LANE_H: f64 = 22.0;
 /// Top of the window bands; the band labels sit above it.
 const BAND_TOP: f64 = 22.0;
 const RIGHT: f64 = 20.0;
 
 /// The timeline of a repetition: window bands, fault interval, success ratio, latency, alarms.
-fn timeline_svg(repetition: &Repetition, color_of: &dyn Fn(&str) -> &'static str) -> String {
+fn timeline_svg(
+    repetition: &Repetition,
+    detectors: &[String],
+    color_of: &dyn Fn(&str) -> &'static str,
+) -> String {
     let windows = &repetition.windows;
     let origin = windows.baseline.start;
     let span = seconds_between(origin, windows.recovery.end).max(1.0);
@@ -471,10 +541,17 @@ fn timeline_svg(repetition: &Repetition, color_of: &dyn Fn(&str) -> &'static str
     let x = |s: f64| LEFT + (s.clamp(0.0, span) / span) * plot_w;
     let t = |ts: jiff::Timestamp| seconds_between(origin, ts);
 
-    // Vertical layout: header lane for labels, success panel, latency panel, alarm lane, axis.
+    // Vertical layout: header lane for labels, success panel, latency panel, one alarm lane per
+    // detector (so that one detector's marks never hide another's), axis.
     let (ratio_top, ratio_h) = (50.0, 120.0);
     let (lat_top, lat_h) = (ratio_top + ratio_h + 34.0, 110.0);
-    let (alarm_top, alarm_h) = (lat_top + lat_h + 14.0, 26.0);
+    let alarm_top = lat_top + lat_h + 14.0;
+    let lanes: Vec<&str> = if detectors.is_empty() {
+        vec![""]
+    } else {
+        detectors.iter().map(String::as_str).collect()
+    };
+    let alarm_h = ALARM_LANE_H * lanes.len() as f64;
     let axis_y = alarm_top + alarm_h;
     let height = axis_y + 28.0;
 
@@ -618,28 +695,38 @@ fn timeline_svg(repetition: &Repetition, color_of: &dyn Fn(&str) -> &'static str
         );
     }
 
-    // Alarm lane.
-    let _ = write!(
-        s,
-        r#"<text class="axis-label" x="{lx}" y="{ly:.1}" text-anchor="end">alarms</text><line class="lane" x1="{LEFT}" x2="{x2}" y1="{mid:.1}" y2="{mid:.1}"/>"#,
-        lx = LEFT - 8.0,
-        ly = alarm_top + alarm_h / 2.0 + 4.0,
-        x2 = WIDTH - RIGHT,
-        mid = alarm_top + alarm_h / 2.0,
-    );
-    for alarm in &repetition.alarms {
-        let ax = x(t(alarm.timestamp()));
-        let cy = alarm_top + alarm_h / 2.0;
+    // Alarm lanes: one row per detector.
+    for (row, detector) in lanes.iter().enumerate() {
+        let mid = alarm_top + (row as f64 + 0.5) * ALARM_LANE_H;
+        let label = if detector.is_empty() {
+            "alarms".to_owned()
+        } else {
+            elide(detector, 14)
+        };
         let _ = write!(
             s,
-            r#"<path class="alarm" fill="{color}" d="M{ax:.1} {top:.1} L{r:.1} {cy:.1} L{ax:.1} {bottom:.1} L{l:.1} {cy:.1} Z"><title>{title}</title></path>"#,
-            color = color_of(&alarm.detector),
-            top = cy - 7.0,
-            bottom = cy + 7.0,
-            r = ax + 5.0,
-            l = ax - 5.0,
-            title = esc(&alarm_title(alarm, t(alarm.timestamp()))),
+            r#"<g class="alarm-lane" data-detector="{name}"><text class="axis-label" x="{lx}" y="{ly:.1}" text-anchor="end">{label}<title>{name} alarms</title></text><line class="lane" x1="{LEFT}" x2="{x2}" y1="{mid:.1}" y2="{mid:.1}"/>"#,
+            name = esc(detector),
+            label = esc(&label),
+            lx = LEFT - 8.0,
+            ly = mid + 4.0,
+            x2 = WIDTH - RIGHT,
         );
+        for alarm in repetition.alarms.iter().filter(|a| a.detector == *detector) {
+            let ax = x(t(alarm.timestamp()));
+            let _ = write!(
+                s,
+                r#"<path class="alarm" fill="{color}" data-detector="{name}" d="M{ax:.1} {top:.1} L{r:.1} {mid:.1} L{ax:.1} {bottom:.1} L{l:.1} {mid:.1} Z"><title>{title}</title></path>"#,
+                color = color_of(&alarm.detector),
+                name = esc(&alarm.detector),
+                top = mid - 7.0,
+                bottom = mid + 7.0,
+                r = ax + 5.0,
+                l = ax - 5.0,
+                title = esc(&alarm_title(alarm, t(alarm.timestamp()))),
+            );
+        }
+        s.push_str("</g>");
     }
 
     // Time axis.
@@ -755,30 +842,118 @@ fn divergence_view(d: &TransactionDivergence) -> Result<DivergenceView, Error> {
         .iter()
         .filter(|(op, _, _)| *op != AlignOp::Match)
         .count();
+    let rows = collapse(&columns);
+    let collapsed = rows.iter().any(|r| r.repeat > 1);
+    let first = columns
+        .get(d.divergence_index)
+        .map(|(op, normal, failing)| match op {
+            AlignOp::Delete => format!("`{}` never happened", normal.unwrap_or("?")),
+            AlignOp::Insert => format!("`{}` is absent in normal runs", failing.unwrap_or("?")),
+            AlignOp::Substitute => format!(
+                "`{}` instead of `{}`",
+                failing.unwrap_or("?"),
+                normal.unwrap_or("?")
+            ),
+            AlignOp::Match => String::new(),
+        });
     let summary = format!(
-        "{changed} of {} steps differ; the first divergence is at step {}.",
+        "{changed} of {} steps differ; the first divergence, earliest in causal order, is step {}{}.{}",
         columns.len(),
-        d.divergence_index + 1
+        d.divergence_index + 1,
+        first
+            .filter(|f| !f.is_empty())
+            .map(|f| format!(": {f}"))
+            .unwrap_or_default(),
+        if collapsed {
+            " Runs of identical missing or extra steps are shown once, with their count."
+        } else {
+            ""
+        }
     );
     Ok(DivergenceView {
         command: d.command.clone(),
         transaction: d.transaction.clone(),
         summary,
-        svg: divergence_svg(&columns, d.divergence_index),
+        svg: divergence_svg(&rows, d.divergence_index),
+    })
+}
+
+/// A row of the drawn alignment: a column, or a block of columns repeated `repeat` times.
+#[derive(Debug, Clone, PartialEq)]
+struct Row<'a> {
+    column: Column<'a>,
+    /// Index of the column in the alignment (its first occurrence).
+    index: usize,
+    /// How many times the block this row belongs to repeats (1: not collapsed).
+    repeat: usize,
+    /// Length of that block, and this row's place in it.
+    block: (usize, usize),
+}
+
+/// The longest block of steps collapsed when it repeats back to back (a call and its reply, say).
+const MAX_COLLAPSED_BLOCK: usize = 4;
+
+/// Collapses runs of identical missing (or extra) steps: a block of up to
+/// [`MAX_COLLAPSED_BLOCK`] deletes (or inserts) repeated back to back is drawn once, with its
+/// count. Matches and substitutions are drawn as they are.
+fn collapse<'a>(columns: &[Column<'a>]) -> Vec<Row<'a>> {
+    let mut rows = Vec::new();
+    let mut i = 0;
+    while i < columns.len() {
+        let op = columns[i].0;
+        let mut best = (1, 1);
+        if matches!(op, AlignOp::Delete | AlignOp::Insert) {
+            for k in 1..=MAX_COLLAPSED_BLOCK {
+                let Some(block) = columns.get(i..i + k) else {
+                    break;
+                };
+                if block.iter().any(|c| c.0 != op) {
+                    break;
+                }
+                let mut repeat = 1;
+                while columns.get(i + repeat * k..i + (repeat + 1) * k) == Some(block) {
+                    repeat += 1;
+                }
+                if repeat > 1 && k * repeat > best.0 * best.1 {
+                    best = (k, repeat);
+                }
+            }
+        }
+        let (k, repeat) = best;
+        for offset in 0..k {
+            rows.push(Row {
+                column: columns[i + offset],
+                index: i + offset,
+                repeat,
+                block: (k, offset),
+            });
+        }
+        i += k * repeat;
+    }
+    rows
+}
+
+/// The row that shows column `index` of the alignment.
+fn row_of(rows: &[Row<'_>], index: usize) -> Option<usize> {
+    rows.iter().position(|row| {
+        let (k, offset) = row.block;
+        let start = row.index - offset;
+        (start..start + k * row.repeat).contains(&index) && (index - start) % k == offset
     })
 }
 
 /// Two execution sequences side by side: the normal fingerprint on the left, the failing
-/// transaction on the right, aligned row by row; differing rows are highlighted and the first
-/// divergence is marked.
-fn divergence_svg(columns: &[Column<'_>], divergence: usize) -> String {
+/// transaction on the right, aligned row by row; differing rows are highlighted, repeated blocks
+/// carry their count and the first divergence is marked.
+fn divergence_svg(rows: &[Row<'_>], divergence: usize) -> String {
+    let divergence = row_of(rows, divergence);
     let row_h = 34.0;
     let box_h = 24.0;
     let (col_w, gap, top) = (380.0, 120.0, 36.0);
     let left_x = 40.0;
     let right_x = left_x + col_w + gap;
     let width = right_x + col_w + 190.0;
-    let height = top + columns.len() as f64 * row_h + 10.0;
+    let height = top + rows.len() as f64 * row_h + 10.0;
     let mut s = String::new();
     let _ = write!(
         s,
@@ -789,8 +964,8 @@ fn divergence_svg(columns: &[Column<'_>], divergence: usize) -> String {
     for (side_x, failing_side) in [(left_x, false), (right_x, true)] {
         // Edges between consecutive present nodes of this side.
         let mut previous: Option<f64> = None;
-        for (row, column) in columns.iter().enumerate() {
-            if (if failing_side { column.2 } else { column.1 }).is_some() {
+        for (row, r) in rows.iter().enumerate() {
+            if (if failing_side { r.column.2 } else { r.column.1 }).is_some() {
                 let y = top + row as f64 * row_h;
                 if let Some(py) = previous {
                     let cx = side_x + 18.0;
@@ -805,7 +980,8 @@ fn divergence_svg(columns: &[Column<'_>], divergence: usize) -> String {
             }
         }
     }
-    for (row, (op, normal, failing)) in columns.iter().enumerate() {
+    for (row, r) in rows.iter().enumerate() {
+        let (op, normal, failing) = r.column;
         let y = top + row as f64 * row_h;
         let class = match op {
             AlignOp::Match => "match",
@@ -813,7 +989,7 @@ fn divergence_svg(columns: &[Column<'_>], divergence: usize) -> String {
             AlignOp::Insert => "insert",
             AlignOp::Delete => "delete",
         };
-        if row == divergence {
+        if Some(row) == divergence {
             let _ = write!(
                 s,
                 r#"<rect class="divergence-row" x="{x}" y="{y:.1}" width="{w}" height="{h}" rx="6"/><text class="divergence-label" x="{tx}" y="{ty:.1}">◀ first divergence</text>"#,
@@ -842,7 +1018,7 @@ fn divergence_svg(columns: &[Column<'_>], divergence: usize) -> String {
                         r#"<g class="node node-missing"><rect x="{side_x}" y="{y:.1}" width="{col_w}" height="{box_h}" rx="5"/><text x="{tx}" y="{ty:.1}">{label}</text></g>"#,
                         tx = side_x + 10.0,
                         ty = y + box_h / 2.0 + 4.5,
-                        label = if *op == AlignOp::Delete {
+                        label = if op == AlignOp::Delete {
                             "missing"
                         } else {
                             "absent in normal runs"
@@ -851,10 +1027,15 @@ fn divergence_svg(columns: &[Column<'_>], divergence: usize) -> String {
                 }
             }
         }
-        if *op != AlignOp::Match {
+        if op != AlignOp::Match {
+            let label = if r.repeat > 1 {
+                format!("{class} × {}", r.repeat)
+            } else {
+                class.to_owned()
+            };
             let _ = write!(
                 s,
-                r#"<text class="op op-{class}" x="{x}" y="{ty:.1}" text-anchor="middle">{class}</text>"#,
+                r#"<text class="op op-{class}" x="{x}" y="{ty:.1}" text-anchor="middle">{label}</text>"#,
                 x = left_x + col_w + gap / 2.0,
                 ty = y + box_h / 2.0 + 4.0,
             );
@@ -877,6 +1058,46 @@ fn elide(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_of_identical_missing_steps_are_collapsed_with_their_count() {
+        use AlignOp::*;
+        let call = "rpc.call:conductor.object_action";
+        let columns: Vec<Column<'_>> = vec![
+            (Match, Some("a"), Some("a")),
+            (Delete, Some("rpc.cast:conductor.build_instances"), None),
+            (Delete, Some(call), None),
+            (Delete, Some("reply:ok"), None),
+            (Delete, Some(call), None),
+            (Delete, Some("reply:ok"), None),
+            (Delete, Some(call), None),
+            (Delete, Some("reply:ok"), None),
+            (Delete, Some("notify:x"), None),
+            (Delete, Some("notify:x"), None),
+            (Insert, None, Some("y")),
+            (Match, Some("b"), Some("b")),
+        ];
+        let rows = collapse(&columns);
+        let drawn: Vec<(usize, usize)> = rows.iter().map(|r| (r.index, r.repeat)).collect();
+        // The missing cast, the call/reply pair × 3, the notification × 2, then as they are.
+        assert_eq!(
+            drawn,
+            [(0, 1), (1, 1), (2, 3), (3, 3), (8, 2), (10, 1), (11, 1)]
+        );
+        // Every column is still found in the rows that draw it.
+        assert_eq!(row_of(&rows, 1), Some(1));
+        assert_eq!(row_of(&rows, 6), Some(2));
+        assert_eq!(row_of(&rows, 7), Some(3));
+        assert_eq!(row_of(&rows, 9), Some(4));
+        assert_eq!(row_of(&rows, 11), Some(6));
+        let svg = divergence_svg(&rows, 2);
+        assert!(svg.contains(">delete × 3<"), "{svg}");
+        assert!(svg.contains(">delete × 2<"), "{svg}");
+        assert_eq!(svg.matches("first divergence").count(), 1);
+        // Matches are never collapsed.
+        let same = vec![(Match, Some("a"), Some("a")); 3];
+        assert_eq!(collapse(&same).len(), 3);
+    }
 
     #[test]
     fn nice_steps_are_round() {

@@ -2,7 +2,9 @@
 //!
 //! A failed hypothesis is a `<failure>` whose message is the hypothesis's reason, so Jenkins,
 //! Zuul and GitHub show the cause next to the test name. A run that did not complete adds an
-//! `<error>` test case, so an aborted or interrupted campaign never looks green. Test suites carry
+//! `<error>` test case, so an aborted or interrupted campaign never looks green. Each suite carries
+//! its fault window's successes and commands as properties and in its `system-out`, beside the
+//! verdicts (see [`crate::headline`]). Test suites carry
 //! the experiment's duration; test cases carry none, since all hypotheses of a repetition are
 //! judged on the same windows and their times would add up to more than the run took.
 
@@ -11,19 +13,34 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
 use crate::model::{Experiment, HypothesisResult, Repetition, Report, RunOutcome, Verdict};
-use crate::{Error, fmt};
+use crate::{Error, fmt, headline};
 
 /// Renders the JUnit XML document.
 pub fn render(report: &Report) -> Result<String, Error> {
     let mut junit = quick_junit::Report::new(format!("butterfly: {}", report.campaign.name));
     let mut total = Duration::ZERO;
-    for experiment in &report.experiments {
+    for (experiment, headline) in report.experiments.iter().zip(headline::experiments(report)) {
         let mut suite = TestSuite::new(experiment.name.as_str());
         suite.add_properties([
             Property::new("campaign", report.campaign.name.as_str()),
             Property::new("run_id", report.run_id.as_str()),
             Property::new("seed", report.campaign.seed.to_string()),
+            Property::new(
+                "fault_window_successes",
+                headline.fault_window.successes.to_string(),
+            ),
+            Property::new(
+                "fault_window_commands",
+                headline.fault_window.count.to_string(),
+            ),
         ]);
+        // Test views show a suite's output beside its cases: the window the cases are about.
+        suite.set_system_out(format!(
+            "{}: hypotheses {}; fault window {}",
+            experiment.name,
+            headline.verdicts(),
+            headline.fault_ratio()
+        ));
         let mut suite_time = Duration::ZERO;
         for repetition in &experiment.repetitions {
             let time = Duration::from_secs_f64(

@@ -11,12 +11,15 @@
 //!   for the runner to fill a repetition.
 //! - [`junit`], [`markdown`], [`html`]: renderers that read only a [`Report`]; [`render_all`]
 //!   writes every format into a run directory.
+//! - [`headline`]: per experiment, the hypothesis verdicts beside the fault window's success
+//!   ratio, which every renderer leads with.
 //! - [`compare`]: the reliability difference between two runs and regression gates.
 //! - [`metrics`]: the Prometheus registry the runner updates while it runs.
 #![warn(missing_docs)]
 
 pub mod compare;
 mod fmt;
+pub mod headline;
 pub mod html;
 pub mod junit;
 pub mod markdown;
@@ -117,8 +120,17 @@ pub fn read_run(run_dir: &Path) -> Result<Report, Error> {
 /// Renders every format from `report` into `dir` (`junit.xml`, `summary.md`, `report.html`) and
 /// rewrites `report.json` in its canonical layout. Each file is written atomically.
 pub fn render_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let path = dir.join("report.json");
+    write_atomically(&path, report.to_json().as_bytes())?;
+    let mut written = vec![path];
+    written.extend(render_views(report, dir)?);
+    Ok(written)
+}
+
+/// Renders the formats made from `report.json` (`junit.xml`, `summary.md`, `report.html`) into
+/// `dir`, leaving `report.json` itself untouched: re-rendering a run never changes its record.
+pub fn render_views(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let outputs = [
-        ("report.json", report.to_json()),
         ("junit.xml", junit::render(report)?),
         ("summary.md", markdown::render(report)),
         ("report.html", html::render(report)?),

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::fmt;
+use crate::headline::{self, Tone};
 use crate::model::{Report, RunOutcome, Verdict};
 
 /// Renders the Markdown summary.
@@ -13,7 +14,13 @@ pub fn render(report: &Report) -> String {
         .filter(|(_, _, h)| h.verdict == Verdict::Pass)
         .count();
     let mut out = String::new();
-    let icon = if report.passed() { "✅" } else { "❌" };
+    let headlines = headline::experiments(report);
+    // Held hypotheses over a fault window where commands failed are not a clean pass.
+    let icon = match (report.passed(), headline::worst_tone(&headlines)) {
+        (false, _) => "❌",
+        (true, Tone::Degraded | Tone::Failing) => "⚠️",
+        (true, _) => "✅",
+    };
     let _ = writeln!(
         out,
         "## {icon} {campaign}: {held} of {total} hypotheses held",
@@ -44,6 +51,20 @@ pub fn render(report: &Report) -> String {
                 "\n**The run was interrupted; later experiments did not run.**"
             );
         }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| Experiment | Hypotheses | Fault window |");
+    let _ = writeln!(out, "|---|---|---|");
+    for h in &headlines {
+        let _ = writeln!(
+            out,
+            "| {} | {} {} | {} {} |",
+            cell(&h.name),
+            if h.held == h.hypotheses { "✅" } else { "❌" },
+            h.verdicts(),
+            h.tone.icon(),
+            h.fault_ratio()
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(

@@ -226,16 +226,8 @@ impl RunMetrics {
     pub fn observe_report(&self, report: &Report) {
         for experiment in &report.experiments {
             for window in WindowKind::ALL {
-                let (count, ok) = experiment
-                    .repetitions
-                    .iter()
-                    .flat_map(|r| &r.workload)
-                    .filter(|w| w.window == window)
-                    .fold((0, 0), |(c, s), w| {
-                        (c + w.total.count, s + w.total.successes)
-                    });
-                if count > 0 {
-                    self.set_success_ratio(&experiment.name, window, ok as f64 / count as f64);
+                if let Some(ratio) = experiment.tally(window).ratio() {
+                    self.set_success_ratio(&experiment.name, window, ratio);
                 }
             }
         }
@@ -272,11 +264,12 @@ impl RunMetrics {
         }
     }
 
-    /// The OpenMetrics text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric: families in registration order, the
+    /// samples of each family sorted, so that the same run always gives the same file.
     pub fn encode(&self) -> String {
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
-        text
+        sort_samples(&text)
     }
 
     /// Writes the exposition to `path` atomically (for the node exporter's textfile collector,
@@ -284,6 +277,31 @@ impl RunMetrics {
     pub fn write_textfile(&self, path: &Path) -> Result<(), Error> {
         write_atomically(path, self.encode().as_bytes())
     }
+}
+
+/// Sorts the sample lines of each metric family of an exposition; a family's samples come out of
+/// a hash map, in an order that differs from one process to the next.
+fn sort_samples(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut samples: Vec<&str> = Vec::new();
+    let flush = |samples: &mut Vec<&str>, out: &mut String| {
+        samples.sort_unstable();
+        for sample in samples.drain(..) {
+            out.push_str(sample);
+            out.push('\n');
+        }
+    };
+    for line in text.lines() {
+        if line.starts_with('#') {
+            flush(&mut samples, &mut out);
+            out.push_str(line);
+            out.push('\n');
+        } else {
+            samples.push(line);
+        }
+    }
+    flush(&mut samples, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -401,6 +419,37 @@ mod tests {
             Some("1.0")
         );
         assert!(!encoded.contains(r#"faults_active{experiment="kill-nova-conductor",kind="process-kill",service="nova-conductor",host="controller"} 1"#));
+    }
+
+    #[test]
+    fn the_exposition_lists_each_family_sorted_whatever_the_insertion_order() {
+        let forward = RunMetrics::new();
+        let backward = RunMetrics::new();
+        let commands = [
+            "server create",
+            "server delete",
+            "server list",
+            "image list",
+        ];
+        for command in commands {
+            forward.command_completed(command, true);
+            forward.set_success_ratio(command, WindowKind::Fault, 0.5);
+        }
+        for command in commands.iter().rev() {
+            backward.command_completed(command, true);
+            backward.set_success_ratio(command, WindowKind::Fault, 0.5);
+        }
+        let text = forward.encode();
+        assert_eq!(text, backward.encode());
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("butterfly_workload_commands_total"))
+            .collect();
+        let mut sorted = samples.clone();
+        sorted.sort_unstable();
+        assert_eq!(samples.len(), 4);
+        assert_eq!(samples, sorted);
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]

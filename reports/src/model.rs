@@ -143,6 +143,36 @@ pub struct Experiment {
     pub repetitions: Vec<Repetition>,
 }
 
+/// Commands of a window pooled over an experiment's repetitions: how many ran, how many succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Commands that succeeded.
+    pub successes: u64,
+    /// Commands issued.
+    pub count: u64,
+}
+
+impl Tally {
+    /// `successes / count`, or `None` when no command ran.
+    pub fn ratio(self) -> Option<f64> {
+        (self.count > 0).then(|| self.successes as f64 / self.count as f64)
+    }
+}
+
+impl Experiment {
+    /// The commands of `window` pooled over every repetition.
+    pub fn tally(&self, window: WindowKind) -> Tally {
+        self.repetitions
+            .iter()
+            .flat_map(|r| &r.workload)
+            .filter(|w| w.window == window)
+            .fold(Tally::default(), |t, w| Tally {
+                successes: t.successes + w.total.successes,
+                count: t.count + w.total.count,
+            })
+    }
+}
+
 /// One repetition of an experiment: baseline, fault, recovery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -483,7 +513,8 @@ pub struct TransactionDivergence {
     pub normal: Vec<String>,
     /// Alignment of the two sequences.
     pub ops: Vec<AlignOp>,
-    /// Index into `ops` of the first column that is not `match`.
+    /// Index into `ops` of the first departure in causal order (the earliest differing step in
+    /// time, which the lane layout of `ops` may list after others).
     pub divergence_index: usize,
 }
 

@@ -247,6 +247,31 @@ fn html_is_self_contained() {
 }
 
 #[test]
+fn only_transactions_a_detector_flagged_are_aligned() {
+    let mut report = current();
+    let repetition = &mut report.experiments[0].repetitions[0];
+    let aligned = repetition.failing_transactions[0].transaction.clone();
+    assert!(
+        repetition
+            .alarms
+            .iter()
+            .any(|a| a.transaction.as_deref() == Some(aligned.as_str())),
+        "the fixture's aligned transaction is flagged"
+    );
+    let html = reports::html::render(&report).unwrap();
+    assert_eq!(html.matches("<svg class=\"divergence\"").count(), 1);
+    assert!(!html.contains("left out: no detector flagged them"));
+    for alarm in &mut report.experiments[0].repetitions[0].alarms {
+        if alarm.transaction.as_deref() == Some(aligned.as_str()) {
+            alarm.transaction = None;
+        }
+    }
+    let html = reports::html::render(&report).unwrap();
+    assert_eq!(html.matches("<svg class=\"divergence\"").count(), 0);
+    assert!(html.contains("1 other aligned transaction(s) left out: no detector flagged them."));
+}
+
+#[test]
 fn comparing_two_runs_shows_the_regressions() {
     let comparison = compare::compare(&baseline(), &current());
     let regressions = comparison.regressions();
@@ -279,6 +304,29 @@ fn comparing_two_runs_shows_the_regressions() {
             "f1-drop=0.05",
             "f1-drop=0.05"
         ]
+    );
+
+    // Boots got slower past the latency threshold although no hypothesis on them changed.
+    let latency: GateRule = "latency-regressions".parse().unwrap();
+    let slower = compare::gate(
+        &current(),
+        Some(&comparison),
+        std::slice::from_ref(&latency),
+    )
+    .unwrap();
+    assert_eq!(slower.len(), 4, "{slower:?}");
+    assert!(
+        slower[0]
+            .message
+            .contains("kill-nova-conductor: server create p95 in the recovery window"),
+        "{slower:?}"
+    );
+    let mut lenient = comparison.clone();
+    lenient.latency_threshold.ratio = 2.0;
+    assert!(
+        compare::gate(&current(), Some(&lenient), &[latency])
+            .unwrap()
+            .is_empty()
     );
 
     // A run compared with itself has nothing to gate.

@@ -14,7 +14,7 @@ use crate::exit::{CliError, Exit};
 /// With --compare, prints the reliability difference between BASELINE_RUN and RUN_DIR as
 /// Markdown and exits 1 only when a --gate rule is breached.
 ///
-/// Gate rules (repeatable): regressions, success-ratio-drop=R, recovery-increase=S, f1-drop=R,
+/// Gate rules (repeatable): regressions, latency-regressions, success-ratio-drop=R, recovery-increase=S, f1-drop=R,
 /// min-precision=R, min-recall=R, min-f1=R, min-top1=R, min-top3=R,
 /// max-false-alarms-per-hour=N, max-time-to-detect=S; detector rules may be limited to one
 /// detector with a `DETECTOR:` prefix.
@@ -37,6 +37,30 @@ pub struct Args {
     /// Also write the comparison (Markdown) to this file.
     #[arg(long, value_name = "FILE", requires = "compare")]
     pub output: Option<PathBuf>,
+    /// With --compare: a command's p95 or p99 latency regressed when it grew by more than this
+    /// ratio (`0.2` or `20%`) and by at least --latency-min-increase.
+    #[arg(long, value_name = "RATIO", default_value = "20%", value_parser = ratio, requires = "compare")]
+    pub latency_threshold: f64,
+    /// With --compare: the smallest latency growth that counts as a regression (`50ms`, `1s`).
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = duration_ms, requires = "compare")]
+    pub latency_min_increase: f64,
+    /// With --compare: compare runs of different campaigns (or without a common experiment),
+    /// which is refused otherwise.
+    #[arg(long, requires = "compare")]
+    pub allow_unrelated: bool,
+}
+
+fn ratio(text: &str) -> Result<f64, String> {
+    compare::parse_ratio(text)
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("`{text}` is not a non-negative ratio (`0.2` or `20%`)"))
+}
+
+fn duration_ms(text: &str) -> Result<f64, String> {
+    compare::parse_seconds(text)
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|s| s * 1000.0)
+        .ok_or_else(|| format!("`{text}` is not a non-negative duration (`50ms`, `1s`)"))
 }
 
 /// Runs the command.
@@ -52,7 +76,7 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
         None => {
             let failures = compare::gate(&current, None, &rules)
                 .map_err(|e| CliError::InvalidInput(e.to_string()))?;
-            let written = reports::render_all(&current, &args.run_dir)
+            let written = reports::render_views(&current, &args.run_dir)
                 .map_err(|e| CliError::Setup(e.to_string()))?;
             let metrics = reports::metrics::RunMetrics::from_report(&current);
             let metrics_path = args.run_dir.join("metrics.prom");
@@ -71,6 +95,9 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
                 "{}: {held} of {total} hypotheses held",
                 current.campaign.name
             );
+            for line in reports::headline::lines(&current) {
+                println!("  {line}");
+            }
             report_failures(&failures);
             Ok(if current.passed() && failures.is_empty() {
                 Exit::Pass
@@ -80,7 +107,19 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
         }
         Some(baseline_dir) => {
             let baseline = read(baseline_dir)?;
-            let comparison = compare::compare(&baseline, &current);
+            if let Some(why) = compare::unrelated(&baseline, &current)
+                && !args.allow_unrelated
+            {
+                return Err(CliError::InvalidInput(format!(
+                    "refusing to compare unrelated runs: {why}; compare runs of the same \
+                     campaign, or pass --allow-unrelated to compare them anyway"
+                )));
+            }
+            let mut comparison = compare::compare(&baseline, &current);
+            comparison.latency_threshold = compare::LatencyThreshold {
+                ratio: args.latency_threshold,
+                min_increase_ms: args.latency_min_increase,
+            };
             let failures = compare::gate(&current, Some(&comparison), &rules)
                 .map_err(|e| CliError::InvalidInput(e.to_string()))?;
             let markdown = comparison.to_markdown();
@@ -135,6 +174,9 @@ mod tests {
             compare: compare.map(Path::to_owned),
             gates: gates.iter().map(|g| (*g).to_owned()).collect(),
             output: None,
+            latency_threshold: 0.2,
+            latency_min_increase: 50.0,
+            allow_unrelated: false,
         }
     }
 
@@ -180,6 +222,96 @@ mod tests {
             )),
             Exit::Pass
         );
+    }
+
+    #[test]
+    fn rerendering_leaves_report_json_byte_identical_and_metrics_stable() {
+        let run = copy_run("recorded-boot-storm");
+        let original = std::fs::read(run.path().join("report.json")).unwrap();
+        run_cmd(args(run.path(), None, &[]));
+        let first: Vec<Vec<u8>> = ["report.json", "metrics.prom", "report.html", "junit.xml"]
+            .iter()
+            .map(|name| std::fs::read(run.path().join(name)).unwrap())
+            .collect();
+        assert!(first[0] == original, "report.json changed");
+        run_cmd(args(run.path(), None, &[]));
+        for (name, before) in ["report.json", "metrics.prom", "report.html", "junit.xml"]
+            .iter()
+            .zip(&first)
+        {
+            let after = std::fs::read(run.path().join(name)).unwrap();
+            assert!(after == *before, "{name} changed between two renderings");
+        }
+    }
+
+    #[test]
+    fn a_report_json_in_another_layout_is_left_as_it_is() {
+        // Written by hand or by another tool: microseconds spelled out, compact.
+        let dir = tempfile::tempdir().unwrap();
+        let source = fixture("run").join("report.json");
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(source).unwrap()).unwrap();
+        let compact = serde_json::to_string(&value).unwrap();
+        std::fs::write(dir.path().join("report.json"), &compact).unwrap();
+        assert_eq!(run_cmd(args(dir.path(), None, &[])), Exit::GateFailed);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("report.json")).unwrap(),
+            compact
+        );
+    }
+
+    #[test]
+    fn compare_flags_latency_regressions_and_gates_on_them_when_asked() {
+        let (baseline, current) = (
+            copy_run("recorded-boot-storm"),
+            copy_run("recorded-boot-storm-rerun"),
+        );
+        let gated = |threshold: f64, min_ms: f64| {
+            let mut a = args(
+                current.path(),
+                Some(baseline.path()),
+                &["latency-regressions"],
+            );
+            a.latency_threshold = threshold;
+            a.latency_min_increase = min_ms;
+            run_cmd(a)
+        };
+        // The listing's fault-window p95 went from 147 ms to 345 ms.
+        assert_eq!(gated(0.2, 50.0), Exit::GateFailed);
+        // Nothing grew tenfold.
+        assert_eq!(gated(10.0, 50.0), Exit::Pass);
+        // Without the gate, the difference is only reported.
+        assert_eq!(
+            run_cmd(args(current.path(), Some(baseline.path()), &[])),
+            Exit::Pass
+        );
+    }
+
+    #[test]
+    fn runs_of_unrelated_campaigns_are_compared_only_when_allowed() {
+        let (other, current) = (copy_run("recorded-boot-storm"), copy_run("run"));
+        let error = run(args(current.path(), Some(other.path()), &[])).unwrap_err();
+        assert_eq!(error.code(), 2, "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("boot-storm")
+                && message.contains("nova-resilience")
+                && message.contains("--allow-unrelated"),
+            "{message}"
+        );
+        let mut allowed = args(current.path(), Some(other.path()), &[]);
+        allowed.allow_unrelated = true;
+        assert_eq!(run_cmd(allowed), Exit::Pass);
+    }
+
+    #[test]
+    fn latency_flags_take_ratios_and_durations() {
+        assert_eq!(ratio("20%"), Ok(0.2));
+        assert_eq!(ratio("0.5"), Ok(0.5));
+        assert!(ratio("fast").unwrap_err().contains("`fast`"));
+        assert_eq!(duration_ms("50ms"), Ok(50.0));
+        assert_eq!(duration_ms("1.5s"), Ok(1500.0));
+        assert!(duration_ms("-1s").is_err());
     }
 
     #[test]

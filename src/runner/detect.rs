@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::openstack::USER_AGENT;
-use fingerprint::distance::{EditOp, align};
+use fingerprint::distance::EditOp;
 use fingerprint::monitor::{Hold, Holder, Monitor, Stuck, Waiting};
 use fingerprint::normalize::last_progress_us;
 use fingerprint::store::Store;
@@ -1030,7 +1030,8 @@ pub fn run_external(campaign: &Campaign, transactions: &[Transaction]) -> Vec<rm
     alarms
 }
 
-/// Aligns a failing transaction with its nearest normal variant for the report.
+/// Aligns a failing transaction with its nearest normal variant for the report, its first
+/// divergence in causal order (not the first edit of the lane layout).
 fn divergence(
     store: &Store,
     transaction: &Transaction,
@@ -1039,8 +1040,10 @@ fn divergence(
     let command = transaction.command.clone()?;
     let variant = store.commands.get(&command)?.variants.get(nearest?)?;
     let trace = store.trace(transaction);
-    let failing_ids = store.lookup(&trace.steps);
-    let ops: Vec<rm::AlignOp> = align(&failing_ids, &variant.symbols)
+    let alignment = store.alignment(&trace, variant);
+    let divergence_index = alignment.first_divergence?;
+    let ops: Vec<rm::AlignOp> = alignment
+        .ops
         .into_iter()
         .map(|op| match op {
             EditOp::Match { .. } => rm::AlignOp::Match,
@@ -1049,7 +1052,6 @@ fn divergence(
             EditOp::Delete { .. } => rm::AlignOp::Delete,
         })
         .collect();
-    let divergence_index = ops.iter().position(|op| *op != rm::AlignOp::Match)?;
     let name = |id: &u32| store.symbol(*id).unwrap_or("?").to_owned();
     Some(rm::TransactionDivergence {
         transaction: transaction.id.clone(),
@@ -1280,6 +1282,28 @@ mod tests {
         assert_eq!(divergences.len(), 1);
         assert_eq!(divergences[0].len(), 1);
         assert_eq!(divergences[0][0].transaction, create.id);
+        // nova-compute never took its cast: the first divergence is the step it would have made
+        // next, not the placement request it would have made later, which the REST lane lists
+        // first.
+        let shown = &divergences[0][0];
+        let columns = shown.columns().unwrap();
+        let cast = columns
+            .iter()
+            .position(|c| c.1 == Some("rpc.cast:compute.build_and_run_instance"))
+            .expect("the cast is aligned");
+        assert_eq!(shown.divergence_index, cast + 1, "{columns:#?}");
+        assert_eq!(columns[cast + 1].0, rm::AlignOp::Delete);
+        let first_in_layout = columns
+            .iter()
+            .position(|c| c.0 != rm::AlignOp::Match)
+            .unwrap();
+        assert!(
+            first_in_layout < cast
+                && columns[first_in_layout]
+                    .1
+                    .is_some_and(|s| s.starts_with("rest:placement-api")),
+            "{columns:#?}"
+        );
     }
 
     /// Learns the normal runs in a baseline, then streams the create recorded while nova-compute
