@@ -374,7 +374,12 @@ impl FaultInput<'_> {
             } => {
                 let peers = peer_addresses(peers)?;
                 let threshold = (percent.get() * 100.0).round() as u32;
-                let verdict = format!("numgen random mod 10000 < {threshold} drop");
+                // nft's numgen values are 0..=9999: 100 % is a plain drop (`< 10000` is refused).
+                let verdict = if threshold >= 10000 {
+                    "drop".to_owned()
+                } else {
+                    format!("numgen random mod 10000 < {threshold} drop")
+                };
                 let mut rules = Vec::new();
                 if matches!(direction, Direction::Egress | Direction::Both) {
                     rules.extend(match_rules(
@@ -923,7 +928,9 @@ impl FaultInput<'_> {
             inject: format!("{} | nft -f -", join(&printf)),
             verify: check(
                 format!("table {table} holds its {count} fault rule(s)"),
-                format!("[ \"$({list} | grep -c -E ' (drop|reject)')\" -ge {count} ]"),
+                format!(
+                    "[ \"$({list} | grep -c -E '(^|[[:space:]])(drop|reject)')\" -ge {count} ]"
+                ),
             ),
             revert: Some(format!(
                 "{} 2>/dev/null; true",
