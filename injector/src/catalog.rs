@@ -975,29 +975,14 @@ impl FaultInput<'_> {
                         format!("{jitter_ms}ms"),
                     ],
                 );
-                Ok(Phases {
-                    preflight: check(
-                        format!("sch_netem is available and {interface} exists"),
-                        format!(
-                            "{} >/dev/null && (modprobe -q sch_netem 2>/dev/null; [ -d /sys/module/sch_netem ]) && ! {show} | grep -q -E 'netem|tbf|htb'",
-                            join(&["ip", "link", "show", "dev", interface])
-                        ),
+                let preflight = check(
+                    format!("sch_netem is available and {interface} exists"),
+                    format!(
+                        "{} >/dev/null && (modprobe -q sch_netem 2>/dev/null; [ -d /sys/module/sch_netem ]) && ! {show} | grep -q -E 'netem|tbf|htb'",
+                        join(&["ip", "link", "show", "dev", interface])
                     ),
-                    inject: shaping.inject,
-                    verify: check(
-                        format!(
-                            "{interface} delays through netem all but {}",
-                            shaping.exempt
-                        ),
-                        shaping.verify,
-                    ),
-                    revert: Some(shaping.revert),
-                    verify_reverted: Some(check(
-                        format!("no shaping of ours on {interface}"),
-                        shaping.gone,
-                    )),
-                    deadman: true,
-                })
+                );
+                Ok(shaping.into_phases(preflight, "delays through netem", interface))
             }
             DelayBackend::Nfqueue => {
                 if peers.iter().any(|(v6, _)| *v6) {
@@ -1168,26 +1153,14 @@ impl FaultInput<'_> {
             Direction::Egress => {
                 let shaping = self.ssh_exempt_shaping(interface, &tbf);
                 let show_root = join(&["tc", "qdisc", "show", "dev", interface, "root"]);
-                Ok(Phases {
-                    preflight: check(
-                        format!("{interface} exists without a shaping qdisc"),
-                        format!(
-                            "command -v tc >/dev/null && {} >/dev/null && ! {show_root} | grep -q -E 'tbf|htb|netem'",
-                            link(interface)
-                        ),
+                let preflight = check(
+                    format!("{interface} exists without a shaping qdisc"),
+                    format!(
+                        "command -v tc >/dev/null && {} >/dev/null && ! {show_root} | grep -q -E 'tbf|htb|netem'",
+                        link(interface)
                     ),
-                    inject: shaping.inject,
-                    verify: check(
-                        format!("{interface} shapes through tbf all but {}", shaping.exempt),
-                        shaping.verify,
-                    ),
-                    revert: Some(shaping.revert),
-                    verify_reverted: Some(check(
-                        format!("no shaping of ours on {interface}"),
-                        shaping.gone,
-                    )),
-                    deadman: true,
-                })
+                );
+                Ok(shaping.into_phases(preflight, "shapes through tbf", interface))
             }
             Direction::Ingress => {
                 let ifb = format!("bfb{}", self.id);
@@ -1510,6 +1483,27 @@ struct Shaping {
     gone: String,
     /// What stays unshaped, for messages.
     exempt: String,
+}
+
+impl Shaping {
+    /// The phases of a fault that is this shaping on `interface` itself (egress); `does` says
+    /// what the leaf does ("shapes through tbf").
+    fn into_phases(self, preflight: Check, does: &str, interface: &str) -> Phases {
+        Phases {
+            preflight,
+            inject: self.inject,
+            verify: check(
+                format!("{interface} {does} all but {}", self.exempt),
+                self.verify,
+            ),
+            revert: Some(self.revert),
+            verify_reverted: Some(check(
+                format!("no shaping of ours on {interface}"),
+                self.gone,
+            )),
+            deadman: true,
+        }
+    }
 }
 
 struct Phases {
