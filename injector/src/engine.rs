@@ -1,6 +1,7 @@
-//! Runs plans: preflight → journal → (dead-man + inject) → verify → … → (disarm + revert) →
-//! verify-reverted → journal. Any failure after the journal record reverts at once. `recover`
-//! replays the journal and reverts what is still pending.
+//! Runs plans: preflight → journal → dead-man → (inject + verify, one round trip) → control
+//! channel check (network faults) → … → (disarm + revert + verify-reverted, one round trip) →
+//! journal. Any failure after the journal record reverts at once. `recover` replays the journal
+//! and reverts what is still pending.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -126,7 +127,7 @@ impl Injector {
     /// Everything before the fault itself: upload the delayer if needed, preflight, journal the
     /// fault with its exact revert, and arm the dead-man switch for `fire_within` + duration +
     /// grace. A runner prepares ahead of a trigger so that [`Injector::fire`] costs only the
-    /// inject and verify round trips. A prepared fault that is never fired is still pending in
+    /// inject-and-verify round trip. A prepared fault that is never fired is still pending in
     /// the journal; reverting it is harmless.
     pub async fn prepare(
         &self,
