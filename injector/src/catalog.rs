@@ -95,19 +95,58 @@ fn is_active(unit: &str) -> String {
     join(&["systemctl", "is-active", "--quiet", unit])
 }
 
-/// Shell that sets `r` (cgroup2 root) and `cg` (the unit's cgroup path) for a unit.
-fn cgroup_vars(unit: &str) -> String {
+/// Shell that sets `cg` to the directory of a unit's cgroup that lists its processes (the
+/// cgroup2 one: `/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts; else the v1
+/// `name=systemd` one), or to nothing when the unit has none.
+fn unit_cgroup(unit: &str) -> String {
     format!(
-        "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then r=/sys/fs/cgroup; else r=/sys/fs/cgroup/unified; fi; cg={}",
+        "{{ cg=; u={}; [ -z \"$u\" ] || for r in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do if [ -f \"$r$u/cgroup.procs\" ]; then cg=$r$u; break; fi; done; }}",
         unit_property(unit, "ControlGroup")
+    )
+}
+
+/// Preflight shell (after [`unit_cgroup`]) that prints `PID CGROUP` for the preflight capture:
+/// the unit's main PID and its cgroup directory, or `-` for a directory whose path holds a
+/// character no capture may (then the inject asks systemd again). Resolving both here keeps
+/// `systemctl` out of the inject.
+fn print_main_pid_and_cgroup(unit: &str) -> String {
+    format!(
+        "pid={} && [ \"$pid\" -gt 0 ] && case \"$cg\" in '' | *[!A-Za-z0-9._:/@-]*) cg=- ;; esac && echo \"$pid $cg\"",
+        unit_property(unit, "MainPID")
+    )
+}
+
+/// Shell true when process `pid` is listed in `cgroup`'s `cgroup.procs` (builtins only).
+fn in_cgroup(pid: &str, cgroup: &str) -> String {
+    format!(
+        "bfly_in=; while read -r q; do [ \"$q\" != \"{pid}\" ] || {{ bfly_in=1; break; }}; done 2>/dev/null < \"{cgroup}/cgroup.procs\"; [ -n \"$bfly_in\" ]"
+    )
+}
+
+/// Inject shell that sets `pid` to the main PID captured at preflight when it is still a
+/// process of the unit's cgroup (a PID is never signalled after it may have been reused), and
+/// otherwise asks systemd for the current one.
+fn main_pid_from_capture(unit: &str) -> String {
+    format!(
+        "set -- {PREFLIGHT_CAPTURE} && pid=$1 && if [ \"$2\" = - ] || ! {{ {}; }}; then pid={}; fi && [ \"$pid\" -gt 0 ]",
+        in_cgroup("$pid", "$2"),
+        unit_property(unit, "MainPID")
     )
 }
 
 /// Shell true when the process `$1`-style expression names a process that is gone or a zombie.
 fn pids_gone(pids: &str) -> String {
     format!(
-        "for p in {pids}; do s=$(ps -o stat= -p \"$p\") || continue; case \"$s\" in Z*) ;; *) exit 1;; esac; done"
+        "for p in {pids}; do {}; case $st in '' | Z* | X*) ;; *) exit 1;; esac; done",
+        proc_state("$p")
     )
+}
+
+/// Shell that sets `st` to the state letter of process `pid` (`R`, `S`, `T`, `Z`, …), or to
+/// nothing when it is gone. Builtins only (`/proc/PID/stat`, after the command name, which may
+/// itself hold `) `): verifies poll this, and `ps` costs an exec per look.
+fn proc_state(pid: &str) -> String {
+    format!("st=; {{ read -r st < \"/proc/{pid}/stat\"; }} 2>/dev/null; st=${{st##*\") \"}}")
 }
 
 fn pids_alive(pids: &str) -> String {
@@ -122,16 +161,24 @@ fn is_lethal(signal: Signal) -> bool {
     )
 }
 
-fn signal_verify(signal: Signal, pids: &str) -> Check {
+/// The signalled processes `pids` (words of `from`, which `set --` splits into `$1`…) are gone,
+/// or still run after a non-lethal signal.
+fn signal_verify(signal: Signal, pids: &str, from: &str) -> Check {
+    let script = if is_lethal(signal) {
+        pids_gone(pids)
+    } else {
+        pids_alive(pids)
+    };
+    let script = format!("set -- {from}; {script}");
     if is_lethal(signal) {
-        check("the signalled processes are gone", pids_gone(pids))
+        check("the signalled processes are gone", script)
     } else {
         check(
             format!(
                 "the signalled processes handled SIG{} and still run",
                 signal.name()
             ),
-            pids_alive(pids),
+            script,
         )
     }
 }
@@ -203,12 +250,24 @@ impl FaultInput<'_> {
             )?,
             Fault::ServiceStop => {
                 let unit = service_unit(self)?.as_str();
+                // systemd must stop the unit (a kill would trip Restart=); the check reads the
+                // unit's cgroup found at preflight instead of asking systemd again.
                 Phases {
-                    preflight: check(format!("{unit} is active"), is_active(unit)),
+                    preflight: check(
+                        format!("{unit} is active"),
+                        format!(
+                            "{} && {} && case \"$cg\" in '' | *[!A-Za-z0-9._:/@-]*) cg=- ;; esac && echo \"$cg\"",
+                            is_active(unit),
+                            unit_cgroup(unit)
+                        ),
+                    ),
                     inject: join(&["systemctl", "stop", unit]),
                     verify: check(
-                        format!("{unit} is not active"),
-                        format!("! {}", is_active(unit)),
+                        format!("no process of {unit} remains"),
+                        format!(
+                            "cg={PREFLIGHT_CAPTURE}; if [ \"$cg\" = - ]; then ! {}; else ! {{ read -r q < \"$cg/cgroup.procs\"; }} 2>/dev/null; fi",
+                            is_active(unit)
+                        ),
                     ),
                     revert: Some(start_unit(unit)),
                     verify_reverted: Some(check(format!("{unit} is active"), is_active(unit))),
@@ -241,18 +300,26 @@ impl FaultInput<'_> {
             }
             Fault::ServiceKill { signal } => {
                 let unit = service_unit(self)?.as_str();
-                let main_pid = unit_property(unit, "MainPID");
                 let (revert, verify_reverted) = ensure_started(unit);
+                let sig = signal.name();
                 Phases {
                     preflight: check(
                         format!("{unit} is active with a main process"),
                         format!(
-                            "{} && pid={main_pid} && [ \"$pid\" -gt 0 ] && echo \"$pid\"",
-                            is_active(unit)
+                            "{} && {} && {}",
+                            is_active(unit),
+                            unit_cgroup(unit),
+                            print_main_pid_and_cgroup(unit)
                         ),
                     ),
-                    inject: join(&["systemctl", "kill", "-s", signal.name(), unit]),
-                    verify: signal_verify(*signal, PREFLIGHT_CAPTURE),
+                    // What `systemctl kill` does (every process of the unit's cgroup), read
+                    // from the cgroup found at preflight; a cgroup with child cgroups (a
+                    // delegated unit) or a path no capture may hold is left to systemd.
+                    inject: format!(
+                        "set -- {PREFLIGHT_CAPTURE} && if [ \"$2\" != - ] && [ -f \"$2/cgroup.procs\" ] && ! {{ for d in \"$2\"/*/; do [ -d \"$d\" ] && break; done; [ -d \"$d\" ]; }}; then pids=; while read -r q; do pids=\"$pids $q\"; done < \"$2/cgroup.procs\"; [ -n \"$pids\" ] && {{ kill -s {sig} $pids 2>/dev/null; true; }}; else {}; fi",
+                        join(&["systemctl", "kill", "-s", sig, unit])
+                    ),
+                    verify: signal_verify(*signal, "$1", PREFLIGHT_CAPTURE),
                     revert: Some(revert),
                     verify_reverted: Some(verify_reverted),
                     deadman: true,
@@ -283,7 +350,12 @@ impl FaultInput<'_> {
             } => {
                 let peers = peer_addresses(peers)?;
                 let threshold = (percent.get() * 100.0).round() as u32;
-                let verdict = format!("numgen random mod 10000 < {threshold} drop");
+                // nft's numgen values are 0..=9999: 100 % is a plain drop (`< 10000` is refused).
+                let verdict = if threshold >= 10000 {
+                    "drop".to_owned()
+                } else {
+                    format!("numgen random mod 10000 < {threshold} drop")
+                };
                 let mut rules = Vec::new();
                 if matches!(direction, Direction::Egress | Direction::Both) {
                     rules.extend(match_rules(
@@ -395,8 +467,8 @@ impl FaultInput<'_> {
                 phases.verify = check(
                     format!("{unit} holds at least 70% of {} bytes", size.0),
                     format!(
-                        "{}; [ -n \"$cg\" ] && rss=$(for p in $(cat \"$r$cg/cgroup.procs\"); do awk '/^VmRSS:/ {{printf \"%.0f\\n\", $2 * 1024}}' \"/proc/$p/status\" 2>/dev/null; done | awk '{{s += $1}} END {{printf \"%.0f\\n\", s}}') && [ \"$rss\" -ge {held} ]",
-                        cgroup_vars(&format!("{unit}.service"))
+                        "{}; [ -n \"$cg\" ] && rss=$(for p in $(cat \"$cg/cgroup.procs\"); do awk '/^VmRSS:/ {{printf \"%.0f\\n\", $2 * 1024}}' \"/proc/$p/status\" 2>/dev/null; done | awk '{{s += $1}} END {{printf \"%.0f\\n\", s}}') && [ \"$rss\" -ge {held} ]",
+                        unit_cgroup(&format!("{unit}.service"))
                     ),
                 );
                 phases
@@ -569,6 +641,15 @@ impl FaultInput<'_> {
                 }
                 _ => None,
             },
+            checks_control_channel: self.host.ssh_port().is_some()
+                && matches!(
+                    self.fault,
+                    Fault::NetworkDelay { .. }
+                        | Fault::NetworkLoss { .. }
+                        | Fault::NetworkPartition { .. }
+                        | Fault::NetworkReset { .. }
+                        | Fault::NetworkBandwidth { .. }
+                ),
         })
     }
 
@@ -624,17 +705,20 @@ impl FaultInput<'_> {
             }
             (None, Some(service)) => {
                 let unit = service.unit.as_str();
-                let main_pid = unit_property(unit, "MainPID");
-                let pids = format!(
-                    "name={} && pid={main_pid} && [ \"$pid\" -gt 0 ] && pids=$pid",
-                    quote(unit)
-                );
+                let name = format!("name={}", quote(unit));
                 (
                     check(
                         format!("{unit} has a main process, not PID 1 nor the injector's own"),
-                        format!("{pids} && {guard}"),
+                        format!(
+                            "{} && {} && {name} && pids=$pid && {guard}",
+                            unit_cgroup(unit),
+                            print_main_pid_and_cgroup(unit)
+                        ),
                     ),
-                    format!("{pids} && {guard} && kill -s {sig} \"$pid\" && echo \"$pid\""),
+                    format!(
+                        "{} && {name} && pids=$pid && {guard} && kill -s {sig} \"$pid\" && echo \"$pid\"",
+                        main_pid_from_capture(unit)
+                    ),
                 )
             }
             (None, None) => {
@@ -653,7 +737,7 @@ impl FaultInput<'_> {
         Ok(Phases {
             preflight,
             inject,
-            verify: signal_verify(signal, INJECT_CAPTURE),
+            verify: signal_verify(signal, "$@", INJECT_CAPTURE),
             deadman: revert.is_some(),
             revert,
             verify_reverted,
@@ -664,28 +748,31 @@ impl FaultInput<'_> {
         let unit = service_unit(self)?.as_str();
         Ok(match method {
             FreezeMethod::Cgroup => {
-                let vars = cgroup_vars(unit);
+                let lookup = unit_cgroup(unit);
+                // The cgroup found at preflight, or (for a path no capture may hold) again.
+                let captured =
+                    format!("cg={PREFLIGHT_CAPTURE}; [ \"$cg\" != - ] || {lookup}; [ -n \"$cg\" ]");
                 let state = |frozen: u8| {
-                    format!(
-                        "{vars}; [ -n \"$cg\" ] && grep -qx 'frozen {frozen}' \"$r$cg/cgroup.events\""
-                    )
+                    format!("{captured} && grep -qx 'frozen {frozen}' \"$cg/cgroup.events\"")
                 };
                 Phases {
                     preflight: check(
                         format!("{unit} is active and has a cgroup2 cgroup.freeze"),
                         format!(
-                            "{} && {vars}; [ -n \"$cg\" ] && [ -w \"$r$cg/cgroup.freeze\" ]",
+                            "{} && {lookup} && [ -w \"$cg/cgroup.freeze\" ] && case \"$cg\" in *[!A-Za-z0-9._:/@-]*) cg=- ;; esac && echo \"$cg\"",
                             is_active(unit)
                         ),
                     ),
-                    inject: format!("{vars}; [ -n \"$cg\" ] && echo 1 > \"$r$cg/cgroup.freeze\""),
+                    inject: format!("{captured} && echo 1 > \"$cg/cgroup.freeze\""),
                     verify: check(format!("the cgroup of {unit} is frozen"), state(1)),
                     revert: Some(format!(
-                        "{vars}; [ -n \"$cg\" ] && [ -w \"$r$cg/cgroup.freeze\" ] && echo 0 > \"$r$cg/cgroup.freeze\"; true"
+                        "{lookup}; [ -n \"$cg\" ] && [ -w \"$cg/cgroup.freeze\" ] && echo 0 > \"$cg/cgroup.freeze\"; true"
                     )),
                     verify_reverted: Some(check(
                         format!("the cgroup of {unit} is thawed"),
-                        state(0),
+                        format!(
+                            "{lookup}; [ -n \"$cg\" ] && grep -qx 'frozen 0' \"$cg/cgroup.events\""
+                        ),
                     )),
                     deadman: true,
                 }
@@ -693,15 +780,23 @@ impl FaultInput<'_> {
             FreezeMethod::Sigstop => {
                 let main_pid = unit_property(unit, "MainPID");
                 let stopped = |pid: &str| {
-                    format!("case \"$(ps -o stat= -p {pid})\" in T*) true;; *) false;; esac")
+                    format!(
+                        "{}; case $st in T*) true;; *) false;; esac",
+                        proc_state(pid)
+                    )
                 };
                 Phases {
                     preflight: check(
                         format!("{unit} has a main process"),
-                        format!("pid={main_pid} && [ \"$pid\" -gt 0 ]"),
+                        format!(
+                            "{} && {}",
+                            unit_cgroup(unit),
+                            print_main_pid_and_cgroup(unit)
+                        ),
                     ),
                     inject: format!(
-                        "pid={main_pid} && [ \"$pid\" -gt 0 ] && kill -s STOP \"$pid\" && echo \"$pid\""
+                        "{} && kill -s STOP \"$pid\" && echo \"$pid\"",
+                        main_pid_from_capture(unit)
                     ),
                     verify: check(
                         format!("the main process of {unit} is stopped"),
@@ -713,8 +808,8 @@ impl FaultInput<'_> {
                     verify_reverted: Some(check(
                         format!("the main process of {unit} runs"),
                         format!(
-                            "pid={main_pid}; [ \"$pid\" -gt 0 ] && ! {}",
-                            stopped("\"$pid\"")
+                            "pid={main_pid}; [ \"$pid\" -gt 0 ] && ! {{ {}; }}",
+                            stopped("$pid")
                         ),
                     )),
                     deadman: true,
@@ -728,8 +823,9 @@ impl FaultInput<'_> {
     }
 
     /// A throwaway nft table with input and output chains holding `rules` (`(chain, rule)`),
-    /// loaded atomically with `nft -f -`. The SSH port stays open so the injector keeps its
-    /// control channel whatever the fault does.
+    /// loaded atomically with `nft -f -`. TCP to or from the SSH port is accepted before any
+    /// fault rule, in both chains, so the injector keeps its control channel whatever peers or
+    /// ports the fault names.
     fn nft_phases(&self, rules: Vec<(String, String)>) -> Phases {
         let table = self.nft_table();
         let mut lines = vec![
@@ -742,12 +838,13 @@ impl FaultInput<'_> {
             ),
         ];
         if let Some(port) = self.host.ssh_port() {
-            lines.push(format!(
-                "add rule inet {table} input tcp dport {port} accept"
-            ));
-            lines.push(format!(
-                "add rule inet {table} output tcp sport {port} accept"
-            ));
+            for chain in ["input", "output"] {
+                for field in ["dport", "sport"] {
+                    lines.push(format!(
+                        "add rule inet {table} {chain} tcp {field} {port} accept"
+                    ));
+                }
+            }
         }
         let count = rules.len();
         lines.extend(
@@ -766,7 +863,9 @@ impl FaultInput<'_> {
             inject: format!("{} | nft -f -", join(&printf)),
             verify: check(
                 format!("table {table} holds its {count} fault rule(s)"),
-                format!("[ \"$({list} | grep -c -E ' (drop|reject)')\" -ge {count} ]"),
+                format!(
+                    "[ \"$({list} | grep -c -E '(^|[[:space:]])(drop|reject)')\" -ge {count} ]"
+                ),
             ),
             revert: Some(format!(
                 "{} 2>/dev/null; true",
@@ -802,40 +901,23 @@ impl FaultInput<'_> {
                     ));
                 }
                 let show = join(&["tc", "qdisc", "show", "dev", interface, "root"]);
-                Ok(Phases {
-                    preflight: check(
-                        format!("sch_netem is available and {interface} exists"),
-                        format!(
-                            "{} >/dev/null && (modprobe -q sch_netem 2>/dev/null; [ -d /sys/module/sch_netem ]) && ! {show} | grep -q -E 'netem|tbf|htb'",
-                            join(&["ip", "link", "show", "dev", interface])
-                        ),
-                    ),
-                    inject: join(&[
-                        "tc".to_owned(),
-                        "qdisc".into(),
-                        "replace".into(),
-                        "dev".into(),
-                        interface.into(),
-                        "root".into(),
-                        "netem".into(),
-                        "delay".into(),
+                let shaping = self.ssh_exempt_shaping(
+                    interface,
+                    &[
+                        "netem".to_owned(),
+                        "delay".to_owned(),
                         format!("{delay_ms}ms"),
                         format!("{jitter_ms}ms"),
-                    ]),
-                    verify: check(
-                        format!("netem is the root qdisc of {interface}"),
-                        format!("{show} | grep -q netem"),
+                    ],
+                );
+                let preflight = check(
+                    format!("sch_netem is available and {interface} exists"),
+                    format!(
+                        "{} >/dev/null && (modprobe -q sch_netem 2>/dev/null; [ -d /sys/module/sch_netem ]) && ! {show} | grep -q -E 'netem|tbf|htb'",
+                        join(&["ip", "link", "show", "dev", interface])
                     ),
-                    revert: Some(format!(
-                        "{show} | grep -q netem && {}; true",
-                        join(&["tc", "qdisc", "del", "dev", interface, "root"])
-                    )),
-                    verify_reverted: Some(check(
-                        format!("no netem on {interface}"),
-                        format!("! {show} | grep -q netem"),
-                    )),
-                    deadman: true,
-                })
+                );
+                Ok(shaping.into_phases(preflight, "delays through netem", interface))
             }
             DelayBackend::Nfqueue => {
                 if peers.iter().any(|(v6, _)| *v6) {
@@ -987,53 +1069,37 @@ impl FaultInput<'_> {
         interface: &str,
         direction: Direction,
     ) -> Result<Phases, Error> {
-        let tbf = |device: &str| {
-            join(&[
-                "tc".to_owned(),
-                "qdisc".into(),
-                "replace".into(),
-                "dev".into(),
-                device.into(),
-                "root".into(),
-                "tbf".into(),
-                "rate".into(),
-                format!("{rate}bit"),
-                "burst".into(),
-                burst.to_string(),
-                "latency".into(),
-                "100ms".into(),
-            ])
-        };
-        let show_root = |device: &str| join(&["tc", "qdisc", "show", "dev", device, "root"]);
+        if rate < 8 {
+            return Err(Error::Invalid(format!(
+                "network-bandwidth rate {rate}bit is below 8bit, the lowest rate tc takes"
+            )));
+        }
+        let tbf = [
+            "tbf".to_owned(),
+            "rate".into(),
+            format!("{rate}bit"),
+            "burst".into(),
+            burst.to_string(),
+            "latency".into(),
+            "100ms".into(),
+        ];
         let link = |device: &str| join(&["ip", "link", "show", "dev", device]);
         match direction {
-            Direction::Egress => Ok(Phases {
-                preflight: check(
+            Direction::Egress => {
+                let shaping = self.ssh_exempt_shaping(interface, &tbf);
+                let show_root = join(&["tc", "qdisc", "show", "dev", interface, "root"]);
+                let preflight = check(
                     format!("{interface} exists without a shaping qdisc"),
                     format!(
-                        "command -v tc >/dev/null && {} >/dev/null && ! {} | grep -q -E 'tbf|htb|netem'",
-                        link(interface),
-                        show_root(interface)
+                        "command -v tc >/dev/null && {} >/dev/null && ! {show_root} | grep -q -E 'tbf|htb|netem'",
+                        link(interface)
                     ),
-                ),
-                inject: tbf(interface),
-                verify: check(
-                    format!("tbf is the root qdisc of {interface}"),
-                    format!("{} | grep -q 'qdisc tbf'", show_root(interface)),
-                ),
-                revert: Some(format!(
-                    "{} | grep -q 'qdisc tbf' && {}; true",
-                    show_root(interface),
-                    join(&["tc", "qdisc", "del", "dev", interface, "root"])
-                )),
-                verify_reverted: Some(check(
-                    format!("no tbf on {interface}"),
-                    format!("! {} | grep -q 'qdisc tbf'", show_root(interface)),
-                )),
-                deadman: true,
-            }),
+                );
+                Ok(shaping.into_phases(preflight, "shapes through tbf", interface))
+            }
             Direction::Ingress => {
                 let ifb = format!("bfb{}", self.id);
+                let shaping = self.ssh_exempt_shaping(&ifb, &tbf);
                 let ingress = join(&["tc", "qdisc", "show", "dev", interface, "ingress"]);
                 Ok(Phases {
                     preflight: check(
@@ -1046,6 +1112,7 @@ impl FaultInput<'_> {
                     inject: [
                         join(&["ip", "link", "add", &ifb, "type", "ifb"]),
                         join(&["ip", "link", "set", &ifb, "up"]),
+                        shaping.inject,
                         join(&[
                             "tc", "qdisc", "add", "dev", interface, "handle", "ffff:", "ingress",
                         ]),
@@ -1054,14 +1121,16 @@ impl FaultInput<'_> {
                             "all", "u32", "match", "u32", "0", "0", "action", "mirred", "egress",
                             "redirect", "dev", &ifb,
                         ]),
-                        tbf(&ifb),
                     ]
                     .join(" && "),
                     verify: check(
-                        format!("ingress of {interface} is redirected through {ifb} with tbf"),
                         format!(
-                            "{} | grep -q 'qdisc tbf' && {} | grep -q {}",
-                            show_root(&ifb),
+                            "ingress of {interface} is redirected through {ifb}, which shapes through tbf all but {}",
+                            shaping.exempt
+                        ),
+                        format!(
+                            "{} && {} | grep -q {}",
+                            shaping.verify,
                             join(&["tc", "filter", "show", "dev", interface, "parent", "ffff:"]),
                             quote(&ifb)
                         ),
@@ -1085,6 +1154,95 @@ impl FaultInput<'_> {
             Direction::Both => Err(Error::Invalid(
                 "network-bandwidth takes egress or ingress, not both".into(),
             )),
+        }
+    }
+
+    /// Shaping on `device` that leaves the control channel alone: a root htb whose class 1:2
+    /// holds `leaf` (tbf, netem) and takes every IPv4 and IPv6 packet, except TCP to or from the
+    /// SSH port and IPv6 neighbour discovery (which SSH over IPv6 needs), which u32 filters at
+    /// a higher priority send to class 1:1, as they do everything else (ARP). Neither class
+    /// limits (100gbit); only the leaf does.
+    fn ssh_exempt_shaping(&self, device: &str, leaf: &[String]) -> Shaping {
+        let tc = |args: &[&str]| {
+            let mut argv = vec!["tc"];
+            argv.extend_from_slice(args);
+            join(&argv)
+        };
+        let filter = |protocol: &str, prio: &str, matches: &[&str], flowid: &str| {
+            let mut args = vec![
+                "filter", "add", "dev", device, "parent", "1:", "protocol", protocol, "prio", prio,
+                "u32",
+            ];
+            args.extend_from_slice(matches);
+            args.extend_from_slice(&["flowid", flowid]);
+            tc(&args)
+        };
+        let class = |id: &str| {
+            tc(&[
+                "class", "add", "dev", device, "parent", "1:", "classid", id, "htb", "rate",
+                "100gbit", "quantum", "60000",
+            ])
+        };
+        let mut leaf_args = vec![
+            "qdisc", "add", "dev", device, "parent", "1:2", "handle", "2:",
+        ];
+        leaf_args.extend(leaf.iter().map(String::as_str));
+        let mut commands = vec![
+            tc(&[
+                "qdisc", "replace", "dev", device, "root", "handle", "1:", "htb", "default", "1",
+            ]),
+            class("1:1"),
+            class("1:2"),
+            tc(&leaf_args),
+        ];
+        let mut exempt = Vec::new();
+        if let Some(port) = self.host.ssh_port() {
+            let port = port.to_string();
+            for (family, protocol, prio) in [("ip", "ip", "1"), ("ip6", "ipv6", "2")] {
+                for field in ["sport", "dport"] {
+                    commands.push(filter(
+                        protocol,
+                        prio,
+                        &[
+                            "match", family, "protocol", "6", "0xff", "match", family, field,
+                            &port, "0xffff",
+                        ],
+                        "1:1",
+                    ));
+                }
+            }
+            exempt.push(format!("TCP port {port}"));
+        }
+        for icmp_type in ["135", "136"] {
+            commands.push(filter(
+                "ipv6",
+                "2",
+                &[
+                    "match", "ip6", "protocol", "58", "0xff", "match", "u8", icmp_type, "0xff",
+                    "at", "40",
+                ],
+                "1:1",
+            ));
+        }
+        exempt.push("IPv6 neighbour discovery".into());
+        let exempt_filters = commands.len() - 4;
+        commands.push(filter("ip", "3", &["match", "u32", "0", "0"], "1:2"));
+        commands.push(filter("ipv6", "4", &["match", "u32", "0", "0"], "1:2"));
+        let show_root = tc(&["qdisc", "show", "dev", device, "root"]);
+        let leaf_kind = leaf.first().map(String::as_str).unwrap_or("tbf");
+        Shaping {
+            inject: commands.join(" && "),
+            verify: format!(
+                "{show_root} | grep -q 'qdisc htb 1: ' && {} | grep -q 'qdisc {leaf_kind} 2: ' && [ \"$({} | grep -c 'flowid 1:1 ')\" -ge {exempt_filters} ]",
+                tc(&["qdisc", "show", "dev", device]),
+                tc(&["filter", "show", "dev", device, "parent", "1:"]),
+            ),
+            revert: format!(
+                "{show_root} | grep -q 'qdisc htb 1: ' && {}; true",
+                tc(&["qdisc", "del", "dev", device, "root"])
+            ),
+            gone: format!("! {show_root} | grep -q 'qdisc htb 1: '"),
+            exempt: exempt.join(" and "),
         }
     }
 
@@ -1259,6 +1417,37 @@ impl FaultInput<'_> {
 /// Finds the MariaDB client (`mariadb` or `mysql`) into `$m`.
 const MYSQL: &str = "m=$(command -v mariadb || command -v mysql)";
 
+/// The scripts of [`FaultInput::ssh_exempt_shaping`] on one device.
+struct Shaping {
+    inject: String,
+    verify: String,
+    revert: String,
+    gone: String,
+    /// What stays unshaped, for messages.
+    exempt: String,
+}
+
+impl Shaping {
+    /// The phases of a fault that is this shaping on `interface` itself (egress); `does` says
+    /// what the leaf does ("shapes through tbf").
+    fn into_phases(self, preflight: Check, does: &str, interface: &str) -> Phases {
+        Phases {
+            preflight,
+            inject: self.inject,
+            verify: check(
+                format!("{interface} {does} all but {}", self.exempt),
+                self.verify,
+            ),
+            revert: Some(self.revert),
+            verify_reverted: Some(check(
+                format!("no shaping of ours on {interface}"),
+                self.gone,
+            )),
+            deadman: true,
+        }
+    }
+}
+
 struct Phases {
     preflight: Check,
     inject: String,
@@ -1306,7 +1495,7 @@ fn kill_guard(allow_destructive: bool) -> String {
         "[ \"$p\" = 1 ] && { printf 'refusing to kill PID 1 (%s): it is the init of the host\\n' \"$name\" >&2; exit 1; }; ".to_owned()
     };
     format!(
-        "own=' '; a=$$; while [ -n \"$a\" ] && [ \"$a\" -gt 1 ]; do own=\"$own$a \"; a=$(awk '/^PPid:/ {{print $2}}' /proc/$a/status 2>/dev/null); done; \
+        "own=' '; a=$$; while [ -n \"$a\" ] && [ \"$a\" -gt 1 ]; do own=\"$own$a \"; n=; while read -r k v; do [ \"$k\" = PPid: ] && {{ n=$v; break; }}; done 2>/dev/null < /proc/$a/status; a=$n; done; \
          for p in $pids; do {init}case \"$own\" in *\" $p \"*) printf 'refusing to kill %s (%s): it carries the session of the injector\\n' \"$p\" \"$name\" >&2; exit 1;; esac; done"
     )
 }
@@ -1576,6 +1765,13 @@ mod tests {
                     revert,
                 ));
             }
+            scripts.push(plan.inject_script(Duration::from_secs(15)));
+            scripts.extend(crate::plan::revert_script(
+                &plan,
+                plan.revert.as_deref(),
+                plan.verify_reverted.as_ref(),
+                Duration::from_secs(15),
+            ));
             for script in scripts {
                 let script = substitute(&script, &pre, &inj);
                 let status = std::process::Command::new("sh")
@@ -1810,6 +2006,276 @@ mod tests {
                 "{fault:?}"
             );
         }
+    }
+
+    fn ssh_host_on_port(port: u16) -> HostSpec {
+        let mut host = ssh_host();
+        if let Reach::Ssh(ssh) = &mut host.reach {
+            ssh.port = port;
+        }
+        host
+    }
+
+    fn plan_on(fault: &Fault, host: &HostSpec, options: &PlanOptions) -> FaultPlan {
+        FaultInput {
+            id: ID,
+            fault,
+            host,
+            service: None,
+            duration: Duration::from_secs(60),
+        }
+        .plan(options)
+        .unwrap_or_else(|e| panic!("{fault:?}: {e}"))
+    }
+
+    /// The position of `needle` in `script`, which must hold it.
+    fn at(script: &str, needle: &str) -> usize {
+        script
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{script}"))
+    }
+
+    /// The tc filters of a shaping inject on `device`, as `(prio, flowid, matches)`.
+    fn tc_filters(inject: &str, device: &str) -> Vec<(u32, String, String)> {
+        let prefix = format!("tc filter add dev {device} parent 1: protocol ");
+        inject
+            .split(" && ")
+            .filter_map(|command| command.strip_prefix(prefix.as_str()))
+            .map(|rest| {
+                let prio: u32 = rest
+                    .split(" prio ")
+                    .nth(1)
+                    .and_then(|tail| tail.split(' ').next())
+                    .and_then(|prio| prio.parse().ok())
+                    .unwrap_or_else(|| panic!("no prio in {rest}"));
+                let (matches, flowid) = rest.rsplit_once(" flowid ").expect("a flowid");
+                (prio, flowid.to_owned(), matches.to_owned())
+            })
+            .collect()
+    }
+
+    /// Shaping on `device` sends TCP to and from `port` (IPv4 and IPv6) to the unlimited class
+    /// 1:1 ahead of the catch-all filters that feed the limiting leaf under class 1:2, and the
+    /// leaf is never the root qdisc.
+    fn assert_shaping_exempts(inject: &str, device: &str, port: u16, leaf: &str) {
+        let filters = tc_filters(inject, device);
+        let catch_all: Vec<_> = filters
+            .iter()
+            .filter(|(_, flow, _)| flow == "1:2")
+            .collect();
+        assert_eq!(catch_all.len(), 2, "{inject}");
+        let first_limited = catch_all.iter().map(|(prio, _, _)| *prio).min().unwrap();
+        for family in ["ip", "ip6"] {
+            for field in ["sport", "dport"] {
+                let exempt =
+                    format!("match {family} protocol 6 0xff match {family} {field} {port} 0xffff");
+                let (prio, flow, _) = filters
+                    .iter()
+                    .find(|(_, _, matches)| matches.ends_with(&exempt))
+                    .unwrap_or_else(|| panic!("no filter {exempt} on {device}: {inject}"));
+                assert_eq!(flow, "1:1", "{exempt}");
+                assert!(
+                    *prio < first_limited,
+                    "{exempt} is consulted after the catch-all"
+                );
+            }
+        }
+        assert!(
+            inject.contains(&format!(
+                "tc qdisc add dev {device} parent 1:2 handle 2: {leaf}"
+            )),
+            "{inject}"
+        );
+        assert!(!inject.contains(&format!("root {leaf}")), "{inject}");
+        assert!(inject.contains(&format!(
+            "tc qdisc replace dev {device} root handle 1: htb default 1"
+        )));
+    }
+
+    /// In an nft plan, each chain accepts TCP to and from `port` before its first fault rule.
+    fn assert_nft_exempts(inject: &str, port: u16) {
+        let program = inject
+            .strip_prefix("printf '%s\\n' '")
+            .and_then(|rest| rest.strip_suffix("' | nft -f -"))
+            .unwrap_or_else(|| panic!("not an nft program: {inject}"));
+        let lines: Vec<&str> = program.split("' '").collect();
+        for chain in ["input", "output"] {
+            let prefix = format!("add rule inet bfly_{ID} {chain} ");
+            let rules: Vec<&str> = lines
+                .iter()
+                .filter_map(|line| line.strip_prefix(prefix.as_str()))
+                .collect();
+            // A chain without fault rules (an ingress-only loss's output) still accepts first.
+            let first_fault = rules
+                .iter()
+                .position(|rule| !rule.ends_with(" accept"))
+                .unwrap_or(rules.len());
+            for field in ["dport", "sport"] {
+                let accept = format!("tcp {field} {port} accept");
+                let index = rules
+                    .iter()
+                    .position(|rule| *rule == accept)
+                    .unwrap_or_else(|| panic!("{chain} does not {accept}: {inject}"));
+                assert!(index < first_fault, "{chain}: {accept} comes too late");
+            }
+        }
+    }
+
+    /// Every network fault, however it names peers and ports (none, the controller, both IP
+    /// families, 100 % loss, the lowest rate tc takes), leaves TCP to and from the host's SSH
+    /// port (from its HostSpec, not a fixed 22) before any rule or class that acts on traffic,
+    /// and asks the engine to check the control channel once the fault is in effect.
+    #[test]
+    fn every_network_fault_leaves_the_ssh_port_out() {
+        let port = 2222;
+        let host = ssh_host_on_port(port);
+        let eth0 = || InterfaceName::new("eth0").unwrap();
+        let controller = || peer("10.77.0.1");
+        let everything = Percent::new(100.0).unwrap();
+        let nft_faults = [
+            Fault::NetworkLoss {
+                percent: everything,
+                direction: Direction::Both,
+                peers: vec![],
+                ports: vec![],
+            },
+            Fault::NetworkLoss {
+                percent: everything,
+                direction: Direction::Ingress,
+                peers: vec![controller(), peer("fd00::1")],
+                ports: vec![],
+            },
+            Fault::NetworkPartition {
+                peers: vec![controller(), peer("fd00::1")],
+                ports: vec![],
+            },
+            Fault::NetworkPartition {
+                peers: vec![],
+                ports: vec![5672],
+            },
+            Fault::NetworkReset {
+                ports: vec![5672],
+                peers: vec![controller()],
+            },
+        ];
+        for fault in &nft_faults {
+            let plan = plan_on(fault, &host, &PlanOptions::default());
+            assert_nft_exempts(&plan.inject, port);
+            assert!(plan.checks_control_channel, "{fault:?}");
+        }
+        for peers in [vec![], vec![controller()]] {
+            let delay = Fault::NetworkDelay {
+                delay: Duration::from_millis(100),
+                jitter: Duration::ZERO,
+                interface: eth0(),
+                direction: Direction::Both,
+                peers,
+                ports: vec![],
+            };
+            let plan = plan_on(&delay, &host, &PlanOptions::default());
+            for chain in [
+                format!("BFLY_{}_O", ID.to_uppercase()),
+                format!("BFLY_{}_I", ID.to_uppercase()),
+            ] {
+                let rules: Vec<&str> = plan
+                    .inject
+                    .split(" && ")
+                    .filter_map(|command| {
+                        command.strip_prefix(format!("iptables -w -t mangle -A {chain} ").as_str())
+                    })
+                    .collect();
+                let queue = rules
+                    .iter()
+                    .position(|rule| rule.contains("NFQUEUE"))
+                    .unwrap_or_else(|| panic!("{chain} queues nothing: {}", plan.inject));
+                for field in ["--sport", "--dport"] {
+                    let exempt = format!("-p tcp {field} {port} -j RETURN");
+                    let index = rules
+                        .iter()
+                        .position(|rule| *rule == exempt)
+                        .unwrap_or_else(|| panic!("{chain} lacks {exempt}"));
+                    assert!(index < queue, "{chain}: {exempt} comes too late");
+                }
+            }
+            assert!(plan.checks_control_channel);
+        }
+        let netem = PlanOptions {
+            delay_backend: DelayBackend::Netem,
+            ..PlanOptions::default()
+        };
+        let egress_delay = Fault::NetworkDelay {
+            delay: Duration::from_millis(100),
+            jitter: Duration::ZERO,
+            interface: eth0(),
+            direction: Direction::Egress,
+            peers: vec![],
+            ports: vec![],
+        };
+        let plan = plan_on(&egress_delay, &host, &netem);
+        assert_shaping_exempts(&plan.inject, "eth0", port, "netem delay 100ms 0ms");
+        assert!(plan.checks_control_channel);
+        for direction in [Direction::Egress, Direction::Ingress] {
+            let bandwidth = Fault::NetworkBandwidth {
+                rate_bits_per_second: 8,
+                burst: Bytes(1600),
+                interface: eth0(),
+                direction,
+            };
+            let plan = plan_on(&bandwidth, &host, &PlanOptions::default());
+            let device = if direction == Direction::Egress {
+                "eth0".to_owned()
+            } else {
+                format!("bfb{ID}")
+            };
+            assert_shaping_exempts(&plan.inject, &device, port, "tbf rate 8bit burst 1600");
+            if direction == Direction::Ingress {
+                // The redirect into the ifb comes only once the ifb shapes with its exemption.
+                let shaped = at(
+                    &plan.inject,
+                    &format!("tc filter add dev {device} parent 1: protocol ipv6 prio 4"),
+                );
+                let redirect = at(&plan.inject, "action mirred egress redirect");
+                assert!(shaped < redirect, "{}", plan.inject);
+            }
+            assert!(plan.checks_control_channel);
+        }
+    }
+
+    #[test]
+    fn a_rate_below_what_tc_takes_is_refused() {
+        let bandwidth = Fault::NetworkBandwidth {
+            rate_bits_per_second: 1,
+            burst: Bytes(1600),
+            interface: InterfaceName::new("eth0").unwrap(),
+            direction: Direction::Egress,
+        };
+        assert!(matches!(
+            plan_of(&bandwidth, &PlanOptions::default()),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn faults_on_a_host_without_ssh_check_no_control_channel() {
+        let local = HostSpec::local("here");
+        let loss = Fault::NetworkLoss {
+            percent: Percent::new(50.0).unwrap(),
+            direction: Direction::Both,
+            peers: vec![peer("10.0.0.2")],
+            ports: vec![],
+        };
+        let plan = plan_on(&loss, &local, &PlanOptions::default());
+        assert!(!plan.checks_control_channel);
+        assert!(!plan.inject.contains("tcp dport"), "{}", plan.inject);
+        let kill = plan_of(
+            &Fault::ProcessKill {
+                signal: Signal::Kill,
+                process: None,
+            },
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert!(!kill.checks_control_channel);
     }
 
     #[test]

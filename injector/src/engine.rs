@@ -1,6 +1,7 @@
-//! Runs plans: preflight → journal → (dead-man + inject) → verify → … → (disarm + revert) →
-//! verify-reverted → journal. Any failure after the journal record reverts at once. `recover`
-//! replays the journal and reverts what is still pending.
+//! Runs plans: preflight → journal → dead-man → (inject + verify, one round trip) → control
+//! channel check (network faults) → … → (disarm + revert + verify-reverted, one round trip) →
+//! journal. Any failure after the journal record reverts at once. `recover` replays the journal
+//! and reverts what is still pending.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -11,15 +12,19 @@ use crate::Error;
 use crate::host::HostSpec;
 use crate::journal::{self, Journal, Record, now_ms};
 use crate::plan::{self, Captured, Check, FaultPlan};
-use crate::transport::Connections;
+use crate::transport::{Connections, Output};
 
 /// Timing of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// How long a verify (or verify-reverted) may keep failing before it counts as failed.
+    /// How long a verify (or verify-reverted) may keep failing before it counts as failed (the
+    /// host polls it inside the inject or revert round trip).
     pub verify_timeout: Duration,
-    /// First pause between verify attempts (doubles up to 200 ms).
-    pub poll_interval: Duration,
+    /// A network fault's control-channel check: a fresh command must answer within this many
+    /// warm round trips (measured at prepare) plus [`EngineSettings::control_channel_slack`].
+    pub control_channel_factor: u32,
+    /// Added to the control channel's allowance, for a loaded machine's scheduling noise.
+    pub control_channel_slack: Duration,
     /// Added to a fault's duration for the dead-man timer.
     pub grace: Duration,
     /// The `bfly-nfqdelay` binary on this machine, uploaded to hosts that lack it.
@@ -29,8 +34,9 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> EngineSettings {
         EngineSettings {
-            verify_timeout: Duration::from_secs(15),
-            poll_interval: Duration::from_millis(10),
+            verify_timeout: plan::DEFAULT_VERIFY_TIMEOUT,
+            control_channel_factor: 4,
+            control_channel_slack: Duration::from_millis(100),
             grace: Duration::from_secs(30),
             delayer_binary: default_delayer_binary(),
         }
@@ -79,6 +85,8 @@ pub struct Prepared {
     pub verify_reverted: Option<Check>,
     /// Whether a dead-man timer is armed on the host.
     pub armed: bool,
+    /// The warm round trip of the control channel before the fault, for plans that check it.
+    pub control_round_trip: Option<Duration>,
 }
 
 /// The injector: a connection pool and a journal.
@@ -119,7 +127,7 @@ impl Injector {
     /// Everything before the fault itself: upload the delayer if needed, preflight, journal the
     /// fault with its exact revert, and arm the dead-man switch for `fire_within` + duration +
     /// grace. A runner prepares ahead of a trigger so that [`Injector::fire`] costs only the
-    /// inject and verify round trips. A prepared fault that is never fired is still pending in
+    /// inject-and-verify round trip. A prepared fault that is never fired is still pending in
     /// the journal; reverting it is harmless.
     pub async fn prepare(
         &self,
@@ -139,6 +147,11 @@ impl Injector {
             return Err(preflight_error(preflight.describe()));
         }
         let pre = Captured::from_output(&preflight.stdout).map_err(preflight_error)?;
+        let control_round_trip = if plan.checks_control_channel {
+            Some(self.control_round_trip(host).await?)
+        } else {
+            None
+        };
         let none = Captured::default();
         let revert = plan
             .revert
@@ -175,6 +188,7 @@ impl Injector {
                         revert: Some(revert.clone()),
                         verify_reverted,
                         armed: true,
+                        control_round_trip,
                     };
                     self.undo(&prepared).await;
                     return Err(error);
@@ -187,25 +201,25 @@ impl Injector {
             revert,
             verify_reverted,
             armed,
+            control_round_trip,
         })
     }
 
-    /// Injects a prepared fault and polls its verify until it holds: normally two round trips.
-    /// On failure the fault is reverted before the error is returned.
+    /// Injects a prepared fault and verifies it in one round trip (the host polls the verify
+    /// right after the inject); a network fault then checks that the control channel still
+    /// answers. On failure the fault is reverted before the error is returned.
     pub async fn fire(&self, prepared: Prepared) -> Result<Active, Error> {
         let plan = &prepared.plan;
         let host = &plan.host;
         let none = Captured::default();
-        let script = plan::substitute(&plan.inject, &prepared.pre, &none);
+        let script = plan::substitute(
+            &plan.inject_script(self.settings.verify_timeout),
+            &prepared.pre,
+            &none,
+        );
         let started = Instant::now();
-        let injected = match self.connections.run(host, &script).await {
-            Ok(output) if output.success() => {
-                Captured::from_output(&output.stdout).map_err(|e| Error::Inject {
-                    host: host.name.clone(),
-                    kind: plan.kind.clone(),
-                    output: e,
-                })
-            }
+        let result = match self.connections.run(host, &script).await {
+            Ok(output) if output.success() => self.judge_inject(plan, &output),
             Ok(output) => Err(Error::Inject {
                 host: host.name.clone(),
                 kind: plan.kind.clone(),
@@ -213,21 +227,11 @@ impl Injector {
             }),
             Err(error) => Err(error),
         };
-        let result = match injected {
-            Ok(inj) => {
-                let verify = plan::substitute(&plan.verify.script, &prepared.pre, &inj);
-                self.poll(host, &verify)
-                    .await
-                    .map_err(|output| Error::Verify {
-                        host: host.name.clone(),
-                        kind: plan.kind.clone(),
-                        what: plan.verify.what.clone(),
-                        output,
-                    })
-            }
-            Err(error) => Err(error),
-        };
         let inject_latency = started.elapsed();
+        let result = match (result, prepared.control_round_trip) {
+            (Ok(()), Some(before)) => self.check_control_channel(plan, before).await,
+            (result, _) => result,
+        };
         match result {
             Ok(()) => {
                 self.journal.append(&Record::Injected {
@@ -248,6 +252,97 @@ impl Injector {
                 Err(error)
             }
         }
+    }
+
+    /// Reads the outcome of a successful inject-and-verify round trip.
+    fn judge_inject(&self, plan: &FaultPlan, output: &Output) -> Result<(), Error> {
+        let inject_error = |output: String| Error::Inject {
+            host: plan.host.name.clone(),
+            kind: plan.kind.clone(),
+            output,
+        };
+        match plan::Polled::from_stdout(&output.stdout) {
+            plan::Polled::Held(_) => Ok(()),
+            plan::Polled::TimedOut(_) => Err(Error::Verify {
+                host: plan.host.name.clone(),
+                kind: plan.kind.clone(),
+                what: plan.verify.what.clone(),
+                output: format!(
+                    "still false after {:?} ({})",
+                    self.settings.verify_timeout,
+                    output.describe()
+                ),
+            }),
+            // The host refused the inject's output before verifying: say why, as a capture.
+            plan::Polled::Unchecked(stdout) => match Captured::from_output(&stdout) {
+                Err(error) => Err(inject_error(error)),
+                Ok(_) => Err(inject_error(format!(
+                    "the host did not report its verify ({})",
+                    output.describe()
+                ))),
+            },
+        }
+    }
+
+    /// The warm round trip of the probe over the control channel (the best of three, so that
+    /// one scheduling hiccup does not set a loose allowance).
+    async fn control_round_trip(&self, host: &HostSpec) -> Result<Duration, Error> {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let output = self
+                .connections
+                .run(host, plan::CONTROL_CHANNEL_PROBE)
+                .await?;
+            if !output.success() {
+                return Err(Error::Transport(format!(
+                    "{}: the control-channel probe failed: {}",
+                    host.name,
+                    output.describe()
+                )));
+            }
+            best = best.min(started.elapsed());
+        }
+        Ok(best)
+    }
+
+    /// A fresh command over the control channel answers within the allowance derived from the
+    /// round trip measured before the fault (three tries, so that noise alone does not fail
+    /// it; a cut or throttled channel fails every one).
+    async fn check_control_channel(&self, plan: &FaultPlan, before: Duration) -> Result<(), Error> {
+        let allowance =
+            before * self.settings.control_channel_factor + self.settings.control_channel_slack;
+        let mut last = String::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            match tokio::time::timeout(
+                allowance,
+                self.connections
+                    .run(&plan.host, plan::CONTROL_CHANNEL_PROBE),
+            )
+            .await
+            {
+                Ok(Ok(output)) if output.success() => {
+                    let took = started.elapsed();
+                    if took <= allowance {
+                        return Ok(());
+                    }
+                    last = format!("a fresh command took {took:?}");
+                }
+                Ok(Ok(output)) => last = format!("a fresh command failed: {}", output.describe()),
+                Ok(Err(error)) => last = error.to_string(),
+                Err(_) => last = format!("a fresh command got no answer within {allowance:?}"),
+            }
+        }
+        Err(Error::Verify {
+            host: plan.host.name.clone(),
+            kind: plan.kind.clone(),
+            what: format!(
+                "the SSH control channel still answers within {allowance:?} ({}× its round trip of {before:?} before the fault, plus {:?})",
+                self.settings.control_channel_factor, self.settings.control_channel_slack
+            ),
+            output: last,
+        })
     }
 
     async fn undo(&self, prepared: &Prepared) {
@@ -292,10 +387,6 @@ impl Injector {
         };
         self.revert(&active, "runner").await?;
         Ok((active, cancelled))
-    }
-
-    async fn poll(&self, host: &HostSpec, script: &str) -> Result<(), String> {
-        poll(&self.connections, &self.settings, host, script).await
     }
 
     async fn ensure_delayer(&self, plan: &FaultPlan) -> Result<(), Error> {
@@ -352,31 +443,6 @@ impl Injector {
     }
 }
 
-async fn poll(
-    connections: &Connections,
-    settings: &EngineSettings,
-    host: &HostSpec,
-    script: &str,
-) -> Result<(), String> {
-    let deadline = Instant::now() + settings.verify_timeout;
-    let mut pause = settings.poll_interval;
-    loop {
-        let last = match connections.run(host, script).await {
-            Ok(output) if output.success() => return Ok(()),
-            Ok(output) => output.describe(),
-            Err(error) => error.to_string(),
-        };
-        if Instant::now() + pause > deadline {
-            return Err(format!(
-                "still false after {:?} ({last})",
-                settings.verify_timeout
-            ));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
-    }
-}
-
 async fn revert_on(
     connections: &Connections,
     journal: &Journal,
@@ -387,32 +453,38 @@ async fn revert_on(
     by: &str,
 ) -> Result<(), Error> {
     let host = &plan.host;
+    let revert_error = |output: String| Error::Revert {
+        host: host.name.clone(),
+        kind: plan.kind.clone(),
+        output,
+    };
     let result = async {
-        if let Some(revert) = revert {
-            let script = if plan.deadman {
-                format!("{}; {revert}", plan::deadman_disarm(&plan.id))
-            } else {
-                revert.to_owned()
-            };
-            let output = connections.run(host, &script).await?;
-            if !output.success() {
-                return Err(Error::Revert {
-                    host: host.name.clone(),
-                    kind: plan.kind.clone(),
-                    output: output.describe(),
-                });
-            }
+        let Some(script) =
+            plan::revert_script(plan, revert, verify_reverted, settings.verify_timeout)
+        else {
+            return Ok(());
+        };
+        let output = connections.run(host, &script).await?;
+        if !output.success() {
+            return Err(revert_error(output.describe()));
         }
-        if let Some(check) = verify_reverted {
-            poll(connections, settings, host, &check.script)
-                .await
-                .map_err(|output| Error::Revert {
-                    host: host.name.clone(),
-                    kind: plan.kind.clone(),
-                    output: format!("{} does not hold: {output}", check.what),
-                })?;
+        let Some(check) = verify_reverted else {
+            return Ok(());
+        };
+        match plan::Polled::from_stdout(&output.stdout) {
+            plan::Polled::Held(_) => Ok(()),
+            plan::Polled::TimedOut(_) => Err(revert_error(format!(
+                "{} does not hold: still false after {:?} ({})",
+                check.what,
+                settings.verify_timeout,
+                output.describe()
+            ))),
+            plan::Polled::Unchecked(_) => Err(revert_error(format!(
+                "the host did not report whether {} ({})",
+                check.what,
+                output.describe()
+            ))),
         }
-        Ok(())
     }
     .await;
     match result {

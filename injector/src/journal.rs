@@ -221,6 +221,7 @@ mod tests {
             verify_reverted: None,
             deadman: false,
             delayer: None,
+            checks_control_channel: false,
         }
     }
 

@@ -316,6 +316,113 @@ fn network_reset_refuses_connections_on_a_port() {
     bench.assert_all_clean(&[&server.name]);
 }
 
+/// A fresh SSH connection to a host (no ControlMaster reuse) runs `true` and exits 0.
+fn fresh_ssh_answers(host: &str) -> bool {
+    std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(testbed_dir().join("ssh/config"))
+        .args([
+            "-o",
+            "ControlPath=none",
+            "-o",
+            "ConnectTimeout=5",
+            host,
+            "true",
+        ])
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
+}
+
+/// The harshest network faults (the lowest rate tc takes, egress and ingress, and 100 % loss
+/// naming no peer or port) cut the host's other traffic but leave its SSH control channel
+/// answering: the engine's own check passes, a fresh command over the injector's connection
+/// and a fresh ssh connection both succeed, and the revert leaves no qdisc, ifb or nft table.
+#[test]
+#[ignore = "needs the local testbed; run by .ci/run"]
+fn the_control_channel_answers_under_the_harshest_network_faults() {
+    let (_serial, (target, other), bench) = setup(|| (host("compute2"), host("compute1")));
+    // A source on each host: `fetch(from, to)` comes short unless `to` receives 256 KiB from
+    // `from` within 3 s, so an egress limit on the target shows on fetches from it and an
+    // ingress limit on fetches into it.
+    let sources: Vec<TestUnit> = [&target, &other]
+        .iter()
+        .map(|host| {
+            let unit = TestUnit::start(
+                &host.name,
+                &tag(),
+                "exec socat TCP-LISTEN:9314,fork,reuseaddr SYSTEM:'head -c 262144 /dev/zero'",
+            );
+            assert_listening(&host.name, 9314);
+            unit
+        })
+        .collect();
+    let fetch = |from: &injector::HostSpec, to: &injector::HostSpec| {
+        must(
+            &to.name,
+            &format!(
+                "timeout 3 socat -u TCP:{}:9314,connect-timeout=2 - 2>/dev/null | wc -c",
+                address(from)
+            ),
+        )
+    };
+    assert_eq!(fetch(&target, &other), "262144");
+    assert_eq!(fetch(&other, &target), "262144");
+    let minimum_rate = |direction| Fault::NetworkBandwidth {
+        rate_bits_per_second: 8,
+        burst: Bytes(1600),
+        interface: InterfaceName::new("eth0").unwrap(),
+        direction,
+    };
+    let total_loss = Fault::NetworkLoss {
+        percent: Percent::new(100.0).unwrap(),
+        direction: Direction::Both,
+        peers: vec![],
+        ports: vec![],
+    };
+    for fault in [
+        minimum_rate(Direction::Egress),
+        minimum_rate(Direction::Ingress),
+        total_loss,
+    ] {
+        let ingress = matches!(
+            fault,
+            Fault::NetworkBandwidth {
+                direction: Direction::Ingress,
+                ..
+            }
+        );
+        let (from, to) = if ingress {
+            (&other, &target)
+        } else {
+            (&target, &other)
+        };
+        let active = bench.inject(&plan(&fault, &target, None, SECONDS));
+        assert_ne!(
+            fetch(from, to),
+            "262144",
+            "{fault:?} let the transfer through"
+        );
+        let output = bench
+            .runtime
+            .block_on(bench.injector.connections().run(&target, "echo still here"))
+            .expect("the injector's connection answers");
+        assert_eq!(output.stdout.trim(), "still here");
+        assert!(
+            fresh_ssh_answers(&target.name),
+            "a fresh ssh connection fails under {fault:?}"
+        );
+        bench.revert(&active);
+        assert_eq!(
+            fetch(from, to),
+            "262144",
+            "{fault:?} is still in effect after revert"
+        );
+    }
+    drop(sources);
+    bench.assert_all_clean(&[&target.name, &other.name]);
+}
+
 #[test]
 #[ignore = "needs the local testbed; run by .ci/run"]
 fn network_bandwidth_egress_and_ingress() {

@@ -204,9 +204,10 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         }
     };
     let rate = number * bits_per_unit;
-    if !(1.0..1e12).contains(&rate) {
+    // tc takes rates in whole bytes per second: below 8bit it has no rate at all.
+    if !(8.0..1e12).contains(&rate) {
         return Err(format!(
-            "rate \"{text}\" is out of range (1bit to 1000gbit)"
+            "rate \"{text}\" is out of range (8bit to 1000gbit; tc shapes in whole bytes per second)"
         ));
     }
     Ok(rate.round() as u64)
@@ -379,6 +380,8 @@ mod tests {
         assert_eq!(parse_rate("1mbit"), Ok(1_000_000));
         assert_eq!(parse_rate("2mbps"), Ok(16_000_000));
         assert!(parse_rate("fast").is_err());
+        assert_eq!(parse_rate("8bit"), Ok(8));
+        assert!(parse_rate("1bit").unwrap_err().contains("8bit to 1000gbit"));
     }
 
     #[test]

@@ -293,7 +293,7 @@ pub fn assert_listening(host: &str, port: u16) {
 pub fn assert_host_clean(host: &str) {
     let leftovers = must(
         host,
-        "nft list tables | grep bfly_; tc qdisc show | grep -E 'tbf|netem|ingress'; ip -br link | grep bfb; \
+        "nft list tables | grep bfly_; tc qdisc show | grep -E 'tbf|netem|htb|ingress'; ip -br link | grep bfb; \
          iptables -w -t mangle -S | grep BFLY_; ls -a /srv | grep bfly-fill; ls -d /run/systemd/system/*.d/50-bfly-* 2>/dev/null; \
          systemctl list-units --all --plain --no-legend 'bfly-*' | grep -v bfly-test-; \
          grep -l '^frozen 1' $(find /sys/fs/cgroup/unified -name cgroup.events 2>/dev/null) 2>/dev/null; true",
