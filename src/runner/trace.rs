@@ -17,6 +17,7 @@ use tracer::pipeline::{Pipeline, Update};
 use tracer::records::RecordSubscription;
 use tracer::rest::{ProxyRecord, RestRecord};
 use tracer::stitch::StitchConfig;
+use userinput::file::FileKind;
 
 use super::Stop;
 
@@ -138,12 +139,39 @@ impl TraceSwitch for SshRabbitmqctl {
     }
 }
 
+/// Reads an AMQP URL file through the bounded reader. The file holds a password, so a message
+/// about it names the file and the problem, never its content.
+fn read_url_file(path: &Path) -> Result<String, String> {
+    let text = userinput::file::read_to_string(path, FileKind::SECRET).map_err(|e| match e {
+        // A UTF-8 error names only the line, but say so without a position inside the secret.
+        userinput::file::Error::NotUtf8 { .. } => {
+            format!("the AMQP URL file {} is not UTF-8 text", path.display())
+        }
+        other => format!("the AMQP URL file: {other}"),
+    })?;
+    let url = text.trim();
+    if url.is_empty() {
+        return Err(format!("the AMQP URL file {} is empty", path.display()));
+    }
+    if url.lines().count() > 1 {
+        return Err(format!(
+            "the AMQP URL file {} holds more than one line; it must hold one URL",
+            path.display()
+        ));
+    }
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        return Err(format!(
+            "the AMQP URL file {} does not hold an amqp:// or amqps:// URL",
+            path.display()
+        ));
+    }
+    Ok(url.to_owned())
+}
+
 /// Puts the password from `password_env` into an AMQP URL's user part.
 fn resolve_url(url: &AmqpUrl) -> Result<String, String> {
     match url {
-        AmqpUrl::File { path } => std::fs::read_to_string(path)
-            .map(|text| text.trim().to_owned())
-            .map_err(|e| format!("cannot read the AMQP URL file {}: {e}", path.display())),
+        AmqpUrl::File { path } => read_url_file(path),
         AmqpUrl::WithPasswordEnv { url, password_env } => {
             let Some(variable) = password_env else {
                 return Ok(url.clone());

@@ -3,9 +3,11 @@
 /// The most characters of a user value a message shows.
 pub const EXCERPT_CHARS: usize = 60;
 
-/// A URL with the password of its user part replaced by `***` (`amqp://user:***@host/`); text
-/// around and between URLs is kept, so this can be applied to a whole line.
-pub fn redact_urls(text: &str) -> String {
+/// A URL with the password of its user part shown as `***` (`amqp://user:***@host/`), the one way
+/// every URL is displayed. A user part without password is shown the same way, so that a message
+/// never tells whether a password was given. Text around and between URLs is kept, so this can be
+/// applied to a whole line.
+pub fn redact_url(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(scheme_end) = rest.find("://") {
@@ -18,16 +20,9 @@ pub fn redact_urls(text: &str) -> String {
         let authority = &after[..authority_len];
         match authority.rsplit_once('@') {
             Some((userinfo, host)) => {
-                match userinfo.split_once(':') {
-                    Some((user, _password)) => {
-                        out.push_str(user);
-                        out.push_str(":***@");
-                    }
-                    None => {
-                        out.push_str(userinfo);
-                        out.push('@');
-                    }
-                }
+                let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                out.push_str(user);
+                out.push_str(":***@");
                 out.push_str(host);
             }
             None => out.push_str(authority),
@@ -41,7 +36,7 @@ pub fn redact_urls(text: &str) -> String {
 /// At most [`EXCERPT_CHARS`] characters of `value`, URL passwords redacted and control characters
 /// escaped; a cut value ends in `…`.
 pub fn excerpt(value: &str) -> String {
-    let redacted = redact_urls(value);
+    let redacted = redact_url(value);
     let mut out = String::new();
     for (index, c) in redacted.chars().enumerate() {
         if index == EXCERPT_CHARS {
@@ -73,8 +68,8 @@ pub fn quoted(value: &str) -> String {
 pub fn line_window(line: &str, column: usize, width: usize) -> (String, usize) {
     let column = column.max(1);
     let before: String = line.chars().take(column - 1).collect();
-    let redacted_before = redact_urls(&before);
-    let redacted = redact_urls(line);
+    let redacted_before = redact_url(&before);
+    let redacted = redact_url(line);
     let column = redacted_before.chars().count() + 1;
     let chars: Vec<char> = redacted
         .chars()
@@ -109,20 +104,25 @@ mod tests {
     #[test]
     fn a_url_password_is_shown_as_stars() {
         assert_eq!(
-            redact_urls("amqp://butterfly-tracer:S3cretPw@10.0.0.2:5672/"),
+            redact_url("amqp://butterfly-tracer:S3cretPw@10.0.0.2:5672/"),
             "amqp://butterfly-tracer:***@10.0.0.2:5672/"
         );
         assert_eq!(
-            redact_urls("url: \"amqps://u:p@h/v\" and postgres://a:b:c@d"),
+            redact_url("url: \"amqps://u:p@h/v\" and postgres://a:b:c@d"),
             "url: \"amqps://u:***@h/v\" and postgres://a:***@d"
         );
     }
 
     #[test]
-    fn a_url_without_password_is_kept() {
-        for text in ["amqp://guest@host/", "http://10.0.0.2:8774/v2.1", "no url"] {
-            assert_eq!(redact_urls(text), text);
+    fn a_url_without_user_part_is_kept_and_a_user_part_always_shows_stars() {
+        for text in [
+            "amqp://10.0.0.2:5672/",
+            "http://10.0.0.2:8774/v2.1",
+            "no url",
+        ] {
+            assert_eq!(redact_url(text), text);
         }
+        assert_eq!(redact_url("amqp://guest@host/"), "amqp://guest:***@host/");
     }
 
     #[test]
