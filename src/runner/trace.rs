@@ -593,6 +593,48 @@ pub fn matches(point: &ExecutionPoint, host: Option<&str>, observed: &Observed) 
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_invalid_url_file_is_refused_without_showing_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "S3cretPw";
+        for (name, content) in [
+            (
+                "no-scheme",
+                format!("butterfly-tracer:{secret}@10.77.0.2:5672/\n"),
+            ),
+            (
+                "two-lines",
+                format!("amqp://butterfly-tracer:{secret}@h/\namqp://other:{secret}@h/\n"),
+            ),
+            (
+                "not-utf8",
+                format!("amqp://butterfly-tracer:{secret}@h/\u{0}\n"),
+            ),
+        ] {
+            let path = dir.path().join(name);
+            let mut bytes = content.into_bytes();
+            if name == "not-utf8" {
+                bytes.push(0xff);
+            }
+            std::fs::write(&path, bytes).unwrap();
+            let error = resolve_url(&AmqpUrl::File { path: path.clone() }).unwrap_err();
+            assert!(error.contains(&path.display().to_string()), "{error}");
+            assert!(!error.contains(secret), "{error}");
+            assert!(!error.contains("butterfly-tracer"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_url_file_holding_one_url_gives_that_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "  amqp://u:p@h:5672/  \n").unwrap();
+        assert_eq!(
+            resolve_url(&AmqpUrl::File { path }).unwrap(),
+            "amqp://u:p@h:5672/"
+        );
+    }
+
     fn seen(operation: &str, host: Option<&str>, rpc: bool) -> Observed {
         Observed {
             operation: operation.into(),

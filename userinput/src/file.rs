@@ -110,25 +110,22 @@ pub fn size_in_words(bytes: u64) -> String {
     }
 }
 
-/// Why a file was not read.
+/// Why a file was not read. Displayed as a sentence that names the file, what it is and the
+/// limit ([`Error::reason`] says the same of "the file", for messages already located at it).
 #[derive(Debug, thiserror::Error)]
+#[error("{}", self.describe(&self.path().display().to_string()))]
 pub enum Error {
     /// The file could not be opened or read (it does not exist, permissions, I/O).
-    #[error("cannot read {}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What it was to be.
         kind: FileKind,
         /// The system's reason.
+        #[source]
         source: std::io::Error,
     },
     /// The path names a directory, a device, a FIFO or a socket.
-    #[error(
-        "{} is {found}, not a regular file; {kind} must be a regular file of at most {}",
-        path.display(),
-        size_in_words(kind.limit)
-    )]
     NotRegular {
         /// The file.
         path: PathBuf,
@@ -138,12 +135,6 @@ pub enum Error {
         found: &'static str,
     },
     /// The file holds more than its kind's limit.
-    #[error(
-        "{} is {}; {kind} is limited to {}",
-        path.display(),
-        size.map_or_else(|| format!("larger than {}", size_in_words(kind.limit)), size_in_words),
-        size_in_words(kind.limit)
-    )]
     TooLarge {
         /// The file.
         path: PathBuf,
@@ -153,11 +144,6 @@ pub enum Error {
         size: Option<u64>,
     },
     /// A line of a file read line by line is longer than its kind's line limit.
-    #[error(
-        "{}:{line}: the line is longer than {}, the limit for a line of {kind}",
-        path.display(),
-        size_in_words(kind.line_limit)
-    )]
     LineTooLong {
         /// The file.
         path: PathBuf,
@@ -167,7 +153,6 @@ pub enum Error {
         line: usize,
     },
     /// The file (or a line of it) is not UTF-8 text.
-    #[error("{}:{line}: the file is not valid UTF-8 text", path.display())]
     NotUtf8 {
         /// The file.
         path: PathBuf,
@@ -179,6 +164,37 @@ pub enum Error {
 }
 
 impl Error {
+    /// The sentence, with `subject` standing for the file.
+    fn describe(&self, subject: &str) -> String {
+        match self {
+            Error::Io { source, .. } => format!("cannot read {subject}: {source}"),
+            Error::NotRegular { kind, found, .. } => format!(
+                "{subject} is {found}, not a regular file; {kind} must be a regular file of at most {}",
+                size_in_words(kind.limit)
+            ),
+            Error::TooLarge { kind, size, .. } => format!(
+                "{subject} is {}; {kind} is limited to {}",
+                size.map_or_else(
+                    || format!("larger than {}", size_in_words(kind.limit)),
+                    size_in_words
+                ),
+                size_in_words(kind.limit)
+            ),
+            Error::LineTooLong { kind, line, .. } => format!(
+                "line {line} of {subject} is longer than {}, the limit for a line of {kind}",
+                size_in_words(kind.line_limit)
+            ),
+            Error::NotUtf8 { line, .. } => {
+                format!("{subject} is not valid UTF-8 text (line {line})")
+            }
+        }
+    }
+
+    /// The sentence about "the file", for a message that already names it.
+    pub fn reason(&self) -> String {
+        self.describe("the file")
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> &Path {
         match self {
