@@ -39,11 +39,7 @@ const MAX_ALIASES: usize = 1_000;
 /// bounded reader.
 pub fn load(path: &Path) -> Result<model::Campaign, Diagnostics> {
     let bytes = userinput::file::read(path, FileKind::CAMPAIGN).map_err(|error| {
-        Diagnostics(vec![Diagnostic::new(
-            path,
-            Pos::default(),
-            error.to_string(),
-        )])
+        Diagnostics(vec![Diagnostic::new(path, Pos::default(), error.reason())])
     })?;
     load_bytes(path, &bytes, &|inventory: &Path| {
         userinput::file::read_to_string(inventory, FileKind::INVENTORY)

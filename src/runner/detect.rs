@@ -2138,7 +2138,7 @@ mod tests {
         let path = dir.path().join("absent.json");
         assert!(
             error.starts_with(&format!(
-                "detector \"fp\": cannot use its fingerprint store: {}: ",
+                "detector \"fp\": cannot use its fingerprint store: cannot read {}: ",
                 path.display()
             )),
             "{error}"

@@ -2,7 +2,7 @@
 //! a value may be 10,000 characters long or carry a password. This crate owns the two rules that
 //! keep such input from exhausting the machine or leaking into messages:
 //!
-//! - [`file`]: every file the tool reads from a user-given path goes through one bounded reader,
+//! - [`file`](mod@file): every file the tool reads from a user-given path goes through one bounded reader,
 //!   which refuses what is not a regular file and anything over its [`file::FileKind`]'s limit
 //!   before reading it, and never reads more than the limit even from a growing file.
 //! - [`echo`]: a user value shown back in a message is cut to a short excerpt, and a URL is shown
