@@ -195,7 +195,7 @@ fn run_refuses_a_missing_fingerprint_store_with_exit_2_before_the_cloud() {
     run_campaign_in(dir.path(), &unreachable_cloud_campaign(detectors))
         .code(2)
         .stderr(predicate::str::contains(format!(
-            "detector \"fp\": cannot use its fingerprint store: {}",
+            "detector \"fp\": cannot use its fingerprint store: cannot read {}",
             dir.path().join("fp.json").display()
         )));
     assert!(!dir.path().join("run").exists());

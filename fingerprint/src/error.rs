@@ -13,6 +13,9 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A file was refused before reading (not a regular file, over its limit) or is unreadable.
+    #[error(transparent)]
+    File(#[from] userinput::file::Error),
     /// A file is not valid JSON or does not have the expected shape.
     #[error("{path}:{line}:{column}: {source}")]
     Json {

@@ -651,12 +651,10 @@ impl Store {
         Ok(store)
     }
 
-    /// Reads a store file.
+    /// Reads a store file through the bounded reader.
     pub fn load(path: &Path) -> Result<Store, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            userinput::file::read_to_string(path, userinput::file::FileKind::FINGERPRINT_STORE)?;
         Store::from_json(&text, path)
     }
 

@@ -67,6 +67,9 @@ pub enum Error {
         /// What is wrong and what is accepted.
         message: String,
     },
+    /// A file was refused before reading (not a regular file, over its limit) or is unreadable.
+    #[error(transparent)]
+    File(#[from] userinput::file::Error),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -104,10 +107,7 @@ pub const OUTPUT_FILES: [&str; 4] = ["report.json", "junit.xml", "summary.md", "
 /// Reads `report.json` from a run directory.
 pub fn read_run(run_dir: &Path) -> Result<Report, Error> {
     let path = run_dir.join("report.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = userinput::file::read_to_string(&path, userinput::file::FileKind::REPORT)?;
     Report::from_json(&text).map_err(|error| match error {
         Error::Json { location, source } => Error::Json {
             location: format!("{}:{location}", path.display()),

@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 
 use crate::raw::Pos;
 
+/// How a user value is echoed in a message, the one way everywhere: [`quoted`] for a value in
+/// quotes, cut to a short excerpt with its length and with URL passwords as `***`; [`excerpt`]
+/// for the bare excerpt.
+pub use userinput::echo::{excerpt, quoted};
+
+/// The most characters of a source line a diagnostic shows, in a window around the column.
+pub const SOURCE_WINDOW_CHARS: usize = 100;
+
 /// One problem found in a campaign or inventory file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -64,9 +72,11 @@ impl fmt::Display for Diagnostic {
         if let Some(line) = &self.source_line {
             let number = self.at.line.to_string();
             let gutter = " ".repeat(number.len());
+            let (line, column) =
+                userinput::echo::line_window(line, self.at.column as usize, SOURCE_WINDOW_CHARS);
             let caret_pad: String = line
                 .chars()
-                .take(self.at.column.saturating_sub(1) as usize)
+                .take(column.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(f, "\n {number} | {line}\n {gutter} | {caret_pad}^")?;
@@ -150,7 +160,7 @@ pub fn did_you_mean<'a>(input: &str, known: impl IntoIterator<Item = &'a str>) -
 /// A hint naming the closest known value, or listing the known values.
 pub fn suggestion(input: &str, known: &[&str]) -> String {
     match did_you_mean(input, known.iter().copied()) {
-        Some(best) => format!("did you mean \"{best}\"?"),
+        Some(best) => format!("did you mean {best}?", best = quoted(best)),
         None => format!("known: {}", known.join(", ")),
     }
 }

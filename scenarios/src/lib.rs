@@ -21,25 +21,30 @@ pub mod validate;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
+use userinput::file::{FileKind, size_in_words};
 
-use crate::diag::{Diagnostic, Diagnostics, suggestion};
+use crate::diag::{Diagnostic, Diagnostics, quoted, suggestion};
 use crate::raw::{Pos, RawCampaign};
 
 /// Campaign and inventory files larger than this are refused before parsing: a real campaign is a
 /// few kilobytes, and the limit keeps a hostile file from costing memory.
-pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+pub const MAX_FILE_BYTES: usize = FileKind::CAMPAIGN.limit as usize;
 
-/// Reads, parses and validates a campaign file (and the inventory it names).
+/// How deep a campaign or inventory document may nest.
+const MAX_DEPTH: usize = 32;
+/// How many nodes (values, lists, mappings) a document may hold.
+const MAX_NODES: usize = 100_000;
+/// How many aliases, and how many anchors, a document may use.
+const MAX_ALIASES: usize = 1_000;
+
+/// Reads, parses and validates a campaign file (and the inventory it names), each through the
+/// bounded reader.
 pub fn load(path: &Path) -> Result<model::Campaign, Diagnostics> {
-    let bytes = std::fs::read(path).map_err(|error| {
-        Diagnostics(vec![Diagnostic::new(
-            path,
-            Pos::default(),
-            format!("cannot read the file: {error}"),
-        )])
+    let bytes = userinput::file::read(path, FileKind::CAMPAIGN).map_err(|error| {
+        Diagnostics(vec![Diagnostic::new(path, Pos::default(), error.reason())])
     })?;
     load_bytes(path, &bytes, &|inventory: &Path| {
-        std::fs::read_to_string(inventory)
+        userinput::file::read_to_string(inventory, FileKind::INVENTORY)
     })
 }
 
@@ -64,8 +69,10 @@ fn check_text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, Diagnostics> 
             path,
             Pos::default(),
             format!(
-                "the file is {} bytes; campaign files are limited to {MAX_FILE_BYTES} bytes",
-                bytes.len()
+                "the file is {}; {} is limited to {}",
+                size_in_words(bytes.len() as u64),
+                FileKind::CAMPAIGN,
+                size_in_words(FileKind::CAMPAIGN.limit)
             ),
         )]));
     }
@@ -97,10 +104,10 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result
     }
     // Both types are non-exhaustive: start from the defaults and tighten what matters here.
     let mut budget = serde_saphyr::Budget::default();
-    budget.max_depth = 32;
-    budget.max_nodes = 100_000;
-    budget.max_aliases = 1_000;
-    budget.max_anchors = 1_000;
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_anchors = MAX_ALIASES;
     budget.max_documents = 1;
     budget.max_total_scalar_bytes = MAX_FILE_BYTES;
     budget.max_recorded_anchor_bytes = MAX_FILE_BYTES;
@@ -141,26 +148,48 @@ fn describe_parse_error(path: &Path, error: &serde_saphyr::Error) -> Diagnostic 
         E::SerdeUnknownField {
             field, expected, ..
         } => {
-            let diagnostic = Diagnostic::new(path, at, format!("unknown field \"{field}\""));
+            let diagnostic = Diagnostic::new(
+                path,
+                at,
+                format!("unknown field {field}", field = quoted(field)),
+            );
             if expected.is_empty() {
                 diagnostic.with_hint("this section takes no fields")
             } else {
                 diagnostic.with_hint(suggestion(field, expected))
             }
         }
-        E::SerdeMissingField { field, .. } => {
-            Diagnostic::new(path, at, format!("missing field \"{field}\""))
-                .with_hint(format!("add `{field}:`"))
-        }
+        E::SerdeMissingField { field, .. } => Diagnostic::new(
+            path,
+            at,
+            format!("missing field {field}", field = quoted(field)),
+        )
+        .with_hint(format!("add `{field}:`")),
         E::DuplicateMappingKey { key, .. } => match key {
-            Some(key) => Diagnostic::new(path, at, format!("duplicate key \"{key}\"")),
+            Some(key) => {
+                Diagnostic::new(path, at, format!("duplicate key {key}", key = quoted(key)))
+            }
             None => Diagnostic::new(path, at, "duplicate key"),
         },
-        E::Budget { breach, .. } => Diagnostic::new(
+        E::Budget { breach, .. } => Diagnostic::new(path, at, budget_breach(breach))
+            .with_hint("campaign and inventory files are small, flat documents"),
+        E::NonFiniteFloat { value, .. } => Diagnostic::new(
+            path,
+            at,
+            format!("{} is not a finite number", quoted(value)),
+        )
+        .with_hint("write a number such as 0.5"),
+        E::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        } => Diagnostic::new(
             path,
             at,
             format!(
-                "the document exceeds a safety limit ({breach:?}); campaign files are small, flat documents"
+                "expected {}, found {}",
+                tame(expected),
+                kind_of_value(unexpected)
             ),
         ),
         other => {
@@ -172,11 +201,87 @@ fn describe_parse_error(path: &Path, error: &serde_saphyr::Error) -> Diagnostic 
             let friendly = match cleaned {
                 "expected sequence start" => "expected a list here".to_owned(),
                 "expected mapping start" => "expected a mapping (key: value) here".to_owned(),
-                other => other.to_owned(),
+                other => tame(other),
             };
             Diagnostic::new(path, at, friendly)
         }
     }
+}
+
+/// A parser safety limit in words, naming the limit [`parse_yaml`] sets.
+fn budget_breach(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Depth { .. } => format!("the document nests deeper than {MAX_DEPTH} levels"),
+        B::Nodes { .. } => format!(
+            "the document has more than {MAX_NODES} nodes (values, lists and mappings)"
+        ),
+        B::Aliases { .. } => format!("the document uses more than {MAX_ALIASES} aliases (`*name`)"),
+        B::Anchors { .. } => format!("the document defines more than {MAX_ALIASES} anchors (`&name`)"),
+        B::Documents { .. } => "the file holds more than one YAML document (`---`)".to_owned(),
+        B::ScalarBytes { .. } => format!(
+            "the document's values add up to more than {}",
+            size_in_words(MAX_FILE_BYTES as u64)
+        ),
+        B::RecordedAnchorBytes { .. } | B::RecordedAnchorEvents { .. } => format!(
+            "the anchored values (`&name`) add up to more than {}",
+            size_in_words(MAX_FILE_BYTES as u64)
+        ),
+        B::AliasAnchorRatio { .. } => {
+            "the document expands its aliases far more often than it defines anchors (an alias bomb)"
+                .to_owned()
+        }
+        B::MergeKeys { .. } => "the document uses too many merge keys (`<<`)".to_owned(),
+        _ => "the document exceeds a parser safety limit".to_owned(),
+    }
+}
+
+/// What kind of value serde found, without the value: `found a string`, not the string (which may
+/// be a line of a file never meant for this parser, such as a URL with a password).
+fn kind_of_value(unexpected: &str) -> String {
+    let kind = unexpected
+        .split([' ', '`', '"'])
+        .next()
+        .unwrap_or(unexpected);
+    match kind {
+        "string" => "a string".to_owned(),
+        "integer" => "a whole number".to_owned(),
+        "floating" => "a number".to_owned(),
+        "boolean" => "a boolean".to_owned(),
+        "sequence" => "a list".to_owned(),
+        "map" => "a mapping".to_owned(),
+        "unit" => "nothing (an empty value)".to_owned(),
+        _ => "a value of another type".to_owned(),
+    }
+}
+
+/// A parser message with each quoted value in it cut to an excerpt and its URL passwords hidden,
+/// and Rust type names (`struct RawInventory`) in words.
+fn tame(message: &str) -> String {
+    let message = message
+        .replace("struct Raw", "the fields of ")
+        .replace("a sequence", "a list")
+        .replace("a map", "a mapping");
+    let mut out = String::new();
+    let mut rest = message.as_str();
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest[start..].chars().next().unwrap_or('"');
+        let Some(length) = rest[start + 1..].find(quote) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let inner = &rest[start + 1..start + 1 + length];
+        if quote == '"' {
+            out.push_str(&quoted(inner));
+        } else {
+            out.push('`');
+            out.push_str(&diag::excerpt(inner));
+            out.push('`');
+        }
+        rest = &rest[start + 2 + length..];
+    }
+    out.push_str(&diag::excerpt(rest).replace('…', ""));
+    out
 }
 
 /// The JSON Schema of the campaign format, generated from the raw types.

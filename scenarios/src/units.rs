@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::diag::{excerpt, quoted};
+
 /// Parses a human duration: `30s`, `2m`, `1h30m`, `250ms`, `1.5s`. A bare number is refused
 /// because its unit would be a guess.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -17,9 +19,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if trimmed.is_empty() {
         return Err("empty duration; write e.g. 30s, 2m or 500ms".into());
     }
-    if trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+    if let Some(positive) = trimmed.strip_prefix('-') {
         return Err(format!(
-            "duration \"{trimmed}\" has no unit; write e.g. {trimmed}s or {trimmed}ms"
+            "invalid duration {}: a duration cannot be negative; write e.g. {}",
+            quoted(trimmed),
+            excerpt(positive.trim_start())
+        ));
+    }
+    if trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let number = excerpt(trimmed);
+        return Err(format!(
+            "duration {} has no unit; write e.g. {number}s or {number}ms",
+            quoted(trimmed)
         ));
     }
     let mut total = 0f64;
@@ -30,13 +41,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         if number_end == 0 {
             return Err(format!(
-                "invalid duration \"{trimmed}\": expected a number before \"{rest}\""
+                "invalid duration {trimmed}: expected a number before {rest}",
+                trimmed = quoted(trimmed),
+                rest = quoted(rest)
             ));
         }
         let number: f64 = rest[..number_end].parse().map_err(|_| {
             format!(
-                "invalid duration \"{trimmed}\": bad number \"{}\"",
-                &rest[..number_end]
+                "invalid duration {trimmed}: bad number {}",
+                quoted(&rest[..number_end]),
+                trimmed = quoted(trimmed)
             )
         })?;
         rest = &rest[number_end..];
@@ -53,7 +67,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "d" => 86400.0,
             _ => {
                 return Err(format!(
-                    "invalid duration \"{trimmed}\": unknown unit \"{unit}\"; use ms, s, m, h or d"
+                    "invalid duration {trimmed}: unknown unit {unit}; use ms, s, m, h or d",
+                    trimmed = quoted(trimmed),
+                    unit = quoted(unit)
                 ));
             }
         };
@@ -61,7 +77,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     if !total.is_finite() || total > 366.0 * 86400.0 {
         return Err(format!(
-            "duration \"{trimmed}\" is too long (more than a year)"
+            "duration {trimmed} is too long (more than a year)",
+            trimmed = quoted(trimmed)
         ));
     }
     Ok(Duration::from_secs_f64(total))
@@ -127,12 +144,13 @@ impl Bytes {
             .unwrap_or(trimmed.len());
         if number_end == 0 {
             return Err(format!(
-                "invalid size \"{trimmed}\"; write e.g. 512MiB or 2GB"
+                "invalid size {trimmed}; write e.g. 512MiB or 2GB",
+                trimmed = quoted(trimmed)
             ));
         }
         let number: f64 = trimmed[..number_end]
             .parse()
-            .map_err(|_| format!("invalid size \"{trimmed}\""))?;
+            .map_err(|_| format!("invalid size {trimmed}", trimmed = quoted(trimmed)))?;
         let multiplier: f64 = match trimmed[number_end..].trim() {
             "" | "B" => 1.0,
             "K" | "KiB" => 1024.0,
@@ -145,13 +163,18 @@ impl Bytes {
             "TB" => 1e12,
             unit => {
                 return Err(format!(
-                    "invalid size \"{trimmed}\": unknown unit \"{unit}\"; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"
+                    "invalid size {trimmed}: unknown unit {unit}; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)",
+                    trimmed = quoted(trimmed),
+                    unit = quoted(unit)
                 ));
             }
         };
         let bytes = number * multiplier;
         if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-            return Err(format!("size \"{trimmed}\" is too large"));
+            return Err(format!(
+                "size {trimmed} is too large",
+                trimmed = quoted(trimmed)
+            ));
         }
         Ok(Bytes(bytes.round() as u64))
     }
@@ -182,12 +205,13 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         .unwrap_or(trimmed.len());
     if number_end == 0 {
         return Err(format!(
-            "invalid rate \"{text}\"; write e.g. 1mbit or 512kbit"
+            "invalid rate {text}; write e.g. 1mbit or 512kbit",
+            text = quoted(text)
         ));
     }
     let number: f64 = trimmed[..number_end]
         .parse()
-        .map_err(|_| format!("invalid rate \"{text}\""))?;
+        .map_err(|_| format!("invalid rate {text}", text = quoted(text)))?;
     let bits_per_unit: f64 = match &trimmed[number_end..] {
         "bit" => 1.0,
         "kbit" => 1e3,
@@ -199,7 +223,9 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         "gbps" => 8e9,
         unit => {
             return Err(format!(
-                "invalid rate \"{text}\": unknown unit \"{unit}\"; use bit, kbit, mbit, gbit (or bps, kbps, mbps, gbps for bytes)"
+                "invalid rate {text}: unknown unit {unit}; use bit, kbit, mbit, gbit (or bps, kbps, mbps, gbps for bytes)",
+                text = quoted(text),
+                unit = quoted(unit)
             ));
         }
     };
@@ -207,7 +233,8 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     // tc takes rates in whole bytes per second: below 8bit it has no rate at all.
     if !(8.0..1e12).contains(&rate) {
         return Err(format!(
-            "rate \"{text}\" is out of range (8bit to 1000gbit; tc shapes in whole bytes per second)"
+            "rate {text} is out of range (8bit to 1000gbit; tc shapes in whole bytes per second)",
+            text = quoted(text)
         ));
     }
     Ok(rate.round() as u64)
@@ -250,7 +277,7 @@ macro_rules! validated_name {
                 if check(text) {
                     Ok($name(text.to_owned()))
                 } else {
-                    Err(format!(concat!("invalid ", $what, " {:?}: ", $rule), text))
+                    Err(format!(concat!("invalid ", $what, " {}: ", $rule), quoted(text)))
                 }
             }
 

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::diag::{Diagnostic, Diagnostics, suggestion};
+use crate::diag::{Diagnostic, Diagnostics, quoted, suggestion};
 use crate::fault::{
     Direction, FAULT_KINDS, Fault, FaultKind, FillAmount, FreezeMethod, Peer, Signal,
 };
@@ -19,8 +19,8 @@ use crate::safety;
 use crate::units::*;
 
 /// Reads a file named by the campaign (the inventory). Injected so that tests can run without a
-/// file system and so that this crate stays free of I/O policy.
-pub type ReadFile<'a> = dyn Fn(&Path) -> std::io::Result<String> + 'a;
+/// file system; [`crate::load`] reads through the bounded reader.
+pub type ReadFile<'a> = dyn Fn(&Path) -> Result<String, userinput::file::Error> + 'a;
 
 /// Collects diagnostics for one file.
 pub(crate) struct Checker<'d> {
@@ -61,7 +61,7 @@ impl<'d> Checker<'d> {
             Ok(duration) if duration.is_zero() && !allow_zero => {
                 self.error(
                     value.at,
-                    format!("{what} must be positive, got \"{}\"", value.value.0),
+                    format!("{what} must be positive, got {}", quoted(&value.value.0)),
                 );
                 None
             }
@@ -97,7 +97,10 @@ impl<'d> Checker<'d> {
             Err(_) => {
                 self.error(
                     value.at,
-                    format!("{what} must be a whole number, got \"{}\"", value.value.0),
+                    format!(
+                        "{what} must be a whole number, got {}",
+                        quoted(&value.value.0)
+                    ),
                 );
                 None
             }
@@ -126,7 +129,7 @@ impl<'d> Checker<'d> {
             Err(_) => {
                 self.error(
                     value.at,
-                    format!("{what} must be a number, got \"{}\"", value.value.0),
+                    format!("{what} must be a number, got {}", quoted(&value.value.0)),
                 );
                 None
             }
@@ -138,7 +141,7 @@ impl<'d> Checker<'d> {
         let mut seen = HashSet::new();
         for name in names {
             if !seen.insert(name.value.as_str()) {
-                self.error(name.at, format!("duplicate {what} \"{}\"", name.value));
+                self.error(name.at, format!("duplicate {what} {}", quoted(&name.value)));
             }
         }
     }
@@ -293,7 +296,7 @@ fn check_version(check: &mut Checker<'_>, version: &Sp<Scalar>) {
     if version.value.0.trim() != FORMAT_VERSION.to_string() {
         check.error_hint(
             version.at,
-            format!("unsupported format version \"{}\"", version.value.0),
+            format!("unsupported format version {}", quoted(&version.value.0)),
             format!("this butterfly reads version {FORMAT_VERSION}"),
         );
     }
@@ -319,10 +322,7 @@ fn check_testbed(
             let text = match read(&path) {
                 Ok(text) => text,
                 Err(error) => {
-                    check.error(
-                        inventory.at,
-                        format!("cannot read inventory {}: {error}", path.display()),
-                    );
+                    check.error(inventory.at, error.to_string());
                     return None;
                 }
             };
@@ -410,7 +410,10 @@ fn check_hosts_services(
         if !address_ok {
             check.error(
                 host.address.at,
-                format!("invalid host address \"{address}\": use an IP address or a DNS name"),
+                format!(
+                    "invalid host address {address}: use an IP address or a DNS name",
+                    address = quoted(address)
+                ),
             );
         }
         let roles: Vec<Ident> = host
@@ -470,7 +473,7 @@ fn check_hosts_services(
         if service.roles.is_none() && service.hosts.is_none() {
             check.error_hint(
                 raw.at,
-                format!("service \"{}\" runs nowhere", service.name.value),
+                format!("service {} runs nowhere", quoted(&service.name.value)),
                 "give it `roles` or `hosts`",
             );
             ok = false;
@@ -509,7 +512,7 @@ fn check_refs(
         } else {
             check.error_hint(
                 name.at,
-                format!("unknown {what} \"{}\"", name.value),
+                format!("unknown {what} {}", quoted(&name.value)),
                 suggestion(&name.value, known),
             );
             ok = false;
@@ -559,7 +562,7 @@ fn check_ssh(
     if !user_ok {
         check.error(
             pos_of(&raw.user, ssh.at),
-            format!("invalid ssh user \"{user}\""),
+            format!("invalid ssh user {user}", user = quoted(&user)),
         );
     }
     let port = match &raw.port {
@@ -610,8 +613,8 @@ fn check_cloud(check: &mut Checker<'_>, file: &Path, cloud: &Sp<RawCloud>) -> Op
                 check.error(
                     password_env.at,
                     format!(
-                        "invalid environment variable name \"{}\"",
-                        password_env.value
+                        "invalid environment variable name {}",
+                        quoted(&password_env.value)
                     ),
                 );
                 return None;
@@ -622,8 +625,8 @@ fn check_cloud(check: &mut Checker<'_>, file: &Path, cloud: &Sp<RawCloud>) -> Op
                 check.error(
                     a.auth_url.at,
                     format!(
-                        "auth_url must be an http(s) URL, got \"{}\"",
-                        a.auth_url.value
+                        "auth_url must be an http(s) URL, got {}",
+                        quoted(&a.auth_url.value)
                     ),
                 );
                 return None;
@@ -675,7 +678,10 @@ fn check_tracing(check: &mut Checker<'_>, file: &Path, tracing: &Sp<RawTracing>)
                 if !(text.starts_with("amqp://") || text.starts_with("amqps://")) {
                     check.error(
                         url.at,
-                        format!("AMQP URL must start with amqp:// or amqps://, got \"{text}\""),
+                        format!(
+                            "AMQP URL must start with amqp:// or amqps://, got {text}",
+                            text = quoted(text)
+                        ),
                     );
                     continue;
                 }
@@ -697,7 +703,7 @@ fn check_tracing(check: &mut Checker<'_>, file: &Path, tracing: &Sp<RawTracing>)
                 {
                     check.error(
                         env.at,
-                        format!("invalid environment variable name \"{}\"", env.value),
+                        format!("invalid environment variable name {}", quoted(&env.value)),
                     );
                     continue;
                 }
@@ -741,7 +747,7 @@ fn check_tracing(check: &mut Checker<'_>, file: &Path, tracing: &Sp<RawTracing>)
             } else {
                 check.error(
                     exchange.at,
-                    format!("invalid exchange name \"{}\"", exchange.value),
+                    format!("invalid exchange name {}", quoted(&exchange.value)),
                 );
             }
         }
@@ -807,7 +813,7 @@ fn check_command_name(check: &mut Checker<'_>, name: &Sp<String>) -> Option<Comm
     if found.is_none() {
         check.error_hint(
             name.at,
-            format!("unknown command \"{}\"", name.value),
+            format!("unknown command {}", quoted(&name.value)),
             suggestion(&normalized, &command_names()),
         );
     }
@@ -838,15 +844,16 @@ fn check_workload(check: &mut Checker<'_>, workload: &Sp<RawWorkload>) -> Worklo
             for (key, value) in &raw_params.value {
                 if !command.parameters().contains(&key.as_str()) {
                     let hint = if command.parameters().is_empty() {
-                        format!("\"{}\" takes no parameters", command.name())
+                        format!("{} takes no parameters", quoted(command.name()))
                     } else {
                         suggestion(key, command.parameters())
                     };
                     check.error_hint(
                         value.at,
                         format!(
-                            "unknown parameter \"{key}\" for command \"{}\"",
-                            command.name()
+                            "unknown parameter {key} for command {}",
+                            quoted(command.name()),
+                            key = quoted(key)
                         ),
                         hint,
                     );
@@ -865,7 +872,11 @@ fn check_workload(check: &mut Checker<'_>, workload: &Sp<RawWorkload>) -> Worklo
                         if !ok {
                             check.error(
                                 value.at,
-                                format!("invalid value \"{text}\" for parameter \"{key}\""),
+                                format!(
+                                    "invalid value {text} for parameter {key}",
+                                    text = quoted(text),
+                                    key = quoted(key)
+                                ),
                             );
                         }
                         ok
@@ -904,14 +915,17 @@ fn parse_command_rate(check: &mut Checker<'_>, rate: &Sp<Scalar>) -> Option<f64>
         Some(_) => {
             check.error(
                 rate.at,
-                format!("rate \"{text}\" is out of range; it must be above 0 and at most 100/s"),
+                format!(
+                    "rate {text} is out of range; it must be above 0 and at most 100/s",
+                    text = quoted(text)
+                ),
             );
             None
         }
         None => {
             check.error_hint(
                 rate.at,
-                format!("invalid rate \"{text}\""),
+                format!("invalid rate {text}", text = quoted(text)),
                 "write e.g. 2/s, 30/m or 100/h",
             );
             None
@@ -949,8 +963,8 @@ fn check_timing(check: &mut Checker<'_>, timing: Option<&Sp<RawTiming>>) -> Opti
                 check.error(
                     seed.at,
                     format!(
-                        "seed must be a non-negative whole number, got \"{}\"",
-                        seed.value.0
+                        "seed must be a non-negative whole number, got {}",
+                        quoted(&seed.value.0)
                     ),
                 );
                 None
@@ -1093,7 +1107,7 @@ fn check_fault_kind(check: &mut Checker<'_>, kind: &Sp<String>) -> Option<FaultK
     if found.is_none() {
         check.error_hint(
             kind.at,
-            format!("unknown fault kind \"{}\"", kind.value),
+            format!("unknown fault kind {}", quoted(&kind.value)),
             suggestion(&kind.value, &fault_kind_names()),
         );
     }
@@ -1118,7 +1132,10 @@ fn check_fault(
             };
             check.error_hint(
                 at,
-                format!("parameter \"{parameter}\" does not apply to fault kind \"{kind}\""),
+                format!(
+                    "parameter {parameter} does not apply to fault kind \"{kind}\"",
+                    parameter = quoted(parameter)
+                ),
                 hint,
             );
             ok = false;
@@ -1127,7 +1144,10 @@ fn check_fault(
     let missing = |check: &mut Checker<'_>, parameter: &str| {
         check.error_hint(
             fault.at,
-            format!("fault kind \"{kind}\" needs parameter \"{parameter}\""),
+            format!(
+                "fault kind \"{kind}\" needs parameter {parameter}",
+                parameter = quoted(parameter)
+            ),
             format!("add `{parameter}:` to the fault"),
         );
     };
@@ -1142,7 +1162,7 @@ fn check_fault(
                     let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
                     check.error_hint(
                         signal.at,
-                        format!("unknown signal \"{}\"", signal.value),
+                        format!("unknown signal {}", quoted(&signal.value)),
                         suggestion(bare, &names),
                     );
                 }
@@ -1177,7 +1197,7 @@ fn check_fault(
                 };
                 check.error_hint(
                     direction.at,
-                    format!("invalid direction \"{}\"", direction.value),
+                    format!("invalid direction {}", quoted(&direction.value)),
                     suggestion(&direction.value, known),
                 );
             }
@@ -1229,7 +1249,7 @@ fn check_fault(
                     other => {
                         check.error_hint(
                             method.at,
-                            format!("unknown freeze method \"{other}\""),
+                            format!("unknown freeze method {other}", other = quoted(other)),
                             suggestion(other, &["cgroup", "sigstop"]),
                         );
                         None
@@ -1564,7 +1584,10 @@ fn check_peers(
             known.dedup();
             check.error_hint(
                 peer.at,
-                format!("unknown peer \"{name}\": not a host, a role, an IP address or a network"),
+                format!(
+                    "unknown peer {name}: not a host, a role, an IP address or a network",
+                    name = quoted(name)
+                ),
                 suggestion(name, &known),
             );
             ok = false;
@@ -1590,7 +1613,7 @@ fn check_target(
             None => {
                 check.error_hint(
                     name.at,
-                    format!("unknown service \"{}\"", name.value),
+                    format!("unknown service {}", quoted(&name.value)),
                     suggestion(&name.value, &service_names),
                 );
                 None
@@ -1730,7 +1753,7 @@ fn check_target(
             let mode_at = mode_name.map_or(at, |m| m.at);
             check.error_hint(
                 mode_at,
-                format!("unknown target mode \"{other}\""),
+                format!("unknown target mode {other}", other = quoted(other)),
                 suggestion(other, &["one", "all", "fixed", "percent"]),
             );
             None
@@ -1755,8 +1778,8 @@ fn check_target(
                 check.error(
                     seed.at,
                     format!(
-                        "seed must be a non-negative whole number, got \"{}\"",
-                        seed.value.0
+                        "seed must be a non-negative whole number, got {}",
+                        quoted(&seed.value.0)
                     ),
                 );
                 None
@@ -1833,7 +1856,7 @@ fn check_trigger(
         if !valid {
             check.error_hint(
                 rpc.at,
-                format!("invalid RPC method \"{}\"", rpc.value),
+                format!("invalid RPC method {}", quoted(&rpc.value)),
                 "write `method` or `topic.method`, e.g. scheduler.select_destinations",
             );
             return None;
@@ -1848,7 +1871,7 @@ fn check_trigger(
         if !valid {
             check.error_hint(
                 rest.at,
-                format!("invalid REST call \"{}\"", rest.value),
+                format!("invalid REST call {}", quoted(&rest.value)),
                 "write `METHOD /path`, e.g. POST /v2.1/servers",
             );
             return None;
@@ -2005,7 +2028,7 @@ fn check_metric(
             };
             check.error_hint(
                 metric.at,
-                format!("unknown metric \"{other}\""),
+                format!("unknown metric {other}", other = quoted(other)),
                 suggestion(other, known),
             );
             None
@@ -2055,7 +2078,7 @@ fn check_hypotheses(
                         None => {
                             check.error_hint(
                                 window.at,
-                                format!("unknown window \"{}\"", window.value),
+                                format!("unknown window {}", quoted(&window.value)),
                                 suggestion(&window.value, &names),
                             );
                             ok = false;
@@ -2145,7 +2168,10 @@ fn check_detectors(
             0 => {
                 check.error_hint(
                     raw.at,
-                    format!("detector \"{}\" says neither what nor where", d.name.value),
+                    format!(
+                        "detector {} says neither what nor where",
+                        quoted(&d.name.value)
+                    ),
                     "add `builtin: fingerprint`, `command: [...]` or `alarms: file.jsonl`",
                 );
                 None
@@ -2163,7 +2189,7 @@ fn check_detectors(
                     } else {
                         check.error_hint(
                             builtin.at,
-                            format!("unknown built-in detector \"{}\"", builtin.value),
+                            format!("unknown built-in detector {}", quoted(&builtin.value)),
                             suggestion(&builtin.value, BUILTIN_DETECTORS),
                         );
                         None
@@ -2193,8 +2219,8 @@ fn check_detectors(
                 check.error(
                     raw.at,
                     format!(
-                        "detector \"{}\" is either `builtin`, `command` or `alarms`, not several",
-                        d.name.value
+                        "detector {} is either `builtin`, `command` or `alarms`, not several",
+                        quoted(&d.name.value)
                     ),
                 );
                 None
@@ -2242,7 +2268,7 @@ fn check_output(
                     other => {
                         check.error_hint(
                             format.at,
-                            format!("unknown output format \"{other}\""),
+                            format!("unknown output format {other}", other = quoted(other)),
                             suggestion(other, &names),
                         );
                         None
@@ -2252,7 +2278,7 @@ fn check_output(
                     Some(parsed) if out.contains(&parsed) => {
                         check.error(
                             format.at,
-                            format!("duplicate output format \"{}\"", format.value),
+                            format!("duplicate output format {}", quoted(&format.value)),
                         );
                         ok = false;
                     }

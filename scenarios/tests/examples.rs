@@ -53,7 +53,7 @@ fn rest_tracing_examples_are_refused_against_an_inventory_without_rest_proxy() {
         if path.ends_with("testbed-inventory.yaml") {
             Ok(without_rest_proxy.clone())
         } else {
-            std::fs::read_to_string(path)
+            userinput::file::read_to_string(path, userinput::file::FileKind::INVENTORY)
         }
     };
     let mut refused = 0;

@@ -7,10 +7,11 @@ use proptest::prelude::*;
 
 const VALID: &str = include_str!("../examples/ci-smoke.yaml");
 
-fn no_files(_: &Path) -> std::io::Result<String> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::NotFound,
-        "no files in this test",
+fn no_files(path: &Path) -> Result<String, userinput::file::Error> {
+    Err(userinput::file::Error::io(
+        path,
+        userinput::file::FileKind::INVENTORY,
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no files in this test"),
     ))
 }
 

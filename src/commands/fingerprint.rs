@@ -194,7 +194,9 @@ pub(crate) fn read_traces(path: &Path) -> Result<Vec<Transaction>, CliError> {
     } else {
         path.to_owned()
     };
-    if !file.is_file() {
+    // A path that exists but is no regular file is left to the bounded reader, which says what
+    // it is.
+    if !file.exists() {
         return Err(CliError::InvalidInput(format!(
             "{}: no such trace (expected a trace directory with transactions.json)",
             file.display()

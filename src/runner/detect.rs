@@ -47,6 +47,7 @@ use tracer::event::{Event, EventKind, Transaction};
 use tracer::pipeline::Update;
 use tracer::rest::RestStart;
 use tracer::stitch::build_transaction;
+use userinput::file::FileKind;
 
 /// How often the live timeout detector is polled.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -1018,9 +1019,7 @@ pub fn run_external(campaign: &Campaign, transactions: &[Transaction]) -> Vec<rm
         let found = match &detector.source {
             DetectorSource::Builtin { .. } => continue,
             DetectorSource::Command { argv } => external_command(argv, transactions),
-            DetectorSource::AlarmsFile { path } => std::fs::read_to_string(path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))
-                .map(|text| parse_alarms(&text)),
+            DetectorSource::AlarmsFile { path } => read_alarms_file(path),
         };
         match found {
             Ok(found) => alarms.extend(found.into_iter().map(|a| named(a, detector.name.as_str()))),
@@ -1064,16 +1063,32 @@ fn divergence(
 }
 
 fn parse_alarms(text: &str) -> Vec<rm::Alarm> {
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .filter_map(|line| match serde_json::from_str(line) {
-            Ok(alarm) => Some(alarm),
-            Err(error) => {
-                eprintln!("butterfly: skipping an alarm line that does not parse: {error}");
-                None
-            }
-        })
-        .collect()
+    text.lines().filter_map(parse_alarm_line).collect()
+}
+
+/// One alarm of a JSON Lines alarm stream; a blank line is none, and a line that does not parse
+/// is skipped with a warning that names the parser's complaint, not the line.
+fn parse_alarm_line(line: &str) -> Option<rm::Alarm> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    match serde_json::from_str(line) {
+        Ok(alarm) => Some(alarm),
+        Err(error) => {
+            eprintln!("butterfly: skipping an alarm line that does not parse: {error}");
+            None
+        }
+    }
+}
+
+/// Reads an alarm file line by line through the bounded reader.
+fn read_alarms_file(path: &Path) -> Result<Vec<rm::Alarm>, String> {
+    let mut alarms = Vec::new();
+    for line in userinput::file::lines(path, FileKind::ALARMS).map_err(|e| e.to_string())? {
+        let (_, line) = line.map_err(|e| e.to_string())?;
+        alarms.extend(parse_alarm_line(&line));
+    }
+    Ok(alarms)
 }
 
 /// Runs an external detector: the run's events on stdin (JSON Lines), alarms on stdout.
@@ -2147,7 +2162,7 @@ mod tests {
         let path = dir.path().join("absent.json");
         assert!(
             error.starts_with(&format!(
-                "detector \"fp\": cannot use its fingerprint store: {}: ",
+                "detector \"fp\": cannot use its fingerprint store: cannot read {}: ",
                 path.display()
             )),
             "{error}"

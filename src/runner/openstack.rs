@@ -14,6 +14,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use scenarios::model::Cloud;
+use userinput::echo::quoted;
+use userinput::file::FileKind;
 
 /// A string that must never be shown.
 #[derive(Clone)]
@@ -38,7 +40,10 @@ pub enum CloudError {
     #[error("cloud configuration: {0}")]
     Config(String),
     /// Keystone refused or could not be reached.
-    #[error("authentication against {url} failed: {message}")]
+    #[error(
+        "authentication against {} failed: {message}",
+        userinput::echo::redact_url(url)
+    )]
     Auth {
         /// The Keystone URL.
         url: String,
@@ -104,9 +109,8 @@ impl Credentials {
                             .join(", ")
                     )));
                 };
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    CloudError::Config(format!("cannot read {}: {e}", path.display()))
-                })?;
+                let text = userinput::file::read_to_string(path, FileKind::CLOUDS_YAML)
+                    .map_err(|e| CloudError::Config(e.to_string()))?;
                 Self::from_clouds_yaml(&text, name, path)
             }
             Cloud::Inline {
@@ -141,8 +145,14 @@ impl Credentials {
         name: &str,
         path: &Path,
     ) -> Result<Credentials, CloudError> {
+        // The parser's message may quote the file, and a clouds.yaml holds passwords: say where,
+        // never what.
         let document: Value = serde_saphyr::from_str(text).map_err(|e| {
-            CloudError::Config(format!("{} is not valid YAML: {e}", path.display()))
+            let at = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            CloudError::Config(format!("{}{at}: not valid YAML", path.display()))
         })?;
         let entry = document
             .get("clouds")
@@ -154,7 +164,8 @@ impl Credentials {
                     .map(|o| o.keys().cloned().collect())
                     .unwrap_or_default();
                 CloudError::Config(format!(
-                    "cloud \"{name}\" is not in {} (it has: {})",
+                    "cloud {} is not in {} (it has: {})",
+                    quoted(name),
                     path.display(),
                     known.join(", ")
                 ))
@@ -410,9 +421,9 @@ async fn issue_token(
     Ok((token, document))
 }
 
-/// URLs of our calls carry no credentials, but keep the path only in messages anyway.
+/// A called URL for a message: without its query, and without a password should it hold one.
 fn redact_url(url: &str) -> String {
-    url.split('?').next().unwrap_or(url).to_owned()
+    userinput::echo::redact_url(url.split('?').next().unwrap_or(url))
 }
 
 fn without_url(error: &reqwest::Error) -> String {

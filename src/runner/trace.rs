@@ -17,6 +17,7 @@ use tracer::pipeline::{Pipeline, Update};
 use tracer::records::RecordSubscription;
 use tracer::rest::{ProxyRecord, RestRecord};
 use tracer::stitch::StitchConfig;
+use userinput::file::FileKind;
 
 use super::Stop;
 
@@ -138,12 +139,39 @@ impl TraceSwitch for SshRabbitmqctl {
     }
 }
 
+/// Reads an AMQP URL file through the bounded reader. The file holds a password, so a message
+/// about it names the file and the problem, never its content.
+fn read_url_file(path: &Path) -> Result<String, String> {
+    let text = userinput::file::read_to_string(path, FileKind::SECRET).map_err(|e| match e {
+        // A UTF-8 error names only the line, but say so without a position inside the secret.
+        userinput::file::Error::NotUtf8 { .. } => {
+            format!("the AMQP URL file {} is not UTF-8 text", path.display())
+        }
+        other => format!("the AMQP URL file: {other}"),
+    })?;
+    let url = text.trim();
+    if url.is_empty() {
+        return Err(format!("the AMQP URL file {} is empty", path.display()));
+    }
+    if url.lines().count() > 1 {
+        return Err(format!(
+            "the AMQP URL file {} holds more than one line; it must hold one URL",
+            path.display()
+        ));
+    }
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        return Err(format!(
+            "the AMQP URL file {} does not hold an amqp:// or amqps:// URL",
+            path.display()
+        ));
+    }
+    Ok(url.to_owned())
+}
+
 /// Puts the password from `password_env` into an AMQP URL's user part.
 fn resolve_url(url: &AmqpUrl) -> Result<String, String> {
     match url {
-        AmqpUrl::File { path } => std::fs::read_to_string(path)
-            .map(|text| text.trim().to_owned())
-            .map_err(|e| format!("cannot read the AMQP URL file {}: {e}", path.display())),
+        AmqpUrl::File { path } => read_url_file(path),
         AmqpUrl::WithPasswordEnv { url, password_env } => {
             let Some(variable) = password_env else {
                 return Ok(url.clone());
@@ -564,6 +592,48 @@ pub fn matches(point: &ExecutionPoint, host: Option<&str>, observed: &Observed) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_url_file_is_refused_without_showing_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "S3cretPw";
+        for (name, content) in [
+            (
+                "no-scheme",
+                format!("butterfly-tracer:{secret}@10.77.0.2:5672/\n"),
+            ),
+            (
+                "two-lines",
+                format!("amqp://butterfly-tracer:{secret}@h/\namqp://other:{secret}@h/\n"),
+            ),
+            (
+                "not-utf8",
+                format!("amqp://butterfly-tracer:{secret}@h/\u{0}\n"),
+            ),
+        ] {
+            let path = dir.path().join(name);
+            let mut bytes = content.into_bytes();
+            if name == "not-utf8" {
+                bytes.push(0xff);
+            }
+            std::fs::write(&path, bytes).unwrap();
+            let error = resolve_url(&AmqpUrl::File { path: path.clone() }).unwrap_err();
+            assert!(error.contains(&path.display().to_string()), "{error}");
+            assert!(!error.contains(secret), "{error}");
+            assert!(!error.contains("butterfly-tracer"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_url_file_holding_one_url_gives_that_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "  amqp://u:p@h:5672/  \n").unwrap();
+        assert_eq!(
+            resolve_url(&AmqpUrl::File { path }).unwrap(),
+            "amqp://u:p@h:5672/"
+        );
+    }
 
     fn seen(operation: &str, host: Option<&str>, rpc: bool) -> Observed {
         Observed {

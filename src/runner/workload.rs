@@ -44,16 +44,19 @@ impl CommandRecord {
 
 /// Reads a run's `workload.jsonl` (one [`CommandRecord`] per line).
 pub fn read_records(path: &Path) -> Result<Vec<CommandRecord>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(number, line)| {
-            serde_json::from_str(line)
-                .map_err(|e| format!("{}:{}: {e}", path.display(), number + 1))
-        })
-        .collect()
+    let lines = userinput::file::lines(path, userinput::file::FileKind::WORKLOAD_RECORDS)
+        .map_err(|e| e.to_string())?;
+    let mut records = Vec::new();
+    for line in lines {
+        let (number, line) = line.map_err(|e| e.to_string())?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        records.push(
+            serde_json::from_str(&line).map_err(|e| format!("{}:{number}: {e}", path.display()))?,
+        );
+    }
+    Ok(records)
 }
 
 /// Everything the workload produced so far; shared with the runner, which reads it live for

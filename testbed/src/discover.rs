@@ -233,19 +233,8 @@ pub fn with_host_addresses(url: &str, inventory: &Inventory) -> String {
     }
 }
 
-/// A URL with its password replaced by `***`, for logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
+/// A URL with its password shown as `***`, for logs (the workspace's one redaction).
+pub use userinput::echo::redact_url;
 
 /// Builds the inventory from each host's facts (in target order).
 pub fn build_inventory(

@@ -29,6 +29,10 @@ pub enum Error {
     /// `down` could not remove everything; each entry is a leftover.
     #[error("leftovers after down: {}", .0.join("; "))]
     Residue(Vec<String>),
+    /// A state file was refused before reading (not a regular file, over its limit) or is
+    /// unreadable.
+    #[error(transparent)]
+    File(#[from] userinput::file::Error),
     /// Reading or writing a local file failed.
     #[error("{path}: {source}")]
     Io {

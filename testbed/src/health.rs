@@ -114,8 +114,16 @@ pub fn secrets(record: &Record) -> Result<Secrets> {
         .parent()
         .map(|p| p.join("secrets.json"))
         .ok_or_else(|| Error::Invalid("the record's rootfs has no parent".to_owned()))?;
-    let text = std::fs::read_to_string(&path).map_err(crate::error::io_at(&path))?;
-    serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    let text = userinput::file::read_to_string(&path, userinput::file::FileKind::TESTBED_STATE)?;
+    // serde's message may quote a value, and this file holds passwords: say where, never what.
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Invalid(format!(
+            "{}:{}:{}: not a valid secrets file",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 /// A Keystone v3 session on the testbed.

@@ -79,7 +79,10 @@ fn keygen(step: &str, path: &Path, comment: &str) -> Result<()> {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(io_at(path))
+    Ok(userinput::file::read_to_string(
+        path,
+        userinput::file::FileKind::TESTBED_STATE,
+    )?)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {

@@ -168,11 +168,18 @@ pub fn ensure_openstack(cache: &Path, progress: &Progress) -> Result<Images> {
         build_openstack(&dir, &base, &wheels_dir, progress)?;
     }
     let secrets_path = dir.join("secrets.json");
-    let text = std::fs::read_to_string(&secrets_path).map_err(io_at(&secrets_path))?;
+    let text =
+        userinput::file::read_to_string(&secrets_path, userinput::file::FileKind::TESTBED_STATE)?;
+    // The file holds passwords and serde's message may quote a value: say where, never what.
     let secrets: Secrets = serde_json::from_str(&text).map_err(|e| {
         step_failed(
             "read the image secrets",
-            format!("{}: {e}", secrets_path.display()),
+            format!(
+                "{}:{}:{}: not a valid secrets file",
+                secrets_path.display(),
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     Ok(Images {

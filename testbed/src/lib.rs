@@ -30,6 +30,7 @@ pub mod topology;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use userinput::file::FileKind;
 
 pub use discover::{DiscoverOptions, discover};
 pub use error::{Error, Result};
@@ -115,18 +116,15 @@ impl Record {
     /// Reads the record of the testbed in `state`, if any.
     pub fn load(state: &StateDir) -> Result<Option<Self>> {
         let path = state.record();
-        match std::fs::read_to_string(&path) {
+        match userinput::file::read_to_string(&path, FileKind::TESTBED_STATE) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
                 Error::Invalid(format!(
                     "{}: unreadable testbed record: {e}",
                     path.display()
                 ))
             }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(Error::Io {
-                path,
-                source: error,
-            }),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -430,7 +428,10 @@ pub fn status(state_dir: &Path) -> Result<(Record, Option<health::Health>)> {
 
 /// Reads a file from the state directory (used by the CLI to print outputs).
 pub fn read_output(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(io_at(path))
+    Ok(userinput::file::read_to_string(
+        path,
+        FileKind::TESTBED_STATE,
+    )?)
 }
 
 #[cfg(test)]

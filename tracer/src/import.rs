@@ -32,9 +32,11 @@ pub enum InputFormat {
     Otel,
 }
 
+use userinput::file::FileKind;
+
+/// Reads a whole trace file through the bounded reader.
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|error| Error::io(format!("reading {}", path.display()), error))
+    Ok(userinput::file::read_to_string(path, FileKind::TRACE)?)
 }
 
 /// Guesses the format of a file (or trace directory) from its content.
@@ -100,30 +102,36 @@ pub fn import_into(path: &Path, pipeline: &mut Pipeline) -> Result<InputFormat> 
 
 /// Reads `events.jsonl`; errors name the line.
 pub fn read_events(path: &Path) -> Result<Vec<Event>> {
-    let text = read(path)?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            serde_json::from_str(line).map_err(|error| {
-                Error::Format(format!("{}:{}: {error}", path.display(), index + 1))
-            })
-        })
-        .collect()
+    read_lines(path, |line| {
+        serde_json::from_str(line).map_err(|e| e.to_string())
+    })
+}
+
+/// Parses each non-blank line of a JSON Lines trace file, read line by line within the trace
+/// file's limits; errors name the line.
+fn read_lines<T>(
+    path: &Path,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Vec<T>> {
+    let mut parsed = Vec::new();
+    for line in userinput::file::lines(path, FileKind::TRACE)? {
+        let (number, line) = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        parsed.push(
+            parse(&line)
+                .map_err(|error| Error::Format(format!("{}:{number}: {error}", path.display())))?,
+        );
+    }
+    Ok(parsed)
 }
 
 /// Reads a recorded firehose capture; errors name the line.
 pub fn read_capture(path: &Path) -> Result<Vec<AmqpRecord>> {
-    let text = read(path)?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            AmqpRecord::from_capture_line(line).map_err(|error| {
-                Error::Format(format!("{}:{}: {error}", path.display(), index + 1))
-            })
-        })
-        .collect()
+    read_lines(path, |line| {
+        AmqpRecord::from_capture_line(line).map_err(|e| e.to_string())
+    })
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A trace file was refused or unreadable (not a regular file, over its limit, missing).
+    #[error(transparent)]
+    File(#[from] userinput::file::Error),
     /// Input is not in the expected format (location in the message).
     #[error("{0}")]
     Format(String),

@@ -25,21 +25,9 @@ pub fn is_secret_name(name: &str) -> bool {
     MARKERS.iter().any(|marker| lower.contains(marker))
 }
 
-/// An AMQP or HTTP URL with the password replaced by `***`, for logs and summaries.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
+/// An AMQP or HTTP URL with the password shown as `***`, for logs and summaries: the workspace's
+/// one redaction, re-exported where the tracer's users look for it.
+pub use userinput::echo::redact_url;
 
 #[cfg(test)]
 mod tests {
