@@ -36,8 +36,8 @@ pub fn load(path: &Path) -> Result<model::Campaign, Diagnostics> {
 /// What a file given to `butterfly validate` turned out to be, once valid.
 #[derive(Debug)]
 pub enum Checked {
-    /// A campaign.
-    Campaign(model::Campaign),
+    /// A campaign (boxed: it is far larger than an inventory).
+    Campaign(Box<model::Campaign>),
     /// An inventory (hosts and services), as `butterfly testbed up` writes.
     Inventory(model::Testbed),
 }
@@ -62,7 +62,10 @@ pub fn check_file(path: &Path) -> (FileKind, Result<Checked, Diagnostics>) {
         Ok(text) if is_inventory(path, text) => text,
         _ => {
             let campaign = load_bytes(path, &bytes, &read_named_file);
-            return (FileKind::Campaign, campaign.map(Checked::Campaign));
+            return (
+                FileKind::Campaign,
+                campaign.map(|campaign| Checked::Campaign(Box::new(campaign))),
+            );
         }
     };
     let inventory = parse_yaml::<raw::RawInventory>(path, text).and_then(|raw| {

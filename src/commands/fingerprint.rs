@@ -128,9 +128,9 @@ fn learn(args: LearnArgs) -> Result<Exit, CliError> {
     for transaction in &transactions {
         let learned = match (&label, &touch) {
             (Some(label), Some(touch)) => {
-                if !transaction.background
-                    && !(overlaps(transaction, window) && touch.touched(transaction))
-                {
+                // Background traffic goes on to be counted as skipped.
+                let touched = overlaps(transaction, window) && touch.touched(transaction);
+                if !transaction.background && !touched {
                     untouched += 1;
                     continue;
                 }

@@ -56,7 +56,8 @@ pub enum TraceCommand {
 #[derive(Debug, clap::Args)]
 #[command(after_help = IMPORT_EXAMPLES)]
 pub struct ImportArgs {
-    /// Input files or trace directories (format detected from the content).
+    /// Input files or trace directories (format detected from the content; web-server access
+    /// logs are not read).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output trace directory.
