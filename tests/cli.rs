@@ -39,20 +39,21 @@ fn validate_accepts_every_example_and_checks_the_inventory_among_them_as_one() {
         ));
 }
 
+/// `butterfly validate` of `text`, written to `name` in a directory of its own.
+fn validate_text(name: &str, text: &str) -> assert_cmd::assert::Assert {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    butterfly().arg("validate").arg(&file).assert()
+}
+
 #[test]
 fn validate_reports_an_inventory_s_own_problems_as_an_inventory_with_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("inventory.yaml");
-    std::fs::write(
-        &file,
+    validate_text(
+        "inventory.yaml",
         "version: 1\nhosts:\n  - name: a\n    address: 10.0.0.1\nservices:\n  - name: s\n    unit: s.service\n    roles: [x]\n    bogus: 1\n",
     )
-    .unwrap();
-    butterfly()
-        .arg("validate")
-        .arg(&file)
-        .assert()
-        .code(2)
+    .code(2)
         .stderr(predicate::str::contains(
             "inventory.yaml:9:5: unknown field \"bogus\"",
         ))
@@ -63,18 +64,11 @@ fn validate_reports_an_inventory_s_own_problems_as_an_inventory_with_exit_2() {
 
 #[test]
 fn validate_refuses_a_bad_campaign_with_exit_2_and_located_diagnostics() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("campaign.yaml");
-    std::fs::write(
-        &file,
+    validate_text(
+        "campaign.yaml",
         "version: 1\ntestbed:\n  hosts:\n    - name: a\n      address: 10.0.0.1\nexperiments:\n  - name: e\n    fault:\n      kind: kil\n    duration: 5s\n",
     )
-    .unwrap();
-    butterfly()
-        .arg("validate")
-        .arg(&file)
-        .assert()
-        .code(2)
+    .code(2)
         .stderr(predicate::str::contains(
             "campaign.yaml:9:13: unknown fault kind \"kil\"; did you mean \"process-kill\"?",
         ));

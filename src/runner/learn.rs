@@ -126,9 +126,18 @@ impl Touch {
     /// and its hosts (empty: any host), each kept only if some event of the trace names it.
     pub fn new(service: Option<&str>, hosts: &[String], transactions: &[Transaction]) -> Touch {
         let events = || transactions.iter().flat_map(|t| &t.events);
-        let service = service
-            .filter(|service| events().any(|e| e.service.as_deref() == Some(*service)))
-            .map(str::to_owned);
+        let anything = Touch {
+            service: None,
+            hosts: Vec::new(),
+        };
+        if let Some(service) = service
+            && !events().any(|e| e.service.as_deref() == Some(service))
+        {
+            // Whatever runs on the hosts of a service the trace never shows, the service itself
+            // (the broker, the database) may have held up any transaction.
+            return anything;
+        }
+        let service = service.map(str::to_owned);
         let hosts = if events().any(|e| e.host.as_ref().is_some_and(|h| hosts.contains(h))) {
             hosts.to_vec()
         } else {
@@ -271,5 +280,76 @@ mod tests {
             label.service, "compute1,compute2",
             "a host fault names its hosts"
         );
+    }
+
+    /// A transaction with one event per `(service, host)`.
+    fn transaction(id: &str, events: &[(&str, Option<&str>)]) -> Transaction {
+        Transaction {
+            id: id.to_owned(),
+            command: None,
+            background: false,
+            events: events
+                .iter()
+                .map(|(service, host)| Event {
+                    seq: 0,
+                    ts_us: 0,
+                    source: tracer::event::Source::Amqp,
+                    kind: tracer::event::EventKind::RpcCast,
+                    service: Some((*service).to_owned()),
+                    host: host.map(str::to_owned),
+                    caller: None,
+                    operation: String::new(),
+                    target: None,
+                    outcome: None,
+                    duration_us: None,
+                    ids: Default::default(),
+                    attrs: BTreeMap::new(),
+                })
+                .collect(),
+            edges: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_fault_touches_the_transactions_that_reach_its_service_on_its_host() {
+        let trace = vec![
+            transaction(
+                "a",
+                &[("nova-api", None), ("nova-compute", Some("compute1"))],
+            ),
+            transaction(
+                "b",
+                &[("nova-api", None), ("nova-compute", Some("compute2"))],
+            ),
+            transaction("c", &[("nova-api", None), ("placement-api", None)]),
+        ];
+        let compute1 = ["compute1".to_owned()];
+        let touch = Touch::new(Some("nova-compute"), &compute1, &trace);
+        let touched: Vec<bool> = trace.iter().map(|t| touch.touched(t)).collect();
+        assert_eq!(touched, [true, false, false]);
+        // Every host of the service.
+        let touch = Touch::new(Some("nova-compute"), &[], &trace);
+        let touched: Vec<bool> = trace.iter().map(|t| touch.touched(t)).collect();
+        assert_eq!(touched, [true, true, false]);
+        // A whole-host fault.
+        let touch = Touch::new(None, &compute1, &trace);
+        let touched: Vec<bool> = trace.iter().map(|t| touch.touched(t)).collect();
+        assert_eq!(touched, [true, false, false]);
+    }
+
+    #[test]
+    fn what_the_trace_never_names_leaves_the_window_alone_to_decide() {
+        let trace = vec![
+            transaction("a", &[("nova-api", None), ("nova-compute", Some("osbed"))]),
+            transaction("b", &[("nova-api", None)]),
+        ];
+        // The broker is in no event: every transaction may have been touched, also those that
+        // never reached its host.
+        let touch = Touch::new(Some("rabbitmq"), &["osbed".to_owned()], &trace);
+        assert!(trace.iter().all(|t| touch.touched(t)));
+        // The inventory's host name is not nova's: only the service decides.
+        let touch = Touch::new(Some("nova-compute"), &["compute1".to_owned()], &trace);
+        let touched: Vec<bool> = trace.iter().map(|t| touch.touched(t)).collect();
+        assert_eq!(touched, [true, false]);
     }
 }
