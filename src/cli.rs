@@ -11,7 +11,14 @@ use crate::exit::{self, CliError, Exit};
 ///
 /// Exit codes: 0 pass, 1 gate failed, 2 invalid input, 3 testbed/setup error, 4 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "butterfly", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "butterfly",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Examples:\n  butterfly validate scenarios/examples/*.yaml\n  butterfly plan --dry-run scenarios/examples/ci-smoke.yaml\n  butterfly run scenarios/examples/ci-smoke.yaml\n  butterfly help testbed up"
+)]
 pub struct Cli {
     /// Log filter (tracing syntax), e.g. `info` or `butterfly=debug`.
     // lapin is off by default: when the broker drops the tracer (a `rabbitmq-stop-app` fault),

@@ -18,12 +18,13 @@ fn example(name: &str) -> String {
 }
 
 #[test]
-fn validate_accepts_every_example_with_exit_0() {
+fn validate_accepts_every_example_and_checks_the_inventory_among_them_as_one() {
+    // What `butterfly validate scenarios/examples/*.yaml` (the README's example) is given.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples");
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "testbed-inventory.yaml"))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .map(|p| p.display().to_string())
         .collect();
     files.sort();
@@ -32,23 +33,42 @@ fn validate_accepts_every_example_with_exit_0() {
         .args(&files)
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("ok (").count(files.len()));
+        .stdout(predicate::str::contains("ok (").count(files.len() - 1))
+        .stdout(predicate::str::contains(
+            "testbed-inventory.yaml: ok, is an inventory (3 host(s), ",
+        ));
+}
+
+/// `butterfly validate` of `text`, written to `name` in a directory of its own.
+fn validate_text(name: &str, text: &str) -> assert_cmd::assert::Assert {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    butterfly().arg("validate").arg(&file).assert()
+}
+
+#[test]
+fn validate_reports_an_inventory_s_own_problems_as_an_inventory_with_exit_2() {
+    validate_text(
+        "inventory.yaml",
+        "version: 1\nhosts:\n  - name: a\n    address: 10.0.0.1\nservices:\n  - name: s\n    unit: s.service\n    roles: [x]\n    bogus: 1\n",
+    )
+    .code(2)
+        .stderr(predicate::str::contains(
+            "inventory.yaml:9:5: unknown field \"bogus\"",
+        ))
+        .stderr(predicate::str::contains(
+            "inventory.yaml: is an inventory, 1 problem(s)",
+        ));
 }
 
 #[test]
 fn validate_refuses_a_bad_campaign_with_exit_2_and_located_diagnostics() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("campaign.yaml");
-    std::fs::write(
-        &file,
+    validate_text(
+        "campaign.yaml",
         "version: 1\ntestbed:\n  hosts:\n    - name: a\n      address: 10.0.0.1\nexperiments:\n  - name: e\n    fault:\n      kind: kil\n    duration: 5s\n",
     )
-    .unwrap();
-    butterfly()
-        .arg("validate")
-        .arg(&file)
-        .assert()
-        .code(2)
+    .code(2)
         .stderr(predicate::str::contains(
             "campaign.yaml:9:13: unknown fault kind \"kil\"; did you mean \"process-kill\"?",
         ));
@@ -109,14 +129,122 @@ fn schema_matches_the_committed_file() {
     assert_eq!(printed, committed);
 }
 
+/// The path of every command and subcommand, from clap's own tree (so none can be forgotten).
+fn command_paths(command: &clap::Command, path: Vec<String>, paths: &mut Vec<Vec<String>>) {
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        let mut sub_path = path.clone();
+        sub_path.push(sub.get_name().to_owned());
+        command_paths(sub, sub_path.clone(), paths);
+        paths.push(sub_path);
+    }
+}
+
 #[test]
-fn every_command_has_help_with_examples() {
-    for command in ["validate", "schema", "plan"] {
-        butterfly()
-            .args([command, "--help"])
-            .assert()
-            .code(0)
-            .stdout(predicate::str::contains("Examples:"));
+fn every_command_and_subcommand_has_help_with_examples() {
+    use clap::CommandFactory;
+    let mut paths = vec![Vec::new()];
+    command_paths(&butterfly::cli::Cli::command(), Vec::new(), &mut paths);
+    assert!(
+        paths.contains(&vec!["testbed".to_owned(), "discover".to_owned()]),
+        "{paths:?}"
+    );
+    for path in &paths {
+        for flag in ["-h", "--help"] {
+            butterfly()
+                .args(path)
+                .arg(flag)
+                .assert()
+                .code(0)
+                .stdout(predicate::str::contains("Examples"));
+        }
+    }
+}
+
+#[test]
+fn trace_refuses_a_url_that_is_not_amqp_with_exit_2_naming_the_flag_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trace");
+    butterfly()
+        .args(["trace", "--amqp", "http://x", "--duration", "1s", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--amqp: \"http://x\" is not an AMQP URL",
+        ));
+    // Without --out, both problems are told at once.
+    butterfly()
+        .args(["trace", "--amqp", "http://x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--out DIR is required"))
+        .stderr(predicate::str::contains("--amqp: "));
+    // A password in a bad URL is not echoed.
+    butterfly()
+        .args(["trace", "--amqp", "amqp://u:not-a-secret@[bad/", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not-a-secret").not());
+    assert!(!out.exists());
+}
+
+#[test]
+fn trace_to_an_unreachable_broker_exits_3_and_leaves_no_trace_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trace");
+    // Port 9 (discard) is closed on loopback here.
+    butterfly()
+        .args([
+            "trace",
+            "--amqp",
+            "amqp://guest@127.0.0.1:9/%2f",
+            "--firehose-switch",
+        ])
+        .args(["none", "--duration", "1s", "--out"])
+        .arg(&out)
+        .assert()
+        .code(3);
+    assert!(!out.exists());
+}
+
+#[test]
+fn plan_dry_run_json_puts_each_host_s_commands_into_each_run() {
+    let output = butterfly()
+        .args([
+            "plan",
+            "--dry-run",
+            "--json",
+            &example("partition-compute.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let runs = plan["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        let commands = run["commands"].as_array().unwrap();
+        assert_eq!(commands.len(), run["hosts"].as_array().unwrap().len());
+        assert_eq!(commands[0]["host"], run["hosts"][0]);
+        let phases: Vec<&str> = commands[0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["phase"].as_str().unwrap())
+            .collect();
+        for phase in ["preflight", "inject", "verify", "revert", "verify-reverted"] {
+            assert!(phases.contains(&phase), "{phases:?}");
+        }
+        let inject = &commands[0]["steps"][phases.iter().position(|p| *p == "inject").unwrap()];
+        assert!(
+            inject["command"].as_str().unwrap().contains("10.77.0.2"),
+            "{inject}"
+        );
     }
 }
 
@@ -283,4 +411,118 @@ fn trace_reports_a_dropped_broker_connection_once_in_its_own_words() {
         !stderr.contains("lapin"),
         "lapin's own log leaked: {stderr}"
     );
+}
+
+/// `butterfly fingerprint learn --negative` of the recorded trace taken while nova-compute on
+/// osbed was stopped, with `extra` flags.
+fn learn_negative(out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let traces =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprint/tests/fixtures/compute-down");
+    butterfly()
+        .args(["fingerprint", "learn", "--negative", "--traces"])
+        .arg(traces)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .assert()
+}
+
+#[test]
+fn learn_negative_labels_only_transactions_in_the_window_that_reached_the_faulty_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let label = [
+        "--fault-kind",
+        "service-stop",
+        "--service",
+        "nova-compute",
+        "--host",
+        "osbed",
+    ];
+    // Of 51 transactions only the create and the delete reach nova-compute.
+    learn_negative(&dir.path().join("all.json"), &label)
+        .code(0)
+        .stdout(predicate::str::contains(
+            "learned 2 run(s) as negative fingerprints",
+        ));
+    // The window ends before the delete starts.
+    let window = [
+        "--since",
+        "2026-11-28T10:20:00Z",
+        "--until",
+        "2026-11-28T10:20:27.3Z",
+    ];
+    learn_negative(
+        &dir.path().join("window.json"),
+        &[&label[..], &window[..]].concat(),
+    )
+    .code(0)
+    .stdout(predicate::str::contains(
+        "learned 1 run(s) as negative fingerprints",
+    ));
+}
+
+#[test]
+fn learn_negative_refuses_labels_outside_the_catalog_and_the_inventory_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fp.json");
+    learn_negative(
+        &out,
+        &["--fault-kind", "proces-kill", "--service", "nova-compute"],
+    )
+    .code(2)
+    .stderr(predicate::str::contains(
+        "--fault-kind \"proces-kill\" is not a fault kind; did you mean \"process-kill\"?",
+    ));
+    let inventory = example("testbed-inventory.yaml");
+    // Without an inventory, service and host are not checked.
+    learn_negative(
+        &out,
+        &[
+            "--fault-kind",
+            "process-kill",
+            "--service",
+            "nova-compte",
+            "--host",
+            "compute9",
+        ],
+    )
+    .code(0);
+    learn_negative(
+        &out,
+        &[
+            "--fault-kind",
+            "process-kill",
+            "--service",
+            "nova-compte",
+            "--host",
+            "compute9",
+            "--inventory",
+            &inventory,
+        ],
+    )
+    .code(2)
+    .stderr(predicate::str::contains(
+        "--service \"nova-compte\" is not a service of",
+    ))
+    .stderr(predicate::str::contains("did you mean \"nova-compute\"?"))
+    .stderr(predicate::str::contains(
+        "--host \"compute9\" is not a host of",
+    ));
+    learn_negative(
+        &out,
+        &[
+            "--fault-kind",
+            "process-kill",
+            "--service",
+            "nova-compute",
+            "--host",
+            "controller",
+            "--inventory",
+            &inventory,
+        ],
+    )
+    .code(2)
+    .stderr(predicate::str::contains(
+        "--host \"controller\": nova-compute does not run there",
+    ));
 }

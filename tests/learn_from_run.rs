@@ -91,8 +91,12 @@ fn a_run_directory_teaches_baselines_as_positive_and_faulty_transactions_as_labe
         stdout.contains("1 under service-stop of nova-compute on osbed"),
         "{stdout}"
     );
-    // The delete overlapping the glance-api freeze ran normally: it is not a negative.
-    assert!(stdout.contains("not learned: 1 unaffected"), "{stdout}");
+    // The delete overlapping the glance-api freeze never reached glance-api: it is not a
+    // negative, and not even diagnosed.
+    assert!(
+        stdout.contains("not learned: 0 unaffected by the fault, 1 away from its service and host"),
+        "{stdout}"
+    );
     let store: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let negatives = store["negatives"].as_array().unwrap();
     assert_eq!(negatives.len(), 1, "{negatives:?}");

@@ -40,12 +40,72 @@ const MAX_ALIASES: usize = 1_000;
 /// Reads, parses and validates a campaign file (and the inventory it names), each through the
 /// bounded reader.
 pub fn load(path: &Path) -> Result<model::Campaign, Diagnostics> {
-    let bytes = userinput::file::read(path, FileKind::CAMPAIGN).map_err(|error| {
-        Diagnostics(vec![Diagnostic::new(path, Pos::default(), error.reason())])
-    })?;
-    load_bytes(path, &bytes, &|inventory: &Path| {
-        userinput::file::read_to_string(inventory, FileKind::INVENTORY)
+    let bytes = read_file(path)?;
+    load_bytes(path, &bytes, &read_named_file)
+}
+
+/// What a file given to `butterfly validate` turned out to be, once valid.
+#[derive(Debug)]
+pub enum Checked {
+    /// A campaign (boxed: it is far larger than an inventory).
+    Campaign(Box<model::Campaign>),
+    /// An inventory (hosts and services), as `butterfly testbed up` writes.
+    Inventory(model::Testbed),
+}
+
+/// What kind of file [`check_file`] judged a file to be (a campaign when it could not tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    /// A campaign.
+    Campaign,
+    /// An inventory.
+    Inventory,
+}
+
+/// Like [`load`], but a file whose top level is an inventory's (`hosts` and no `experiments` or
+/// `testbed`) is validated as an inventory instead of failing as a campaign.
+pub fn check_file(path: &Path) -> (Document, Result<Checked, Diagnostics>) {
+    let bytes = match read_file(path) {
+        Ok(bytes) => bytes,
+        Err(diagnostics) => return (Document::Campaign, Err(diagnostics)),
+    };
+    let text = match check_text(path, &bytes) {
+        Ok(text) if is_inventory(path, text) => text,
+        _ => {
+            let campaign = load_bytes(path, &bytes, &read_named_file);
+            return (
+                Document::Campaign,
+                campaign.map(|campaign| Checked::Campaign(Box::new(campaign))),
+            );
+        }
+    };
+    let inventory = parse_yaml::<raw::RawInventory>(path, text).and_then(|raw| {
+        validate::validate_inventory(path, &raw).map_err(|mut diagnostics| {
+            diagnostics.attach_source(path, text);
+            diagnostics
+        })
+    });
+    (Document::Inventory, inventory.map(Checked::Inventory))
+}
+
+/// Whether a document's top level has an inventory's keys rather than a campaign's.
+fn is_inventory(path: &Path, text: &str) -> bool {
+    let keys: Result<std::collections::BTreeMap<String, serde::de::IgnoredAny>, _> =
+        parse_yaml(path, text);
+    keys.is_ok_and(|keys| {
+        keys.contains_key("hosts")
+            && !keys.contains_key("experiments")
+            && !keys.contains_key("testbed")
     })
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, Diagnostics> {
+    userinput::file::read(path, FileKind::CAMPAIGN)
+        .map_err(|error| Diagnostics(vec![Diagnostic::new(path, Pos::default(), error.reason())]))
+}
+
+fn read_named_file(path: &Path) -> Result<String, userinput::file::Error> {
+    userinput::file::read_to_string(path, FileKind::INVENTORY)
 }
 
 /// Parses and validates campaign bytes; `read` loads files the campaign names.

@@ -329,25 +329,7 @@ fn check_testbed(
             let parsed: Result<RawInventory, Diagnostics> = crate::parse_yaml(&path, &text);
             sources.push((path.clone(), text));
             match parsed {
-                Ok(inventory_raw) => {
-                    let mut nested = Vec::new();
-                    let result = {
-                        let mut inner = Checker::new(&path, &mut nested);
-                        check_version(&mut inner, &inventory_raw.version);
-                        check_hosts_services(
-                            &mut inner,
-                            &path,
-                            &inventory_raw.hosts,
-                            inventory_raw.services.as_deref().unwrap_or_default(),
-                        )
-                    };
-                    check.diagnostics.extend(nested);
-                    result.map(|(hosts, services)| Testbed {
-                        inventory: Some(path),
-                        hosts,
-                        services,
-                    })
-                }
+                Ok(inventory_raw) => check_inventory(&path, &inventory_raw, check.diagnostics),
                 Err(errors) => {
                     check.diagnostics.extend(errors.0);
                     None
@@ -380,6 +362,36 @@ fn check_testbed(
             None
         }
     }
+}
+
+/// Validates a parsed inventory file on its own (as `butterfly validate` does for one).
+pub fn validate_inventory(file: &Path, raw: &RawInventory) -> Result<Testbed, Diagnostics> {
+    let mut diagnostics = Vec::new();
+    match check_inventory(file, raw, &mut diagnostics) {
+        Some(testbed) if diagnostics.is_empty() => Ok(testbed),
+        _ => Err(Diagnostics(diagnostics)),
+    }
+}
+
+/// Checks an inventory's version, hosts and services; its diagnostics name its own file.
+fn check_inventory(
+    file: &Path,
+    raw: &RawInventory,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Testbed> {
+    let mut check = Checker::new(file, diagnostics);
+    check_version(&mut check, &raw.version);
+    let (hosts, services) = check_hosts_services(
+        &mut check,
+        file,
+        &raw.hosts,
+        raw.services.as_deref().unwrap_or_default(),
+    )?;
+    Some(Testbed {
+        inventory: Some(file.to_owned()),
+        hosts,
+        services,
+    })
 }
 
 fn check_hosts_services(

@@ -133,6 +133,9 @@ mod tests {
             fault_kind: None,
             service: None,
             host: None,
+            inventory: None,
+            since: None,
+            until: None,
         }
     }
 

@@ -5,13 +5,10 @@ use scenarios::fault::FAULT_KINDS;
 use crate::exit::{CliError, Exit};
 
 /// List every fault kind with its parameters and a one-line description.
-///
-/// Examples:
-///   butterfly faults
-///   butterfly faults network-delay
-///   butterfly faults --json
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    after_help = "Examples:\n  butterfly faults\n  butterfly faults network-delay\n  butterfly faults --json"
+)]
 pub struct Args {
     /// Show only this kind.
     pub kind: Option<String>,

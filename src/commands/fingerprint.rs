@@ -4,17 +4,21 @@
 use std::path::{Path, PathBuf};
 
 use fingerprint::{FaultLabel, Learned, Store};
+use reports::model::Window;
+use scenarios::fault::{FAULT_KINDS, FaultKind};
 use tracer::event::Transaction;
 
 use crate::exit::{CliError, Exit};
-use crate::runner::learn::learn_run;
+use crate::runner::learn::{Touch, learn_run, overlaps};
 use crate::runner::workload::read_records;
 
 const LEARN_EXAMPLES: &str = "\
 Examples:
   butterfly fingerprint learn --traces runs/baseline-1/trace runs/baseline-2/trace --out fp.json
   butterfly fingerprint learn --traces runs/kill-compute/trace --out fp.json \\
-      --negative --fault-kind process-kill --service nova-compute --host compute1
+      --negative --fault-kind process-kill --service nova-compute --host compute1 \\
+      --inventory /var/lib/butterfly/testbed/inventory.yaml \\
+      --since 2026-11-28T13:04:00Z --until 2026-11-28T13:04:30Z
   butterfly fingerprint learn --from-run runs/20261128T130335Z-nova-faults --out fp.json";
 
 /// Learn fingerprints of user commands from traced runs.
@@ -37,7 +41,10 @@ pub enum Subcommand {
 ///
 /// Fault-free runs refine the positive fingerprint of each command (its normal variants, their
 /// frequencies and per-step timing). With `--negative`, runs recorded under a known fault become
-/// negative fingerprints labelled with the fault, used to classify later anomalies.
+/// negative fingerprints labelled with the fault, used to classify later anomalies: only those
+/// with events in the fault's window (`--since`/`--until`, the whole trace without them) that
+/// reached the faulty service (on the faulty host), as far as the trace names them. The fault kind
+/// must be one of `butterfly faults`; with `--inventory`, the service and host must be its own.
 ///
 /// With `--from-run`, a campaign's run directory is learned whole: transactions of the baseline
 /// windows as positive, and transactions that failed or were anomalous while a fault was active
@@ -67,6 +74,15 @@ pub struct LearnArgs {
     /// The faulty host, when the fault was host-specific (with `--negative`).
     #[arg(long, requires = "negative", value_name = "HOST")]
     pub host: Option<String>,
+    /// An inventory (or a campaign) that the service and host must belong to (with `--negative`).
+    #[arg(long, requires = "negative", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// When the fault was injected, e.g. `2026-11-28T13:04:00Z` (with `--negative`).
+    #[arg(long, requires = "negative", value_name = "TIME")]
+    pub since: Option<jiff::Timestamp>,
+    /// When the fault was reverted (with `--negative`).
+    #[arg(long, requires = "negative", value_name = "TIME")]
+    pub until: Option<jiff::Timestamp>,
 }
 
 /// Runs the command.
@@ -80,36 +96,53 @@ fn learn(args: LearnArgs) -> Result<Exit, CliError> {
     if !args.from_run.is_empty() {
         return learn_runs(&args.from_run, &args.out);
     }
-    let label = match (args.negative, args.fault_kind, args.service) {
-        (true, Some(fault_kind), Some(service)) => {
-            if fault_kind.trim().is_empty() || service.trim().is_empty() {
-                return Err(CliError::InvalidInput(
-                    "--fault-kind and --service must not be empty".to_owned(),
-                ));
-            }
-            Some(FaultLabel {
-                fault_kind,
-                service,
-                host: args.host,
-            })
-        }
+    let label = match (args.negative, &args.fault_kind, &args.service) {
+        (true, Some(fault_kind), Some(service)) => Some(check_label(
+            fault_kind,
+            service,
+            args.host.as_deref(),
+            args.inventory.as_deref(),
+        )?),
         _ => None,
     };
+    let window = Window {
+        start: args.since.unwrap_or(jiff::Timestamp::MIN),
+        end: args.until.unwrap_or(jiff::Timestamp::MAX),
+    };
+    if window.start >= window.end {
+        return Err(CliError::InvalidInput(
+            "--since must be before --until".to_owned(),
+        ));
+    }
     let mut store =
         Store::load_or_new(&args.out).map_err(|error| CliError::InvalidInput(error.to_string()))?;
-    let (mut known, mut new, mut negative, mut skipped) = (0u64, 0u64, 0u64, 0u64);
+    let mut transactions = Vec::new();
     for path in &args.traces {
-        for transaction in read_traces(path)? {
-            let learned = match &label {
-                Some(label) => store.learn_negative(&transaction, label),
-                None => store.learn_positive(&transaction),
-            };
-            match learned {
-                Learned::Skipped => skipped += 1,
-                Learned::Known { .. } => known += 1,
-                Learned::NewVariant { .. } => new += 1,
-                Learned::Negative { .. } => negative += 1,
+        transactions.extend(read_traces(path)?);
+    }
+    let touch = label.as_ref().map(|label| {
+        let hosts: Vec<String> = label.host.iter().cloned().collect();
+        Touch::new(Some(&label.service), &hosts, &transactions)
+    });
+    let (mut known, mut new, mut negative, mut skipped, mut untouched) = (0u64, 0, 0, 0, 0);
+    for transaction in &transactions {
+        let learned = match (&label, &touch) {
+            (Some(label), Some(touch)) => {
+                // Background traffic goes on to be counted as skipped.
+                let touched = overlaps(transaction, window) && touch.touched(transaction);
+                if !transaction.background && !touched {
+                    untouched += 1;
+                    continue;
+                }
+                store.learn_negative(transaction, label)
             }
+            _ => store.learn_positive(transaction),
+        };
+        match learned {
+            Learned::Skipped => skipped += 1,
+            Learned::Known { .. } => known += 1,
+            Learned::NewVariant { .. } => new += 1,
+            Learned::Negative { .. } => negative += 1,
         }
     }
     store
@@ -117,7 +150,7 @@ fn learn(args: LearnArgs) -> Result<Exit, CliError> {
         .map_err(|error| CliError::Setup(error.to_string()))?;
     if label.is_some() {
         println!(
-            "learned {negative} run(s) as negative fingerprints ({skipped} background skipped)"
+            "learned {negative} run(s) as negative fingerprints ({untouched} outside the fault's window or away from its service and host, {skipped} background skipped)"
         );
     } else {
         println!(
@@ -127,6 +160,80 @@ fn learn(args: LearnArgs) -> Result<Exit, CliError> {
     }
     print_store_summary(&store, &args.out);
     Ok(Exit::Pass)
+}
+
+/// The label of `--negative`, checked: the kind against the fault catalog, and the service and
+/// host against the inventory when one is given. Every problem is reported at once.
+fn check_label(
+    fault_kind: &str,
+    service: &str,
+    host: Option<&str>,
+    inventory: Option<&Path>,
+) -> Result<FaultLabel, CliError> {
+    let mut problems = Vec::new();
+    let kind = FaultKind::from_name(fault_kind);
+    if kind.is_none() {
+        let known: Vec<&str> = FAULT_KINDS.iter().map(|kind| kind.name()).collect();
+        problems.push(format!(
+            "--fault-kind {fault_kind:?} is not a fault kind; {}",
+            scenarios::diag::suggestion(fault_kind, &known)
+        ));
+    }
+    if service.trim().is_empty() {
+        problems.push("--service must not be empty".to_owned());
+    }
+    if let Some(path) = inventory {
+        let testbed = match scenarios::check_file(path).1 {
+            Ok(scenarios::Checked::Inventory(testbed)) => testbed,
+            Ok(scenarios::Checked::Campaign(campaign)) => campaign.testbed,
+            Err(diagnostics) => {
+                return Err(CliError::InvalidInput(format!(
+                    "{diagnostics}\n--inventory {}: not a valid inventory or campaign",
+                    path.display()
+                )));
+            }
+        };
+        let hosts: Vec<&str> = testbed.hosts.iter().map(|h| h.name.as_str()).collect();
+        let services: Vec<&str> = testbed.services.iter().map(|s| s.name.as_str()).collect();
+        // A whole-host fault is labelled with its hosts, comma-separated, instead of a service.
+        let names_hosts = kind.is_some_and(|kind| !kind.needs_service())
+            && service.split(',').all(|name| hosts.contains(&name));
+        let known_service = testbed.service(service);
+        if known_service.is_none() && !names_hosts && !service.trim().is_empty() {
+            problems.push(format!(
+                "--service {service:?} is not a service of {}; {}",
+                path.display(),
+                scenarios::diag::suggestion(service, &services)
+            ));
+        }
+        if let Some(name) = host {
+            match testbed.host(name) {
+                None => problems.push(format!(
+                    "--host {name:?} is not a host of {}; {}",
+                    path.display(),
+                    scenarios::diag::suggestion(name, &hosts)
+                )),
+                Some(host) => {
+                    if let Some(known) = known_service
+                        && !known.runs_on(host)
+                    {
+                        problems.push(format!(
+                            "--host {name:?}: {service} does not run there according to {}",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CliError::InvalidInput(problems.join("\n")));
+    }
+    Ok(FaultLabel {
+        fault_kind: fault_kind.to_owned(),
+        service: service.to_owned(),
+        host: host.map(str::to_owned),
+    })
 }
 
 fn print_store_summary(store: &Store, path: &Path) {
@@ -172,10 +279,10 @@ fn learn_runs(run_dirs: &[PathBuf], out: &Path) -> Result<Exit, CliError> {
                 label.fault_kind, label.service
             );
         }
-        if learned.unaffected + learned.ambiguous > 0 {
+        if learned.unaffected + learned.untouched + learned.ambiguous > 0 {
             println!(
-                "  not learned: {} unaffected by the fault, {} under several faults at once",
-                learned.unaffected, learned.ambiguous
+                "  not learned: {} unaffected by the fault, {} away from its service and host, {} under several faults at once",
+                learned.unaffected, learned.untouched, learned.ambiguous
             );
         }
     }

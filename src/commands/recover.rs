@@ -12,12 +12,10 @@ use crate::exit::{CliError, Exit};
 /// Reads RUN_DIR/faults.jsonl (the latest run under ./runs when RUN_DIR is omitted), connects to
 /// each host named there and runs the journaled revert, then checks that the host is back.
 /// Running it again is harmless: reverted faults are recorded and skipped.
-///
-/// Examples:
-///   butterfly recover runs/2026-11-28T10-00-00
-///   butterfly recover --dry-run
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    after_help = "Examples:\n  butterfly recover runs/ci-smoke-20261128T100000Z\n  butterfly recover --dry-run"
+)]
 pub struct Args {
     /// The run directory (default: the most recent one under ./runs with a fault journal).
     pub run_dir: Option<PathBuf>,

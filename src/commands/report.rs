@@ -7,6 +7,13 @@ use reports::compare::{self, GateFailure, GateRule};
 
 use crate::exit::{CliError, Exit};
 
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  butterfly report runs/ci-smoke-20261120T140211Z
+  butterfly report runs/ci-smoke-20261120T140211Z --gate fingerprint:min-recall=0.9
+  butterfly report --compare runs/release-2025.1 runs/ci-smoke-20261120T140211Z \\
+      --gate regressions --gate f1-drop=0.05";
+
 /// Re-render every report format of a run from its report.json, or compare two runs.
 ///
 /// Without --compare, writes junit.xml, summary.md, report.html and metrics.prom into RUN_DIR
@@ -18,13 +25,8 @@ use crate::exit::{CliError, Exit};
 /// min-precision=R, min-recall=R, min-f1=R, min-top1=R, min-top3=R,
 /// max-false-alarms-per-hour=N, max-time-to-detect=S; detector rules may be limited to one
 /// detector with a `DETECTOR:` prefix.
-///
-/// Examples:
-///   butterfly report runs/20261120T140211Z-nova-resilience
-///   butterfly report runs/latest --gate fingerprint:min-recall=0.9
-///   butterfly report --compare runs/release-2025.1 runs/latest --gate regressions --gate f1-drop=0.05
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, after_help = REPORT_EXAMPLES)]
 pub struct Args {
     /// Run directory holding report.json.
     pub run_dir: PathBuf,

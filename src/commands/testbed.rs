@@ -7,19 +7,37 @@ use testbed::{Mode, Progress, UpOptions};
 
 use crate::exit::{CliError, Exit};
 
+const TESTBED_EXAMPLES: &str = "\
+Examples (as root):
+  butterfly testbed up                  # controller + compute1 + compute2 with OpenStack
+  butterfly testbed up --hosts-only     # hosts with systemd, sshd and fault tools only
+  butterfly testbed status
+  butterfly testbed down
+  butterfly testbed discover --ssh stack@10.0.0.5,10.0.0.6 --identity ~/.ssh/id_ed25519";
+const UP_EXAMPLES: &str = "\
+Examples (as root):
+  butterfly testbed up
+  butterfly testbed up --hosts-only --computes 1
+  butterfly testbed up --instance 3 --state-dir /var/lib/butterfly/testbed-3";
+const DOWN_EXAMPLES: &str = "\
+Examples (as root):
+  butterfly testbed down
+  butterfly testbed down --instance 3 --state-dir /var/lib/butterfly/testbed-3";
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  butterfly testbed status
+  butterfly testbed status --state-dir /var/lib/butterfly/testbed-3";
+const DISCOVER_EXAMPLES: &str = "\
+Examples:
+  butterfly testbed discover --ssh stack@10.0.0.5,10.0.0.6 --identity ~/.ssh/id_ed25519
+  butterfly testbed discover --ssh stack@10.0.0.5:2222 --known-hosts known_hosts --out devstack/";
+
 /// Bring a local DevStack-like OpenStack up or down, check it, or discover a real DevStack.
 ///
 /// Needs root and Linux namespaces. State (outputs, per-host files) lives in --state-dir; built
 /// images are cached in --cache-dir.
-///
-/// Examples:
-///   butterfly testbed up                  # controller + compute1 + compute2 with OpenStack
-///   butterfly testbed up --hosts-only     # hosts with systemd, sshd and fault tools only
-///   butterfly testbed status
-///   butterfly testbed down
-///   butterfly testbed discover --ssh stack@10.0.0.5,10.0.0.6 --identity ~/.ssh/id_ed25519
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = TESTBED_EXAMPLES)]
 pub struct Args {
     /// What to do.
     #[command(subcommand)]
@@ -41,6 +59,7 @@ pub struct StateArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Boot the hosts (and OpenStack), wait until healthy, write and print the outputs.
+    #[command(after_help = UP_EXAMPLES)]
     Up {
         /// State directory and instance.
         #[command(flatten)]
@@ -62,18 +81,21 @@ pub enum Command {
         keep_on_failure: bool,
     },
     /// Remove everything the testbed created (idempotent; clears leftovers of interrupted runs).
+    #[command(after_help = DOWN_EXAMPLES)]
     Down {
         /// State directory and instance.
         #[command(flatten)]
         state: StateArgs,
     },
     /// Check health: units active, APIs answering, compute services up, hypervisors registered.
+    #[command(after_help = STATUS_EXAMPLES)]
     Status {
         /// State directory and instance.
         #[command(flatten)]
         state: StateArgs,
     },
     /// Build the inventory of a real DevStack over SSH (host keys are verified).
+    #[command(after_help = DISCOVER_EXAMPLES)]
     Discover {
         /// USER@HOST[,HOST…] (a host may end in :PORT; a later USER@ changes the user).
         #[arg(long, value_name = "USER@HOST[,HOST…]")]

@@ -17,9 +17,24 @@ use tracer::stitch::StitchConfig;
 
 use crate::exit::{CliError, Exit};
 
+const TRACE_EXAMPLES: &str = "\
+Examples:
+  butterfly trace --amqp amqp://openstack@10.77.0.1:5672/%2f --out trace --duration 30s
+  BUTTERFLY_AMQP_PASSWORD=secret butterfly trace --amqp amqp://openstack@10.77.0.1/%2f \\
+      --tap nova --out trace
+  butterfly trace --rest-proxy nova-api=127.0.0.1:18774=http://10.77.0.2:8774 --out trace
+  butterfly trace --serve-records 0.0.0.0:19900 \\
+      --rest-proxy nova-api=0.0.0.0:18774=http://controller:8774
+  butterfly trace import runs/ci-smoke-20261128T100000Z/trace --out rebuilt";
+const IMPORT_EXAMPLES: &str = "\
+Examples:
+  butterfly trace import runs/ci-smoke-20261128T100000Z/trace --out rebuilt --idle-timeout 10s
+  butterfly trace import capture/amqp.jsonl --out rebuilt
+  butterfly trace import zipkin-spans.json otlp-spans.json --out rebuilt";
+
 /// Arguments of `butterfly trace`.
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, after_help = TRACE_EXAMPLES)]
 pub struct Args {
     /// Rebuild graphs offline instead of capturing.
     #[command(subcommand)]
@@ -39,8 +54,10 @@ pub enum TraceCommand {
 
 /// Arguments of `butterfly trace import`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = IMPORT_EXAMPLES)]
 pub struct ImportArgs {
-    /// Input files or trace directories (format detected from the content).
+    /// Input files or trace directories (format detected from the content; web-server access
+    /// logs are not read).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output trace directory.
@@ -168,26 +185,23 @@ fn with_password(url: &str, password: Option<String>) -> String {
 }
 
 fn run_capture(args: CaptureArgs) -> Result<Exit, CliError> {
+    // Every problem with the flags at once, before anything is bound, connected or written.
+    let mut problems = Vec::new();
     if args.out.is_none() && args.serve_records.is_none() {
-        return Err(CliError::InvalidInput(
-            "--out DIR is required (or --serve-records ADDR)".to_owned(),
-        ));
+        problems.push("--out DIR is required (or --serve-records ADDR)".to_owned());
     }
     if args.serve_records.is_some() && args.rest_proxy.is_empty() {
-        return Err(CliError::InvalidInput(
-            "--serve-records needs at least one --rest-proxy".to_owned(),
-        ));
+        problems.push("--serve-records needs at least one --rest-proxy".to_owned());
     }
     if args.amqp.is_none() && args.rest_proxy.is_empty() {
-        return Err(CliError::InvalidInput(
+        problems.push(
             "nothing to trace: give --amqp URL and/or --rest-proxy SERVICE=LISTEN=UPSTREAM"
                 .to_owned(),
-        ));
+        );
     }
     if args.amqp.is_none() && !args.tap.is_empty() {
-        return Err(CliError::InvalidInput("--tap needs --amqp URL".to_owned()));
+        problems.push("--tap needs --amqp URL".to_owned());
     }
-    let mut problems = Vec::new();
     let specs: Vec<ProxySpec> = args
         .rest_proxy
         .iter()
@@ -198,7 +212,7 @@ fn run_capture(args: CaptureArgs) -> Result<Exit, CliError> {
         })
         .collect();
     if let Some(url) = &args.amqp
-        && let Err(error) = tracer::amqp::vhost_of(url)
+        && let Err(error) = check_amqp_url(url)
     {
         problems.push(format!("--amqp: {error}"));
     }
@@ -210,6 +224,20 @@ fn run_capture(args: CaptureArgs) -> Result<Exit, CliError> {
         .build()
         .map_err(|error| CliError::Setup(format!("starting the async runtime: {error}")))?;
     runtime.block_on(capture(args, specs))
+}
+
+/// Checks that `url` is an AMQP URL the capture can connect with: scheme `amqp` or `amqps` and a
+/// decodable vhost. The error shows the URL without its password.
+fn check_amqp_url(url: &str) -> Result<(), String> {
+    tracer::amqp::vhost_of(url).map_err(|error| error.to_string())?;
+    url.parse::<lapin::uri::AMQPUri>().map_err(|error| {
+        format!(
+            "{:?} is not an AMQP URL (amqp://USER@HOST:PORT/VHOST or amqps://…): {}",
+            redact_url(url),
+            error.replace(url, &redact_url(url))
+        )
+    })?;
+    Ok(())
 }
 
 /// Serves the record stream on `addr`; returns where records for it go, its task and its
@@ -238,13 +266,6 @@ async fn serve_records(
 }
 
 async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>) -> Result<Exit, CliError> {
-    let mut pipeline = match &args.out {
-        Some(out) => Some(
-            Pipeline::writing(args.stitch.config(), out)
-                .map_err(|error| CliError::Setup(error.to_string()))?,
-        ),
-        None => None,
-    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut receiver: watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|stop| *stop).await;
@@ -293,9 +314,6 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>) -> Result<Exit, CliEr
                 _ => "the AMQP capture stopped before it started".to_owned(),
             };
             let _ = stop_tx.send(true);
-            if let Some(pipeline) = pipeline {
-                let _ = pipeline.finish();
-            }
             return Err(CliError::Setup(error));
         }
         eprintln!("AMQP capture from {}", redact_url(url));
@@ -303,6 +321,19 @@ async fn capture(args: CaptureArgs, specs: Vec<ProxySpec>) -> Result<Exit, CliEr
     } else {
         drop(amqp_tx);
     }
+    // The trace directory is created only once every source is up, so a broker that cannot be
+    // reached or a port that is taken leaves nothing behind; what arrived meanwhile waits in the
+    // channels.
+    let mut pipeline = match &args.out {
+        Some(out) => match Pipeline::writing(args.stitch.config(), out) {
+            Ok(pipeline) => Some(pipeline),
+            Err(error) => {
+                let _ = stop_tx.send(true);
+                return Err(CliError::Setup(error.to_string()));
+            }
+        },
+        None => None,
+    };
 
     let deadline = async {
         match args.duration {
