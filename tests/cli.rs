@@ -237,10 +237,17 @@ fn plan_dry_run_json_puts_each_host_s_commands_into_each_run() {
             .iter()
             .map(|step| step["phase"].as_str().unwrap())
             .collect();
-        for phase in ["preflight", "inject", "verify", "revert", "verify-reverted"] {
+        for phase in [
+            "preflight",
+            "control-rtt",
+            "inject+verify",
+            "control-check",
+            "revert+verify",
+        ] {
             assert!(phases.contains(&phase), "{phases:?}");
         }
-        let inject = &commands[0]["steps"][phases.iter().position(|p| *p == "inject").unwrap()];
+        let inject =
+            &commands[0]["steps"][phases.iter().position(|p| *p == "inject+verify").unwrap()];
         assert!(
             inject["command"].as_str().unwrap().contains("10.77.0.2"),
             "{inject}"
@@ -342,11 +349,11 @@ fn plan_dry_run_prints_every_phase_for_every_host() {
     );
     let text = String::from_utf8(output.stdout).unwrap();
     for phase in [
-        "preflight:",
-        "inject:",
-        "verify:",
-        "revert:",
-        "verify-reverted:",
+        " preflight:",
+        " control-rtt:",
+        " inject+verify:",
+        " control-check:",
+        " revert+verify:",
     ] {
         assert_eq!(
             text.matches(phase).count(),
