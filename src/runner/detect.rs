@@ -25,7 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -1111,13 +1111,32 @@ fn external_command(
         .spawn()
         .map_err(|e| format!("starting {}: {e}", argv[0]))?;
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
     let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let output = child.wait_with_output().map_err(|e| e.to_string())?;
-    let _ = writer.join();
-    if !output.status.success() {
-        return Err(format!("{} exited with {}", argv[0], output.status));
+    // A detector's answer is held to the alarm files' limit, as a file of alarms would be: a
+    // runaway command cannot grow the runner's memory.
+    let limit = userinput::file::FileKind::ALARMS.limit;
+    let mut alarms = Vec::new();
+    let read = stdout.take(limit + 1).read_to_end(&mut alarms);
+    if read.is_err() || alarms.len() as u64 > limit {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = writer.join();
+        return Err(match read {
+            Err(error) => format!("reading what {} wrote: {error}", argv[0]),
+            Ok(_) => format!(
+                "{} wrote more than {} of alarms",
+                argv[0],
+                userinput::file::size_in_words(limit)
+            ),
+        });
     }
-    Ok(parse_alarms(&String::from_utf8_lossy(&output.stdout)))
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    if !status.success() {
+        return Err(format!("{} exited with {status}", argv[0]));
+    }
+    Ok(parse_alarms(&String::from_utf8_lossy(&alarms)))
 }
 
 #[cfg(test)]
@@ -2177,6 +2196,25 @@ mod tests {
             error.contains(&format!("{}:1:", dir.path().join("broken.json").display())),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_external_command_s_alarms_are_read_from_its_output() {
+        let alarm = r#"{"ts_us":1,"detector":"ext","suspects":[{"service":"nova-conductor","confidence":1.0}],"score":1.0,"transaction":"req-1"}"#;
+        let argv = [
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("cat >/dev/null; echo '{alarm}'"),
+        ];
+        let alarms = external_command(&argv, &[]).unwrap();
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+    }
+
+    #[test]
+    fn an_external_command_that_writes_without_end_is_cut_off_at_the_alarm_limit() {
+        let argv = ["sh".to_owned(), "-c".to_owned(), "exec yes '{}'".to_owned()];
+        let error = external_command(&argv, &[]).unwrap_err();
+        assert!(error.contains("wrote more than 64 MiB"), "{error}");
     }
 
     #[test]
