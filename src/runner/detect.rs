@@ -1115,7 +1115,7 @@ fn external_command(
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     // A detector's answer is held to the alarm files' limit, as a file of alarms would be: a
     // runaway command cannot grow the runner's memory.
-    let limit = userinput::file::FileKind::ALARMS.limit;
+    let limit = FileKind::ALARMS.limit;
     let mut alarms = Vec::new();
     let read = stdout.take(limit + 1).read_to_end(&mut alarms);
     if read.is_err() || alarms.len() as u64 > limit {
