@@ -30,7 +30,13 @@ const IMPORT_EXAMPLES: &str = "\
 Examples:
   butterfly trace import runs/ci-smoke-20261128T100000Z/trace --out rebuilt --idle-timeout 10s
   butterfly trace import capture/amqp.jsonl --out rebuilt
-  butterfly trace import zipkin-spans.json otlp-spans.json --out rebuilt";
+  butterfly trace import zipkin-spans.json otlp-spans.json --out rebuilt
+  osprofiler trace show --json --connection-string redis://127.0.0.1:6379 $ID > trace.json
+  butterfly trace import trace.json --out rebuilt
+  butterfly trace import old-collector-dump.json --format zipkin-v1 --tag-map tags.yaml --out rebuilt
+
+The output directory is written beside it under a temporary name and renamed when complete: a
+failed import leaves nothing behind.";
 
 /// Arguments of `butterfly trace`.
 #[derive(Debug, clap::Args)]
@@ -47,8 +53,8 @@ pub struct Args {
 /// `butterfly trace` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum TraceCommand {
-    /// Read recorded traces (trace directory, events.jsonl, firehose capture JSONL, Zipkin v2 JSON,
-    /// OTLP/JSON spans) and write the rebuilt transactions and graphs.
+    /// Read recorded traces (trace directory, events.jsonl, firehose capture JSONL, OSProfiler,
+    /// Zipkin v1/v2, Jaeger or OTLP/JSON spans) and write the rebuilt transactions and graphs.
     Import(ImportArgs),
 }
 
@@ -60,9 +66,17 @@ pub struct ImportArgs {
     /// logs are not read).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Output trace directory.
+    /// Output trace directory (must not exist, or be empty).
     #[arg(long)]
     pub out: PathBuf,
+    /// Read every input as this format instead of detecting it: events, capture, osprofiler,
+    /// zipkin-v1, zipkin-v2, jaeger, otlp.
+    #[arg(long, value_parser = |text: &str| text.parse::<tracer::import::InputFormat>())]
+    pub format: Option<tracer::import::InputFormat>,
+    /// A YAML file mapping roles (request_id, rpc_method, msg_id, …) to span tag names, replacing
+    /// the default table's names for the roles it gives (docs/tracer.md, "Tag mapping").
+    #[arg(long, value_name = "FILE")]
+    pub tag_map: Option<PathBuf>,
     /// Stitching options.
     #[command(flatten)]
     pub stitch: StitchArgs,
@@ -131,30 +145,112 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
 }
 
 fn run_import(args: ImportArgs) -> Result<Exit, CliError> {
-    // Check every input before anything is written.
-    let problems: Vec<String> = args
+    // Every input is read and checked before anything is written.
+    let mut problems = Vec::new();
+    let tags = match &args.tag_map {
+        Some(path) => tracer::import::TagMap::read(path).unwrap_or_else(|error| {
+            problems.push(error.to_string());
+            tracer::import::TagMap::default()
+        }),
+        None => tracer::import::TagMap::default(),
+    };
+    let options = tracer::import::ImportOptions {
+        format: args.format,
+        tags,
+    };
+    let prepared: Vec<_> = args
         .inputs
         .iter()
         .filter_map(|input| {
-            tracer::import::detect(input)
-                .err()
-                .map(|error| error.to_string())
+            tracer::import::check(input, &options)
+                .map_err(|error| problems.push(error.to_string()))
+                .ok()
         })
         .collect();
+    if let Err(problem) = check_out(&args.out) {
+        problems.push(problem);
+    }
     if !problems.is_empty() {
         return Err(CliError::InvalidInput(problems.join("\n")));
     }
-    let mut pipeline = Pipeline::writing(args.stitch.config(), &args.out)
+    let staging = Staging::beside(&args.out).map_err(CliError::Setup)?;
+    let mut pipeline = Pipeline::writing(args.stitch.config(), staging.path())
         .map_err(|error| CliError::Setup(error.to_string()))?;
-    for input in &args.inputs {
-        tracer::import::import_into(input, &mut pipeline)
+    for (input, prepared) in args.inputs.iter().zip(prepared) {
+        let report = tracer::import::import_prepared(input, prepared, &options.tags, &mut pipeline)
             .map_err(|error| CliError::InvalidInput(error.to_string()))?;
+        eprintln!("{}: {report}", input.display());
     }
     let output = pipeline
         .finish()
         .map_err(|error| CliError::Setup(error.to_string()))?;
+    staging.commit(&args.out).map_err(CliError::Setup)?;
     print_summary(&output.summary, &args.out);
     Ok(Exit::Pass)
+}
+
+/// The output directory must be new (or an empty directory): an import never mixes with or
+/// replaces an earlier trace.
+fn check_out(out: &std::path::Path) -> Result<(), String> {
+    match std::fs::read_dir(out).map(|mut entries| entries.next().is_none()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "--out {}: the directory is not empty; hint: give a new directory",
+            out.display()
+        )),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(format!("--out {}: {error}", out.display())),
+    }
+}
+
+/// A trace directory written under a temporary name beside its target, renamed into place when
+/// complete and removed otherwise (also on an early return or a panic).
+struct Staging {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    fn beside(out: &std::path::Path) -> Result<Staging, String> {
+        let name = out
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "trace".to_owned());
+        let parent = out
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(parent)
+            .map_err(|error| format!("creating {}: {error}", parent.display()))?;
+        let path = parent.join(format!(".{name}.importing-{}", std::process::id()));
+        Ok(Staging {
+            path,
+            committed: false,
+        })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn commit(mut self, out: &std::path::Path) -> Result<(), String> {
+        // `check_out` allowed an empty directory: it gives way to the finished one.
+        if out.is_dir() {
+            std::fs::remove_dir(out).map_err(|error| format!("replacing {}: {error}", out.display()))?;
+        }
+        std::fs::rename(&self.path, out)
+            .map_err(|error| format!("renaming {} to {}: {error}", self.path.display(), out.display()))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// Puts `password` (from BUTTERFLY_AMQP_PASSWORD) into a URL that has a user but no password.
@@ -518,6 +614,8 @@ mod tests {
             command: Some(TraceCommand::Import(ImportArgs {
                 inputs: vec![capture],
                 out: out.path().to_owned(),
+                format: None,
+                tag_map: None,
                 stitch: stitch_defaults(),
             })),
             capture: CaptureArgs {
