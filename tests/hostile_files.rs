@@ -73,12 +73,16 @@ fn hostile_inputs(dir: &Path) -> Vec<(PathBuf, &'static str)> {
 }
 
 fn assert_refused(outcome: &Outcome, path: &Path, what: &str, kind: &str) {
+    assert_refused_within(outcome, path, what, kind, "1 MiB");
+}
+
+fn assert_refused_within(outcome: &Outcome, path: &Path, what: &str, kind: &str, limit: &str) {
     let stderr = &outcome.stderr;
     assert_eq!(outcome.code, Some(2), "{stderr}");
     assert!(stderr.contains(&path.display().to_string()), "{stderr}");
     assert!(stderr.contains(what), "{stderr}");
     assert!(stderr.contains(kind), "{stderr}");
-    assert!(stderr.contains("1 MiB"), "{stderr}");
+    assert!(stderr.contains(limit), "{stderr}");
     assert!(
         stderr.len() < 2_000,
         "the message is {} bytes",
@@ -175,4 +179,36 @@ fn report_and_diagnose_refuse_inputs_that_are_not_regular_files() {
         "{}",
         outcome.stderr
     );
+}
+
+#[test]
+fn trace_import_refuses_hostile_span_files_and_tag_maps_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rebuilt");
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("tracer/tests/fixtures/spans/otlp.json");
+    for (path, what) in hostile_inputs(dir.path()) {
+        let shown = path.to_str().unwrap();
+        // A directory is a trace directory to `trace import`: only the tag map refuses it here.
+        if !path.is_dir() {
+            let outcome = butterfly(&["trace", "import", shown, "--out", out.to_str().unwrap()]);
+            // One 50 MB line is refused by the line limit of a trace file, not its size limit.
+            let (what, limit) = if what == "is 50 MiB" {
+                ("is longer than 16 MiB", "a line of a trace file")
+            } else {
+                (what, "1 GiB")
+            };
+            assert_refused_within(&outcome, &path, what, "a trace file", limit);
+        }
+        let outcome = butterfly(&[
+            "trace",
+            "import",
+            good.to_str().unwrap(),
+            "--tag-map",
+            shown,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_refused_within(&outcome, &path, what, "a tag map", "64 KiB");
+        assert!(!out.exists());
+    }
 }

@@ -225,9 +225,7 @@ impl TagMap {
             let message = e.to_string();
             // The parser appends its own position; it is given once, in front.
             let message = message.split(" at line ").next().unwrap_or(&message);
-            format!("{at}{message}; hint: keys are roles ({}), values lists of tag names", {
-                Role::ALL.map(|(_, name)| name).join(", ")
-            })
+            format!("{at}{message}; hint: each key is a role, each value a list of tag names (docs/tracer.md, \"Tag mapping\")")
         })?;
         let mut map = TagMap::default();
         let given = [
