@@ -38,8 +38,12 @@ fn importing_spans_says_which_format_it_detected_and_writes_the_trace() {
         .arg(&out)
         .assert()
         .success()
-        .stderr(predicate::str::contains("zipkin-v1.json: detected zipkin-v1: 12 events from 8 spans"))
-        .stderr(predicate::str::contains("osprofiler.json: detected osprofiler:"))
+        .stderr(predicate::str::contains(
+            "zipkin-v1.json: detected zipkin-v1: 12 events from 8 spans",
+        ))
+        .stderr(predicate::str::contains(
+            "osprofiler.json: detected osprofiler:",
+        ))
         .stdout(predicate::str::contains("3 transactions"));
     assert_eq!(entries(dir.path()), ["rebuilt"]);
     assert_eq!(
@@ -61,7 +65,9 @@ fn a_failed_import_leaves_nothing_behind_and_names_file_and_formats() {
         .arg(&out)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("zipkin-v1.json: read as zipkin-v2, expected Zipkin v2 JSON"))
+        .stderr(predicate::str::contains(
+            "zipkin-v1.json: read as zipkin-v2, expected Zipkin v2 JSON",
+        ))
         .stderr(predicate::str::contains("it looks like Zipkin v1 JSON"));
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
     // Not JSON at all: the same.
@@ -74,7 +80,9 @@ fn a_failed_import_leaves_nothing_behind_and_names_file_and_formats() {
         .arg(&out)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("broken.json: not a trace this tool reads: it is not JSON"));
+        .stderr(predicate::str::contains(
+            "broken.json: not a trace this tool reads: it is not JSON",
+        ));
     assert_eq!(entries(dir.path()), ["broken.json"]);
 }
 
@@ -113,6 +121,58 @@ fn a_bad_tag_map_is_refused_with_its_location_before_anything_is_written() {
         .arg(dir.path().join("rebuilt"))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("tags.yaml:2:1: unknown field `msgid`"));
+        .stderr(predicate::str::contains(
+            "tags.yaml:2:1: unknown field `msgid`",
+        ));
     assert_eq!(entries(dir.path()), ["tags.yaml"]);
+}
+
+#[test]
+fn fingerprints_learned_from_imported_spans_diagnose_other_formats_of_the_same_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let import = |input: &str, out: &str| {
+        butterfly()
+            .args(["trace", "import"])
+            .arg(fixture(input))
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .assert()
+            .success();
+    };
+    import("zipkin-v2.json", "v2");
+    import("zipkin-v1.json", "v1");
+    import("osprofiler.otlp.json", "osprofiler-otlp");
+    let store = dir.path().join("fp.json");
+    butterfly()
+        .args(["fingerprint", "learn", "--traces"])
+        .arg(dir.path().join("v2"))
+        .arg("--out")
+        .arg(&store)
+        .assert()
+        .success();
+    let distances = |trace: &str| -> Vec<f64> {
+        let output = butterfly()
+            .args(["diagnose", "--json", "--fingerprints"])
+            .arg(&store)
+            .arg("--traces")
+            .arg(dir.path().join(trace))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(value["command"], "server create");
+                value["distance"].as_f64().unwrap()
+            })
+            .collect()
+    };
+    // Zipkin v1 of the same program is the same execution as the v2 it was learned from.
+    assert_eq!(distances("v1"), [0.0, 0.0]);
+    // OSProfiler's OTLP export has the cast as a call: a different shape, far from it.
+    let far = distances("osprofiler-otlp");
+    assert_eq!(far.len(), 1);
+    assert!(far[0] > 0.15, "{far:?}");
 }

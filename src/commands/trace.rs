@@ -236,10 +236,16 @@ impl Staging {
     fn commit(mut self, out: &std::path::Path) -> Result<(), String> {
         // `check_out` allowed an empty directory: it gives way to the finished one.
         if out.is_dir() {
-            std::fs::remove_dir(out).map_err(|error| format!("replacing {}: {error}", out.display()))?;
+            std::fs::remove_dir(out)
+                .map_err(|error| format!("replacing {}: {error}", out.display()))?;
         }
-        std::fs::rename(&self.path, out)
-            .map_err(|error| format!("renaming {} to {}: {error}", self.path.display(), out.display()))?;
+        std::fs::rename(&self.path, out).map_err(|error| {
+            format!(
+                "renaming {} to {}: {error}",
+                self.path.display(),
+                out.display()
+            )
+        })?;
         self.committed = true;
         Ok(())
     }

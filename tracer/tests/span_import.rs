@@ -86,7 +86,14 @@ fn osprofiler_trace_show_json_becomes_rest_and_paired_rpc_events() {
     );
     let msg_id = build.ids.msg_id.as_deref().unwrap();
     assert!(msg_id.len() == 32 && msg_id.chars().all(|c| c.is_ascii_hexdigit()));
-    assert!(build.ids.reply_queue.as_deref().unwrap().starts_with("reply_"));
+    assert!(
+        build
+            .ids
+            .reply_queue
+            .as_deref()
+            .unwrap()
+            .starts_with("reply_")
+    );
     assert!(build.ids.request_id.as_deref().unwrap().starts_with("req-"));
 }
 
@@ -174,14 +181,22 @@ fn a_tag_map_file_renames_a_role_and_unmaps_the_default() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tags.yaml");
     // This deployment's RPC method tag is another one: the default `rpc.method` is then unmapped.
-    std::fs::write(&path, "rpc_method: [nothing.here]\nrequest_id: [messaging.system]\n").unwrap();
+    std::fs::write(
+        &path,
+        "rpc_method: [nothing.here]\nrequest_id: [messaging.system]\n",
+    )
+    .unwrap();
     let options = ImportOptions {
         format: None,
         tags: TagMap::read(&path).unwrap(),
     };
     let (report, transactions) = import("zipkin-v2.json", &options);
     let spans = report.spans.unwrap();
-    assert_eq!((spans.calls, spans.casts, spans.rest), (0, 0, 1), "{report}");
+    assert_eq!(
+        (spans.calls, spans.casts, spans.rest),
+        (0, 0, 1),
+        "{report}"
+    );
     assert_eq!(spans.internal, 3);
     assert_eq!(transactions[0].events.len(), 1);
 }

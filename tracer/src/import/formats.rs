@@ -58,7 +58,9 @@ fn array<'a>(value: &'a Value, name: &str, at: &str) -> Found<&'a Vec<Value>> {
 
 /// Zipkin v2: `[{traceId, id, parentId, name, kind, timestamp, duration, localEndpoint, tags}]`.
 pub fn zipkin_v2(root: &Value) -> Found<Vec<Span>> {
-    let spans = root.as_array().ok_or("the document is not an array of spans")?;
+    let spans = root
+        .as_array()
+        .ok_or("the document is not an array of spans")?;
     spans
         .iter()
         .enumerate()
@@ -108,7 +110,9 @@ pub fn zipkin_v2(root: &Value) -> Found<Vec<Span>> {
 /// Zipkin v1: spans with `annotations` (`cs`/`cr`/`sr`/`ss`/`ms`/`mr` with endpoints) and
 /// `binaryAnnotations`; a file may hold one array of spans or an array of such arrays.
 pub fn zipkin_v1(root: &Value) -> Found<Vec<Span>> {
-    let outer = root.as_array().ok_or("the document is not an array of spans")?;
+    let outer = root
+        .as_array()
+        .ok_or("the document is not an array of spans")?;
     let mut flat = Vec::new();
     for (b, item) in outer.iter().enumerate() {
         match item {
@@ -255,7 +259,9 @@ pub fn jaeger(root: &Value) -> Found<Vec<Span>> {
                 .find_map(|log| {
                     let mut fields = BTreeMap::new();
                     jaeger_tags(log.get("fields"), &mut fields);
-                    fields.remove("error.kind").or(fields.remove("exception.type"))
+                    fields
+                        .remove("error.kind")
+                        .or(fields.remove("exception.type"))
                 });
             out.push(Span {
                 trace_id: required(span, "traceID", &at)?,
@@ -296,7 +302,10 @@ fn attributes(value: Option<&Value>) -> BTreeMap<String, String> {
 /// of older exporters).
 pub fn otlp(root: &Value) -> Found<Vec<Span>> {
     let mut out = Vec::new();
-    for (r, resource) in array(root, "resourceSpans", "the document")?.iter().enumerate() {
+    for (r, resource) in array(root, "resourceSpans", "the document")?
+        .iter()
+        .enumerate()
+    {
         let mut resource_attrs = attributes(resource.pointer("/resource/attributes"));
         let service = resource_attrs.remove("service.name");
         let host = resource_attrs.remove("host.name");
@@ -305,9 +314,13 @@ pub fn otlp(root: &Value) -> Found<Vec<Span>> {
             .or_else(|| resource.get("instrumentationLibrarySpans"))
             .and_then(Value::as_array);
         for (s, scope) in scopes.into_iter().flatten().enumerate() {
-            for (n, span) in array(scope, "spans", &format!("resourceSpans[{r}].scopeSpans[{s}]"))?
-                .iter()
-                .enumerate()
+            for (n, span) in array(
+                scope,
+                "spans",
+                &format!("resourceSpans[{r}].scopeSpans[{s}]"),
+            )?
+            .iter()
+            .enumerate()
             {
                 let at = format!("resourceSpans[{r}].scopeSpans[{s}].spans[{n}]");
                 let start = int(span.get("startTimeUnixNano")).unwrap_or(0);
@@ -324,7 +337,9 @@ pub fn otlp(root: &Value) -> Found<Vec<Span>> {
                     .flatten()
                     .find_map(|event| {
                         let mut attrs = attributes(event.get("attributes"));
-                        attrs.remove("exception.type").or(attrs.remove("error.kind"))
+                        attrs
+                            .remove("exception.type")
+                            .or(attrs.remove("error.kind"))
                     });
                 let error = match (failed, exception) {
                     (_, Some(class)) => Some(class),

@@ -78,14 +78,18 @@ impl InputFormat {
         match self {
             InputFormat::Events => "trace events (JSON Lines with \"seq\" and \"kind\")",
             InputFormat::Capture => "a firehose capture (JSON Lines with \"headers\" and \"body\")",
-            InputFormat::Osprofiler => "an OSProfiler trace (an object with \"info\" and \"children\")",
+            InputFormat::Osprofiler => {
+                "an OSProfiler trace (an object with \"info\" and \"children\")"
+            }
             InputFormat::ZipkinV1 => {
                 "Zipkin v1 JSON (spans with \"annotations\"/\"binaryAnnotations\", flat or in nested arrays)"
             }
             InputFormat::ZipkinV2 => {
                 "Zipkin v2 JSON (an array of spans with \"localEndpoint\", \"kind\", \"tags\")"
             }
-            InputFormat::Jaeger => "Jaeger JSON (an object with \"data\": [{\"traceID\", \"spans\", \"processes\"}])",
+            InputFormat::Jaeger => {
+                "Jaeger JSON (an object with \"data\": [{\"traceID\", \"spans\", \"processes\"}])"
+            }
             InputFormat::Otlp => "OTLP/JSON (an object with \"resourceSpans\")",
         }
     }
@@ -230,9 +234,8 @@ fn detect_document(path: &Path) -> Result<Detection> {
         }
     }
     let text = read(path)?;
-    let document: Value = serde_json::from_str(&text).map_err(|error| {
-        not_recognised(path, &format!("not JSON ({error})"))
-    })?;
+    let document: Value = serde_json::from_str(&text)
+        .map_err(|error| not_recognised(path, &format!("not JSON ({error})")))?;
     let format = shape_of(&document).map_err(|saw| not_recognised(path, &saw))?;
     Ok(Detection {
         format,
@@ -270,7 +273,15 @@ impl fmt::Display for ImportReport {
             write!(
                 f,
                 " from {} spans ({} REST, {} RPC calls with {} replies, {} casts, {} receive spans folded into their RPC, {} internal spans not events with {} tags, {} unmapped tags kept as tag.* attributes)",
-                c.spans, c.rest, c.calls, c.replies, c.casts, c.folded, c.internal, c.internal_tags, c.unmapped_tags
+                c.spans,
+                c.rest,
+                c.calls,
+                c.replies,
+                c.casts,
+                c.folded,
+                c.internal,
+                c.internal_tags,
+                c.unmapped_tags
             )?;
         }
         Ok(())
@@ -290,15 +301,14 @@ pub fn check(path: &Path, options: &ImportOptions) -> Result<Prepared> {
         .or(detection.as_ref().map(|d| d.format))
         .expect("a format is forced or detected");
     let seen = detection.as_ref().map(|d| d.format);
-    let reader: Option<fn(&Value) -> std::result::Result<Vec<spans::Span>, String>> =
-        match format {
-            InputFormat::Events | InputFormat::Capture => None,
-            InputFormat::Osprofiler => Some(formats::osprofiler),
-            InputFormat::ZipkinV1 => Some(formats::zipkin_v1),
-            InputFormat::ZipkinV2 => Some(formats::zipkin_v2),
-            InputFormat::Jaeger => Some(formats::jaeger),
-            InputFormat::Otlp => Some(formats::otlp),
-        };
+    let reader: Option<fn(&Value) -> std::result::Result<Vec<spans::Span>, String>> = match format {
+        InputFormat::Events | InputFormat::Capture => None,
+        InputFormat::Osprofiler => Some(formats::osprofiler),
+        InputFormat::ZipkinV1 => Some(formats::zipkin_v1),
+        InputFormat::ZipkinV2 => Some(formats::zipkin_v2),
+        InputFormat::Jaeger => Some(formats::jaeger),
+        InputFormat::Otlp => Some(formats::otlp),
+    };
     let spans = match reader {
         None => None,
         Some(reader) => {
@@ -471,7 +481,10 @@ mod tests {
     use crate::event::{EdgeKind, EventKind, Outcome};
     use crate::stitch::StitchConfig;
 
-    fn events_of(format: fn(&Value) -> std::result::Result<Vec<spans::Span>, String>, text: &str) -> Vec<Event> {
+    fn events_of(
+        format: fn(&Value) -> std::result::Result<Vec<spans::Span>, String>,
+        text: &str,
+    ) -> Vec<Event> {
         let spans = format(&serde_json::from_str(text).unwrap()).unwrap();
         spans::to_events(spans, &TagMap::default()).0
     }
@@ -504,10 +517,17 @@ mod tests {
             .collect();
         assert_eq!(
             operations,
-            ["POST /v2.1/servers", "GET /v2/images/{id}", "scheduler.select_destinations"]
+            [
+                "POST /v2.1/servers",
+                "GET /v2/images/{id}",
+                "scheduler.select_destinations"
+            ]
         );
         assert_eq!(transaction.events[2].kind, EventKind::RpcCast);
-        assert_eq!(transaction.events[2].service.as_deref(), Some("nova-scheduler"));
+        assert_eq!(
+            transaction.events[2].service.as_deref(),
+            Some("nova-scheduler")
+        );
         assert!(
             transaction
                 .edges
@@ -537,8 +557,10 @@ mod tests {
         assert_eq!(events[0].outcome, Some(Outcome::Http { status: 500 }));
         assert!(events[0].ids.parent_span_id.is_none());
         let missing = formats::otlp(
-            &serde_json::from_str(r#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x"}]}]}]}"#)
-                .unwrap(),
+            &serde_json::from_str(
+                r#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x"}]}]}]}"#,
+            )
+            .unwrap(),
         )
         .unwrap_err();
         assert!(
@@ -550,7 +572,10 @@ mod tests {
     #[test]
     fn formats_are_told_by_structure() {
         let shape = |text: &str| shape_of(&serde_json::from_str(text).unwrap());
-        assert_eq!(shape(r#"[[{"traceId": "t", "id": "a"}]]"#), Ok(InputFormat::ZipkinV1));
+        assert_eq!(
+            shape(r#"[[{"traceId": "t", "id": "a"}]]"#),
+            Ok(InputFormat::ZipkinV1)
+        );
         assert_eq!(
             shape(r#"[{"traceId": "t", "id": "a", "binaryAnnotations": []}]"#),
             Ok(InputFormat::ZipkinV1)
@@ -559,8 +584,14 @@ mod tests {
             shape(r#"[{"traceId": "t", "id": "a", "localEndpoint": {}}]"#),
             Ok(InputFormat::ZipkinV2)
         );
-        assert_eq!(shape(r#"{"data": [{"traceID": "t", "spans": []}]}"#), Ok(InputFormat::Jaeger));
-        assert_eq!(shape(r#"{"info": {}, "children": []}"#), Ok(InputFormat::Osprofiler));
+        assert_eq!(
+            shape(r#"{"data": [{"traceID": "t", "spans": []}]}"#),
+            Ok(InputFormat::Jaeger)
+        );
+        assert_eq!(
+            shape(r#"{"info": {}, "children": []}"#),
+            Ok(InputFormat::Osprofiler)
+        );
         assert_eq!(shape(r#"{"resourceSpans": []}"#), Ok(InputFormat::Otlp));
         assert_eq!(shape(r#"[1, 2]"#), Err("an array of a number".to_owned()));
         assert_eq!(

@@ -110,7 +110,11 @@ const TAG_VALUE_CHARS: usize = 200;
 /// What a span is, once its tags are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Shape {
-    Rest { method: String, path: Option<String>, status: Option<u16> },
+    Rest {
+        method: String,
+        path: Option<String>,
+        status: Option<u16>,
+    },
     Rpc(Rpc),
     Internal,
 }
@@ -186,7 +190,12 @@ fn read_span(mut span: Span, map: &TagMap) -> Read {
     // OSProfiler names its RPC trace point `rpc` and the handling function in `function.name`.
     let method = rpc_method.or_else(|| {
         (span.name == "rpc")
-            .then(|| function.as_deref().and_then(|f| f.rsplit('.').next()).map(str::to_owned))
+            .then(|| {
+                function
+                    .as_deref()
+                    .and_then(|f| f.rsplit('.').next())
+                    .map(str::to_owned)
+            })
             .flatten()
     });
     let role = if let Some(method) = http_method {
@@ -316,14 +325,21 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
         HashMap::new();
     for (&receive, &producer) in &folded_into {
         let read = &reads[receive];
-        let Shape::Rpc(rpc) = &read.role else { continue };
+        let Shape::Rpc(rpc) = &read.role else {
+            continue;
+        };
         let end = read
             .span
             .duration_us
             .map(|d| read.span.start_us + i64::try_from(d).unwrap_or(0));
         from_receive.insert(
             producer,
-            (end, read.error.clone(), rpc.msg_id.clone(), read.span.start_us),
+            (
+                end,
+                read.error.clone(),
+                rpc.msg_id.clone(),
+                read.span.start_us,
+            ),
         );
     }
     counts.folded = folded_into.len() as u64;
@@ -347,7 +363,10 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
             if kept(&reads, p) || hops > reads.len() {
                 break;
             }
-            parent = folded_into.get(&p).copied().or_else(|| parent_of(&reads, p));
+            parent = folded_into
+                .get(&p)
+                .copied()
+                .or_else(|| parent_of(&reads, p));
             hops += 1;
         }
         let parent_span = parent
@@ -378,7 +397,10 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
                     let path = path.split('?').next().unwrap_or(path);
                     path_template(path)
                 });
-                let operation = format!("{method} {}", path.unwrap_or_else(|| read.span.name.clone()));
+                let operation = format!(
+                    "{method} {}",
+                    path.unwrap_or_else(|| read.span.name.clone())
+                );
                 let mut event = base_event(read, EventKind::RestRequest, operation, start);
                 event.outcome = match (status, &read.error) {
                     (Some(status), _) => Some(Outcome::Http { status }),
@@ -422,14 +444,18 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
                 }
                 event.host = rpc.server.clone().or(event.host);
                 event.attrs.insert("method".to_owned(), rpc.method.clone());
-                event.attrs.insert("span_service".to_owned(), read.service.clone().unwrap_or_default());
+                event.attrs.insert(
+                    "span_service".to_owned(),
+                    read.service.clone().unwrap_or_default(),
+                );
                 if event.attrs["span_service"].is_empty() {
                     event.attrs.remove("span_service");
                 }
                 if let Some((_, _, _, received_at)) = &received {
-                    event
-                        .attrs
-                        .insert("queue_wait_us".to_owned(), (received_at - start).max(0).to_string());
+                    event.attrs.insert(
+                        "queue_wait_us".to_owned(),
+                        (received_at - start).max(0).to_string(),
+                    );
                 }
                 event.ids.global_request_id = Some(global.clone());
                 event.ids.parent_span_id = parent_span;
@@ -444,14 +470,12 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
                         .unwrap_or_else(|| format!("span-{}", read.span.span_id));
                     event.ids.msg_id = Some(msg_id.clone());
                     let (reply_at, error) = match &received {
-                        Some((end_received, error, _, _)) => (
-                            end_received.or(end),
-                            error.clone().or(read.error.clone()),
-                        ),
+                        Some((end_received, error, _, _)) => {
+                            (end_received.or(end), error.clone().or(read.error.clone()))
+                        }
                         None => (end, read.error.clone()),
                     };
-                    event.duration_us = reply_at
-                        .map(|at| u64::try_from(at - start).unwrap_or(0));
+                    event.duration_us = reply_at.map(|at| u64::try_from(at - start).unwrap_or(0));
                     let reply_ts = reply_at.unwrap_or(start);
                     let mut reply = Event {
                         seq: 0,

@@ -85,7 +85,11 @@ const DEFAULTS: &[(Role, &[&str])] = &[
     (Role::Host, &["host.name"]),
     (
         Role::RequestId,
-        &["openstack.request_id", "request_id", "x-openstack-request-id"],
+        &[
+            "openstack.request_id",
+            "request_id",
+            "x-openstack-request-id",
+        ],
     ),
     (
         Role::GlobalRequestId,
