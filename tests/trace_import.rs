@@ -176,3 +176,28 @@ fn fingerprints_learned_from_imported_spans_diagnose_other_formats_of_the_same_r
     assert_eq!(far.len(), 1);
     assert!(far[0] > 0.15, "{far:?}");
 }
+
+#[test]
+fn an_input_that_fails_while_writing_removes_the_half_written_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rebuilt");
+    // A trace directory is read only once the output is being written; its events.jsonl breaks
+    // on line 2, after the spans before it were written.
+    let broken = dir.path().join("old-trace");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(
+        broken.join("events.jsonl"),
+        "{\"seq\": 1, \"kind\": \"rpc-cast\"}\nnot json\n",
+    )
+    .unwrap();
+    butterfly()
+        .args(["trace", "import"])
+        .arg(fixture("zipkin-v2.json"))
+        .arg(&broken)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("old-trace/events.jsonl:1:"));
+    assert_eq!(entries(dir.path()), ["old-trace"]);
+}

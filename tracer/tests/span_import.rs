@@ -252,3 +252,20 @@ fn a_tag_map_with_an_unknown_role_is_refused_with_its_line_and_column() {
         error.replace(&dir.path().display().to_string(), "$DIR")
     );
 }
+
+#[test]
+fn jaeger_json_reads_like_the_otlp_it_was_stored_from() {
+    let (report, transactions) = import("jaeger.json", &ImportOptions::default());
+    assert_eq!(report.format, InputFormat::Jaeger);
+    assert_eq!(report.spans.unwrap().folded, 3, "{report}");
+    assert_eq!(transactions.len(), 1);
+    assert_server_create(&transactions[0], true, "ValueError");
+    let (_, otlp) = import("otlp.json", &ImportOptions::default());
+    let shape = |t: &Transaction| -> Vec<(EventKind, String)> {
+        t.events
+            .iter()
+            .map(|e| (e.kind, e.operation.clone()))
+            .collect()
+    };
+    assert_eq!(shape(&transactions[0]), shape(&otlp[0]));
+}

@@ -9,6 +9,9 @@ use crate::import::spans::{Span, SpanKind};
 
 type Found<T> = Result<T, String>;
 
+/// A reader of one span format.
+pub type Reader = fn(&Value) -> Found<Vec<Span>>;
+
 fn text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),

@@ -301,7 +301,7 @@ pub fn check(path: &Path, options: &ImportOptions) -> Result<Prepared> {
         .or(detection.as_ref().map(|d| d.format))
         .expect("a format is forced or detected");
     let seen = detection.as_ref().map(|d| d.format);
-    let reader: Option<fn(&Value) -> std::result::Result<Vec<spans::Span>, String>> = match format {
+    let reader: Option<formats::Reader> = match format {
         InputFormat::Events | InputFormat::Capture => None,
         InputFormat::Osprofiler => Some(formats::osprofiler),
         InputFormat::ZipkinV1 => Some(formats::zipkin_v1),
@@ -481,10 +481,7 @@ mod tests {
     use crate::event::{EdgeKind, EventKind, Outcome};
     use crate::stitch::StitchConfig;
 
-    fn events_of(
-        format: fn(&Value) -> std::result::Result<Vec<spans::Span>, String>,
-        text: &str,
-    ) -> Vec<Event> {
+    fn events_of(format: formats::Reader, text: &str) -> Vec<Event> {
         let spans = format(&serde_json::from_str(text).unwrap()).unwrap();
         spans::to_events(spans, &TagMap::default()).0
     }

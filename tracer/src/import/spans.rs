@@ -130,6 +130,17 @@ struct Rpc {
     server: Option<String>,
 }
 
+/// What a folded receive span tells its producer.
+#[derive(Clone)]
+struct Received {
+    /// When the server finished (the reply's time).
+    end: Option<i64>,
+    error: Option<String>,
+    msg_id: Option<String>,
+    /// When the server received the message.
+    start: i64,
+}
+
 struct Read {
     span: Span,
     role: Shape,
@@ -161,9 +172,15 @@ fn read_span(mut span: Span, map: &TagMap) -> Read {
     let host = map.take(Role::Host, &mut tags).or(span.host.clone());
     let request_id = map.take(Role::RequestId, &mut tags);
     let global_request_id = map.take(Role::GlobalRequestId, &mut tags);
-    let tag_error = map
-        .take(Role::Error, &mut tags)
-        .filter(|e| !e.eq_ignore_ascii_case("false"));
+    // `error: true` only flags an error; a class or message under another name says more.
+    let errors = map.take_all(Role::Error, &mut tags);
+    let is_flag = |e: &String| e.eq_ignore_ascii_case("true") || e.eq_ignore_ascii_case("false");
+    let tag_error = errors.iter().find(|e| !is_flag(e)).cloned().or_else(|| {
+        errors
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case("true"))
+            .then(|| "true".to_owned())
+    });
     let error = match (span.error.clone(), tag_error) {
         // A class from the tags beats a bare flag or a message from the status.
         (_, Some(tag)) if !tag.eq_ignore_ascii_case("true") => Some(tag),
@@ -321,8 +338,7 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
         }
     }
     // What a receive span tells its producer.
-    let mut from_receive: HashMap<usize, (Option<i64>, Option<String>, Option<String>, i64)> =
-        HashMap::new();
+    let mut from_receive: HashMap<usize, Received> = HashMap::new();
     for (&receive, &producer) in &folded_into {
         let read = &reads[receive];
         let Shape::Rpc(rpc) = &read.role else {
@@ -334,12 +350,12 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
             .map(|d| read.span.start_us + i64::try_from(d).unwrap_or(0));
         from_receive.insert(
             producer,
-            (
+            Received {
                 end,
-                read.error.clone(),
-                rpc.msg_id.clone(),
-                read.span.start_us,
-            ),
+                error: read.error.clone(),
+                msg_id: rpc.msg_id.clone(),
+                start: read.span.start_us,
+            },
         );
     }
     counts.folded = folded_into.len() as u64;
@@ -416,10 +432,10 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
             }
             Shape::Rpc(mut rpc) => {
                 let received = from_receive.get(&i).cloned();
-                if let Some((_, _, msg_id, _)) = &received
+                if let Some(received) = &received
                     && rpc.operation.as_deref() == Some("call")
                 {
-                    rpc.msg_id = rpc.msg_id.clone().or(msg_id.clone());
+                    rpc.msg_id = rpc.msg_id.clone().or(received.msg_id.clone());
                 }
                 let kind = match rpc.operation.as_deref() {
                     Some("fanout") => EventKind::RpcFanout,
@@ -451,10 +467,10 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
                 if event.attrs["span_service"].is_empty() {
                     event.attrs.remove("span_service");
                 }
-                if let Some((_, _, _, received_at)) = &received {
+                if let Some(received) = &received {
                     event.attrs.insert(
                         "queue_wait_us".to_owned(),
-                        (received_at - start).max(0).to_string(),
+                        (received.start - start).max(0).to_string(),
                     );
                 }
                 event.ids.global_request_id = Some(global.clone());
@@ -470,9 +486,10 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
                         .unwrap_or_else(|| format!("span-{}", read.span.span_id));
                     event.ids.msg_id = Some(msg_id.clone());
                     let (reply_at, error) = match &received {
-                        Some((end_received, error, _, _)) => {
-                            (end_received.or(end), error.clone().or(read.error.clone()))
-                        }
+                        Some(received) => (
+                            received.end.or(end),
+                            received.error.clone().or(read.error.clone()),
+                        ),
                         None => (end, read.error.clone()),
                     };
                     event.duration_us = reply_at.map(|at| u64::try_from(at - start).unwrap_or(0));

@@ -264,14 +264,17 @@ impl TagMap {
     }
 
     /// Takes the first tag present for `role` out of `tags`; every other tag of the role is
-    /// consumed too (they say the same thing under older names).
+    /// consumed too (they say the same thing under other names).
     pub fn take(&self, role: Role, tags: &mut BTreeMap<String, String>) -> Option<String> {
-        let mut found = None;
-        for name in self.names(role) {
-            if let Some(value) = tags.remove(name) {
-                found = found.or(Some(value)).filter(|v: &String| !v.is_empty());
-            }
-        }
-        found
+        self.take_all(role, tags).into_iter().next()
+    }
+
+    /// Takes every non-empty tag of `role` out of `tags`, in the order of the role's names.
+    pub fn take_all(&self, role: Role, tags: &mut BTreeMap<String, String>) -> Vec<String> {
+        self.names(role)
+            .iter()
+            .filter_map(|name| tags.remove(name))
+            .filter(|value| !value.is_empty())
+            .collect()
     }
 }
