@@ -12,7 +12,7 @@
 //! * [`amqp`]: live capture from the firehose or tap queues, and the [`amqp::TraceSwitch`].
 //! * [`stitch`]: streaming stitching into transactions; [`graph`]: petgraph and DOT.
 //! * [`pipeline`]: numbering, stitching and writing a trace directory; [`import`]: reading
-//!   traces back (own format, recorded captures, Zipkin v2, OpenTelemetry-style spans).
+//!   traces back (own format, recorded captures, OSProfiler, Zipkin v1/v2, Jaeger and OTLP spans).
 #![warn(missing_docs)]
 
 #[cfg(feature = "capture")]

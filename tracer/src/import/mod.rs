@@ -122,16 +122,9 @@ fn read(path: &Path) -> Result<String> {
     Ok(userinput::file::read_to_string(path, FileKind::TRACE)?)
 }
 
-/// The first line of a file, read within the trace file's line limit.
-fn first_line(path: &Path) -> Result<Option<String>> {
-    for line in userinput::file::lines(path, FileKind::TRACE)? {
-        let (_, line) = line?;
-        if !line.trim().is_empty() {
-            return Ok(Some(line));
-        }
-    }
-    Ok(None)
-}
+/// The most bytes of a span document (parsed whole, which takes several times its size in
+/// memory); JSON Lines traces may be as large as any trace file.
+pub const SPAN_DOCUMENT_LIMIT: usize = 256 * 1024 * 1024;
 
 /// Tells the format of a parsed JSON document by its structure, or describes what it is.
 fn shape_of(document: &Value) -> std::result::Result<InputFormat, String> {
@@ -215,11 +208,12 @@ fn detect_document(path: &Path) -> Result<Detection> {
             document: None,
         });
     }
-    // JSON Lines formats are told by their first line, without reading the file whole.
-    let Some(first) = first_line(path)? else {
+    let text = read(path)?;
+    let Some(first) = text.lines().find(|line| !line.trim().is_empty()) else {
         return Err(not_recognised(path, "empty"));
     };
-    if let Ok(Value::Object(line)) = serde_json::from_str::<Value>(&first) {
+    // JSON Lines formats are told by their first line.
+    if let Ok(Value::Object(line)) = serde_json::from_str::<Value>(first) {
         if line.contains_key("headers") && line.contains_key("body") {
             return Ok(Detection {
                 format: InputFormat::Capture,
@@ -233,7 +227,14 @@ fn detect_document(path: &Path) -> Result<Detection> {
             });
         }
     }
-    let text = read(path)?;
+    if text.len() > SPAN_DOCUMENT_LIMIT {
+        return Err(Error::Format(format!(
+            "{}: not JSON Lines, and as one JSON document it is {}, over the {} a span document may hold; hint: split it",
+            path.display(),
+            userinput::file::size_in_words(text.len() as u64),
+            userinput::file::size_in_words(SPAN_DOCUMENT_LIMIT as u64)
+        )));
+    }
     let document: Value = serde_json::from_str(&text)
         .map_err(|error| not_recognised(path, &format!("not JSON ({error})")))?;
     let format = shape_of(&document).map_err(|saw| not_recognised(path, &saw))?;
