@@ -493,7 +493,8 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
                         None => (end, read.error.clone()),
                     };
                     event.duration_us = reply_at.map(|at| u64::try_from(at - start).unwrap_or(0));
-                    let reply_ts = reply_at.unwrap_or(start);
+                    // Clocks of two hosts may disagree: a reply never comes before its call.
+                    let reply_ts = reply_at.unwrap_or(start).max(start);
                     let mut reply = Event {
                         seq: 0,
                         ts_us: reply_ts,
@@ -533,4 +534,90 @@ pub fn to_events(spans: Vec<Span>, map: &TagMap) -> (Vec<Event>, SpanCounts) {
     // Arrival order: replies after the calls they answer, everything by time.
     events.sort_by_key(|event| event.ts_us);
     (events, counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A span tree of one trace: REST, calls, casts, receive spans and internal spans, each with
+    /// a few tags of its own.
+    fn arbitrary_spans() -> impl Strategy<Value = Vec<Span>> {
+        let span = (
+            0u8..5,
+            0usize..64,
+            prop::collection::btree_map("[a-z]{1,3}\\.[a-z]{1,3}", "[a-z0-9]{0,6}", 0..4),
+            any::<bool>(),
+            0i64..1_000,
+            0u64..500,
+        );
+        prop::collection::vec(span, 1..24).prop_map(|specs| {
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(n, (shape, parent, mut tags, error, start, duration))| {
+                    match shape {
+                        0 => {
+                            tags.insert("http.method".into(), "GET".into());
+                            tags.insert("url.path".into(), "/servers".into());
+                        }
+                        1 | 2 => {
+                            tags.insert("rpc.method".into(), format!("m{n}"));
+                            tags.insert("messaging.destination.name".into(), "conductor".into());
+                            let op = if shape == 1 { "call" } else { "cast" };
+                            tags.insert("messaging.operation".into(), op.into());
+                        }
+                        3 => {
+                            tags.insert("rpc.method".into(), format!("m{n}"));
+                            tags.insert("messaging.operation".into(), "receive".into());
+                            tags.insert("messaging.message.id".into(), format!("id{n}"));
+                        }
+                        _ => {}
+                    }
+                    Span {
+                        trace_id: "t".into(),
+                        span_id: format!("s{n}"),
+                        // Parents come before children, so the spans form a tree.
+                        parent_id: (n > 0).then(|| format!("s{}", parent % n)),
+                        name: "span".into(),
+                        kind: SpanKind::Internal,
+                        start_us: start,
+                        duration_us: Some(duration),
+                        service: Some("nova-api".into()),
+                        host: None,
+                        tags,
+                        error: error.then(|| "ValueError: boom".into()),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn every_call_has_one_reply_with_its_msg_id_and_no_span_is_lost(spans in arbitrary_spans()) {
+            let count = spans.len() as u64;
+            let (events, counts) = to_events(spans, &TagMap::default());
+            let calls: Vec<&Event> = events.iter().filter(|e| e.kind == EventKind::RpcCall).collect();
+            let replies: Vec<&Event> = events.iter().filter(|e| e.kind == EventKind::RpcReply).collect();
+            prop_assert_eq!(calls.len(), replies.len());
+            for call in &calls {
+                let answering: Vec<_> = replies.iter().filter(|r| r.ids.msg_id == call.ids.msg_id).collect();
+                prop_assert_eq!(answering.len(), 1);
+                prop_assert!(answering[0].ts_us >= call.ts_us);
+            }
+            // Every span is an event, folded into one, or counted as internal.
+            prop_assert_eq!(counts.rest + counts.calls + counts.casts + counts.folded + counts.internal, count);
+            // Every kept tag is on an event, and counted.
+            let kept: usize = events.iter().map(|e| e.attrs.keys().filter(|k| k.starts_with("tag.")).count()).sum();
+            prop_assert_eq!(kept as u64, counts.unmapped_tags);
+            // Span edges only point at events that exist.
+            for event in &events {
+                if let Some(parent) = &event.ids.parent_span_id {
+                    prop_assert!(events.iter().any(|e| e.ids.span_id.as_ref() == Some(parent)));
+                }
+            }
+        }
+    }
 }
