@@ -110,6 +110,62 @@ pub fn zipkin_v2(root: &Value) -> Found<Vec<Span>> {
         .collect()
 }
 
+/// Zipkin v1 lets the client and the server of one RPC report the same span (same trace and span
+/// id, `cs`/`cr` from one, `sr`/`ss` from the other): their halves are merged into one span, as
+/// one interaction is one event. Returns the spans in first-seen order with their location.
+fn merge_shared(flat: Vec<(String, &Value)>) -> Found<Vec<(String, Value)>> {
+    let mut order: Vec<(String, Value)> = Vec::new();
+    let mut index: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
+    for (at, span) in flat {
+        if !span.is_object() {
+            return Err(format!("{at}: not a span object"));
+        }
+        let key = (required(span, "traceId", &at)?, required(span, "id", &at)?);
+        match index.get(&key) {
+            None => {
+                index.insert(key, order.len());
+                order.push((at, span.clone()));
+            }
+            Some(&first) => {
+                let merged = &mut order[first].1;
+                for list in ["annotations", "binaryAnnotations"] {
+                    let mut items = merged
+                        .get(list)
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    items.extend(
+                        span.get(list)
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    merged[list] = Value::Array(items);
+                }
+                let start = [int(merged.get("timestamp")), int(span.get("timestamp"))]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let duration = [int(merged.get("duration")), int(span.get("duration"))]
+                    .into_iter()
+                    .flatten()
+                    .max();
+                if let Some(start) = start {
+                    merged["timestamp"] = Value::from(start);
+                }
+                if let Some(duration) = duration {
+                    merged["duration"] = Value::from(duration);
+                }
+                if merged.get("parentId").is_none_or(Value::is_null) {
+                    merged["parentId"] = span.get("parentId").cloned().unwrap_or(Value::Null);
+                }
+            }
+        }
+    }
+    Ok(order)
+}
+
 /// Zipkin v1: spans with `annotations` (`cs`/`cr`/`sr`/`ss`/`ms`/`mr` with endpoints) and
 /// `binaryAnnotations`; a file may hold one array of spans or an array of such arrays.
 pub fn zipkin_v1(root: &Value) -> Found<Vec<Span>> {
@@ -127,11 +183,12 @@ pub fn zipkin_v1(root: &Value) -> Found<Vec<Span>> {
             span => flat.push((format!("span [{b}]"), span)),
         }
     }
-    flat.into_iter()
+    let merged = merge_shared(flat)?;
+    merged
+        .iter()
         .map(|(at, span)| {
-            if !span.is_object() {
-                return Err(format!("{at}: not a span object"));
-            }
+            let at = at.as_str();
+            let span = &span;
             let mut tags = BTreeMap::new();
             let mut service = None;
             let mut host = None;
@@ -482,4 +539,59 @@ fn without_host(info: &Map<String, Value>) -> Map<String, Value> {
     let mut info = info.clone();
     info.remove("host");
     info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipkin_v1_halves_of_a_shared_span_are_one_server_span() {
+        let endpoint = |name: &str| serde_json::json!({"serviceName": name, "ipv4": "10.0.0.9"});
+        let document = serde_json::json!([
+            {"traceId": "t", "id": "b", "parentId": "a", "name": "rpc", "timestamp": 100, "duration": 50,
+             "annotations": [{"value": "cs", "timestamp": 100, "endpoint": endpoint("nova-api")},
+                             {"value": "cr", "timestamp": 150, "endpoint": endpoint("nova-api")}],
+             "binaryAnnotations": [{"key": "rpc.method", "value": "build", "endpoint": endpoint("nova-api")}]},
+            {"traceId": "t", "id": "b", "name": "rpc", "timestamp": 110, "duration": 30,
+             "annotations": [{"value": "sr", "timestamp": 110, "endpoint": endpoint("nova-conductor")},
+                             {"value": "ss", "timestamp": 140, "endpoint": endpoint("nova-conductor")}],
+             "binaryAnnotations": [{"key": "messaging.message.id", "value": "m1", "endpoint": endpoint("nova-conductor")}]}
+        ]);
+        let spans = zipkin_v1(&document).unwrap();
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert_eq!(span.kind, SpanKind::Server);
+        assert_eq!(span.service.as_deref(), Some("nova-conductor"));
+        assert_eq!((span.start_us, span.duration_us), (100, Some(50)));
+        assert_eq!(span.parent_id.as_deref(), Some("a"));
+        assert_eq!(span.tags["rpc.method"], "build");
+        assert_eq!(span.tags["messaging.message.id"], "m1");
+    }
+
+    #[test]
+    fn jaeger_spans_take_their_process_kind_parent_and_exception_log() {
+        let document = serde_json::json!({"data": [{"traceID": "t", "processes": {
+            "p1": {"serviceName": "nova-conductor", "tags": [{"key": "hostname", "type": "string", "value": "ctl"}]}},
+          "spans": [{"traceID": "t", "spanID": "s", "operationName": "conductor.build",
+            "references": [{"refType": "CHILD_OF", "traceID": "t", "spanID": "p"}],
+            "startTime": 7, "duration": 3, "processID": "p1",
+            "tags": [{"key": "span.kind", "type": "string", "value": "producer"},
+                     {"key": "rpc.method", "type": "string", "value": "build"}],
+            "logs": [{"timestamp": 8, "fields": [{"key": "error.kind", "type": "string", "value": "NoValidHost"}]}]}]}]});
+        let spans = jaeger(&document).unwrap();
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert_eq!(span.kind, SpanKind::Producer);
+        assert_eq!(span.service.as_deref(), Some("nova-conductor"));
+        assert_eq!(span.host.as_deref(), Some("ctl"));
+        assert_eq!(span.parent_id.as_deref(), Some("p"));
+        assert_eq!(span.error.as_deref(), Some("NoValidHost"));
+        assert!(!span.tags.contains_key("span.kind"));
+        assert!(
+            jaeger(&serde_json::json!({"data": [{"traceID": "t"}]}))
+                .unwrap_err()
+                .contains("data[0]: no \"spans\" array")
+        );
+    }
 }
