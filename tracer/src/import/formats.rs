@@ -188,7 +188,6 @@ pub fn zipkin_v1(root: &Value) -> Found<Vec<Span>> {
         .iter()
         .map(|(at, span)| {
             let at = at.as_str();
-            let span = &span;
             let mut tags = BTreeMap::new();
             let mut service = None;
             let mut host = None;
@@ -255,8 +254,8 @@ pub fn zipkin_v1(root: &Value) -> Found<Vec<Span>> {
             let first = times.iter().min().copied();
             let last = times.iter().max().copied();
             Ok(Span {
-                trace_id: required(span, "traceId", &at)?,
-                span_id: required(span, "id", &at)?,
+                trace_id: required(span, "traceId", at)?,
+                span_id: required(span, "id", at)?,
                 parent_id: str_field(span, "parentId"),
                 name: str_field(span, "name").unwrap_or_default(),
                 kind,
