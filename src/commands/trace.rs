@@ -33,7 +33,7 @@ Examples:
   butterfly trace import zipkin-spans.json otlp-spans.json --out rebuilt
   osprofiler trace show --json --connection-string redis://127.0.0.1:6379 $ID > trace.json
   butterfly trace import trace.json --out rebuilt
-  butterfly trace import old-collector-dump.json --format zipkin-v1 --tag-map tags.yaml --out rebuilt
+  butterfly trace import dump.json --format zipkin-v1 --tag-map tags.yaml --out rebuilt
 
 The output directory is written beside it under a temporary name and renamed when complete: a
 failed import leaves nothing behind.";
