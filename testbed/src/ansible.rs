@@ -34,6 +34,9 @@ pub struct AnsibleInventory {
     pub host_order: Vec<String>,
 }
 
+/// The most problems reported for one file: past them it is likely not an inventory at all.
+const MAX_PROBLEMS: usize = 20;
+
 /// One problem at a place in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Problem {
@@ -148,17 +151,22 @@ impl AnsibleInventory {
                     let hosts = match expand_pattern(pattern) {
                         Ok(hosts) => hosts,
                         Err((offset, message)) => {
+                            let hint = if message.contains("host name") {
+                                "a host is a name or address, then `key=value` variables"
+                            } else {
+                                "a range is `[START:END]` or `[START:END:STEP]`, e.g. `compute[01:10]`"
+                            };
                             problems.push(Problem {
                                 line: line_no,
                                 col: pattern_at + offset + 1,
                                 message,
-                                hint: "a range is `[START:END]` or `[START:END:STEP]`, e.g. `compute[01:10]`",
+                                hint,
                             });
                             continue;
                         }
                     };
                     let mut line_vars = BTreeMap::new();
-                    for (at, token) in vars {
+                    for (word, (at, token)) in vars.iter().enumerate() {
                         match token.split_once('=') {
                             Some((key, value)) if valid_var(key) => {
                                 line_vars.insert(key.to_owned(), Value::String(value.to_owned()));
@@ -166,9 +174,11 @@ impl AnsibleInventory {
                             _ => problems.push(Problem {
                                 line: line_no,
                                 col: at + 1,
+                                // The word itself is not shown: a file named by mistake (a
+                                // secrets file) must not have its values echoed.
                                 message: format!(
-                                    "expected `key=value` after the host, found {}",
-                                    userinput::echo::quoted(token)
+                                    "word {} after the host is not `key=value`",
+                                    word + 1
                                 ),
                                 hint: "host variables are `name=value` words, e.g. `ansible_host=10.0.0.5`",
                             }),
@@ -238,21 +248,28 @@ impl AnsibleInventory {
         if problems.is_empty() {
             Ok(inventory)
         } else {
-            Err(Error::Located(
-                problems
-                    .into_iter()
-                    .map(|p| {
-                        format!(
-                            "{}:{}:{}: {}; {}",
-                            path.display(),
-                            p.line,
-                            p.col,
-                            p.message,
-                            p.hint
-                        )
-                    })
-                    .collect(),
-            ))
+            let more = problems.len().saturating_sub(MAX_PROBLEMS);
+            let mut lines: Vec<String> = problems
+                .into_iter()
+                .take(MAX_PROBLEMS)
+                .map(|p| {
+                    format!(
+                        "{}:{}:{}: {}; {}",
+                        path.display(),
+                        p.line,
+                        p.col,
+                        p.message,
+                        p.hint
+                    )
+                })
+                .collect();
+            if more > 0 {
+                lines.push(format!(
+                    "{}: {more} more problems; is it an Ansible inventory?",
+                    path.display()
+                ));
+            }
+            Err(Error::Located(lines))
         }
     }
 
@@ -688,7 +705,10 @@ fn check_host(host: &str) -> Result<(), (usize, String)> {
         .char_indices()
         .find(|(_, c)| !(c.is_ascii_alphanumeric() || "._-:".contains(*c)))
     {
-        Some((at, c)) => Err((at, format!("unexpected {c:?} in a host name"))),
+        Some((at, c)) => Err((
+            at,
+            format!("unexpected {} in a host name", c.escape_default()),
+        )),
         None => Ok(()),
     }
 }

@@ -299,3 +299,23 @@ fn an_inventory_that_is_not_a_deployers_is_refused() {
     .to_string();
     assert!(error.contains("no host in kolla's groups"), "{error}");
 }
+
+#[test]
+fn a_secrets_file_given_as_the_inventory_is_refused_without_echoing_it() {
+    let error = kolla::import(&files("kolla/passwords.yml", None, None), &options())
+        .unwrap_err()
+        .to_string();
+    let secrets = std::fs::read_to_string(fixture("kolla/passwords.yml")).unwrap();
+    for value in secrets
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(_, v)| v.trim()))
+        .filter(|v| v.len() >= 8)
+    {
+        assert!(!error.contains(value), "{error}");
+    }
+    assert!(error.lines().count() <= 21, "{error}");
+    assert!(
+        error.ends_with("more problems; is it an Ansible inventory?"),
+        "{error}"
+    );
+}
