@@ -108,3 +108,43 @@ fn discover_refuses_what_it_cannot_understand_with_exit_2_and_the_location() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn the_tracing_section_discover_writes_validates_in_a_campaign() {
+    let dir = tempfile::tempdir().unwrap();
+    for (layout, inventory) in [
+        ("--kolla", "kolla/multinode"),
+        ("--osa", "osa/openstack_inventory.json"),
+    ] {
+        let passwords = if layout == "--kolla" {
+            "kolla/passwords.yml"
+        } else {
+            "osa/user_secrets.yml"
+        };
+        let out = dir.path().join(&layout[2..]);
+        butterfly()
+            .args(["discover", layout])
+            .arg(fixture(inventory))
+            .arg("--passwords")
+            .arg(fixture(passwords))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(0);
+        let tracing = std::fs::read_to_string(out.join("tracing.yaml")).unwrap();
+        let campaign = out.join("campaign.yaml");
+        std::fs::write(
+            &campaign,
+            format!(
+                "version: 1\nname: traced\ntestbed:\n  inventory: {}\n{tracing}\
+                 experiments:\n  - name: e1\n    fault:\n      kind: process-kill\n    \
+                 target:\n      service: nova-conductor\n    duration: 10s\n",
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("scenarios/examples/testbed-inventory.yaml")
+                    .display()
+            ),
+        )
+        .unwrap();
+        butterfly().arg("validate").arg(&campaign).assert().code(0);
+    }
+}
