@@ -47,6 +47,8 @@ pub enum Command {
     Plan(commands::plan::Args),
     /// Run a campaign: workload, tracing, faults, hypotheses and detector scores, then the report.
     Run(commands::run::Args),
+    /// Build the inventory of a kolla-ansible, OpenStack-Ansible or DevStack cloud.
+    Discover(commands::discover::Args),
     /// Bring the local DevStack-like testbed up or down, check it, or discover a real DevStack.
     Testbed(commands::testbed::Args),
     /// Trace AMQP and REST traffic into execution graphs, or rebuild them from recorded traces.
@@ -77,6 +79,7 @@ fn dispatch(command: Command) -> Result<Exit, CliError> {
         Command::Schema(args) => commands::schema::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Discover(args) => commands::discover::run(args),
         Command::Testbed(args) => commands::testbed::run(args),
         Command::Trace(args) => commands::trace::run(args),
         Command::Faults(args) => commands::faults::run(args),

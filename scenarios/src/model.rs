@@ -205,6 +205,15 @@ pub enum AmqpUrl {
         /// The variable holding the password.
         password_env: Option<String>,
     },
+    /// A URL without password plus the deployer's secrets file and the key holding the password.
+    WithPasswordFile {
+        /// `amqp://user@host:port/vhost`.
+        url: String,
+        /// The secrets file (a YAML mapping of names to secrets).
+        file: PathBuf,
+        /// The key of the password in it.
+        key: String,
+    },
     /// A file holding the complete URL (as `butterfly testbed up` writes it).
     File {
         /// The file.

@@ -267,6 +267,12 @@ pub struct RawAmqp {
     pub password_env: Option<Sp<String>>,
     /// A file holding the whole URL (as `butterfly testbed up` writes `amqp-url`).
     pub url_file: Option<Sp<String>>,
+    /// The deployer's secrets file holding the password for `url` (kolla `passwords.yml`, OSA
+    /// `user_secrets.yml`), as `butterfly discover` writes it into `tracing.yaml`.
+    pub password_file: Option<Sp<String>>,
+    /// The key of the password in `password_file` (`rabbitmq_password`,
+    /// `nova_oslomsg_rpc_password`).
+    pub password_key: Option<Sp<String>>,
     /// Use the RabbitMQ firehose (default true).
     pub firehose: Option<Sp<bool>>,
     /// Exchanges to tap when the firehose is off.

@@ -680,6 +680,15 @@ fn check_cloud(check: &mut Checker<'_>, file: &Path, cloud: &Sp<RawCloud>) -> Op
     }
 }
 
+/// A key of a deployer's secrets file: a YAML name as kolla and OSA write them.
+fn is_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 255
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 fn check_tracing(check: &mut Checker<'_>, file: &Path, tracing: &Sp<RawTracing>) -> Tracing {
     let mut amqp = Vec::new();
     for source in tracing.value.amqp.iter().flatten() {
@@ -719,9 +728,50 @@ fn check_tracing(check: &mut Checker<'_>, file: &Path, tracing: &Sp<RawTracing>)
                     );
                     continue;
                 }
-                AmqpUrl::WithPasswordEnv {
-                    url: text.to_owned(),
-                    password_env: raw.password_env.as_ref().map(|e| e.value.clone()),
+                match (&raw.password_env, &raw.password_file, &raw.password_key) {
+                    (Some(env), Some(_), _) => {
+                        check.error_hint(
+                            env.at,
+                            "give either `password_env` or `password_file`, not both",
+                            "`password_file` names the deployer's secrets file",
+                        );
+                        continue;
+                    }
+                    (_, Some(path), Some(key)) => {
+                        if !is_secret_key(&key.value) {
+                            check.error_hint(
+                                key.at,
+                                format!("invalid secret key {}", quoted(&key.value)),
+                                "a key of the secrets file, e.g. `rabbitmq_password`",
+                            );
+                            continue;
+                        }
+                        AmqpUrl::WithPasswordFile {
+                            url: text.to_owned(),
+                            file: check.path(file, &path.value),
+                            key: key.value.clone(),
+                        }
+                    }
+                    (_, Some(path), None) => {
+                        check.error_hint(
+                            path.at,
+                            "`password_file` needs `password_key`",
+                            "name the key holding the password, e.g. `password_key: rabbitmq_password`",
+                        );
+                        continue;
+                    }
+                    (_, None, Some(key)) => {
+                        check.error_hint(
+                            key.at,
+                            "`password_key` needs `password_file`",
+                            "name the secrets file, e.g. `password_file: /etc/kolla/passwords.yml`",
+                        );
+                        continue;
+                    }
+                    (_, None, None) => AmqpUrl::WithPasswordEnv {
+                        url: text.to_owned(),
+                        password_env: raw.password_env.as_ref().map(|e| e.value.clone()),
+                    },
                 }
             }
             (None, Some(path)) => {
@@ -729,6 +779,13 @@ fn check_tracing(check: &mut Checker<'_>, file: &Path, tracing: &Sp<RawTracing>)
                     check.error(
                         env.at,
                         "`password_env` only applies to `url`; `url_file` holds the whole URL",
+                    );
+                    continue;
+                }
+                if let Some(secret) = raw.password_file.as_ref().or(raw.password_key.as_ref()) {
+                    check.error(
+                        secret.at,
+                        "`password_file` and `password_key` only apply to `url`; `url_file` holds the whole URL",
                     );
                     continue;
                 }

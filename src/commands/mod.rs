@@ -1,6 +1,7 @@
 //! One module per `butterfly` subcommand. Each has an `Args` (clap) and a `run` function.
 
 pub mod diagnose;
+pub mod discover;
 pub mod faults;
 pub mod fingerprint;
 pub mod plan;

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use testbed::discover::{self, DiscoverOptions};
+use testbed::discover;
+
+use super::discover::setup_error;
 use testbed::{Mode, Progress, UpOptions};
 
 use crate::exit::{CliError, Exit};
@@ -94,7 +96,8 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Build the inventory of a real DevStack over SSH (host keys are verified).
+    /// Build the inventory of a real DevStack over SSH (host keys are verified); the same as
+    /// `butterfly discover --ssh`.
     #[command(after_help = DISCOVER_EXAMPLES)]
     Discover {
         /// USER@HOST[,HOST…] (a host may end in :PORT; a later USER@ changes the user).
@@ -201,32 +204,7 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             identity,
             known_hosts,
             out,
-        } => {
-            let targets =
-                discover::parse_targets(&ssh).map_err(|e| CliError::InvalidInput(e.to_string()))?;
-            let found = testbed::discover(&DiscoverOptions {
-                targets,
-                identity,
-                known_hosts,
-            })
-            .map_err(setup_error)?;
-            let yaml = found.inventory.to_yaml().map_err(setup_error)?;
-            match out {
-                Some(dir) => {
-                    write(&dir, "inventory.yaml", &yaml, 0o644)?;
-                    if let Some(url) = &found.amqp_url {
-                        write(&dir, "amqp-url", &format!("{url}\n"), 0o600)?;
-                        println!("amqp-url: {}", discover::redact_url(url));
-                    }
-                    if let Some(clouds) = &found.clouds_yaml {
-                        write(&dir, "clouds.yaml", clouds, 0o600)?;
-                    }
-                    println!("wrote {}", dir.join("inventory.yaml").display());
-                }
-                None => print!("{yaml}"),
-            }
-            Ok(Exit::Pass)
-        }
+        } => super::discover::run_devstack(&ssh, identity, known_hosts, out),
     }
 }
 
@@ -247,22 +225,5 @@ fn print_hosts(record: &testbed::Record) {
             host.address,
             host.role.as_str()
         );
-    }
-}
-
-fn write(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> Result<(), CliError> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&path, text))
-        .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
-        .map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))
-}
-
-/// Maps a testbed error to the CLI's: invalid input exits 2, everything else is a setup error (3).
-fn setup_error(error: testbed::Error) -> CliError {
-    match error {
-        testbed::Error::Invalid(_) => CliError::InvalidInput(error.to_string()),
-        other => CliError::Setup(other.to_string()),
     }
 }

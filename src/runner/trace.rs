@@ -10,8 +10,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use scenarios::model::{AmqpUrl, Campaign, ExecutionPoint, Host};
-use tracer::amqp::{AmqpCapture, CaptureMode, CaptureStats, TraceSwitch};
+use tracer::amqp::{AmqpCapture, CaptureMode, CaptureStats, ClusterSwitch, TraceSwitch};
 use tracer::event::{Event, EventKind, Transaction};
+use tracer::merge::{MERGE_WINDOW, Merge};
 use tracer::oslo::{AmqpRecord, Decoded, Decoder};
 use tracer::pipeline::{Pipeline, Update};
 use tracer::records::RecordSubscription;
@@ -168,7 +169,52 @@ fn read_url_file(path: &Path) -> Result<String, String> {
     Ok(url.to_owned())
 }
 
-/// Puts the password from `password_env` into an AMQP URL's user part.
+/// Reads one secret from a deployer's secrets file (kolla `passwords.yml`, OSA
+/// `user_secrets.yml`: a YAML mapping of names to values) through the bounded reader. Messages
+/// name the file and the key, never a value: the parser's own message could quote the file.
+fn read_secret(path: &Path, key: &str) -> Result<String, String> {
+    let text = userinput::file::read_to_string(path, FileKind::DEPLOYER_SECRETS)
+        .map_err(|e| format!("the AMQP password file: {}", e))?;
+    let secrets: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_saphyr::from_str(&text).map_err(|_| {
+            format!(
+                "the AMQP password file {} is not a YAML mapping of names to secrets",
+                path.display()
+            )
+        })?;
+    match secrets.get(key) {
+        Some(serde_json::Value::String(secret)) if !secret.is_empty() => Ok(secret.clone()),
+        Some(serde_json::Value::Number(secret)) => Ok(secret.to_string()),
+        Some(_) => Err(format!(
+            "`{key}` in the AMQP password file {} is empty or not a string",
+            path.display()
+        )),
+        None => Err(format!(
+            "the AMQP password file {} has no `{key}`",
+            path.display()
+        )),
+    }
+}
+
+/// An AMQP URL with `password` put into its user part (percent-encoded).
+fn with_password(url: &str, password: &str) -> Result<String, String> {
+    let (scheme, rest) = url.split_once("://").ok_or("the AMQP URL has no scheme")?;
+    let (user, host) = rest.split_once('@').ok_or("the AMQP URL names no user")?;
+    let encoded: String = password
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+}
+
+/// The complete AMQP URL of a source: the password from `password_env` or the deployer's secrets
+/// file put into its user part, or the URL file as it is.
 fn resolve_url(url: &AmqpUrl) -> Result<String, String> {
     match url {
         AmqpUrl::File { path } => read_url_file(path),
@@ -178,19 +224,10 @@ fn resolve_url(url: &AmqpUrl) -> Result<String, String> {
             };
             let password = std::env::var(variable)
                 .map_err(|_| format!("the AMQP password variable {variable} is not set"))?;
-            let (scheme, rest) = url.split_once("://").ok_or("the AMQP URL has no scheme")?;
-            let (user, host) = rest.split_once('@').ok_or("the AMQP URL names no user")?;
-            let encoded: String = password
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+            with_password(url, &password)
+        }
+        AmqpUrl::WithPasswordFile { url, file, key } => {
+            with_password(url, &read_secret(file, key)?)
         }
     }
 }
@@ -206,15 +243,32 @@ impl LiveTrace {
         // The first capture tells the live detectors when it loses the broker.
         let (link, broker_link) = watch::channel(None);
         let mut link = Some(link);
-        // The broker's host, to switch the firehose on where it runs.
-        let broker = campaign.testbed.service("rabbitmq").and_then(|service| {
-            campaign
-                .testbed
-                .hosts_of(service)
-                .into_iter()
-                .next()
-                .cloned()
-        });
+        // The broker's hosts, to switch the firehose on where it runs: on every node of a
+        // cluster, since tracing is per node.
+        let broker_hosts: Vec<Host> = campaign
+            .testbed
+            .service("rabbitmq")
+            .map(|service| {
+                campaign
+                    .testbed
+                    .hosts_of(service)
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let broker: Option<Arc<dyn TraceSwitch>> = match broker_hosts.as_slice() {
+            [] => None,
+            [host] => Some(Arc::new(SshRabbitmqctl { host: host.clone() })),
+            hosts => Some(Arc::new(ClusterSwitch::new(
+                hosts
+                    .iter()
+                    .map(|host| {
+                        Arc::new(SshRabbitmqctl { host: host.clone() }) as Arc<dyn TraceSwitch>
+                    })
+                    .collect(),
+            ))),
+        };
         // Subscribed first: a stream that cannot be reached fails the start before the firehose is
         // switched on, and dropping a subscription's stop sender ends its task.
         let (rest_sink, mut rest_records) = mpsc::channel::<ProxyRecord>(16_384);
@@ -228,9 +282,7 @@ impl LiveTrace {
             let url = resolve_url(&source.url)?;
             let mode = if source.firehose {
                 CaptureMode::Firehose {
-                    switch: broker
-                        .clone()
-                        .map(|host| Arc::new(SshRabbitmqctl { host }) as Arc<dyn TraceSwitch>),
+                    switch: broker.clone(),
                 }
             } else {
                 CaptureMode::Tap {
@@ -274,18 +326,31 @@ impl LiveTrace {
             updates_sink
         });
         let (capture_stats, stats) = oneshot::channel::<CaptureStats>();
+        // Several captures (one per vhost) are merged into one stream in time order.
+        let merging = campaign.tracing.amqp.len() > 1;
+        let mut merge = Merge::new(if merging {
+            MERGE_WINDOW
+        } else {
+            std::time::Duration::ZERO
+        });
         let processor = tokio::spawn(async move {
             let mut decoder = Decoder::new();
             let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+            let mut release = tokio::time::interval(MERGE_WINDOW / 4);
             let (mut amqp_open, mut rest_open) = (true, true);
             while amqp_open || rest_open {
+                let mut ready = Vec::new();
                 tokio::select! {
                     record = records.recv(), if amqp_open => {
-                        let Some(record) = record else { amqp_open = false; continue };
-                        if let Decoded::Event(event) = decoder.decode(&record) {
-                            announce(&feed, &event);
+                        match record {
+                            Some(record) => merge.push(record),
+                            None => amqp_open = false,
                         }
-                        pipeline.push_amqp(&record).map_err(|e| e.to_string())?;
+                        let now = if amqp_open { jiff::Timestamp::now().as_microsecond() } else { i64::MAX };
+                        ready = merge.ready(now);
+                    }
+                    _ = release.tick(), if merging && merge.held() > 0 => {
+                        ready = merge.ready(jiff::Timestamp::now().as_microsecond());
                     }
                     record = rest_records.recv(), if rest_open => {
                         match record {
@@ -298,7 +363,19 @@ impl LiveTrace {
                         pipeline.tick(jiff::Timestamp::now().as_microsecond()).map_err(|e| e.to_string())?;
                     }
                 }
+                for record in ready {
+                    if let Decoded::Event(event) = decoder.decode(&record) {
+                        announce(&feed, &event);
+                    }
+                    pipeline.push_amqp(&record).map_err(|e| e.to_string())?;
+                }
                 forward_updates(&mut pipeline, updates_sink.as_ref());
+            }
+            if merge.late() > 0 {
+                tracing::warn!(
+                    late = merge.late(),
+                    "AMQP records arrived later than the merge window; the trace is not strictly in time order there"
+                );
             }
             // The captures have ended (the records channel closed); their counts follow.
             if let Ok(stats) = stats.await {
@@ -779,6 +856,47 @@ mod tests {
         assert!(reconnected.borrow_and_update().is_some());
         let _ = stop.send(());
         follower.await.unwrap();
+    }
+
+    #[test]
+    fn the_password_comes_from_the_deployers_secrets_file_and_is_never_shown() {
+        let secrets = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testbed/tests/fixtures/kolla/passwords.yml");
+        let text = std::fs::read_to_string(&secrets).unwrap();
+        let password = text
+            .lines()
+            .find_map(|l| l.strip_prefix("rabbitmq_password: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let url = resolve_url(&AmqpUrl::WithPasswordFile {
+            url: "amqp://openstack@control01:5672/%2f".into(),
+            file: secrets.clone(),
+            key: "rabbitmq_password".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            url,
+            format!("amqp://openstack:{password}@control01:5672/%2f")
+        );
+        let error = resolve_url(&AmqpUrl::WithPasswordFile {
+            url: "amqp://openstack@control01:5672/%2f".into(),
+            file: secrets,
+            key: "no_such_password".into(),
+        })
+        .unwrap_err();
+        assert!(error.ends_with("has no `no_such_password`"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("passwords.yml");
+        std::fs::write(&broken, "rabbitmq_password: [hunter2\n").unwrap();
+        let error = resolve_url(&AmqpUrl::WithPasswordFile {
+            url: "amqp://u@h/".into(),
+            file: broken,
+            key: "rabbitmq_password".into(),
+        })
+        .unwrap_err();
+        assert!(error.contains("is not a YAML mapping"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]

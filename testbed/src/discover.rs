@@ -293,13 +293,13 @@ pub fn build_inventory(
             .copied()
             .filter(|p| !INTERNAL_PORTS.contains(p))
             .collect();
-        services.push(InventoryService {
-            name: service.name.to_owned(),
-            unit: service.unit.to_owned(),
-            process: service.process.map(str::to_owned),
-            roles: vec![service.role.as_str().to_owned()],
-            ports: ports.into_iter().collect(),
-        });
+        services.push(InventoryService::unit(
+            service.name,
+            service.unit,
+            service.process,
+            vec![service.role.as_str().to_owned()],
+            ports.into_iter().collect(),
+        ));
     }
     Inventory {
         version: VERSION,

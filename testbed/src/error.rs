@@ -20,6 +20,10 @@ pub enum Error {
         /// What went wrong, with the last lines of the relevant log.
         detail: String,
     },
+    /// An input file (an Ansible inventory, a deployer's YAML) holds what cannot be understood:
+    /// one `file:line:col: message; hint` per problem, all of them.
+    #[error("{}", .0.join("\n"))]
+    Located(Vec<String>),
     /// The testbed is not healthy; each entry names a failing part.
     #[error("testbed unhealthy: {}", .0.join("; "))]
     Unhealthy(Vec<String>),

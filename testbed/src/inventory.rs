@@ -53,21 +53,83 @@ pub struct SshAccess {
     pub sudo: bool,
 }
 
-/// One service.
+/// One service. It runs as exactly one of: a systemd `unit` on its hosts (DevStack), a
+/// `container` of a container engine (kolla-ansible), or a unit inside an `lxc` container on each
+/// of its hosts (OpenStack-Ansible).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryService {
     /// Canonical name (`nova-conductor`, …).
     pub name: String,
     /// The systemd unit (`devstack@n-cond`).
-    pub unit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The container it runs in (kolla-ansible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRuntime>,
+    /// The LXC containers it runs in, one per physical host (OpenStack-Ansible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lxc: Option<LxcRuntime>,
     /// Exact process name (comm), when it identifies the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
     /// Roles of the hosts it runs on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Names of the hosts it runs on (instead of, or besides, roles).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
     /// TCP ports it listens on.
     pub ports: Vec<u16>,
+    /// Its RabbitMQ vhost, when it is not the broker's `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost: Option<String>,
+}
+
+/// A service in a container of a container engine, with host networking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerRuntime {
+    /// `docker` or `podman`.
+    pub engine: String,
+    /// The container's name (`nova_conductor`).
+    pub name: String,
+    /// The systemd unit supervising it (`kolla-nova_conductor-container.service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+/// A service as a systemd unit inside LXC containers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LxcRuntime {
+    /// The unit inside the container (`nova-conductor`).
+    pub unit: String,
+    /// Physical host (inventory host name) -> the LXC container on it.
+    pub containers: std::collections::BTreeMap<String, String>,
+}
+
+impl InventoryService {
+    /// A service run by a systemd unit on the hosts of `roles`.
+    pub fn unit(
+        name: &str,
+        unit: &str,
+        process: Option<&str>,
+        roles: Vec<String>,
+        ports: Vec<u16>,
+    ) -> Self {
+        InventoryService {
+            name: name.to_owned(),
+            unit: Some(unit.to_owned()),
+            container: None,
+            lxc: None,
+            process: process.map(str::to_owned),
+            roles,
+            hosts: Vec::new(),
+            ports,
+            vhost: None,
+        }
+    }
 }
 
 /// A service the framework knows by a canonical name.
@@ -239,13 +301,13 @@ pub fn generate(topology: &Topology, ssh: &SshDefaults, services: ServiceSet) ->
 
 /// The inventory entry of a canonical service, with the given ports.
 pub(crate) fn service_entry(service: &CanonicalService) -> InventoryService {
-    InventoryService {
-        name: service.name.to_owned(),
-        unit: service.unit.to_owned(),
-        process: service.process.map(str::to_owned),
-        roles: vec![service.role.as_str().to_owned()],
-        ports: service.ports.to_vec(),
-    }
+    InventoryService::unit(
+        service.name,
+        service.unit,
+        service.process,
+        vec![service.role.as_str().to_owned()],
+        service.ports.to_vec(),
+    )
 }
 
 impl Inventory {

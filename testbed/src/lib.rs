@@ -8,18 +8,22 @@
 //!   config with the hosts' real keys, and the tracer's AMQP URL.
 //! * [`status`] checks health ([`health`]); [`down`] removes everything and proves it with a
 //!   residue scan ([`residue`]).
-//! * [`discover()`] builds an [`inventory::Inventory`] from a real DevStack over SSH.
+//! * [`discover()`] builds an [`inventory::Inventory`] from a real DevStack over SSH;
+//!   [`import`] builds it from a kolla-ansible or OpenStack-Ansible deployment's own files (their
+//!   Ansible inventory, parsed by [`ansible`], and variables), without logging in.
 //!
 //! Data flows out of this crate as files in the state directory ([`topology::StateDir`]); the
 //! runner reads the inventory and hands it to the injector and the tracer.
 #![warn(missing_docs)]
 
+pub mod ansible;
 pub mod assets;
 pub mod discover;
 mod error;
 pub mod health;
 mod hosts;
 pub mod image;
+pub mod import;
 pub mod inventory;
 pub mod openstack;
 pub mod progress;

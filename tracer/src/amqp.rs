@@ -101,6 +101,70 @@ impl TraceSwitch for RabbitmqctlSwitch {
     }
 }
 
+/// Switches the firehose on every node of a RabbitMQ cluster. Tracing is a per-node, per-vhost
+/// setting: a message is copied to `amq.rabbitmq.trace` only by the node it passes through, so a
+/// cluster's traffic is seen whole only with tracing on at every node. The copies are routed
+/// cluster-wide, so one capture queue per vhost still receives them all.
+pub struct ClusterSwitch {
+    nodes: Vec<Arc<dyn TraceSwitch>>,
+    /// Per vhost, the nodes this switch turned tracing on at (and so turns off again).
+    switched: std::sync::Mutex<std::collections::BTreeMap<String, Vec<usize>>>,
+}
+
+impl ClusterSwitch {
+    /// A switch over one switch per node.
+    pub fn new(nodes: Vec<Arc<dyn TraceSwitch>>) -> ClusterSwitch {
+        ClusterSwitch {
+            nodes,
+            switched: std::sync::Mutex::default(),
+        }
+    }
+
+    fn switched(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Vec<usize>>> {
+        // A panic elsewhere cannot leave the map half-written: each update is one insert/remove.
+        self.switched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl TraceSwitch for ClusterSwitch {
+    fn enable(&self, vhost: &str) -> Result<bool> {
+        let mut on = Vec::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            match node.enable(vhost) {
+                Ok(true) => on.push(index),
+                Ok(false) => {}
+                Err(error) => {
+                    // All or nothing: a half-traced cluster would silently miss messages.
+                    for index in on {
+                        let _ = self.nodes[index].disable(vhost);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        let any = !on.is_empty();
+        if any {
+            self.switched().insert(vhost.to_owned(), on);
+        }
+        Ok(any)
+    }
+
+    fn disable(&self, vhost: &str) -> Result<()> {
+        let on = self.switched().remove(vhost).unwrap_or_default();
+        let mut first_error = None;
+        for index in on {
+            if let Err(error) = self.nodes[index].disable(vhost) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
 /// Switches the firehose off on drop when this capture switched it on.
 struct SwitchGuard {
     switch: Arc<dyn TraceSwitch>,
@@ -553,6 +617,68 @@ mod tests {
     use lapin::types::{FieldArray, LongString};
 
     use super::*;
+
+    #[test]
+    fn a_cluster_switch_turns_on_every_node_and_off_only_those_it_turned_on() {
+        use std::sync::Mutex;
+        struct Node {
+            on: Mutex<bool>,
+            fails: bool,
+            log: Arc<Mutex<Vec<String>>>,
+            name: &'static str,
+        }
+        impl TraceSwitch for Node {
+            fn enable(&self, vhost: &str) -> Result<bool> {
+                if self.fails {
+                    return Err(Error::Switch(format!("{} is down", self.name)));
+                }
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("on {} {vhost}", self.name));
+                Ok(!std::mem::replace(&mut *self.on.lock().unwrap(), true))
+            }
+            fn disable(&self, vhost: &str) -> Result<()> {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("off {} {vhost}", self.name));
+                *self.on.lock().unwrap() = false;
+                Ok(())
+            }
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let node = |name, on, fails| {
+            Arc::new(Node {
+                on: Mutex::new(on),
+                fails,
+                log: log.clone(),
+                name,
+            }) as Arc<dyn TraceSwitch>
+        };
+        // rabbit2 was already tracing (someone else's): it is left on.
+        let cluster = ClusterSwitch::new(vec![
+            node("rabbit1", false, false),
+            node("rabbit2", true, false),
+        ]);
+        assert!(cluster.enable("/").unwrap());
+        cluster.disable("/").unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["on rabbit1 /", "on rabbit2 /", "off rabbit1 /"]
+        );
+        log.lock().unwrap().clear();
+        let cluster = ClusterSwitch::new(vec![
+            node("rabbit1", false, false),
+            node("rabbit3", false, true),
+        ]);
+        let error = cluster.enable("nova").unwrap_err().to_string();
+        assert!(error.contains("rabbit3 is down"), "{error}");
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["on rabbit1 nova", "off rabbit1 nova"]
+        );
+    }
 
     #[test]
     fn vhosts_are_read_from_urls() {

@@ -9,7 +9,9 @@
 //! * [`oslo`]: AMQP records and the oslo.messaging decoder; [`services`]: canonical names.
 //! * [`rest`]: REST records and path templates; [`proxy`]: the recording reverse proxy;
 //!   [`records`]: the proxy's live record stream (JSON Lines over TCP) and its subscriber.
-//! * [`amqp`]: live capture from the firehose or tap queues, and the [`amqp::TraceSwitch`].
+//! * [`amqp`]: live capture from the firehose or tap queues, and the [`amqp::TraceSwitch`]
+//!   (per node: [`amqp::ClusterSwitch`] covers a cluster); [`merge`]: several captures (one per
+//!   vhost) merged into one stream in time order.
 //! * [`stitch`]: streaming stitching into transactions; [`graph`]: petgraph and DOT.
 //! * [`pipeline`]: numbering, stitching and writing a trace directory; [`import`]: reading
 //!   traces back (own format, recorded captures, OSProfiler, Zipkin v1/v2, Jaeger and OTLP spans).
@@ -20,6 +22,7 @@ pub mod amqp;
 pub mod event;
 pub mod graph;
 pub mod import;
+pub mod merge;
 pub mod oslo;
 pub mod pipeline;
 #[cfg(feature = "capture")]

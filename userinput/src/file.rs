@@ -61,8 +61,15 @@ impl FileKind {
     /// A testbed state file (pids, addresses, generated secrets).
     pub const TESTBED_STATE: FileKind = FileKind::whole("a testbed state file", MIB);
 
+    /// A deployer's variables file (kolla `globals.yml`, OSA `user_variables.yml`): kolla ships
+    /// a 32 KiB one, mostly comments.
+    pub const DEPLOYER_VARS: FileKind = FileKind::whole("a deployer's variables file", 4 * MIB);
+    /// A deployer's secrets file (kolla `passwords.yml`, OSA `user_secrets.yml`): a few hundred
+    /// keys, some holding SSH keys.
+    pub const DEPLOYER_SECRETS: FileKind = FileKind::whole("a deployer's secrets file", MIB);
+
     /// Every kind, for documentation and tests.
-    pub const ALL: [FileKind; 10] = [
+    pub const ALL: [FileKind; 12] = [
         FileKind::CAMPAIGN,
         FileKind::INVENTORY,
         FileKind::CLOUDS_YAML,
@@ -73,6 +80,8 @@ impl FileKind {
         FileKind::ALARMS,
         FileKind::WORKLOAD_RECORDS,
         FileKind::TESTBED_STATE,
+        FileKind::DEPLOYER_VARS,
+        FileKind::DEPLOYER_SECRETS,
     ];
 
     /// A kind read whole, whose one line may be as long as the file.
