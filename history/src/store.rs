@@ -192,18 +192,17 @@ pub enum Location {
 impl Location {
     /// `postgres://…`/`postgresql://…`, `sqlite:PATH`, or a plain path to a SQLite file.
     pub fn parse(text: &str) -> Result<Location, Error> {
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Ok(Location::Postgres(text.to_owned()));
-        }
-        let path = text.strip_prefix("sqlite:").unwrap_or(text);
-        if path.is_empty() || text.contains("://") {
-            return Err(Error::Location(format!(
+        match scenarios::history::parse(text) {
+            Some(scenarios::history::HistoryAt::Postgres(url)) => Ok(Location::Postgres(url)),
+            Some(scenarios::history::HistoryAt::Sqlite(path)) => {
+                Ok(Location::Sqlite(PathBuf::from(path)))
+            }
+            None => Err(Error::Location(format!(
                 "history {} is neither a SQLite file (a path or `sqlite:PATH`) nor a \
                  `postgres://` URL",
                 userinput::echo::redact_url(text)
-            )));
+            ))),
         }
-        Ok(Location::Sqlite(PathBuf::from(path)))
     }
 
     /// The default history of a runs directory: `DIR/history.sqlite`.

@@ -2326,23 +2326,23 @@ fn check_history(
     let Some(history) = history else {
         return Some(None);
     };
-    let text = history.value.trim();
-    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-        return Some(Some(text.to_owned()));
+    match crate::history::parse(&history.value) {
+        Some(crate::history::HistoryAt::Postgres(url)) => Some(Some(url)),
+        Some(crate::history::HistoryAt::Sqlite(path)) => {
+            Some(Some(check.path(file, &path).display().to_string()))
+        }
+        None => {
+            check.error_hint(
+                history.at,
+                format!(
+                    "output.history {} is neither a SQLite file nor a PostgreSQL URL",
+                    quoted(&userinput::echo::redact_url(history.value.trim()))
+                ),
+                "write a path (`runs/history.sqlite`), `sqlite:PATH` or `postgres://user@host/db`",
+            );
+            None
+        }
     }
-    let path = text.strip_prefix("sqlite:").unwrap_or(text);
-    if path.is_empty() || text.contains("://") {
-        check.error_hint(
-            history.at,
-            format!(
-                "output.history {} is neither a SQLite file nor a PostgreSQL URL",
-                quoted(&userinput::echo::redact_url(text))
-            ),
-            "write a path (`runs/history.sqlite`), `sqlite:PATH` or `postgres://user@host/db`",
-        );
-        return None;
-    }
-    Some(Some(check.path(file, path).display().to_string()))
 }
 
 /// `output.labels`: every key and value by the label rule, all problems reported.
