@@ -27,7 +27,12 @@ fn trends(dir: &Path, experiment: Option<&str>) -> Trends {
             .unwrap();
     }
     store
-        .record(&common::report("recorded-boot-storm"), &Default::default(), None, common::now())
+        .record(
+            &common::report("recorded-boot-storm"),
+            &Default::default(),
+            None,
+            common::now(),
+        )
         .unwrap();
     let filter = Filter {
         campaign: Some("nova-resilience".into()),
@@ -57,8 +62,15 @@ fn the_trends_page_has_a_plot_per_experiment_and_figure() {
     let dir = tempfile::tempdir().unwrap();
     let trends = trends(dir.path(), Some("kill-nova-conductor"));
     let html = trends.to_html("Butterfly trends: nova-resilience");
-    assert!(html.contains("in order of label <code>release</code>, left to right: 2024.2, 2025.1, 2025.2"));
-    assert!(!html.contains("http://") && !html.contains("https://"), "self-contained");
+    assert!(
+        html.contains(
+            "in order of label <code>release</code>, left to right: 2024.2, 2025.1, 2025.2"
+        )
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained"
+    );
     insta::assert_snapshot!(outline(&html));
 }
 
@@ -73,14 +85,30 @@ fn the_trends_page_renders_in_headless_chromium() {
     let page = dir.path().join("trends.html");
     std::fs::write(&page, trends.to_html("Butterfly trends")).unwrap();
     let dom = chromium::run_chromium(&binary, &page, &["--dump-dom".to_owned()]);
-    assert!(dom.console.is_empty(), "console messages: {:#?}", dom.console);
+    assert!(
+        dom.console.is_empty(),
+        "console messages: {:#?}",
+        dom.console
+    );
     let plots: usize = trends.series.values().map(|f| f.len()).sum();
     assert!(plots > 50, "{plots} plots");
-    let svgs: Vec<&str> = dom.stdout.split("<svg class=\"trend-plot\"").skip(1).collect();
-    assert_eq!(svgs.len(), plots, "one plot per experiment and figure in the rendered DOM");
+    let svgs: Vec<&str> = dom
+        .stdout
+        .split("<svg class=\"trend-plot\"")
+        .skip(1)
+        .collect();
+    assert_eq!(
+        svgs.len(),
+        plots,
+        "one plot per experiment and figure in the rendered DOM"
+    );
     for svg in &svgs {
         let svg = &svg[..svg.find("</svg>").expect("closed svg")];
-        assert_eq!(svg.matches("<circle class=\"point\"").count(), 3, "a point per run");
+        assert_eq!(
+            svg.matches("<circle class=\"point\"").count(),
+            3,
+            "a point per run"
+        );
         let names: Vec<&str> = svg
             .split("<text class=\"run\"")
             .skip(1)
@@ -98,7 +126,11 @@ fn the_trends_page_renders_in_headless_chromium() {
             "--window-size=1280,2400".to_owned(),
         ],
     );
-    assert!(shot.console.is_empty(), "console messages: {:#?}", shot.console);
+    assert!(
+        shot.console.is_empty(),
+        "console messages: {:#?}",
+        shot.console
+    );
     let png = std::fs::read(&screenshot).expect("chromium wrote the screenshot");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 30_000, "blank page? {} bytes", png.len());

@@ -232,7 +232,13 @@ fn render(store: &mut Store, command: &HistoryCommand) -> Result<String, CliErro
             let runs = store.runs(&filters.filter()?).map_err(setup)?;
             Ok(list(&runs))
         }
-        HistoryCommand::Show { run } => Ok(show(&store.show(run).map_err(setup)?)),
+        HistoryCommand::Show { run } => match store.show(run) {
+            Ok(detail) => Ok(show(&detail)),
+            Err(error @ history::Error::NoSuchRun(_)) => {
+                Err(CliError::InvalidInput(error.to_string()))
+            }
+            Err(error) => Err(setup(error)),
+        },
         HistoryCommand::Trends(filters) => Ok(filters.trends(store)?.to_text()),
         HistoryCommand::Import { .. } => unreachable!("imports are not rendered"),
     }

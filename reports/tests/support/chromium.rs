@@ -67,4 +67,3 @@ pub fn run_chromium(binary: &Path, page: &Path, mode: &[String]) -> Run {
             .collect(),
     }
 }
-
