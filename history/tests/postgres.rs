@@ -126,3 +126,83 @@ fn two_writers_migrating_and_recording_at_once_both_land() {
         assert_eq!(figures.len(), expected, "{id} is complete");
     }
 }
+
+/// The SQL of the Grafana dashboard's run-history panels (and its `campaign` variable) runs
+/// against a real history and returns rows, with Grafana's macros expanded as Grafana would.
+#[test]
+fn the_dashboard_history_panels_query_a_real_history() {
+    let db = Database::new();
+    let mut store = Store::open(&db.location).unwrap();
+    for name in ["recorded-boot-storm", "recorded-boot-storm-rerun"] {
+        store
+            .record(&common::report(name), &common::labels(&[("build", "4f2c1a9")]), None, common::now())
+            .unwrap();
+    }
+    drop(store);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/grafana.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            if let Some(sql) = target["rawSql"].as_str() {
+                queries.push((panel["title"].as_str().unwrap().to_owned(), sql.to_owned()));
+            }
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if variable["datasource"]["type"] == "grafana-postgresql-datasource" {
+            queries.push((
+                format!("variable {}", variable["name"]),
+                variable["definition"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    assert!(queries.len() >= 7, "{queries:?}");
+    let time_filter = expand_time_filter();
+    let Location::Postgres(url) = &db.location else {
+        unreachable!()
+    };
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    for (title, sql) in queries {
+        let sql = time_filter(&sql).replace("$campaign", "'boot-storm'");
+        let rows = client
+            .query(sql.as_str(), &[])
+            .unwrap_or_else(|e| panic!("{title}: {e}\n{sql}"));
+        assert!(!rows.is_empty(), "{title} returns no rows:\n{sql}");
+    }
+}
+
+/// Expands `$__timeFilter(EXPR)` to a range of the last 10 years, as Grafana's PostgreSQL
+/// source does for the panel's time range.
+fn expand_time_filter() -> impl Fn(&str) -> String {
+    |sql: &str| {
+        let mut out = String::new();
+        let mut rest = sql;
+        while let Some(start) = rest.find("$__timeFilter(") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + "$__timeFilter(".len()..];
+            // The argument ends at the parenthesis that closes the macro.
+            let mut depth = 1;
+            let end = after
+                .char_indices()
+                .find(|(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(i, _)| i)
+                .expect("a closed macro");
+            let expr = &after[..end];
+            out.push_str(&format!(
+                "{expr} BETWEEN '2020-01-01T00:00:00Z' AND '2030-01-01T00:00:00Z'"
+            ));
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
