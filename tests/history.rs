@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -75,47 +74,8 @@ fn figures_per_run() -> usize {
     history::figures::of_report(&reports::read_run(&fixture("recorded-boot-storm")).unwrap()).len()
 }
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// A PostgreSQL database of its own, dropped when it goes.
-struct Database {
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn new() -> Database {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "butterfly_cli_history_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut admin = postgres::Client::connect(&format!("{SERVER}/postgres"), postgres::NoTls)
-            .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/setup)");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let url = format!("{SERVER}/{name}");
-        Database { name, url }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut admin) =
-            postgres::Client::connect(&format!("{SERVER}/postgres"), postgres::NoTls)
-        {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
+#[path = "../history/tests/common/pg.rs"]
+mod pg;
 
 /// Two `history import` processes over overlapping run directories, started together.
 fn two_importers_at_once(history: &str) {
@@ -197,7 +157,7 @@ fn two_importers_at_once_on_sqlite_both_land() {
 
 #[test]
 fn two_importers_at_once_on_postgres_both_land() {
-    let db = Database::new();
+    let db = pg::Database::new("butterfly_cli_history");
     two_importers_at_once(&db.url);
 }
 
@@ -210,7 +170,7 @@ fn a_killed_importer_leaves_sqlite_consistent() {
 
 #[test]
 fn a_killed_importer_leaves_postgres_consistent() {
-    let db = Database::new();
+    let db = pg::Database::new("butterfly_cli_history");
     a_killed_importer(&db.url);
 }
 

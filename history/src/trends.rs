@@ -273,20 +273,7 @@ fn short(name: &str) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use reports::html::esc as escape;
 
 const STYLE: &str = "<style>
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #1d2330; }

@@ -3,52 +3,23 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
+use history::Store;
 use history::store::Location;
-use history::{Filter, Labels, Store};
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+#[path = "common/pg.rs"]
+mod pg;
 
-/// A database of its own for one test, dropped (with any connection left) when it goes.
+/// A database of its own and its location.
 struct Database {
-    name: String,
+    _db: pg::Database,
     location: Location,
 }
 
 impl Database {
     fn new() -> Database {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "butterfly_history_test_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut admin = postgres::Client::connect(&format!("{SERVER}/postgres"), postgres::NoTls)
-            .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/setup)");
-        // One statement each: PostgreSQL runs a multi-statement batch as one transaction, and
-        // CREATE DATABASE cannot run in one.
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let location = Location::parse(&format!("{SERVER}/{name}")).unwrap();
-        Database { name, location }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut admin) =
-            postgres::Client::connect(&format!("{SERVER}/postgres"), postgres::NoTls)
-        {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+        let db = pg::Database::new("butterfly_history_test");
+        let location = Location::parse(&db.url).unwrap();
+        Database { _db: db, location }
     }
 }
 
@@ -84,47 +55,8 @@ fn an_older_schema_is_migrated_in_place() {
 
 #[test]
 fn two_writers_migrating_and_recording_at_once_both_land() {
-    let db = Database::new();
-    let base = common::report("recorded-boot-storm");
     // Both open a database with no schema yet: the migration lock makes one create it.
-    let writers: Vec<_> = (0..2)
-        .map(|w| {
-            let location = db.location.clone();
-            let base = base.clone();
-            std::thread::spawn(move || {
-                let mut store = Store::open(&location).unwrap();
-                for n in 0..10 {
-                    store
-                        .record(
-                            &common::variant(&base, n, i64::from(n), 1.0),
-                            &Labels::new(),
-                            None,
-                            common::now(),
-                        )
-                        .unwrap();
-                    store
-                        .record(
-                            &common::variant(&base, 100 + w * 100 + n, 0, 1.0),
-                            &Labels::new(),
-                            None,
-                            common::now(),
-                        )
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
-    let mut store = Store::open(&db.location).unwrap();
-    let runs = store.runs(&Filter::default()).unwrap();
-    assert_eq!(runs.len(), 30, "10 shared runs once, 10 of each writer");
-    let expected = history::figures::of_report(&base).len();
-    let ids: Vec<String> = runs.into_iter().map(|r| r.run_id).collect();
-    for (id, figures) in store.figures(&ids).unwrap() {
-        assert_eq!(figures.len(), expected, "{id} is complete");
-    }
+    common::two_writers_recording_at_once_both_land(&Database::new().location);
 }
 
 /// The SQL of the Grafana dashboard's run-history panels (and its `campaign` variable) runs
@@ -135,7 +67,12 @@ fn the_dashboard_history_panels_query_a_real_history() {
     let mut store = Store::open(&db.location).unwrap();
     for name in ["recorded-boot-storm", "recorded-boot-storm-rerun"] {
         store
-            .record(&common::report(name), &common::labels(&[("build", "4f2c1a9")]), None, common::now())
+            .record(
+                &common::report(name),
+                &common::labels(&[("build", "4f2c1a9")]),
+                None,
+                common::now(),
+            )
             .unwrap();
     }
     drop(store);

@@ -95,47 +95,7 @@ fn the_location_is_a_path_a_sqlite_url_or_a_postgres_url() {
 #[test]
 fn two_writers_recording_at_once_both_land() {
     let (_dir, location) = fresh();
-    drop(Store::open(&location).unwrap());
-    let base = common::report("recorded-boot-storm");
-    let writers: Vec<_> = (0..2)
-        .map(|w| {
-            let location = location.clone();
-            let base = base.clone();
-            std::thread::spawn(move || {
-                let mut store = Store::open(&location).unwrap();
-                // Both writers record runs 0..10; writer-specific runs too.
-                for n in 0..10 {
-                    store
-                        .record(
-                            &common::variant(&base, n, i64::from(n), 1.0),
-                            &Labels::new(),
-                            None,
-                            common::now(),
-                        )
-                        .unwrap();
-                    store
-                        .record(
-                            &common::variant(&base, 100 + w * 100 + n, 0, 1.0),
-                            &Labels::new(),
-                            None,
-                            common::now(),
-                        )
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
-    let mut store = Store::open(&location).unwrap();
-    let runs = store.runs(&Filter::default()).unwrap();
-    assert_eq!(runs.len(), 30, "10 shared runs once, 10 of each writer");
-    let expected = history::figures::of_report(&base).len();
-    let ids: Vec<String> = runs.into_iter().map(|r| r.run_id).collect();
-    for (id, figures) in store.figures(&ids).unwrap() {
-        assert_eq!(figures.len(), expected, "{id} is complete");
-    }
+    common::two_writers_recording_at_once_both_land(&location);
 }
 
 proptest! {

@@ -283,3 +283,36 @@ pub fn an_older_schema_is_migrated_in_place(location: &Location) {
         .unwrap();
     assert_eq!(store.runs(&Filter::default()).unwrap().len(), 2);
 }
+
+/// Two threads, each with its own connection, record 10 shared runs and 10 of their own.
+pub fn two_writers_recording_at_once_both_land(location: &Location) {
+    let base = report("recorded-boot-storm");
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let location = location.clone();
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let mut store = Store::open(&location).unwrap();
+                for n in 0..10 {
+                    for run in [
+                        variant(&base, n, i64::from(n), 1.0),
+                        variant(&base, 100 + w * 100 + n, 0, 1.0),
+                    ] {
+                        store.record(&run, &Labels::new(), None, now()).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut store = Store::open(location).unwrap();
+    let runs = store.runs(&Filter::default()).unwrap();
+    assert_eq!(runs.len(), 30, "10 shared runs once, 10 of each writer");
+    let expected = history::figures::of_report(&base).len();
+    let ids: Vec<String> = runs.into_iter().map(|r| r.run_id).collect();
+    for (id, figures) in store.figures(&ids).unwrap() {
+        assert_eq!(figures.len(), expected, "{id} is complete");
+    }
+}
