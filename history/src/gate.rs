@@ -1,5 +1,7 @@
 //! The `regression-vs:last=N,label=K=V` gate: the run against the spread of the last N
-//! comparable runs in the history (same campaign, the rule's labels, started before it).
+//! comparable runs in the history (same campaign, the rule's labels, started before it, and
+//! completed: an aborted or interrupted run's figures say how far it got, not how the cloud
+//! behaves).
 
 use reports::model::Report;
 
@@ -31,6 +33,7 @@ pub fn regression_vs(
         last: Some(last),
         before_us: Some(report.started_at.as_microsecond()),
         except_run: Some(report.run_id.clone()),
+        completed_only: true,
     };
     let compared: Vec<String> = store.runs(&filter)?.into_iter().map(|r| r.run_id).collect();
     let earlier: Vec<_> = store.figures(&compared)?.into_values().collect();

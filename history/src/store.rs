@@ -393,6 +393,8 @@ pub struct Filter {
     pub before_us: Option<i64>,
     /// Leave this run out (the run a gate judges).
     pub except_run: Option<String>,
+    /// Only runs that completed (not aborted by a guardrail, not interrupted).
+    pub completed_only: bool,
 }
 
 /// One run as `history list` shows it.
@@ -582,6 +584,9 @@ impl Store {
         if let Some(run) = &filter.except_run {
             sql.push_str(" AND run_id <> ?");
             params.push(Value::text(run));
+        }
+        if filter.completed_only {
+            sql.push_str(" AND outcome = 'completed'");
         }
         sql.push_str(" ORDER BY started_us DESC, run_id DESC");
         if let Some(last) = filter.last {
