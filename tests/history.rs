@@ -105,11 +105,12 @@ fn two_importers_at_once(history: &str) {
     assert_eq!(assert_consistent(&location, figures_per_run()), 30);
 }
 
-/// A `history import` of many runs killed with SIGKILL once some are recorded: what is recorded
-/// is whole, and importing again completes the history.
-fn a_killed_importer(history: &str) {
+/// A `history import` of many runs killed with SIGKILL once some are recorded, at a moment
+/// `writing` saw it inside a write transaction: what is recorded is whole, and importing again
+/// completes the history.
+fn a_killed_importer(history: &str, mut writing: impl FnMut() -> bool) {
     let dir = tempfile::tempdir().unwrap();
-    let runs = run_dirs(dir.path(), 150, 1.0);
+    let runs = run_dirs(dir.path(), 80, 1.0);
     let location = Location::parse(history).unwrap();
     drop(Store::open(&location).unwrap());
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("butterfly"))
@@ -123,14 +124,18 @@ fn a_killed_importer(history: &str) {
     let mut store = Store::open(&location).unwrap();
     loop {
         let recorded = store.runs(&Filter::default()).unwrap().len();
-        if recorded >= 5 {
+        if recorded >= 5 && writing() {
             break;
         }
-        assert!(Instant::now() < deadline, "the importer recorded nothing");
-        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            Instant::now() < deadline,
+            "the importer was never seen writing"
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
-    drop(store);
+    // Right away: a run's transaction lasts milliseconds, the probe's answer microseconds.
     child.kill().unwrap(); // SIGKILL
+    drop(store);
     let status = child.wait().unwrap();
     assert!(
         !status.success(),
@@ -165,13 +170,37 @@ fn two_importers_at_once_on_postgres_both_land() {
 fn a_killed_importer_leaves_sqlite_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let history = dir.path().join("history.sqlite");
-    a_killed_importer(history.to_str().unwrap());
+    drop(Store::open(&Location::Sqlite(history.clone())).unwrap());
+    let probe = rusqlite::Connection::open(&history).unwrap();
+    probe.busy_timeout(Duration::ZERO).unwrap();
+    // A writer holds SQLite's write lock from BEGIN IMMEDIATE to COMMIT: while it does, another
+    // BEGIN IMMEDIATE without a busy timeout fails at once.
+    let writing = move || match probe.execute_batch("BEGIN IMMEDIATE") {
+        Ok(()) => {
+            probe.execute_batch("ROLLBACK").unwrap();
+            false
+        }
+        Err(_) => true,
+    };
+    a_killed_importer(history.to_str().unwrap(), writing);
 }
 
 #[test]
 fn a_killed_importer_leaves_postgres_consistent() {
     let db = pg::Database::new("butterfly_cli_history");
-    a_killed_importer(&db.url);
+    let mut probe = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    // Another session in a transaction that has written (it has a transaction id).
+    let writing = move || {
+        let row = probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL",
+                &[],
+            )
+            .unwrap();
+        row.get::<_, i64>(0) > 0
+    };
+    a_killed_importer(&db.url, writing);
 }
 
 #[test]
