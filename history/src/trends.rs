@@ -43,13 +43,7 @@ impl Trends {
     ) -> Result<Trends, Error> {
         let mut runs = store.runs(filter)?;
         if let Some(key) = order_by {
-            // Stable: runs with equal labels stay in start order.
-            runs.sort_by(|a, b| match (a.labels.get(key), b.labels.get(key)) {
-                (Some(x), Some(y)) => x.cmp(y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            });
+            sort_by_label(&mut runs, key);
         }
         let ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
         let figures = store.figures(&ids)?;
@@ -253,6 +247,17 @@ impl Trends {
         svg.push_str("</svg>\n</figure>\n");
         svg
     }
+}
+
+/// Orders runs (given in start order) by the value of label `key`; runs without it go last, and
+/// runs with equal values stay in start order (the sort is stable).
+pub fn sort_by_label(runs: &mut [RunSummary], key: &str) {
+    runs.sort_by(|a, b| match (a.labels.get(key), b.labels.get(key)) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
 }
 
 fn experiment_title(experiment: &str) -> String {

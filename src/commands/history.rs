@@ -65,7 +65,7 @@ pub struct FilterArgs {
     /// Only runs of this campaign.
     #[arg(long, value_name = "NAME")]
     pub campaign: Option<String>,
-    /// Only this experiment's figures (trends).
+    /// Only this experiment's figures (trends only).
     #[arg(long, value_name = "NAME")]
     pub experiment: Option<String>,
     /// Only runs with this label (repeatable; every one must match).
@@ -74,7 +74,7 @@ pub struct FilterArgs {
     /// Only the most recent N matching runs.
     #[arg(long, value_name = "N")]
     pub last: Option<usize>,
-    /// Order runs by this label's value instead of their start time (trends).
+    /// Order runs by this label's value instead of their start time.
     #[arg(long, value_name = "LABEL")]
     pub order_by: Option<String>,
 }
@@ -229,7 +229,18 @@ fn import(store: &mut Store, run_dirs: &[PathBuf], labels: &Labels) -> Result<St
 fn render(store: &mut Store, command: &HistoryCommand) -> Result<String, CliError> {
     match command {
         HistoryCommand::List(filters) => {
-            let runs = store.runs(&filters.filter()?).map_err(setup)?;
+            if filters.experiment.is_some() {
+                return Err(CliError::InvalidInput(
+                    "--experiment selects the figures of `history trends`; `history list` lists \
+                     whole runs"
+                        .into(),
+                ));
+            }
+            let mut runs = store.runs(&filters.filter()?).map_err(setup)?;
+            if let Some(key) = &filters.order_by {
+                scenarios::labels::check_key(key).map_err(CliError::InvalidInput)?;
+                history::trends::sort_by_label(&mut runs, key);
+            }
             Ok(list(&runs))
         }
         HistoryCommand::Show { run } => match store.show(run) {
@@ -445,6 +456,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!(filtered.lines().count(), 2, "{filtered}");
+        let by_release = render(
+            &mut store,
+            &HistoryCommand::List(FilterArgs {
+                order_by: Some("release".into()),
+                ..FilterArgs::default()
+            }),
+        )
+        .unwrap();
+        let ids: Vec<&str> = by_release
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "20261013T094152Z-nova-resilience",
+                "20261120T140211Z-nova-resilience",
+                "boot-storm-20261128T144121Z"
+            ],
+            "2025.1, 2025.2, then the run without a release"
+        );
+        let error = render(
+            &mut store,
+            &HistoryCommand::List(FilterArgs {
+                experiment: Some("kill-nova-conductor".into()),
+                ..FilterArgs::default()
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), 2, "{error}");
     }
 
     #[test]
