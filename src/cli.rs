@@ -63,6 +63,8 @@ pub enum Command {
     Fingerprint(commands::fingerprint::Args),
     /// Diagnose traced transactions against learned fingerprints and write alarms.
     Diagnose(commands::diagnose::Args),
+    /// The run history: list recorded runs, show one, print trends, import run directories.
+    History(commands::history::Args),
     // Further commands are added here, one line each, by the module that implements them.
 }
 
@@ -87,6 +89,7 @@ fn dispatch(command: Command) -> Result<Exit, CliError> {
         Command::Report(args) => commands::report::run(args),
         Command::Fingerprint(args) => commands::fingerprint::run(args),
         Command::Diagnose(args) => commands::diagnose::run(args),
+        Command::History(args) => commands::history::run(args),
     }
 }
 

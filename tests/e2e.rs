@@ -42,8 +42,15 @@ fn campaign(dir: &Path) -> PathBuf {
 /// Runs the CI campaign into `dir`, returns the exit code.
 fn run_campaign(dir: &Path) -> i32 {
     let campaign_dir = tempfile::tempdir().unwrap();
+    // Recorded beside the run directory, where `report RUN_DIR --gate regression-vs` looks.
+    let history = dir
+        .parent()
+        .expect("a run directory has a parent")
+        .join("history.sqlite");
     let status = butterfly()
-        .args(["run", "--run-dir"])
+        .args(["run", "--label", "build=e2e", "--history"])
+        .arg(&history)
+        .arg("--run-dir")
         .arg(dir)
         .arg(campaign(campaign_dir.path()))
         .status()
@@ -205,6 +212,32 @@ fn issue_7_ci_campaign_runs_end_to_end_and_reports_compare() {
     assert!(
         difference.lines().count() > 3,
         "the comparison is empty:\n{difference}"
+    );
+    // Both runs are in the history, and the second is judged against the first.
+    let listed = butterfly()
+        .args(["history", "--history"])
+        .arg(base.path().join("history.sqlite"))
+        .arg("list")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for dir in [&first, &second] {
+        let run_id = reports::read_run(dir).unwrap().run_id;
+        assert!(
+            listed.contains(&run_id),
+            "{run_id} is not recorded:\n{listed}"
+        );
+    }
+    assert!(listed.contains("build=e2e"), "{listed}");
+    let gate = butterfly()
+        .args(["report", "--gate", "regression-vs:last=1"])
+        .arg(&second)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(gate.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&gate.stderr)
     );
     // Keep the runs for CI artifacts when asked.
     if let Some(keep) = std::env::var_os("BUTTERFLY_KEEP_RUNS") {

@@ -17,6 +17,10 @@
 //!   `max-false-alarms-per-hour=N`, `max-time-to-detect=S`: thresholds on the current run's
 //!   detector scores, for every detector or, prefixed with `DETECTOR:`, for one
 //!   (`fingerprint:min-recall=0.9`).
+//! - `regression-vs:last=N,label=K=V,…`: no figure of the run may be worse than the spread of the
+//!   last `N` (default 5) comparable runs in the run history (same campaign, every given label).
+//!   The rule is parsed here with the others; the `history` crate judges it, since it needs the
+//!   history store ([`gate`] refuses it).
 //!
 //! Runs of different campaigns are not comparable: [`unrelated`] says why, and the CLI refuses
 //! them unless told otherwise.
@@ -704,6 +708,46 @@ pub enum GateCheck {
     MaxFalseAlarmsPerHour(f64),
     /// Mean time to detect is at most this many seconds.
     MaxTimeToDetect(f64),
+    /// No figure is worse than the spread of the last `last` comparable runs of the history
+    /// having every one of `labels`.
+    RegressionVs {
+        /// How many earlier runs make the spread.
+        last: usize,
+        /// Labels the earlier runs must have (`release=2025.1`).
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// How many earlier runs `regression-vs` compares with when `last=` is not given.
+pub const DEFAULT_REGRESSION_VS_LAST: usize = 5;
+
+/// Parses the parameters of `regression-vs:last=N,label=K=V,…` (after the colon, possibly empty).
+fn parse_regression_vs(params: &str) -> Result<GateCheck, String> {
+    let mut last = DEFAULT_REGRESSION_VS_LAST;
+    let mut labels = BTreeMap::new();
+    for param in params.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match param.split_once('=') {
+            Some(("last", n)) => {
+                last = n
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| format!("`last={n}` is not a number of runs in 1..=1000"))?;
+            }
+            Some(("label", label)) => {
+                let (key, value) = scenarios::labels::parse(label.trim())?;
+                labels.insert(key, value);
+            }
+            _ => {
+                return Err(format!(
+                    "`{param}` is not `last=N` or `label=KEY=VALUE` \
+                     (e.g. `regression-vs:last=5,label=release=2025.1`)"
+                ));
+            }
+        }
+    }
+    Ok(GateCheck::RegressionVs { last, labels })
 }
 
 /// One `--gate` rule.
@@ -734,6 +778,15 @@ impl std::str::FromStr for GateRule {
             rule: text.to_owned(),
             message,
         };
+        if let Some(params) = text.strip_prefix("regression-vs")
+            && (params.is_empty() || params.starts_with(':'))
+        {
+            return Ok(GateRule {
+                text: text.to_owned(),
+                detector: None,
+                check: parse_regression_vs(params.trim_start_matches(':')).map_err(invalid)?,
+            });
+        }
         let (detector, rest) = match text.split_once(':') {
             Some((detector, rest)) if !detector.is_empty() => (Some(detector.to_owned()), rest),
             Some(_) => return Err(invalid("the detector name before `:` is empty".to_owned())),
@@ -775,7 +828,7 @@ impl std::str::FromStr for GateRule {
                     "expected one of regressions, latency-regressions, success-ratio-drop=R, recovery-increase=S, f1-drop=R, \
                      min-precision=R, min-recall=R, min-f1=R, min-top1=R, min-top3=R, \
                      max-false-alarms-per-hour=N, max-time-to-detect=S (detector thresholds may be \
-                     prefixed with `DETECTOR:`)"
+                     prefixed with `DETECTOR:`), regression-vs:last=N,label=K=V"
                         .to_owned(),
                 ));
             }
@@ -827,6 +880,11 @@ pub fn parse_seconds(value: &str) -> Option<f64> {
 }
 
 impl GateRule {
+    /// Whether the rule compares the run with the run history (the `history` crate judges it).
+    pub fn needs_history(&self) -> bool {
+        matches!(self.check, GateCheck::RegressionVs { .. })
+    }
+
     /// Whether the rule compares two runs.
     pub fn needs_baseline(&self) -> bool {
         matches!(
@@ -854,6 +912,13 @@ pub fn gate(
             rule: rule.text.clone(),
             message,
         };
+        if rule.needs_history() {
+            return Err(Error::InvalidGate {
+                rule: rule.text.clone(),
+                message: "this rule reads the run history; judge it with the history store"
+                    .to_owned(),
+            });
+        }
         if rule.needs_baseline() && comparison.is_none() {
             return Err(Error::InvalidGate {
                 rule: rule.text.clone(),
@@ -1001,6 +1066,9 @@ pub fn gate(
                     failures.push(fail(missing_detector(rule)));
                 }
             }
+            (GateCheck::RegressionVs { .. }, _) => {
+                unreachable!("rules that need the history were rejected above")
+            }
             (_, None) => unreachable!("rules that need a baseline were rejected above"),
         }
     }
@@ -1032,6 +1100,41 @@ mod tests {
             GateCheck::NoRegressions
         );
         assert!("regressions".parse::<GateRule>().unwrap().needs_baseline());
+    }
+
+    #[test]
+    fn regression_vs_rules_parse_with_their_defaults() {
+        let rule: GateRule = "regression-vs:last=3,label=release=2025.1,label=deployer=kolla"
+            .parse()
+            .unwrap();
+        assert!(rule.needs_history() && !rule.needs_baseline());
+        assert_eq!(
+            rule.check,
+            GateCheck::RegressionVs {
+                last: 3,
+                labels: [("deployer", "kolla"), ("release", "2025.1")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            }
+        );
+        assert_eq!(
+            "regression-vs".parse::<GateRule>().unwrap().check,
+            GateCheck::RegressionVs {
+                last: DEFAULT_REGRESSION_VS_LAST,
+                labels: BTreeMap::new()
+            }
+        );
+        for (rule, expected) in [
+            ("regression-vs:last=0", "1..=1000"),
+            ("regression-vs:last=x", "1..=1000"),
+            ("regression-vs:label=release", "KEY=VALUE"),
+            ("regression-vs:label=Bad=x", "a-z"),
+            ("regression-vs:since=3", "is not `last=N`"),
+        ] {
+            let error = rule.parse::<GateRule>().unwrap_err().to_string();
+            assert!(error.contains(expected), "{rule}: {error}");
+        }
     }
 
     #[test]

@@ -478,8 +478,8 @@ fn fault_target(fault: &Fault) -> String {
     }
 }
 
-/// Escapes text for SVG/HTML content and attributes.
-fn esc(text: &str) -> String {
+/// Escapes text for SVG/HTML content and attributes (also the history's trends page).
+pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

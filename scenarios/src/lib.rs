@@ -11,6 +11,8 @@
 
 pub mod diag;
 pub mod fault;
+pub mod history;
+pub mod labels;
 pub mod model;
 pub mod plan;
 pub mod raw;

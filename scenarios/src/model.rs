@@ -553,4 +553,12 @@ pub struct Output {
     pub dir: PathBuf,
     /// Formats to write.
     pub formats: Vec<Format>,
+    /// The run history the run is recorded in, when the campaign names one: a `postgres://` URL
+    /// or a SQLite file (resolved against the campaign's directory). Absent: the default
+    /// `<dir>/history.sqlite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
+    /// Labels the run is recorded with (`release: "2025.1"`), checked by [`crate::labels`].
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }

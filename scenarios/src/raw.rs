@@ -510,4 +510,10 @@ pub struct RawOutput {
     pub dir: Option<Sp<String>>,
     /// Formats: `json`, `junit`, `markdown`, `html` (default all).
     pub formats: Option<Vec<Sp<String>>>,
+    /// Run history each run is recorded in: a SQLite file (a path relative to the campaign, or
+    /// `sqlite:PATH`) or a `postgres://` URL (default `<dir>/history.sqlite`).
+    pub history: Option<Sp<String>>,
+    /// Labels each run is recorded with, e.g. `{release: "2025.1", deployer: kolla}`. Keys are
+    /// `a-z 0-9 _ . -` starting with a letter; quote versions so that YAML keeps them as written.
+    pub labels: Option<Sp<BTreeMap<String, Sp<Scalar>>>>,
 }

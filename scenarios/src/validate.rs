@@ -4,7 +4,7 @@
 //! all problems of a file, not only the first. A section whose own checks failed yields `None`,
 //! and checks that depend on it are skipped rather than reporting follow-up noise.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -2312,6 +2312,8 @@ fn check_output(
         return Some(Output {
             dir: check.path(file, "runs"),
             formats: all,
+            history: None,
+            labels: BTreeMap::new(),
         });
     };
     let dir = check.path(
@@ -2362,8 +2364,67 @@ fn check_output(
             ok.then_some(out)
         }
     };
+    let history = check_history(check, file, output.value.history.as_ref());
+    let labels = check_labels(check, output.value.labels.as_ref());
     Some(Output {
         dir,
         formats: formats?,
+        history: history?,
+        labels: labels?,
     })
+}
+
+/// `output.history`: a `postgres://` URL, `sqlite:PATH` or a path (relative to the campaign).
+fn check_history(
+    check: &mut Checker<'_>,
+    file: &Path,
+    history: Option<&Sp<String>>,
+) -> Option<Option<String>> {
+    let Some(history) = history else {
+        return Some(None);
+    };
+    match crate::history::parse(&history.value) {
+        Some(crate::history::HistoryAt::Postgres(url)) => Some(Some(url)),
+        Some(crate::history::HistoryAt::Sqlite(path)) => {
+            Some(Some(check.path(file, &path).display().to_string()))
+        }
+        None => {
+            check.error_hint(
+                history.at,
+                format!(
+                    "output.history {} is neither a SQLite file nor a PostgreSQL URL",
+                    quoted(&userinput::echo::redact_url(history.value.trim()))
+                ),
+                "write a path (`runs/history.sqlite`), `sqlite:PATH` or `postgres://user@host/db`",
+            );
+            None
+        }
+    }
+}
+
+/// `output.labels`: every key and value by the label rule, all problems reported.
+fn check_labels(
+    check: &mut Checker<'_>,
+    labels: Option<&Sp<BTreeMap<String, Sp<Scalar>>>>,
+) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (key, value) in labels.into_iter().flat_map(|l| &l.value) {
+        let checked = crate::labels::check_key(key)
+            .and_then(|()| crate::labels::check_value(key, &value.value.0));
+        match checked {
+            Ok(()) => {
+                out.insert(key.clone(), value.value.0.clone());
+            }
+            Err(message) => {
+                check.error_hint(
+                    value.at,
+                    format!("output.labels: {message}"),
+                    "e.g. `labels: {release: \"2025.1\", deployer: kolla}`",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
 }

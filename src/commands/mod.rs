@@ -4,6 +4,7 @@ pub mod diagnose;
 pub mod discover;
 pub mod faults;
 pub mod fingerprint;
+pub mod history;
 pub mod plan;
 pub mod recover;
 pub mod report;

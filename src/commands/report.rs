@@ -12,7 +12,9 @@ Examples:
   butterfly report runs/ci-smoke-20261120T140211Z
   butterfly report runs/ci-smoke-20261120T140211Z --gate fingerprint:min-recall=0.9
   butterfly report --compare runs/release-2025.1 runs/ci-smoke-20261120T140211Z \\
-      --gate regressions --gate f1-drop=0.05";
+      --gate regressions --gate f1-drop=0.05
+  butterfly report runs/ci-smoke-20261120T140211Z --gate 'regression-vs:last=5,label=release=2025.1'
+  butterfly report --trends trends.html --campaign ci-smoke --order-by release";
 
 /// Re-render every report format of a run from its report.json, or compare two runs.
 ///
@@ -24,12 +26,27 @@ Examples:
 /// Gate rules (repeatable): regressions, latency-regressions, success-ratio-drop=R, recovery-increase=S, f1-drop=R,
 /// min-precision=R, min-recall=R, min-f1=R, min-top1=R, min-top3=R,
 /// max-false-alarms-per-hour=N, max-time-to-detect=S; detector rules may be limited to one
-/// detector with a `DETECTOR:` prefix.
+/// detector with a `DETECTOR:` prefix. regression-vs:last=N,label=K=V fails when a figure is
+/// worse than the spread of the last N comparable runs in the run history (--history, default
+/// the history.sqlite beside RUN_DIR).
+///
+/// With --trends FILE, writes a self-contained HTML page with one plot per experiment and
+/// figure across the runs of the history that match the filters (no RUN_DIR).
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment, after_help = REPORT_EXAMPLES)]
 pub struct Args {
     /// Run directory holding report.json.
-    pub run_dir: PathBuf,
+    #[arg(required_unless_present = "trends")]
+    pub run_dir: Option<PathBuf>,
+    /// Write the trends page of the run history to this file instead (filters below).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["run_dir", "compare"])]
+    pub trends: Option<PathBuf>,
+    /// Which runs the trends page is about.
+    #[command(flatten)]
+    pub filters: crate::commands::history::FilterArgs,
+    /// The run history (for --trends and regression-vs gates).
+    #[command(flatten)]
+    pub store: crate::commands::history::StoreArg,
     /// Baseline run directory to compare RUN_DIR against.
     #[arg(long, value_name = "BASELINE_RUN")]
     pub compare: Option<PathBuf>,
@@ -67,21 +84,52 @@ fn duration_ms(text: &str) -> Result<f64, String> {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<Exit, CliError> {
+    use crate::commands::history;
+    if let Some(output) = &args.trends {
+        return history::write_trends(&args.store, &args.filters, output);
+    }
+    if args.filters.any() {
+        return Err(CliError::InvalidInput(
+            "--campaign, --experiment, --label, --last and --order-by select the runs of \
+             --trends; give --trends FILE"
+                .into(),
+        ));
+    }
+    let run_dir = args
+        .run_dir
+        .clone()
+        .expect("clap requires RUN_DIR without --trends");
     let rules = args
         .gates
         .iter()
         .map(|rule| rule.parse::<GateRule>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| CliError::InvalidInput(error.to_string()))?;
-    let current = read(&args.run_dir)?;
+    let current = read(&run_dir)?;
+    let (history_rules, rules): (Vec<GateRule>, Vec<GateRule>) =
+        rules.into_iter().partition(GateRule::needs_history);
+    let history_failures = if history_rules.is_empty() {
+        Vec::new()
+    } else {
+        let location = args.store.location_or(|| {
+            ::history::store::Location::beside(
+                run_dir
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )
+        })?;
+        history::regression_gates(&location, &current, &history_rules)?
+    };
     match &args.compare {
         None => {
-            let failures = compare::gate(&current, None, &rules)
+            let mut failures = compare::gate(&current, None, &rules)
                 .map_err(|e| CliError::InvalidInput(e.to_string()))?;
-            let written = reports::render_views(&current, &args.run_dir)
+            failures.extend(history_failures);
+            let written = reports::render_views(&current, &run_dir)
                 .map_err(|e| CliError::Setup(e.to_string()))?;
             let metrics = reports::metrics::RunMetrics::from_report(&current);
-            let metrics_path = args.run_dir.join("metrics.prom");
+            let metrics_path = run_dir.join("metrics.prom");
             metrics
                 .write_textfile(&metrics_path)
                 .map_err(|e| CliError::Setup(e.to_string()))?;
@@ -122,8 +170,9 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
                 ratio: args.latency_threshold,
                 min_increase_ms: args.latency_min_increase,
             };
-            let failures = compare::gate(&current, Some(&comparison), &rules)
+            let mut failures = compare::gate(&current, Some(&comparison), &rules)
                 .map_err(|e| CliError::InvalidInput(e.to_string()))?;
+            failures.extend(history_failures);
             let markdown = comparison.to_markdown();
             print!("{markdown}");
             if let Some(output) = &args.output {
@@ -172,7 +221,10 @@ mod tests {
 
     fn args(run_dir: &Path, compare: Option<&Path>, gates: &[&str]) -> Args {
         Args {
-            run_dir: run_dir.to_owned(),
+            run_dir: Some(run_dir.to_owned()),
+            trends: None,
+            filters: Default::default(),
+            store: Default::default(),
             compare: compare.map(Path::to_owned),
             gates: gates.iter().map(|g| (*g).to_owned()).collect(),
             output: None,

@@ -10,6 +10,7 @@
 
 pub mod detect;
 pub mod evaluate;
+pub mod history;
 pub mod learn;
 pub mod live;
 pub mod openstack;
@@ -51,6 +52,12 @@ pub struct RunOptions {
     pub run_dir: Option<PathBuf>,
     /// Skip the health and steady-state checks before each repetition.
     pub skip_health_check: bool,
+    /// The run history (`--history`), overriding the campaign's `output.history`.
+    pub history: Option<String>,
+    /// Do not record the run in the history.
+    pub no_history: bool,
+    /// `--label KEY=VALUE` to record the run with.
+    pub labels: Vec<String>,
 }
 
 /// Why a run stopped early.
@@ -82,6 +89,12 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         .map_err(|diagnostics| CliError::InvalidInput(diagnostics.to_string()))?;
     // Before anything is created or injected: a fingerprint store the campaign names must load.
     let builtin = detect::Builtin::of(&campaign).map_err(CliError::InvalidInput)?;
+    let recording = history::plan(
+        &campaign,
+        options.history.as_deref(),
+        options.no_history,
+        &options.labels,
+    )?;
     let plan = scenarios::plan::expand(&campaign);
     let started_at = Timestamp::now();
     let run_dir = options.run_dir.clone().unwrap_or_else(|| {
@@ -217,6 +230,9 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         .map_err(|e| CliError::Setup(format!("writing the report: {e}")))?;
     for path in paths {
         eprintln!("butterfly: wrote {}", path.display());
+    }
+    if let Some(recording) = recording {
+        history::record(recording, report.clone(), run_dir.clone()).await;
     }
     if !leftover.is_empty() {
         return Err(CliError::Setup(format!(
