@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use scenarios::fault::{Direction, Fault, FillAmount, FreezeMethod, Peer, Signal};
-use scenarios::model::ServiceRef;
+use scenarios::model::{Runtime, ServiceRef};
 use scenarios::safety::{self, Extent, PROTECTED_TREES};
 use scenarios::units::UnitName;
 
@@ -202,12 +202,18 @@ fn start_unit(unit: &str) -> String {
 }
 
 fn service_unit<'a>(input: &FaultInput<'a>) -> Result<&'a UnitName, Error> {
-    input.service.map(|service| &service.unit).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{} needs a service (with its systemd unit) as its target",
-            input.fault.kind()
-        ))
-    })
+    input
+        .service
+        .and_then(|service| match &service.runtime {
+            Runtime::Unit(unit) => Some(unit),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} needs a service (with its systemd unit) as its target",
+                input.fault.kind()
+            ))
+        })
 }
 
 /// Every peer address parsed again here (defence in depth), as `(is_ipv6, text)`.
@@ -704,7 +710,7 @@ impl FaultInput<'_> {
                 )
             }
             (None, Some(service)) => {
-                let unit = service.unit.as_str();
+                let unit = service_unit(self)?.as_str();
                 let name = format!("name={}", quote(unit));
                 (
                     check(
@@ -729,7 +735,7 @@ impl FaultInput<'_> {
         };
         let (revert, verify_reverted) = match self.service {
             Some(service) if process.is_none() && is_lethal(signal) => {
-                let (revert, check) = ensure_started(service.unit.as_str());
+                let (revert, check) = ensure_started(service_unit(self)?.as_str());
                 (Some(revert), Some(check))
             }
             _ => (None, None),
@@ -1610,7 +1616,7 @@ mod tests {
     fn service(unit: &str) -> ServiceRef {
         ServiceRef {
             name: scenarios::units::Ident::new("svc").unwrap(),
-            unit: UnitName::new(unit).unwrap(),
+            runtime: Runtime::Unit(UnitName::new(unit).unwrap()),
             process: None,
             ports: vec![8774],
         }
