@@ -639,7 +639,13 @@ async fn run_repetition(
     };
     for (fault, report) in active.iter().zip(faults.iter_mut()) {
         match injector.revert(fault, "runner").await {
-            Ok(()) => {
+            Ok(observed) => {
+                if let Some(observed) = observed {
+                    live.log(&format!(
+                        "{} on {}: {observed}",
+                        fault.plan.kind, fault.plan.host.name
+                    ));
+                }
                 report.reverted_at = Some(Timestamp::now());
                 live.reverted(name, report);
             }
