@@ -1,0 +1,458 @@
+//! Container faults against real containers on this machine, through the local transport:
+//! Podman containers (kolla-ansible's layout: a container per service, host networking) and an
+//! LXC container (OpenStack-Ansible's). The containers run a tiny busybox rootfs imported from a
+//! tarball cached under /var/cache/butterfly/containers (nothing can be pulled from a registry
+//! here). Needs root, `podman` + `runc`, `lxc` and `busybox-static` (scripts/setup installs
+//! them); a test skips, saying why, only when its engine cannot run at all.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use injector::journal::Record;
+use injector::transport::{Connections, TransportSettings};
+use injector::{EngineSettings, FaultInput, HostSpec, Injector, Journal, PlanOptions};
+use scenarios::fault::{Direction, Fault, FreezeMethod, Signal};
+use scenarios::model::{Engine, Runtime, ServiceRef};
+use scenarios::units::{ContainerName, Ident, Percent, UnitName};
+
+const IMAGE: &str = "localhost/bfly-busybox:3";
+const CACHE: &str = "/var/cache/butterfly/containers";
+
+fn sh(script: &str) -> (bool, String) {
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A busybox rootfs directory and its tarball, built once and cached.
+/// A stand-in for a real container's userland: busybox (Debian's has no `pgrep`, so a shell
+/// one that matches `comm` exactly, as `pgrep -x` does).
+fn rootfs() -> Result<(PathBuf, PathBuf), String> {
+    std::fs::create_dir_all(CACHE).map_err(|e| format!("cannot create {CACHE}: {e}"))?;
+    let dir = Path::new(CACHE).join("busybox-rootfs-v3");
+    let tar = Path::new(CACHE).join("busybox-rootfs-v3.tar");
+    if tar.is_file() && dir.join("bin/pgrep").is_file() {
+        return Ok((dir, tar));
+    }
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
+    let script = format!(
+        "set -e; exec 9>{CACHE}/.lock; flock 9; [ -f {tar} ] && exit 0; d={dir}; mkdir -p $d/bin $d/proc $d/sys $d/dev $d/tmp $d/etc; cp {busybox} $d/bin/busybox; \
+         $d/bin/busybox --install -s $d/bin; for l in $d/bin/*; do [ -L $l ] && ln -sf busybox $l; done; \
+         printf '%s\\n' '#!/bin/sh' '[ \"$1\" = -x ] || exit 2; r=1; for d in /proc/[0-9]*; do read -r c < $d/comm 2>/dev/null && [ \"$c\" = \"$2\" ] && echo ${{d#/proc/}} && r=0; done; exit $r' > $d/bin/pgrep; chmod 755 $d/bin/pgrep; \
+         tar -C $d -cf {tar}.tmp . && mv {tar}.tmp {tar}",
+        dir = dir.display(),
+        tar = tar.display()
+    );
+    match sh(&script) {
+        (true, _) => Ok((dir, tar)),
+        (false, out) => Err(format!("cannot build the busybox rootfs: {out}")),
+    }
+}
+
+/// Podman with the settings this machine needs (FINDINGS.md): runc with the cgroupfs manager.
+const PODMAN: &str = "podman --cgroup-manager=cgroupfs --runtime runc";
+
+/// Runs a container named `name` (removed first), or says why Podman cannot run one here.
+fn podman_container(name: &str, restart_always: bool) -> Result<(), String> {
+    if !sh("command -v podman && command -v runc").0 {
+        return Err("podman or runc is not installed (apt-get install podman runc)".into());
+    }
+    let (_, tar) = rootfs()?;
+    if !sh(&format!("podman image exists {IMAGE}")).0 {
+        let (ok, out) = sh(&format!(
+            "exec 9>{CACHE}/.lock; flock 9; podman image exists {IMAGE} || {PODMAN} import {} {IMAGE}",
+            tar.display()
+        ));
+        if !ok {
+            return Err(format!("podman import failed: {out}"));
+        }
+    }
+    sh(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
+    let restart = if restart_always {
+        "--restart=always"
+    } else {
+        ""
+    };
+    let (ok, out) = sh(&format!(
+        "{PODMAN} run -d --name {name} {restart} --stop-timeout 1 --ulimit nofile=1024:1024 \
+         --ulimit nproc=1024:1024 --network host {IMAGE} /bin/sh -c 'sleep 1000 & sleep 1000 & wait'"
+    ));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("podman cannot run a container here: {out}"))
+    }
+}
+
+struct Removed(String);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        sh(&format!(
+            "podman unpause {0} >/dev/null 2>&1; podman rm -f -t 0 {0} >/dev/null 2>&1",
+            self.0
+        ));
+    }
+}
+
+fn podman_service(name: &str) -> ServiceRef {
+    ServiceRef {
+        name: Ident::new("nova-conductor").unwrap(),
+        runtime: Runtime::Container {
+            engine: Engine::Podman,
+            name: ContainerName::new(name).unwrap(),
+            unit: None,
+        },
+        process: None,
+        ports: vec![],
+    }
+}
+
+fn inspect(name: &str, template: &str) -> String {
+    sh(&format!("podman inspect -f '{template}' {name}"))
+        .1
+        .trim()
+        .to_owned()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn injector(run_dir: &Path) -> Injector {
+    Injector::new(
+        Arc::new(Connections::new(TransportSettings::default())),
+        Arc::new(Journal::open(run_dir).unwrap()),
+        EngineSettings::default(),
+    )
+}
+
+fn plan(fault: &Fault, service: &ServiceRef) -> injector::FaultPlan {
+    FaultInput {
+        id: &injector::new_fault_id(),
+        fault,
+        host: &HostSpec::local("here"),
+        service: Some(service),
+        duration: Duration::from_secs(30),
+    }
+    .plan(&PlanOptions::default())
+    .unwrap()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", injector::new_fault_id())
+}
+
+macro_rules! or_skip {
+    ($result:expr) => {
+        if let Err(why) = $result {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_container_that_its_restart_policy_brings_back_is_reported_healed_with_its_time() {
+    let name = unique("bfly_heal");
+    or_skip!(podman_container(&name, true));
+    let _removed = Removed(name.clone());
+    let service = podman_service(&name);
+    let before = inspect(&name, "{{.State.Pid}}");
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let fault = Fault::ProcessKill {
+        signal: Signal::Kill,
+        process: None,
+    };
+    let active = rt
+        .block_on(injector.inject(&plan(&fault, &service)))
+        .unwrap();
+    wait_for("the restart policy to bring the container back", || {
+        let now = inspect(&name, "{{.State.Running}} {{.State.Pid}}");
+        now.starts_with("true ") && !now.ends_with(&format!(" {before}"))
+    });
+    let observed = rt.block_on(injector.revert(&active, "test")).unwrap();
+    let observed = observed.expect("the revert says what it found");
+    assert!(
+        observed.starts_with("healed by supervisor after "),
+        "{observed}"
+    );
+    let seconds: f64 = observed
+        .trim_start_matches("healed by supervisor after ")
+        .trim_end_matches(" s")
+        .parse()
+        .unwrap();
+    assert!((0.0..20.0).contains(&seconds), "{observed}");
+    let journal = injector::journal::read(run_dir.path()).unwrap();
+    assert!(journal.iter().any(|r| matches!(
+        r,
+        Record::Reverted { observed: Some(o), .. } if o.starts_with("healed by supervisor")
+    )));
+}
+
+#[test]
+fn a_killed_container_without_a_supervisor_is_started_by_the_revert_and_said_so() {
+    let name = unique("bfly_nosup");
+    or_skip!(podman_container(&name, false));
+    let _removed = Removed(name.clone());
+    let service = podman_service(&name);
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let fault = Fault::ServiceKill {
+        signal: Signal::Kill,
+    };
+    let active = rt
+        .block_on(injector.inject(&plan(&fault, &service)))
+        .unwrap();
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "false");
+    let observed = rt.block_on(injector.revert(&active, "test")).unwrap();
+    assert_eq!(
+        observed.as_deref(),
+        Some("not healed by supervisor: started by the revert")
+    );
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+}
+
+#[test]
+fn a_paused_container_is_unpaused_by_the_revert() {
+    let name = unique("bfly_pause");
+    or_skip!(podman_container(&name, false));
+    let _removed = Removed(name.clone());
+    let service = podman_service(&name);
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let fault = Fault::ProcessFreeze {
+        method: FreezeMethod::Cgroup,
+    };
+    let active = rt
+        .block_on(injector.inject(&plan(&fault, &service)))
+        .unwrap();
+    assert_eq!(inspect(&name, "{{.State.Status}}"), "paused");
+    rt.block_on(injector.revert(&active, "test")).unwrap();
+    assert_eq!(inspect(&name, "{{.State.Status}}"), "running");
+}
+
+#[test]
+fn sigstop_freezes_every_process_of_the_container_and_the_revert_thaws_them() {
+    let name = unique("bfly_stop");
+    or_skip!(podman_container(&name, false));
+    let _removed = Removed(name.clone());
+    let service = podman_service(&name);
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let fault = Fault::ProcessFreeze {
+        method: FreezeMethod::Sigstop,
+    };
+    let states = || {
+        sh(&format!(
+            "pid=$(podman inspect -f '{{{{.State.Pid}}}}' {name}); ns=$(readlink /proc/$pid/ns/pid); \
+             for d in /proc/[0-9]*; do [ \"$(readlink $d/ns/pid 2>/dev/null)\" = \"$ns\" ] && awk '{{print $3}}' $d/stat; done | sort | uniq -c"
+        ))
+        .1
+    };
+    let active = rt
+        .block_on(injector.inject(&plan(&fault, &service)))
+        .unwrap();
+    let frozen = states();
+    assert!(frozen.contains(" T") && !frozen.contains(" S"), "{frozen}");
+    // The shell and both sleeps: every process of the container, not only its main one.
+    assert!(frozen.trim().starts_with('3'), "{frozen}");
+    rt.block_on(injector.revert(&active, "test")).unwrap();
+    let thawed = states();
+    assert!(!thawed.contains(" T"), "{thawed}");
+}
+
+#[test]
+fn a_stopped_container_stays_down_for_the_fault_and_the_revert_says_it_held() {
+    let name = unique("bfly_svcstop");
+    or_skip!(podman_container(&name, false));
+    let _removed = Removed(name.clone());
+    let service = podman_service(&name);
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let active = rt
+        .block_on(injector.inject(&plan(&Fault::ServiceStop, &service)))
+        .unwrap();
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "false");
+    std::thread::sleep(Duration::from_secs(1));
+    let observed = rt.block_on(injector.revert(&active, "test")).unwrap();
+    assert_eq!(observed.as_deref(), Some("stayed down until the revert"));
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+}
+
+#[test]
+fn a_restarted_container_runs_with_a_new_main_process() {
+    let name = unique("bfly_restart");
+    or_skip!(podman_container(&name, false));
+    let _removed = Removed(name.clone());
+    let service = podman_service(&name);
+    let before = inspect(&name, "{{.State.Pid}}");
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    rt.block_on(injector.inject(&plan(&Fault::ServiceRestart, &service)))
+        .unwrap();
+    let after = inspect(&name, "{{.State.Pid}}");
+    assert_ne!(before, after);
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+}
+
+/// An LXC container from the busybox rootfs, with its own (empty) network namespace.
+fn lxc_container(name: &str) -> Result<(), String> {
+    if !sh("command -v lxc-start && command -v lxc-attach").0 {
+        return Err("lxc is not installed (apt-get install lxc)".into());
+    }
+    let (rootfs, _) = rootfs()?;
+    let dir = format!("/var/lib/lxc/{name}");
+    let config = format!(
+        "lxc.uts.name = {name}\nlxc.rootfs.path = dir:{dir}/rootfs\nlxc.net.0.type = empty\n\
+         lxc.mount.auto = proc:mixed sys:ro\nlxc.apparmor.profile = unconfined\n\
+         lxc.init.cmd = /bin/sleep 1000\n"
+    );
+    let (ok, out) = sh(&format!(
+        "mkdir -p {dir} && cp -a {}/. {dir}/rootfs/ && cat > {dir}/config <<'EOF'\n{config}EOF\nlxc-start -n {name} && lxc-wait -n {name} -s RUNNING -t 10",
+        rootfs.display()
+    ));
+    if ok {
+        Ok(())
+    } else {
+        sh(&format!("rm -rf {dir}"));
+        Err(format!("lxc cannot start a container here: {out}"))
+    }
+}
+
+struct Destroyed(String);
+
+impl Drop for Destroyed {
+    fn drop(&mut self) {
+        sh(&format!(
+            "lxc-unfreeze -n {0} 2>/dev/null; lxc-stop -k -n {0} 2>/dev/null; lxc-destroy -n {0} 2>/dev/null; rm -rf /var/lib/lxc/{0}",
+            self.0
+        ));
+    }
+}
+
+fn lxc_service(name: &str) -> ServiceRef {
+    ServiceRef {
+        name: Ident::new("nova-conductor").unwrap(),
+        runtime: Runtime::Lxc {
+            unit: UnitName::new("nova-conductor").unwrap(),
+            containers: vec![(
+                Ident::new("here").unwrap(),
+                ContainerName::new(name).unwrap(),
+            )],
+        },
+        process: None,
+        ports: vec![],
+    }
+}
+
+#[test]
+fn an_lxc_container_is_frozen_and_thawed() {
+    let name = unique("bfly-lxc-freeze");
+    or_skip!(lxc_container(&name));
+    let _destroyed = Destroyed(name.clone());
+    let service = lxc_service(&name);
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let fault = Fault::ProcessFreeze {
+        method: FreezeMethod::Cgroup,
+    };
+    let active = rt
+        .block_on(injector.inject(&plan(&fault, &service)))
+        .unwrap();
+    assert_eq!(sh(&format!("lxc-info -n {name} -s -H")).1.trim(), "FROZEN");
+    rt.block_on(injector.revert(&active, "test")).unwrap();
+    assert_eq!(sh(&format!("lxc-info -n {name} -s -H")).1.trim(), "RUNNING");
+}
+
+#[test]
+fn a_network_fault_on_an_lxc_service_lands_in_the_containers_own_namespace() {
+    let name = unique("bfly-lxc-net");
+    or_skip!(lxc_container(&name));
+    let _destroyed = Destroyed(name.clone());
+    let service = lxc_service(&name);
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let fault = Fault::NetworkLoss {
+        percent: Percent::new(100.0).unwrap(),
+        direction: Direction::Both,
+        peers: vec![],
+        ports: vec![5672],
+    };
+    let plan = plan(&fault, &service);
+    let table = format!("bfly_{}", plan.id);
+    let active = rt.block_on(injector.inject(&plan)).unwrap();
+    let inside = format!(
+        "nsenter -t $(lxc-info -n {name} -p -H) -n nft list table inet {table} >/dev/null 2>&1"
+    );
+    assert!(sh(&inside).0, "the table is in the container's namespace");
+    assert!(
+        !sh(&format!("nft list table inet {table} >/dev/null 2>&1")).0,
+        "and not in the host's"
+    );
+    rt.block_on(injector.revert(&active, "test")).unwrap();
+    assert!(!sh(&inside).0, "the revert removed it");
+}
+
+#[test]
+fn a_process_kill_on_an_lxc_service_runs_inside_the_container() {
+    let name = unique("bfly-lxc-kill");
+    or_skip!(lxc_container(&name));
+    let _destroyed = Destroyed(name.clone());
+    // A process only the container runs: pgrep inside it finds it, the host's would find
+    // every `sleep` of the machine.
+    // The process's name (`comm`) is its file's, so a link named bflyvictim to busybox run as
+    // `sleep` is a process named bflyvictim.
+    assert!(sh(&format!("lxc-attach -n {name} -- /bin/sh -c 'ln -sf /bin/busybox /tmp/bflyvictim && (exec -a sleep /tmp/bflyvictim 1000 </dev/null >/dev/null 2>&1 &)'")).0);
+    let service = lxc_service(&name);
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let fault = Fault::ProcessKill {
+        signal: Signal::Kill,
+        process: Some(scenarios::units::ProcessName::new("bflyvictim").unwrap()),
+    };
+    let plan = plan(&fault, &service);
+    assert!(plan.inject.starts_with("lxc-attach -n "), "{}", plan.inject);
+    wait_for("the victim to run", || {
+        sh(&format!(
+            "lxc-attach -n {name} -- /bin/sh -c 'ps' | grep -q bflyvictim"
+        ))
+        .0
+    });
+    rt.block_on(injector.inject(&plan)).unwrap();
+    // Dead: gone, or a zombie (the container's init, a plain sleep, reaps nobody).
+    let alive = format!(
+        "lxc-attach -n {name} -- /bin/sh -c 'for p in $(pgrep -x bflyvictim); do read -r s < /proc/$p/stat; case $s in *\") Z\"*) ;; *) exit 0;; esac; done; exit 1'"
+    );
+    assert!(!sh(&alive).0, "the victim is dead");
+}
