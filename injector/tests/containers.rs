@@ -1,8 +1,8 @@
 //! Container faults against real containers on this machine, through the local transport:
 //! Podman containers (kolla-ansible's layout: a container per service, host networking) and an
-//! LXC container (OpenStack-Ansible's). The containers run a tiny busybox rootfs imported from a
-//! tarball cached under /var/cache/butterfly/containers (nothing can be pulled from a registry
-//! here). Needs root, `podman` + `runc`, `lxc` and `busybox-static` (scripts/setup installs
+//! LXC container (OpenStack-Ansible's). The containers run a tiny busybox rootfs that
+//! `scripts/container-fixture` builds once under /var/cache/butterfly/containers (nothing can be
+//! pulled from a registry here). Needs root, `podman` + `runc`, `lxc` and `busybox-static` (scripts/setup installs
 //! them); a test skips, saying why, only when its engine cannot run at all.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +18,6 @@ use scenarios::model::{Engine, Runtime, ServiceRef};
 use scenarios::units::{ContainerName, Ident, Percent, UnitName};
 
 const IMAGE: &str = "localhost/bfly-busybox:3";
-const CACHE: &str = "/var/cache/butterfly/containers";
 
 fn sh(script: &str) -> (bool, String) {
     let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
@@ -30,31 +29,12 @@ fn sh(script: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// A busybox rootfs directory and its tarball, built once and cached.
-/// A stand-in for a real container's userland: busybox (Debian's has no `pgrep`, so a shell
-/// one that matches `comm` exactly, as `pgrep -x` does).
-fn rootfs() -> Result<(PathBuf, PathBuf), String> {
-    std::fs::create_dir_all(CACHE).map_err(|e| format!("cannot create {CACHE}: {e}"))?;
-    let dir = Path::new(CACHE).join("busybox-rootfs-v3");
-    let tar = Path::new(CACHE).join("busybox-rootfs-v3.tar");
-    if tar.is_file() && dir.join("bin/pgrep").is_file() {
-        return Ok((dir, tar));
-    }
-    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
-    let script = format!(
-        "set -e; exec 9>{CACHE}/.lock; flock 9; [ -f {tar} ] && exit 0; d={dir}; mkdir -p $d/bin $d/proc $d/sys $d/dev $d/tmp $d/etc; cp {busybox} $d/bin/busybox; \
-         $d/bin/busybox --install -s $d/bin; for l in $d/bin/*; do [ -L $l ] && ln -sf busybox $l; done; \
-         printf '%s\\n' '#!/bin/sh' '[ \"$1\" = -x ] || exit 2; r=1; for d in /proc/[0-9]*; do read -r c < $d/comm 2>/dev/null && [ \"$c\" = \"$2\" ] && echo ${{d#/proc/}} && r=0; done; exit $r' > $d/bin/pgrep; chmod 755 $d/bin/pgrep; \
-         tar -C $d -cf {tar}.tmp . && mv {tar}.tmp {tar}",
-        dir = dir.display(),
-        tar = tar.display()
-    );
-    match sh(&script) {
-        (true, _) => Ok((dir, tar)),
-        (false, out) => Err(format!("cannot build the busybox rootfs: {out}")),
+/// The cached busybox rootfs (`scripts/container-fixture` builds it and imports the image).
+fn rootfs() -> Result<PathBuf, String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/container-fixture");
+    match sh(script) {
+        (true, out) => Ok(PathBuf::from(out.trim())),
+        (false, out) => Err(format!("cannot build the container fixture: {out}")),
     }
 }
 
@@ -66,16 +46,7 @@ fn podman_container(name: &str, restart_always: bool) -> Result<(), String> {
     if !sh("command -v podman && command -v runc").0 {
         return Err("podman or runc is not installed (apt-get install podman runc)".into());
     }
-    let (_, tar) = rootfs()?;
-    if !sh(&format!("podman image exists {IMAGE}")).0 {
-        let (ok, out) = sh(&format!(
-            "exec 9>{CACHE}/.lock; flock 9; podman image exists {IMAGE} || {PODMAN} import {} {IMAGE}",
-            tar.display()
-        ));
-        if !ok {
-            return Err(format!("podman import failed: {out}"));
-        }
-    }
+    rootfs()?;
     sh(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
     let restart = if restart_always {
         "--restart=always"
@@ -328,7 +299,7 @@ fn lxc_container(name: &str) -> Result<(), String> {
     if !sh("command -v lxc-start && command -v lxc-attach").0 {
         return Err("lxc is not installed (apt-get install lxc)".into());
     }
-    let (rootfs, _) = rootfs()?;
+    let rootfs = rootfs()?;
     let dir = format!("/var/lib/lxc/{name}");
     let config = format!(
         "lxc.uts.name = {name}\nlxc.rootfs.path = dir:{dir}/rootfs\nlxc.net.0.type = empty\n\

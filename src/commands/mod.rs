@@ -3,6 +3,7 @@
 pub mod diagnose;
 pub mod faults;
 pub mod fingerprint;
+pub mod inject;
 pub mod plan;
 pub mod recover;
 pub mod report;
