@@ -183,11 +183,13 @@ impl Ctr<'_> {
     }
 
     /// Revert of a lethal kill: when the container runs again with another main PID than the
-    /// one killed (`@PRE@`), the supervisor healed it, and its start time minus its last exit
-    /// time is how long that took; otherwise the revert starts it.
-    fn heal_or_start(&self) -> String {
+    /// one killed (`@PRE@`), the supervisor healed it, and its start time minus the kill time
+    /// (which the inject wrote to `stamp` on the host; the engine's last exit time when it is
+    /// missing) is how long that took; otherwise the revert starts it.
+    fn heal_or_start(&self, stamp: &str) -> String {
+        let stamp = quote(stamp);
         format!(
-            "{}; if [ \"$1\" = true ] && [ \"$2\" != {PREFLIGHT_CAPTURE} ]; then ms=$(($3 - $4)); echo \"{OBSERVED}healed by supervisor after $((ms / 1000)).$((ms % 1000 / 100)) s\"; elif [ \"$1\" != true ]; then {}; echo '{OBSERVED}not healed by supervisor: started by the revert'; fi",
+            "{}; k=$(cat {stamp} 2>/dev/null); rm -f {stamp}; if [ \"$1\" = true ] && [ \"$2\" != {PREFLIGHT_CAPTURE} ]; then ms=$(($3 - ${{k:-$4}})); [ \"$ms\" -ge 0 ] || ms=0; echo \"{OBSERVED}healed by supervisor after $((ms / 1000)).$((ms % 1000 / 100)) s\"; elif [ \"$1\" != true ]; then {}; echo '{OBSERVED}not healed by supervisor: started by the revert'; fi",
             self.times(),
             self.start()
         )
@@ -352,19 +354,22 @@ impl FaultInput<'_> {
         let sig = signal.name();
         let name = format!("name={}", quote(c.name));
         let guard = kill_guard(false);
+        // The kill time, on the host's clock, for the heal measurement (removed by the revert).
+        let stamp = format!("/run/bfly-killed-{}", self.id);
+        let stamped = format!("date +%s%3N > {}", quote(&stamp));
         let inject = match engine {
             Some(kill) => format!(
-                "{} && [ \"$pid\" -gt 0 ] && {kill} >/dev/null && echo \"$pid\"",
+                "{} && [ \"$pid\" -gt 0 ] && {stamped} && {kill} >/dev/null && echo \"$pid\"",
                 c.main_pid()
             ),
             None => format!(
-                "{} && [ \"$pid\" -gt 0 ] && {name} && pids=$pid && {guard} && kill -s {sig} \"$pid\" && echo \"$pid\"",
+                "{} && [ \"$pid\" -gt 0 ] && {name} && pids=$pid && {guard} && {stamped} && kill -s {sig} \"$pid\" && echo \"$pid\"",
                 c.main_pid()
             ),
         };
         let (revert, verify_reverted) = if is_lethal(signal) {
             (
-                Some(c.heal_or_start()),
+                Some(c.heal_or_start(&stamp)),
                 Some(check(format!("{what} is up"), c.up())),
             )
         } else {

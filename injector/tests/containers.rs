@@ -1,9 +1,10 @@
 //! Container faults against real containers on this machine, through the local transport:
-//! Podman containers (kolla-ansible's layout: a container per service, host networking) and an
-//! LXC container (OpenStack-Ansible's). The containers run a tiny busybox rootfs that
-//! `scripts/container-fixture` builds once under /var/cache/butterfly/containers (nothing can be
-//! pulled from a registry here). Needs root, `podman` + `runc`, `lxc` and `busybox-static` (scripts/setup installs
-//! them); a test skips, saying why, only when its engine cannot run at all.
+//! Podman and Docker containers (kolla-ansible's layout: a container per service, host
+//! networking) and an LXC container (OpenStack-Ansible's). The containers run a tiny busybox
+//! rootfs that `scripts/container-fixture` builds once under /var/cache/butterfly/containers
+//! (nothing can be pulled from a registry here). Needs root, `podman` + `runc`, `lxc`,
+//! `busybox-static` and a Docker daemon (scripts/setup installs them and starts it); a test
+//! skips, saying why, only when its engine cannot run at all.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -426,4 +427,144 @@ fn a_process_kill_on_an_lxc_service_runs_inside_the_container() {
         "lxc-attach -n {name} -- /bin/sh -c 'for p in $(pgrep -x bflyvictim); do read -r s < /proc/$p/stat; case $s in *\") Z\"*) ;; *) exit 0;; esac; done; exit 1'"
     );
     assert!(!sh(&alive).0, "the victim is dead");
+}
+
+/// Docker: the same faults through the Docker daemon (its restart policy is the supervisor;
+/// its times are RFC 3339 text, which the heal measurement converts). Needs a running daemon
+/// (`scripts/setup` starts one); skipped, saying so, when none answers.
+fn docker_container(name: &str, restart_always: bool) -> Result<Gone, String> {
+    if !sh("docker info >/dev/null 2>&1").0 {
+        return Err("no Docker daemon answers (scripts/setup starts one)".into());
+    }
+    let rootfs = rootfs()?;
+    let tar = rootfs.with_extension("tar");
+    if !sh("docker image inspect bfly-busybox:3 >/dev/null 2>&1").0 {
+        let (ok, out) = sh(&format!(
+            "exec 9>{}/.docker-lock; flock 9; docker image inspect bfly-busybox:3 >/dev/null 2>&1 || docker import {} bfly-busybox:3",
+            rootfs.parent().unwrap().display(),
+            tar.display()
+        ));
+        if !ok {
+            return Err(format!("docker import failed: {out}"));
+        }
+    }
+    sh(&format!("docker rm -f {name} >/dev/null 2>&1"));
+    let restart = if restart_always {
+        "--restart=always"
+    } else {
+        ""
+    };
+    let (ok, out) = sh(&format!(
+        "docker run -d --name {name} {restart} --stop-timeout 1 --ulimit nofile=1024:1024 \
+         --ulimit nproc=1024:1024 --network host bfly-busybox:3 /bin/sleep 1000"
+    ));
+    if ok {
+        Ok(Gone(name.to_owned()))
+    } else {
+        Err(format!("docker cannot run a container here: {out}"))
+    }
+}
+
+struct Gone(String);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        sh(&format!(
+            "docker unpause {0} >/dev/null 2>&1; docker rm -f {0} >/dev/null 2>&1",
+            self.0
+        ));
+    }
+}
+
+fn docker_service(name: &str) -> ServiceRef {
+    ServiceRef {
+        name: Ident::new("nova-conductor").unwrap(),
+        runtime: Runtime::Container {
+            engine: Engine::Docker,
+            name: ContainerName::new(name).unwrap(),
+            unit: None,
+        },
+        process: None,
+        ports: vec![],
+    }
+}
+
+fn docker_inspect(name: &str, template: &str) -> String {
+    sh(&format!("docker inspect -f '{template}' {name}"))
+        .1
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_killed_docker_container_healed_by_its_restart_policy_is_reported_with_its_time() {
+    let name = unique("bfly_dheal");
+    let _gone = match docker_container(&name, true) {
+        Ok(gone) => gone,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let service = docker_service(&name);
+    let before = docker_inspect(&name, "{{.State.Pid}}");
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let fault = Fault::ProcessKill {
+        signal: Signal::Kill,
+        process: None,
+    };
+    let active = rt
+        .block_on(injector.inject(&plan(&fault, &service)))
+        .unwrap();
+    wait_for(
+        "Docker's restart policy to bring the container back",
+        || {
+            let now = docker_inspect(&name, "{{.State.Running}} {{.State.Pid}}");
+            now.starts_with("true ") && !now.ends_with(&format!(" {before}"))
+        },
+    );
+    let observed = rt.block_on(injector.revert(&active, "test")).unwrap();
+    let observed = observed.expect("the revert says what it found");
+    let seconds: f64 = observed
+        .strip_prefix("healed by supervisor after ")
+        .and_then(|rest| rest.strip_suffix(" s"))
+        .unwrap_or_else(|| panic!("{observed}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{observed}: {e}"));
+    assert!((0.0..20.0).contains(&seconds), "{observed}");
+}
+
+#[test]
+fn a_docker_container_is_paused_and_stopped_and_brought_back() {
+    let name = unique("bfly_dpause");
+    let _gone = match docker_container(&name, true) {
+        Ok(gone) => gone,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let service = docker_service(&name);
+    let run_dir = tempfile::tempdir().unwrap();
+    let injector = injector(run_dir.path());
+    let rt = runtime();
+    let freeze = Fault::ProcessFreeze {
+        method: FreezeMethod::Cgroup,
+    };
+    let active = rt
+        .block_on(injector.inject(&plan(&freeze, &service)))
+        .unwrap();
+    assert_eq!(docker_inspect(&name, "{{.State.Status}}"), "paused");
+    rt.block_on(injector.revert(&active, "test")).unwrap();
+    assert_eq!(docker_inspect(&name, "{{.State.Status}}"), "running");
+    // Docker's restart policy leaves a container stopped by its own CLI down: the stop holds.
+    let active = rt
+        .block_on(injector.inject(&plan(&Fault::ServiceStop, &service)))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let observed = rt.block_on(injector.revert(&active, "test")).unwrap();
+    assert_eq!(observed.as_deref(), Some("stayed down until the revert"));
+    assert_eq!(docker_inspect(&name, "{{.State.Running}}"), "true");
 }
