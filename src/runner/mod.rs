@@ -616,6 +616,7 @@ async fn run_repetition(
                         .unwrap_or(injected_at),
                     ),
                     reverted_at: None,
+                    observed: None,
                 });
                 live.injected(name, faults.last().expect("just pushed"));
                 active.push(fault);
@@ -773,8 +774,14 @@ fn apply_journal_times(results: &mut [RepetitionResult], journal: &[injector::jo
                     fault.injected_at = at(*at_ms).unwrap_or(fault.injected_at);
                 }
                 Record::Injected { at_ms, id } if *id == fault.id => fault.verified_at = at(*at_ms),
-                Record::Reverted { at_ms, id, .. } if *id == fault.id => {
-                    fault.reverted_at = at(*at_ms)
+                Record::Reverted {
+                    at_ms,
+                    id,
+                    observed,
+                    ..
+                } if *id == fault.id => {
+                    fault.reverted_at = at(*at_ms);
+                    fault.observed.clone_from(observed);
                 }
                 _ => {}
             }
