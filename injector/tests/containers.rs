@@ -42,45 +42,75 @@ fn rootfs() -> Result<PathBuf, String> {
 /// Podman with the settings this machine needs (FINDINGS.md): runc with the cgroupfs manager.
 const PODMAN: &str = "podman --cgroup-manager=cgroupfs --runtime runc";
 
-/// Runs a container named `name` (removed first), or says why Podman cannot run one here.
-fn podman_container(name: &str, restart_always: bool) -> Result<(), String> {
-    if !sh("command -v podman && command -v runc").0 {
-        return Err("podman or runc is not installed (apt-get install podman runc)".into());
+/// Runs a container named `name` (removed first) with `engine`, or says why it cannot run one
+/// here. Docker needs a running daemon (`scripts/setup` starts one) and its own copy of the
+/// image.
+fn engine_container(engine: Engine, name: &str, restart_always: bool) -> Result<Removed, String> {
+    let (run, ready) = match engine {
+        Engine::Podman => (PODMAN, "command -v podman && command -v runc"),
+        Engine::Docker => ("docker", "docker info >/dev/null 2>&1"),
+    };
+    if !sh(ready).0 {
+        return Err(match engine {
+            Engine::Podman => "podman or runc is not installed (apt-get install podman runc)",
+            Engine::Docker => "no Docker daemon answers (scripts/setup starts one)",
+        }
+        .into());
     }
-    rootfs()?;
-    sh(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
+    let rootfs = rootfs()?;
+    if engine == Engine::Docker && !sh(&format!("docker image inspect {IMAGE} >/dev/null 2>&1")).0 {
+        let (ok, out) = sh(&format!(
+            "exec 9>{}/.docker-lock; flock 9; docker image inspect {IMAGE} >/dev/null 2>&1 || docker import {} {IMAGE}",
+            rootfs.parent().unwrap().display(),
+            rootfs.with_extension("tar").display()
+        ));
+        if !ok {
+            return Err(format!("docker import failed: {out}"));
+        }
+    }
+    let removed = Removed(engine, name.to_owned());
+    sh(&format!("{} rm -f {name} >/dev/null 2>&1", engine.name()));
     let restart = if restart_always {
         "--restart=always"
     } else {
         ""
     };
     let (ok, out) = sh(&format!(
-        "{PODMAN} run -d --name {name} {restart} --stop-timeout 1 --ulimit nofile=1024:1024 \
+        "{run} run -d --name {name} {restart} --stop-timeout 1 --ulimit nofile=1024:1024 \
          --ulimit nproc=1024:1024 --network host {IMAGE} /bin/sh -c 'sleep 1000 & sleep 1000 & wait'"
     ));
     if ok {
-        Ok(())
+        Ok(removed)
     } else {
-        Err(format!("podman cannot run a container here: {out}"))
+        Err(format!(
+            "{} cannot run a container here: {out}",
+            engine.name()
+        ))
     }
 }
 
-struct Removed(String);
+fn podman_container(name: &str, restart_always: bool) -> Result<Removed, String> {
+    engine_container(Engine::Podman, name, restart_always)
+}
+
+/// Removes the container when the test ends, however it ends.
+struct Removed(Engine, String);
 
 impl Drop for Removed {
     fn drop(&mut self) {
         sh(&format!(
-            "podman unpause {0} >/dev/null 2>&1; podman rm -f -t 0 {0} >/dev/null 2>&1",
-            self.0
+            "{0} unpause {1} >/dev/null 2>&1; {0} rm -f {1} >/dev/null 2>&1",
+            self.0.name(),
+            self.1
         ));
     }
 }
 
-fn podman_service(name: &str) -> ServiceRef {
+fn service_in(engine: Engine, name: &str) -> ServiceRef {
     ServiceRef {
         name: Ident::new("nova-conductor").unwrap(),
         runtime: Runtime::Container {
-            engine: Engine::Podman,
+            engine,
             name: ContainerName::new(name).unwrap(),
             unit: None,
         },
@@ -89,11 +119,19 @@ fn podman_service(name: &str) -> ServiceRef {
     }
 }
 
-fn inspect(name: &str, template: &str) -> String {
-    sh(&format!("podman inspect -f '{template}' {name}"))
+fn podman_service(name: &str) -> ServiceRef {
+    service_in(Engine::Podman, name)
+}
+
+fn inspect_in(engine: Engine, name: &str, template: &str) -> String {
+    sh(&format!("{} inspect -f '{template}' {name}", engine.name()))
         .1
         .trim()
         .to_owned()
+}
+
+fn inspect(name: &str, template: &str) -> String {
+    inspect_in(Engine::Podman, name, template)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -127,11 +165,15 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", injector::new_fault_id())
 }
 
+/// The value of `$result`, or a skip of the test saying why there is none.
 macro_rules! or_skip {
     ($result:expr) => {
-        if let Err(why) = $result {
-            eprintln!("skipping: {why}");
-            return;
+        match $result {
+            Ok(value) => value,
+            Err(why) => {
+                eprintln!("skipping: {why}");
+                return;
+            }
         }
     };
 }
@@ -147,8 +189,7 @@ fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 #[test]
 fn a_killed_container_that_its_restart_policy_brings_back_is_reported_healed_with_its_time() {
     let name = unique("bfly_heal");
-    or_skip!(podman_container(&name, true));
-    let _removed = Removed(name.clone());
+    let _removed = or_skip!(podman_container(&name, true));
     let service = podman_service(&name);
     let before = inspect(&name, "{{.State.Pid}}");
     let run_dir = tempfile::tempdir().unwrap();
@@ -187,8 +228,7 @@ fn a_killed_container_that_its_restart_policy_brings_back_is_reported_healed_wit
 #[test]
 fn a_killed_container_without_a_supervisor_is_started_by_the_revert_and_said_so() {
     let name = unique("bfly_nosup");
-    or_skip!(podman_container(&name, false));
-    let _removed = Removed(name.clone());
+    let _removed = or_skip!(podman_container(&name, false));
     let service = podman_service(&name);
     let run_dir = tempfile::tempdir().unwrap();
     let injector = injector(run_dir.path());
@@ -211,8 +251,7 @@ fn a_killed_container_without_a_supervisor_is_started_by_the_revert_and_said_so(
 #[test]
 fn a_paused_container_is_unpaused_by_the_revert() {
     let name = unique("bfly_pause");
-    or_skip!(podman_container(&name, false));
-    let _removed = Removed(name.clone());
+    let _removed = or_skip!(podman_container(&name, false));
     let service = podman_service(&name);
     let run_dir = tempfile::tempdir().unwrap();
     let injector = injector(run_dir.path());
@@ -231,8 +270,7 @@ fn a_paused_container_is_unpaused_by_the_revert() {
 #[test]
 fn sigstop_freezes_every_process_of_the_container_and_the_revert_thaws_them() {
     let name = unique("bfly_stop");
-    or_skip!(podman_container(&name, false));
-    let _removed = Removed(name.clone());
+    let _removed = or_skip!(podman_container(&name, false));
     let service = podman_service(&name);
     let run_dir = tempfile::tempdir().unwrap();
     let injector = injector(run_dir.path());
@@ -262,8 +300,7 @@ fn sigstop_freezes_every_process_of_the_container_and_the_revert_thaws_them() {
 #[test]
 fn a_stopped_container_stays_down_for_the_fault_and_the_revert_says_it_held() {
     let name = unique("bfly_svcstop");
-    or_skip!(podman_container(&name, false));
-    let _removed = Removed(name.clone());
+    let _removed = or_skip!(podman_container(&name, false));
     let service = podman_service(&name);
     let run_dir = tempfile::tempdir().unwrap();
     let injector = injector(run_dir.path());
@@ -281,8 +318,7 @@ fn a_stopped_container_stays_down_for_the_fault_and_the_revert_says_it_held() {
 #[test]
 fn a_restarted_container_runs_with_a_new_main_process() {
     let name = unique("bfly_restart");
-    or_skip!(podman_container(&name, false));
-    let _removed = Removed(name.clone());
+    let _removed = or_skip!(podman_container(&name, false));
     let service = podman_service(&name);
     let before = inspect(&name, "{{.State.Pid}}");
     let run_dir = tempfile::tempdir().unwrap();
@@ -429,85 +465,15 @@ fn a_process_kill_on_an_lxc_service_runs_inside_the_container() {
     assert!(!sh(&alive).0, "the victim is dead");
 }
 
-/// Docker: the same faults through the Docker daemon (its restart policy is the supervisor;
-/// its times are RFC 3339 text, which the heal measurement converts). Needs a running daemon
-/// (`scripts/setup` starts one); skipped, saying so, when none answers.
-fn docker_container(name: &str, restart_always: bool) -> Result<Gone, String> {
-    if !sh("docker info >/dev/null 2>&1").0 {
-        return Err("no Docker daemon answers (scripts/setup starts one)".into());
-    }
-    let rootfs = rootfs()?;
-    let tar = rootfs.with_extension("tar");
-    if !sh("docker image inspect bfly-busybox:3 >/dev/null 2>&1").0 {
-        let (ok, out) = sh(&format!(
-            "exec 9>{}/.docker-lock; flock 9; docker image inspect bfly-busybox:3 >/dev/null 2>&1 || docker import {} bfly-busybox:3",
-            rootfs.parent().unwrap().display(),
-            tar.display()
-        ));
-        if !ok {
-            return Err(format!("docker import failed: {out}"));
-        }
-    }
-    sh(&format!("docker rm -f {name} >/dev/null 2>&1"));
-    let restart = if restart_always {
-        "--restart=always"
-    } else {
-        ""
-    };
-    let (ok, out) = sh(&format!(
-        "docker run -d --name {name} {restart} --stop-timeout 1 --ulimit nofile=1024:1024 \
-         --ulimit nproc=1024:1024 --network host bfly-busybox:3 /bin/sleep 1000"
-    ));
-    if ok {
-        Ok(Gone(name.to_owned()))
-    } else {
-        Err(format!("docker cannot run a container here: {out}"))
-    }
-}
-
-struct Gone(String);
-
-impl Drop for Gone {
-    fn drop(&mut self) {
-        sh(&format!(
-            "docker unpause {0} >/dev/null 2>&1; docker rm -f {0} >/dev/null 2>&1",
-            self.0
-        ));
-    }
-}
-
-fn docker_service(name: &str) -> ServiceRef {
-    ServiceRef {
-        name: Ident::new("nova-conductor").unwrap(),
-        runtime: Runtime::Container {
-            engine: Engine::Docker,
-            name: ContainerName::new(name).unwrap(),
-            unit: None,
-        },
-        process: None,
-        ports: vec![],
-    }
-}
-
-fn docker_inspect(name: &str, template: &str) -> String {
-    sh(&format!("docker inspect -f '{template}' {name}"))
-        .1
-        .trim()
-        .to_owned()
-}
+// Docker: the same faults through the Docker daemon (its restart policy is the supervisor;
+// its times are RFC 3339 text, which the heal measurement converts).
 
 #[test]
 fn a_killed_docker_container_healed_by_its_restart_policy_is_reported_with_its_time() {
     let name = unique("bfly_dheal");
-    let _gone = match docker_container(&name, true) {
-        Ok(gone) => gone,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
-    };
-    let service = docker_service(&name);
-    let before = docker_inspect(&name, "{{.State.Pid}}");
+    let _removed = or_skip!(engine_container(Engine::Docker, &name, true));
+    let service = service_in(Engine::Docker, &name);
+    let before = inspect_in(Engine::Docker, &name, "{{.State.Pid}}");
     let run_dir = tempfile::tempdir().unwrap();
     let injector = injector(run_dir.path());
     let rt = runtime();
@@ -521,7 +487,7 @@ fn a_killed_docker_container_healed_by_its_restart_policy_is_reported_with_its_t
     wait_for(
         "Docker's restart policy to bring the container back",
         || {
-            let now = docker_inspect(&name, "{{.State.Running}} {{.State.Pid}}");
+            let now = inspect_in(Engine::Docker, &name, "{{.State.Running}} {{.State.Pid}}");
             now.starts_with("true ") && !now.ends_with(&format!(" {before}"))
         },
     );
@@ -539,14 +505,8 @@ fn a_killed_docker_container_healed_by_its_restart_policy_is_reported_with_its_t
 #[test]
 fn a_docker_container_is_paused_and_stopped_and_brought_back() {
     let name = unique("bfly_dpause");
-    let _gone = match docker_container(&name, true) {
-        Ok(gone) => gone,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
-    };
-    let service = docker_service(&name);
+    let _removed = or_skip!(engine_container(Engine::Docker, &name, true));
+    let service = service_in(Engine::Docker, &name);
     let run_dir = tempfile::tempdir().unwrap();
     let injector = injector(run_dir.path());
     let rt = runtime();
@@ -556,9 +516,15 @@ fn a_docker_container_is_paused_and_stopped_and_brought_back() {
     let active = rt
         .block_on(injector.inject(&plan(&freeze, &service)))
         .unwrap();
-    assert_eq!(docker_inspect(&name, "{{.State.Status}}"), "paused");
+    assert_eq!(
+        inspect_in(Engine::Docker, &name, "{{.State.Status}}"),
+        "paused"
+    );
     rt.block_on(injector.revert(&active, "test")).unwrap();
-    assert_eq!(docker_inspect(&name, "{{.State.Status}}"), "running");
+    assert_eq!(
+        inspect_in(Engine::Docker, &name, "{{.State.Status}}"),
+        "running"
+    );
     // Docker's restart policy leaves a container stopped by its own CLI down: the stop holds.
     let active = rt
         .block_on(injector.inject(&plan(&Fault::ServiceStop, &service)))
@@ -566,5 +532,8 @@ fn a_docker_container_is_paused_and_stopped_and_brought_back() {
     std::thread::sleep(Duration::from_secs(2));
     let observed = rt.block_on(injector.revert(&active, "test")).unwrap();
     assert_eq!(observed.as_deref(), Some("stayed down until the revert"));
-    assert_eq!(docker_inspect(&name, "{{.State.Running}}"), "true");
+    assert_eq!(
+        inspect_in(Engine::Docker, &name, "{{.State.Running}}"),
+        "true"
+    );
 }
