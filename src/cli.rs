@@ -57,6 +57,8 @@ pub enum Command {
     Faults(commands::faults::Args),
     /// Revert every fault of a run that its journal does not record as reverted.
     Recover(commands::recover::Args),
+    /// Inject one fault now (validated like a campaign, journaled), hold it and revert it.
+    Inject(commands::inject::Args),
     /// Re-render a run's reports from report.json, or compare two runs and gate on regressions.
     Report(commands::report::Args),
     /// Learn fingerprints of user commands from traced runs (positive or, with a fault, negative).
@@ -86,6 +88,7 @@ fn dispatch(command: Command) -> Result<Exit, CliError> {
         Command::Trace(args) => commands::trace::run(args),
         Command::Faults(args) => commands::faults::run(args),
         Command::Recover(args) => commands::recover::run(args),
+        Command::Inject(args) => commands::inject::run(args),
         Command::Report(args) => commands::report::run(args),
         Command::Fingerprint(args) => commands::fingerprint::run(args),
         Command::Diagnose(args) => commands::diagnose::run(args),

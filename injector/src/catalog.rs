@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use scenarios::fault::{Direction, Fault, FillAmount, FreezeMethod, Peer, Signal};
-use scenarios::model::ServiceRef;
+use scenarios::model::{Runtime, ServiceRef};
 use scenarios::safety::{self, Extent, PROTECTED_TREES};
 use scenarios::units::UnitName;
 
@@ -76,7 +76,7 @@ pub fn new_fault_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }
 
-fn check(what: impl Into<String>, script: impl Into<String>) -> Check {
+pub(crate) fn check(what: impl Into<String>, script: impl Into<String>) -> Check {
     Check {
         what: what.into(),
         script: script.into(),
@@ -91,7 +91,7 @@ fn unit_property(unit: &str, property: &str) -> String {
     )
 }
 
-fn is_active(unit: &str) -> String {
+pub(crate) fn is_active(unit: &str) -> String {
     join(&["systemctl", "is-active", "--quiet", unit])
 }
 
@@ -135,7 +135,7 @@ fn main_pid_from_capture(unit: &str) -> String {
 }
 
 /// Shell true when the process `$1`-style expression names a process that is gone or a zombie.
-fn pids_gone(pids: &str) -> String {
+pub(crate) fn pids_gone(pids: &str) -> String {
     format!(
         "for p in {pids}; do {}; case $st in '' | Z* | X*) ;; *) exit 1;; esac; done",
         proc_state("$p")
@@ -145,16 +145,16 @@ fn pids_gone(pids: &str) -> String {
 /// Shell that sets `st` to the state letter of process `pid` (`R`, `S`, `T`, `Z`, …), or to
 /// nothing when it is gone. Builtins only (`/proc/PID/stat`, after the command name, which may
 /// itself hold `) `): verifies poll this, and `ps` costs an exec per look.
-fn proc_state(pid: &str) -> String {
+pub(crate) fn proc_state(pid: &str) -> String {
     format!("st=; {{ read -r st < \"/proc/{pid}/stat\"; }} 2>/dev/null; st=${{st##*\") \"}}")
 }
 
-fn pids_alive(pids: &str) -> String {
+pub(crate) fn pids_alive(pids: &str) -> String {
     format!("for p in {pids}; do [ -d \"/proc/$p\" ] || exit 1; done")
 }
 
 /// Signals after which a service process is expected to be gone.
-fn is_lethal(signal: Signal) -> bool {
+pub(crate) fn is_lethal(signal: Signal) -> bool {
     matches!(
         signal,
         Signal::Kill | Signal::Term | Signal::Int | Signal::Quit | Signal::Abrt
@@ -163,7 +163,7 @@ fn is_lethal(signal: Signal) -> bool {
 
 /// The signalled processes `pids` (words of `from`, which `set --` splits into `$1`…) are gone,
 /// or still run after a non-lethal signal.
-fn signal_verify(signal: Signal, pids: &str, from: &str) -> Check {
+pub(crate) fn signal_verify(signal: Signal, pids: &str, from: &str) -> Check {
     let script = if is_lethal(signal) {
         pids_gone(pids)
     } else {
@@ -193,7 +193,7 @@ fn ensure_started(unit: &str) -> (String, Check) {
 
 /// Starts a unit, first clearing a start-rate limit that the fault itself may have tripped
 /// (repeated kills count against `StartLimitBurst`).
-fn start_unit(unit: &str) -> String {
+pub(crate) fn start_unit(unit: &str) -> String {
     format!(
         "{} 2>/dev/null; {}",
         join(&["systemctl", "reset-failed", unit]),
@@ -201,13 +201,21 @@ fn start_unit(unit: &str) -> String {
     )
 }
 
+/// The unit a service fault acts on: the host's unit, or the unit inside an LXC container
+/// (whose scripts [`FaultInput::confined`] then runs inside the container).
 fn service_unit<'a>(input: &FaultInput<'a>) -> Result<&'a UnitName, Error> {
-    input.service.map(|service| &service.unit).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{} needs a service (with its systemd unit) as its target",
-            input.fault.kind()
-        ))
-    })
+    input
+        .service
+        .and_then(|service| match &service.runtime {
+            Runtime::Unit(unit) | Runtime::Lxc { unit, .. } => Some(unit),
+            Runtime::Container { .. } => None,
+        })
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} needs a service (with its systemd unit) as its target",
+                input.fault.kind()
+            ))
+        })
 }
 
 /// Every peer address parsed again here (defence in depth), as `(is_ipv6, text)`.
@@ -242,6 +250,9 @@ impl FaultInput<'_> {
             )));
         }
         self.refuse_destructive(options)?;
+        if let Some(phases) = self.container_phases()? {
+            return self.finish(phases, options);
+        }
         let phases = match self.fault {
             Fault::ProcessKill { signal, process } => self.process_kill(
                 *signal,
@@ -475,16 +486,16 @@ impl FaultInput<'_> {
             }
             Fault::ClockSkew { offset_seconds } => self.clock_skew(*offset_seconds)?,
             Fault::RabbitmqCloseConnections => {
-                let connected_at = "rabbitmqctl -q list_connections connected_at";
+                let ctl = self.client("rabbitmqctl")?;
+                let connected_at = format!("{ctl} -q list_connections connected_at");
                 Phases {
                     preflight: check(
                         "rabbitmqctl reaches the broker",
-                        "rabbitmqctl -q status >/dev/null",
+                        format!("{ctl} -q status >/dev/null"),
                     ),
                     inject: format!(
-                        "t=$(date +%s%3N) && {} && echo \"$t\"",
+                        "t=$(date +%s%3N) && {ctl} {} && echo \"$t\"",
                         join(&[
-                            "rabbitmqctl",
                             "-q",
                             "close_all_connections",
                             &format!("butterfly fault {}", self.id)
@@ -502,7 +513,8 @@ impl FaultInput<'_> {
                 }
             }
             Fault::RabbitmqMemoryAlarm => {
-                let alarms = "rabbitmqctl -q eval 'rabbit_alarm:get_alarms().'";
+                let ctl = self.client("rabbitmqctl")?;
+                let alarms = format!("{ctl} -q eval 'rabbit_alarm:get_alarms().'");
                 Phases {
                     // The watermark is captured in the form `set_vm_memory_high_watermark`
                     // takes back: a fraction, or `absolute BYTES` for the Erlang term
@@ -510,15 +522,17 @@ impl FaultInput<'_> {
                     // command would refuse, leaving the alarm raised).
                     preflight: check(
                         "rabbitmqctl reaches the broker and the watermark is a fraction or absolute bytes",
-                        "w=$(rabbitmqctl -q eval 'vm_memory_monitor:get_vm_memory_high_watermark().') && case \"$w\" in '{absolute,'*) w=\"absolute $(printf '%s' \"$w\" | tr -cd 0-9)\" ;; esac && printf '%s\\n' \"$w\" | grep -Eqx '(absolute [0-9]+|[0-9]+(\\.[0-9]+)?)' && printf '%s\\n' \"$w\"",
+                        format!(
+                            "w=$({ctl} -q eval 'vm_memory_monitor:get_vm_memory_high_watermark().') && case \"$w\" in '{{absolute,'*) w=\"absolute $(printf '%s' \"$w\" | tr -cd 0-9)\" ;; esac && printf '%s\\n' \"$w\" | grep -Eqx '(absolute [0-9]+|[0-9]+(\\.[0-9]+)?)' && printf '%s\\n' \"$w\""
+                        ),
                     ),
-                    inject: "rabbitmqctl -q set_vm_memory_high_watermark 0".into(),
+                    inject: format!("{ctl} -q set_vm_memory_high_watermark 0"),
                     verify: check(
                         "the memory alarm is raised",
                         format!("{alarms} | grep -q memory"),
                     ),
                     revert: Some(format!(
-                        "rabbitmqctl -q set_vm_memory_high_watermark {PREFLIGHT_CAPTURE}"
+                        "{ctl} -q set_vm_memory_high_watermark {PREFLIGHT_CAPTURE}"
                     )),
                     verify_reverted: Some(check(
                         "no memory alarm",
@@ -528,20 +542,22 @@ impl FaultInput<'_> {
                 }
             }
             Fault::RabbitmqStopApp => {
-                let running = "rabbitmqctl -q eval 'rabbit:is_running().' | grep -qx true";
+                let ctl = self.client("rabbitmqctl")?;
+                let running = format!("{ctl} -q eval 'rabbit:is_running().' | grep -qx true");
                 Phases {
-                    preflight: check("the RabbitMQ application runs", running),
-                    inject: "rabbitmqctl -q stop_app".into(),
+                    preflight: check("the RabbitMQ application runs", running.clone()),
+                    inject: format!("{ctl} -q stop_app"),
                     verify: check(
                         "the RabbitMQ application is stopped",
                         format!("! {running}"),
                     ),
-                    revert: Some("rabbitmqctl -q start_app".into()),
+                    revert: Some(format!("{ctl} -q start_app")),
                     verify_reverted: Some(check("the RabbitMQ application runs", running)),
                     deadman: true,
                 }
             }
             Fault::MariadbKillConnections { user } => {
+                let mysql = self.mysql()?;
                 let filter = user
                     .as_ref()
                     .map(|user| format!(" AND USER = '{}'", user.as_str()))
@@ -552,16 +568,16 @@ impl FaultInput<'_> {
                 Phases {
                     preflight: check(
                         "a MariaDB client reaches the server",
-                        format!("{MYSQL} && $m -N -B -e 'SELECT 1' >/dev/null"),
+                        format!("{mysql} && $m -N -B -e 'SELECT 1' >/dev/null"),
                     ),
                     inject: format!(
-                        "{MYSQL} && ids=$($m -N -B -e {}) && for i in $ids; do $m -e \"KILL CONNECTION $i\" 2>/dev/null; done; echo $ids",
+                        "{mysql} && ids=$($m -N -B -e {}) && for i in $ids; do $m -e \"KILL CONNECTION $i\" 2>/dev/null; done; echo $ids",
                         quote(&select)
                     ),
                     verify: check(
                         "the killed connections are gone",
                         format!(
-                            "{MYSQL} && list=$(echo {INJECT_CAPTURE} | tr ' ' ','); [ -z \"$list\" ] || [ -z \"$($m -N -B -e \"SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ($list)\")\" ]"
+                            "{mysql} && list=$(echo {INJECT_CAPTURE} | tr ' ' ','); [ -z \"$list\" ] || [ -z \"$($m -N -B -e \"SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ($list)\")\" ]"
                         ),
                     ),
                     revert: None,
@@ -575,6 +591,7 @@ impl FaultInput<'_> {
                         "mariadb-lock-tables needs at least one table".into(),
                     ));
                 }
+                let mysql = self.mysql()?;
                 let seconds = (self.duration + options.grace).as_secs().max(1);
                 let unit = format!("bfly-dblock-{}", self.id);
                 let locks = tables
@@ -592,18 +609,18 @@ impl FaultInput<'_> {
                     preflight: check(
                         "a MariaDB client reaches the server and systemd-run exists",
                         format!(
-                            "command -v systemd-run >/dev/null && {MYSQL} && $m -N -B -e 'SELECT 1' >/dev/null"
+                            "command -v systemd-run >/dev/null && {mysql} && $m -N -B -e 'SELECT 1' >/dev/null"
                         ),
                     ),
                     inject: format!(
-                        "{MYSQL} && systemd-run --quiet --collect {} \"$m\" -N -B -e {}",
+                        "{mysql} && systemd-run --quiet --collect {} $m -N -B -e {}",
                         quote(&format!("--unit={unit}")),
                         quote(&sql)
                     ),
                     verify: check(
                         format!("{count} table(s) of {} are locked", database.as_str()),
                         format!(
-                            "{MYSQL} && [ \"$($m -N -B -e {} | grep -c .)\" -ge {count} ]",
+                            "{mysql} && [ \"$($m -N -B -e {} | grep -c .)\" -ge {count} ]",
                             quote(&in_use)
                         ),
                     ),
@@ -614,7 +631,7 @@ impl FaultInput<'_> {
                     verify_reverted: Some(check(
                         "no table of the database is locked",
                         format!(
-                            "! {} && {MYSQL} && [ -z \"$($m -N -B -e {})\" ]",
+                            "! {} && {mysql} && [ -z \"$($m -N -B -e {})\" ]",
                             is_active(&format!("{unit}.service")),
                             quote(&in_use)
                         ),
@@ -623,6 +640,11 @@ impl FaultInput<'_> {
                 }
             }
         };
+        let phases = self.confined(phases, options)?;
+        self.finish(phases, options)
+    }
+
+    fn finish(&self, phases: Phases, options: &PlanOptions) -> Result<FaultPlan, Error> {
         Ok(FaultPlan {
             id: self.id.to_owned(),
             kind: self.fault.kind().name().to_owned(),
@@ -703,8 +725,8 @@ impl FaultInput<'_> {
                     format!("{pids} && {guard} && kill -s {sig} $pids && echo $pids"),
                 )
             }
-            (None, Some(service)) => {
-                let unit = service.unit.as_str();
+            (None, Some(_)) => {
+                let unit = service_unit(self)?.as_str();
                 let name = format!("name={}", quote(unit));
                 (
                     check(
@@ -728,8 +750,8 @@ impl FaultInput<'_> {
             }
         };
         let (revert, verify_reverted) = match self.service {
-            Some(service) if process.is_none() && is_lethal(signal) => {
-                let (revert, check) = ensure_started(service.unit.as_str());
+            Some(_) if process.is_none() && is_lethal(signal) => {
+                let (revert, check) = ensure_started(service_unit(self)?.as_str());
                 (Some(revert), Some(check))
             }
             _ => (None, None),
@@ -1415,7 +1437,7 @@ impl FaultInput<'_> {
 }
 
 /// Finds the MariaDB client (`mariadb` or `mysql`) into `$m`.
-const MYSQL: &str = "m=$(command -v mariadb || command -v mysql)";
+pub(crate) const MYSQL: &str = "m=$(command -v mariadb || command -v mysql)";
 
 /// The scripts of [`FaultInput::ssh_exempt_shaping`] on one device.
 struct Shaping {
@@ -1448,13 +1470,13 @@ impl Shaping {
     }
 }
 
-struct Phases {
-    preflight: Check,
-    inject: String,
-    verify: Check,
-    revert: Option<String>,
-    verify_reverted: Option<Check>,
-    deadman: bool,
+pub(crate) struct Phases {
+    pub(crate) preflight: Check,
+    pub(crate) inject: String,
+    pub(crate) verify: Check,
+    pub(crate) revert: Option<String>,
+    pub(crate) verify_reverted: Option<Check>,
+    pub(crate) deadman: bool,
 }
 
 /// Refuses (exit 1, with the reason on stderr) when `path` resolves into a protected tree or lies
@@ -1488,7 +1510,7 @@ fn fill_guard(path: &str) -> String {
 /// Refuses (exit 1) to signal PID 1, unless destructive faults are allowed, and always refuses
 /// to signal a process of the injector's own session (its shell, sudo, sshd): the fault could
 /// never be verified or reverted. Reads `$name` and the PIDs in `$pids`.
-fn kill_guard(allow_destructive: bool) -> String {
+pub(crate) fn kill_guard(allow_destructive: bool) -> String {
     let init = if allow_destructive {
         String::new()
     } else {
@@ -1610,7 +1632,7 @@ mod tests {
     fn service(unit: &str) -> ServiceRef {
         ServiceRef {
             name: scenarios::units::Ident::new("svc").unwrap(),
-            unit: UnitName::new(unit).unwrap(),
+            runtime: Runtime::Unit(UnitName::new(unit).unwrap()),
             process: None,
             ports: vec![8774],
         }

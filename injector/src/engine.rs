@@ -359,8 +359,9 @@ impl Injector {
     }
 
     /// Disarms the dead-man switch, reverts and verifies that the host is back; journals the
-    /// outcome. Idempotent.
-    pub async fn revert(&self, active: &Active, by: &str) -> Result<(), Error> {
+    /// outcome. Idempotent. Returns what the revert observed, when it says (a heal by the
+    /// supervisor and how long it took, see [`crate::runtime`]).
+    pub async fn revert(&self, active: &Active, by: &str) -> Result<Option<String>, Error> {
         revert_on(
             &self.connections,
             &self.journal,
@@ -451,7 +452,7 @@ async fn revert_on(
     revert: Option<&str>,
     verify_reverted: Option<&Check>,
     by: &str,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let host = &plan.host;
     let revert_error = |output: String| Error::Revert {
         host: host.name.clone(),
@@ -462,17 +463,18 @@ async fn revert_on(
         let Some(script) =
             plan::revert_script(plan, revert, verify_reverted, settings.verify_timeout)
         else {
-            return Ok(());
+            return Ok(None);
         };
         let output = connections.run(host, &script).await?;
         if !output.success() {
             return Err(revert_error(output.describe()));
         }
+        let observed = crate::runtime::observed_in(&output.stdout);
         let Some(check) = verify_reverted else {
-            return Ok(());
+            return Ok(observed);
         };
         match plan::Polled::from_stdout(&output.stdout) {
-            plan::Polled::Held(_) => Ok(()),
+            plan::Polled::Held(_) => Ok(observed),
             plan::Polled::TimedOut(_) => Err(revert_error(format!(
                 "{} does not hold: still false after {:?} ({})",
                 check.what,
@@ -488,11 +490,15 @@ async fn revert_on(
     }
     .await;
     match result {
-        Ok(()) => journal.append(&Record::Reverted {
-            at_ms: now_ms(),
-            id: plan.id.clone(),
-            by: by.to_owned(),
-        }),
+        Ok(observed) => {
+            journal.append(&Record::Reverted {
+                at_ms: now_ms(),
+                id: plan.id.clone(),
+                by: by.to_owned(),
+                observed: observed.clone(),
+            })?;
+            Ok(observed)
+        }
         Err(error) => {
             journal.append(&Record::RevertFailed {
                 at_ms: now_ms(),
@@ -540,11 +546,17 @@ pub async fn recover(
             "recover",
         )
         .await
-        .map(|()| match (&pending.revert, pending.confirmed) {
-            (None, _) => "one-shot fault: nothing to revert".to_owned(),
-            (Some(_), true) => "reverted and verified".to_owned(),
-            (Some(_), false) => {
-                "reverted and verified (the inject had not been confirmed)".to_owned()
+        .map(|observed| {
+            let done = match (&pending.revert, pending.confirmed) {
+                (None, _) => "one-shot fault: nothing to revert".to_owned(),
+                (Some(_), true) => "reverted and verified".to_owned(),
+                (Some(_), false) => {
+                    "reverted and verified (the inject had not been confirmed)".to_owned()
+                }
+            };
+            match observed {
+                Some(observed) => format!("{done}; {observed}"),
+                None => done,
             }
         })
         .map_err(|error| error.to_string());

@@ -47,6 +47,10 @@ pub enum Record {
         id: String,
         /// Who reverted: `runner`, `recover`.
         by: String,
+        /// What the revert found, when it says: `healed by supervisor after 2.3 s` (a killed
+        /// container that its supervisor restarted), `stayed down until the revert`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        observed: Option<String>,
     },
     /// A revert attempt failed; the fault stays pending.
     RevertFailed {
@@ -248,6 +252,7 @@ mod tests {
                 at_ms: 3,
                 id: "aaaaaaaa".into(),
                 by: "runner".into(),
+                observed: None,
             },
             Record::RevertFailed {
                 at_ms: 4,

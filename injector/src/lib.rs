@@ -7,7 +7,8 @@
 //! [`catalog`] turns them into a [`FaultPlan`] (pure data: shell scripts built from quoted argv,
 //! see [`shell`]), which `--dry-run` prints ([`FaultPlan::dry_run`]) and the [`Injector`] runs
 //! over a [`transport::Connections`] pool. Every step is journaled ([`journal`]) in the run
-//! directory; [`recover`] reverts whatever a dead runner left behind.
+//! directory; [`recover`] reverts whatever a dead runner left behind. Services in containers
+//! (Docker/Podman, LXC) are reached as [`runtime`] describes.
 #![warn(missing_docs)]
 
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod host;
 pub mod journal;
 pub mod plan;
+pub mod runtime;
 pub mod shell;
 pub mod transport;
 

@@ -32,7 +32,7 @@ fn crash_child() {
     let (compute1, compute2) = (host("compute1"), host("compute2"));
     let service = scenarios::model::ServiceRef {
         name: scenarios::units::Ident::new("victim").unwrap(),
-        unit: scenarios::units::UnitName::new(&unit).unwrap(),
+        runtime: scenarios::model::Runtime::Unit(scenarios::units::UnitName::new(&unit).unwrap()),
         process: None,
         ports: vec![],
     };

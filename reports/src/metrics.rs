@@ -322,6 +322,7 @@ mod tests {
             injected_at: jiff::Timestamp::UNIX_EPOCH,
             verified_at: None,
             reverted_at: None,
+            observed: None,
         }
     }
 

@@ -308,6 +308,10 @@ pub struct Fault {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_timestamp_schema")]
     pub reverted_at: Option<Timestamp>,
+    /// What the revert found (journal): e.g. `healed by supervisor after 0.4 s` for a killed
+    /// container that its supervisor restarted, `stayed down until the revert` for a stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
 }
 
 /// The component a fault was applied to.

@@ -274,6 +274,7 @@ mod tests {
             injected_at: ts(inject),
             verified_at: None,
             reverted_at: Some(ts(revert)),
+            observed: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::fault::Fault;
-use crate::units::{Ident, ProcessName, UnitName};
+use crate::units::{ContainerName, Ident, ProcessName, UnitName, VhostName};
 
 /// The current version of the campaign format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -112,13 +112,16 @@ pub struct SshSettings {
     pub sudo: bool,
 }
 
-/// A service of the cloud: a systemd unit on some hosts.
+/// A service of the cloud: a systemd unit, a container or a unit inside an LXC container, on
+/// some hosts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {
     /// Canonical name, e.g. `nova-conductor`.
     pub name: Ident,
-    /// systemd unit, e.g. `devstack@n-cond`.
-    pub unit: UnitName,
+    /// How it runs: what a fault acts on.
+    pub runtime: Runtime,
+    /// Its RabbitMQ virtual host, when the deployment gives each service its own (OSA).
+    pub vhost: Option<VhostName>,
     /// Exact process name, when known.
     pub process: Option<ProcessName>,
     /// Roles it runs on (any host with one of them).
@@ -127,6 +130,101 @@ pub struct Service {
     pub hosts: Vec<Ident>,
     /// TCP ports it listens on.
     pub ports: Vec<u16>,
+}
+
+/// How a service runs on its hosts, which decides how a fault reaches it.
+/// Serialized as the inventory writes it: `{"unit": …}`, `{"container": {…}}`, `{"lxc": {…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runtime {
+    /// A systemd unit on the host itself (DevStack), e.g. `devstack@n-cond`.
+    Unit(UnitName),
+    /// A container of a container engine, with the host's network (kolla-ansible).
+    Container {
+        /// The engine whose CLI reaches it.
+        engine: Engine,
+        /// The container's name, e.g. `nova_conductor`.
+        name: ContainerName,
+        /// The systemd unit that supervises it (`kolla-nova_conductor-container.service`), when
+        /// there is one: stops go through it, since its restart policy would undo an engine stop.
+        unit: Option<UnitName>,
+    },
+    /// A systemd unit inside an LXC container, one container per physical host
+    /// (OpenStack-Ansible).
+    Lxc {
+        /// The unit inside the container, e.g. `nova-conductor`.
+        unit: UnitName,
+        /// Physical host name -> the LXC container on it.
+        containers: Vec<(Ident, ContainerName)>,
+    },
+}
+
+/// A container engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// Docker (`docker`).
+    Docker,
+    /// Podman (`podman`).
+    Podman,
+}
+
+impl Engine {
+    /// Every engine, as campaigns name them.
+    pub const ALL: [Engine; 2] = [Engine::Docker, Engine::Podman];
+
+    /// The engine's name, which is also its CLI command.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+
+    /// Looks an engine up by name.
+    pub fn from_name(name: &str) -> Option<Engine> {
+        Engine::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+impl Runtime {
+    /// The systemd unit on the host that starts and stops the service: the unit itself, or a
+    /// container's supervising unit; none for a unit inside an LXC container.
+    pub fn host_unit(&self) -> Option<&UnitName> {
+        match self {
+            Runtime::Unit(unit) => Some(unit),
+            Runtime::Container { unit, .. } => unit.as_ref(),
+            Runtime::Lxc { .. } => None,
+        }
+    }
+
+    /// The LXC container holding the service on `host`, for an LXC service.
+    pub fn lxc_container_on(&self, host: &str) -> Option<&ContainerName> {
+        match self {
+            Runtime::Lxc { containers, .. } => containers
+                .iter()
+                .find(|(h, _)| h.as_str() == host)
+                .map(|(_, name)| name),
+            _ => None,
+        }
+    }
+
+    /// A short description for messages: `unit devstack@n-cond`, `podman container
+    /// nova_conductor`, `unit nova-conductor in an LXC container`.
+    pub fn describe(&self) -> String {
+        match self {
+            Runtime::Unit(unit) => format!("unit {unit}"),
+            Runtime::Container {
+                engine,
+                name,
+                unit: Some(unit),
+            } => format!("{} container {name} (unit {unit})", engine.name()),
+            Runtime::Container { engine, name, .. } => {
+                format!("{} container {name}", engine.name())
+            }
+            Runtime::Lxc { unit, .. } => format!("unit {unit} in an LXC container"),
+        }
+    }
 }
 
 impl Service {
@@ -335,8 +433,8 @@ pub struct Target {
 pub struct ServiceRef {
     /// Canonical name.
     pub name: Ident,
-    /// systemd unit.
-    pub unit: UnitName,
+    /// How it runs.
+    pub runtime: Runtime,
     /// Exact process name, when known.
     pub process: Option<ProcessName>,
     /// Its ports.

@@ -194,14 +194,21 @@ pub struct RawSsh {
     pub sudo: Option<Sp<bool>>,
 }
 
-/// A service: a systemd unit on some hosts.
+/// A service on some hosts: a systemd unit (`unit`), a container (`container`) or a unit inside
+/// LXC containers (`lxc`) — exactly one of the three.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
     /// Canonical name, e.g. `nova-conductor`.
     pub name: Sp<String>,
-    /// systemd unit, e.g. `devstack@n-cond`.
-    pub unit: Sp<String>,
+    /// systemd unit on the host, e.g. `devstack@n-cond` (DevStack).
+    pub unit: Option<Sp<String>>,
+    /// A container of a container engine with host networking (kolla-ansible).
+    pub container: Option<Sp<RawContainer>>,
+    /// A systemd unit inside an LXC container on each physical host (OpenStack-Ansible).
+    pub lxc: Option<Sp<RawLxc>>,
+    /// Its RabbitMQ virtual host, e.g. `/nova` (OpenStack-Ansible gives each service one).
+    pub vhost: Option<Sp<String>>,
     /// Exact process name (as `pgrep -x` matches), e.g. `nova-conductor`.
     pub process: Option<Sp<String>>,
     /// Roles of the hosts it runs on.
@@ -210,6 +217,29 @@ pub struct RawService {
     pub hosts: Option<Vec<Sp<String>>>,
     /// TCP ports it listens on.
     pub ports: Option<Vec<Sp<Scalar>>>,
+}
+
+/// A service running in a Docker or Podman container.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainer {
+    /// The container engine: `docker` or `podman`.
+    pub engine: Sp<String>,
+    /// The container's name, e.g. `nova_conductor`.
+    pub name: Sp<String>,
+    /// The systemd unit supervising the container, e.g.
+    /// `kolla-nova_conductor-container.service`; stops and starts go through it.
+    pub unit: Option<Sp<String>>,
+}
+
+/// A service running as a systemd unit inside LXC containers.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLxc {
+    /// The unit inside the container, e.g. `nova-conductor`.
+    pub unit: Sp<String>,
+    /// Physical host (a host of the inventory) -> the LXC container on it.
+    pub containers: Sp<BTreeMap<String, Sp<String>>>,
 }
 
 /// The OpenStack cloud: a clouds.yaml entry, or inline Keystone v3 password auth.

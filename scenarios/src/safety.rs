@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 
 use crate::fault::{Fault, FillAmount, Peer};
-use crate::model::ServiceRef;
+use crate::model::{Runtime, ServiceRef};
 
 /// Share of a filesystem a disk fill leaves free unless forced, in percent.
 pub const DISK_FILL_KEEP_FREE_PERCENT: u64 = 2;
@@ -250,6 +250,8 @@ pub enum Lift {
     AllowDestructive,
     /// `force: true` on the disk fill.
     Force,
+    /// Nothing: the fault cannot act on this service the way it runs.
+    Never,
 }
 
 /// The part of the fault (or its target) a refusal is about, so that `validate` can point at it.
@@ -290,6 +292,9 @@ impl Refusal {
                 "set `allow_destructive: true` on the experiment if you really mean it"
             }
             Lift::Force => "fill to at most 98%, give a `size`, or set `force: true`",
+            Lift::Never => {
+                "pick another fault kind for this service, or a service that runs as a systemd unit"
+            }
         }
     }
 }
@@ -301,6 +306,24 @@ pub struct SshPort<'a> {
     pub host: &'a str,
     /// Its SSH port.
     pub port: u16,
+}
+
+/// The fault as it lands on `service`: a network fault without ports on a container with the
+/// host's network is narrowed to the service's own ports (its traffic), as `validate` does.
+pub fn narrowed_to_service(fault: Fault, service: Option<&ServiceRef>) -> Fault {
+    let Some(service) = service.filter(|s| matches!(s.runtime, Runtime::Container { .. })) else {
+        return fault;
+    };
+    let mut fault = fault;
+    if let Fault::NetworkDelay { ports, .. }
+    | Fault::NetworkLoss { ports, .. }
+    | Fault::NetworkPartition { ports, .. }
+    | Fault::NetworkReset { ports, .. } = &mut fault
+        && ports.is_empty()
+    {
+        ports.clone_from(&service.ports);
+    }
+    fault
 }
 
 /// Every reason to refuse `fault` on `service` at hosts reached over `ssh_ports`, lifted ones
@@ -327,7 +350,18 @@ pub fn refusals(
             | Fault::ClockSkew { .. }
     );
     if let (true, Some(service)) = (acts_on_service, service) {
-        let guarded = unit_identity(service.unit.as_str()).or_else(|| {
+        // By meaning, whatever the runtime: the unit systemd runs (on the host or inside an
+        // LXC container), a container named after one, or the process.
+        let runtime_identity = match &service.runtime {
+            Runtime::Unit(unit) => unit_identity(unit.as_str()),
+            Runtime::Container { name, unit, .. } => unit
+                .as_ref()
+                .and_then(|unit| unit_identity(unit.as_str()))
+                .or_else(|| unit_identity(name.as_str()))
+                .or_else(|| process_identity(name.as_str())),
+            Runtime::Lxc { unit, .. } => unit_identity(unit.as_str()),
+        };
+        let guarded = runtime_identity.or_else(|| {
             service
                 .process
                 .as_ref()
@@ -337,14 +371,47 @@ pub fn refusals(
             out.push(destructive(
                 Subject::Service,
                 format!(
-                    "refusing {} on service {} (unit {}): it is {}",
+                    "refusing {} on service {} ({}): it is {}",
                     fault.kind(),
                     service.name,
-                    service.unit,
+                    service.runtime.describe(),
                     guarded.describe()
                 ),
             ));
         }
+    }
+    if let (Fault::ClockSkew { .. }, Some(service)) = (fault, service)
+        && let Runtime::Container { name, .. } = &service.runtime
+    {
+        out.push(Refusal {
+            subject: Subject::Service,
+            message: format!(
+                "clock-skew cannot act on service {} (container {name}): it restarts a systemd unit with libfaketime preloaded, and a container's environment is fixed when it is created",
+                service.name
+            ),
+            lift: Lift::Never,
+        });
+    }
+    // A container with the host's network shares it with every other service of the host: a
+    // network fault on it must say which traffic is the service's (its ports).
+    if let (
+        Fault::NetworkDelay { ports, .. }
+        | Fault::NetworkLoss { ports, .. }
+        | Fault::NetworkPartition { ports, .. }
+        | Fault::NetworkReset { ports, .. },
+        Some(service),
+    ) = (fault, service)
+        && let Runtime::Container { name, .. } = &service.runtime
+        && ports.is_empty()
+    {
+        out.push(destructive(
+            Subject::Ports,
+            format!(
+                "refusing {} on service {} without ports: container {name} uses the host's network, so the fault would hit every service of the host",
+                fault.kind(),
+                service.name
+            ),
+        ));
     }
     match fault {
         Fault::ProcessKill {
@@ -462,7 +529,7 @@ mod tests {
     fn service(unit: &str, process: Option<&str>) -> ServiceRef {
         ServiceRef {
             name: Ident::new("svc").unwrap(),
-            unit: UnitName::new(unit).unwrap(),
+            runtime: Runtime::Unit(UnitName::new(unit).unwrap()),
             process: process.map(|p| ProcessName::new(p).unwrap()),
             ports: vec![],
         }
@@ -625,5 +692,47 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].message.contains("2222 of host compute1"));
         assert!(refusals(&loss, None, &[], false).is_empty());
+    }
+
+    #[test]
+    fn containerised_services_are_judged_by_what_they_run() {
+        use crate::model::Engine;
+        use crate::units::ContainerName;
+        let stop = Fault::ServiceStop;
+        let in_container = |name: &str, unit: Option<&str>| ServiceRef {
+            name: Ident::new("svc").unwrap(),
+            runtime: Runtime::Container {
+                engine: Engine::Podman,
+                name: ContainerName::new(name).unwrap(),
+                unit: unit.map(|u| UnitName::new(u).unwrap()),
+            },
+            process: None,
+            ports: vec![],
+        };
+        let sshd = in_container("sshd", None);
+        let found = refusals(&stop, Some(&sshd), &[], false);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("podman container sshd"));
+        assert!(refusals(&stop, Some(&sshd), &[], true).is_empty());
+        let supervised = in_container("conductor", Some("ssh.service"));
+        assert_eq!(refusals(&stop, Some(&supervised), &[], false).len(), 1);
+        let nova = in_container(
+            "nova_conductor",
+            Some("kolla-nova_conductor-container.service"),
+        );
+        assert!(refusals(&stop, Some(&nova), &[], false).is_empty());
+        let lxc = ServiceRef {
+            name: Ident::new("svc").unwrap(),
+            runtime: Runtime::Lxc {
+                unit: UnitName::new("systemd-journald").unwrap(),
+                containers: vec![(
+                    Ident::new("infra1").unwrap(),
+                    ContainerName::new("infra1_utility_container-1a2b3c4d").unwrap(),
+                )],
+            },
+            process: None,
+            ports: vec![],
+        };
+        assert_eq!(refusals(&stop, Some(&lxc), &[], false).len(), 1);
     }
 }

@@ -317,6 +317,29 @@ validated_name!(
 );
 
 validated_name!(
+    /// A container name (Docker, Podman or LXC), e.g. `nova_conductor` or
+    /// `infra1_nova_api_container-1a2b3c4d`.
+    ContainerName,
+    "container name",
+    |s| !s.is_empty()
+        && s.len() <= 128
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(is_name_char),
+    "use at most 128 letters, digits and _ . - starting with a letter or digit"
+);
+
+validated_name!(
+    /// A RabbitMQ virtual host, e.g. `/nova` or `/`.
+    VhostName,
+    "vhost",
+    |s| !s.is_empty()
+        && s.len() <= 255
+        && !s.starts_with(['-', '.'])
+        && s.chars().all(|c| is_name_char(c) || c == '/'),
+    "use letters, digits and _ - . / (not starting with - or .)"
+);
+
+validated_name!(
     /// A network interface name (at most 15 characters, as the kernel allows).
     InterfaceName,
     "interface name",
@@ -428,7 +451,12 @@ mod tests {
             assert!(ProcessName::new(hostile).is_err(), "{hostile}");
             assert!(SqlIdent::new(hostile).is_err(), "{hostile}");
             assert!(Ident::new(hostile).is_err(), "{hostile}");
+            assert!(ContainerName::new(hostile).is_err(), "{hostile}");
+            assert!(VhostName::new(hostile).is_err(), "{hostile}");
         }
+        assert!(ContainerName::new("infra1_nova_api_container-1a2b3c4d").is_ok());
+        assert!(ContainerName::new("_x").is_err());
+        assert!(VhostName::new("/nova").is_ok());
         assert!(PathName::new("/srv/../etc").is_err());
         assert!(PathName::new("relative/path").is_err());
         assert!(PathName::new("/srv/fill").is_ok());

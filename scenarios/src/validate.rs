@@ -457,12 +457,16 @@ fn check_hosts_services(
     for raw in raw_services {
         let service = &raw.value;
         let name = check.ident(&service.name, "service name");
-        let unit = match UnitName::new(&service.unit.value) {
-            Ok(unit) => Some(unit),
-            Err(message) => {
-                check.error(service.unit.at, message);
-                None
-            }
+        let runtime = check_runtime(check, raw, raw_hosts);
+        let vhost = match &service.vhost {
+            Some(vhost) => match VhostName::new(&vhost.value) {
+                Ok(vhost) => Some(Some(vhost)),
+                Err(message) => {
+                    check.error(vhost.at, message);
+                    None
+                }
+            },
+            None => Some(None),
         };
         let process = match &service.process {
             Some(process) => match ProcessName::new(&process.value) {
@@ -490,21 +494,211 @@ fn check_hosts_services(
             );
             ok = false;
         }
-        match (name, unit, process, roles, on_hosts, ports) {
-            (Some(name), Some(unit), Some(process), Some(roles), Some(on_hosts), Some(ports)) => {
-                services.push(Service {
-                    name,
-                    unit,
-                    process,
-                    roles,
-                    hosts: on_hosts,
-                    ports,
-                })
-            }
+        match (name, runtime, vhost, process, roles, on_hosts, ports) {
+            (
+                Some(name),
+                Some(runtime),
+                Some(vhost),
+                Some(process),
+                Some(roles),
+                Some(on_hosts),
+                Some(ports),
+            ) => services.push(Service {
+                name,
+                runtime,
+                vhost,
+                process,
+                roles,
+                hosts: on_hosts,
+                ports,
+            }),
             _ => ok = false,
         }
     }
     ok.then_some((hosts, services))
+}
+
+fn check_unit(check: &mut Checker<'_>, unit: &Sp<String>) -> Option<UnitName> {
+    match UnitName::new(&unit.value) {
+        Ok(unit) => Some(unit),
+        Err(message) => {
+            check.error(unit.at, message);
+            None
+        }
+    }
+}
+
+fn check_container_name(check: &mut Checker<'_>, name: &Sp<String>) -> Option<ContainerName> {
+    match ContainerName::new(&name.value) {
+        Ok(name) => Some(name),
+        Err(message) => {
+            check.error(name.at, message);
+            None
+        }
+    }
+}
+
+/// How a service runs: exactly one of `unit`, `container` and `lxc`, every name checked, and
+/// every LXC container on a host the service runs on.
+fn check_runtime(
+    check: &mut Checker<'_>,
+    raw: &Sp<RawService>,
+    raw_hosts: &[Sp<RawHost>],
+) -> Option<Runtime> {
+    let service = &raw.value;
+    let given: Vec<(&str, Pos)> = [
+        service.unit.as_ref().map(|u| ("unit", u.at)),
+        service.container.as_ref().map(|c| ("container", c.at)),
+        service.lxc.as_ref().map(|l| ("lxc", l.at)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match given.as_slice() {
+        [] => {
+            check.error_hint(
+                raw.at,
+                format!("service {} says not how it runs", quoted(&service.name.value)),
+                "give it one of `unit` (a systemd unit), `container` (docker or podman) or `lxc` (a unit inside LXC containers)",
+            );
+            return None;
+        }
+        [_] => {}
+        [(first, _), rest @ ..] => {
+            for (key, at) in rest {
+                check.error_hint(
+                    *at,
+                    format!(
+                        "service {} gives both `{first}` and `{key}`",
+                        quoted(&service.name.value)
+                    ),
+                    "a service runs one way: keep exactly one of `unit`, `container` and `lxc`",
+                );
+            }
+            return None;
+        }
+    }
+    if let Some(unit) = &service.unit {
+        return check_unit(check, unit).map(Runtime::Unit);
+    }
+    if let Some(container) = &service.container {
+        let container = &container.value;
+        let engine = match Engine::from_name(&container.engine.value) {
+            Some(engine) => Some(engine),
+            None => {
+                let known: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+                check.error_hint(
+                    container.engine.at,
+                    format!(
+                        "unknown container engine {}",
+                        quoted(&container.engine.value)
+                    ),
+                    format!("use one of {}", known.join(", ")),
+                );
+                None
+            }
+        };
+        let name = check_container_name(check, &container.name);
+        let unit = match &container.unit {
+            Some(unit) => check_unit(check, unit).map(Some),
+            None => Some(None),
+        };
+        return Some(Runtime::Container {
+            engine: engine?,
+            name: name?,
+            unit: unit?,
+        });
+    }
+    let lxc = &service.lxc.as_ref()?.value;
+    let unit = check_unit(check, &lxc.unit);
+    let mut ok = true;
+    if lxc.containers.value.is_empty() {
+        check.error_hint(
+            lxc.containers.at,
+            format!(
+                "service {} names no LXC container",
+                quoted(&service.name.value)
+            ),
+            "map each physical host to its container: `containers: {infra1: infra1_nova_api_container-1a2b3c4d}`",
+        );
+        ok = false;
+    }
+    // The hosts this service runs on, by name or role: an LXC container elsewhere is a typo.
+    let runs_on: Vec<&str> = raw_hosts
+        .iter()
+        .map(|h| &h.value)
+        .filter(|h| {
+            service
+                .hosts
+                .iter()
+                .flatten()
+                .any(|name| name.value == h.name.value)
+                || h.roles.iter().flatten().any(|role| {
+                    service
+                        .roles
+                        .iter()
+                        .flatten()
+                        .any(|r| r.value == role.value)
+                })
+        })
+        .map(|h| h.name.value.as_str())
+        .collect();
+    let mut containers = Vec::new();
+    for (host, name) in &lxc.containers.value {
+        let container = check_container_name(check, name);
+        if !runs_on.contains(&host.as_str()) {
+            let known: Vec<&str> = raw_hosts
+                .iter()
+                .map(|h| h.value.name.value.as_str())
+                .collect();
+            let hint = if known.contains(&host.as_str()) {
+                format!(
+                    "service {} does not run on {}; add it to the service's `hosts` or drop this container",
+                    quoted(&service.name.value),
+                    quoted(host)
+                )
+            } else {
+                suggestion(host, &runs_on)
+            };
+            check.error_hint(
+                name.at,
+                format!(
+                    "LXC container {} is on {}, not a host service {} runs on",
+                    quoted(&name.value),
+                    quoted(host),
+                    quoted(&service.name.value)
+                ),
+                hint,
+            );
+            ok = false;
+            continue;
+        }
+        match (Ident::new(host), container) {
+            (Ok(host), Some(container)) => containers.push((host, container)),
+            _ => ok = false,
+        }
+    }
+    if !lxc.containers.value.is_empty() {
+        for host in runs_on
+            .iter()
+            .filter(|host| !lxc.containers.value.contains_key(**host))
+        {
+            check.error_hint(
+                lxc.containers.at,
+                format!(
+                    "service {} runs on {} but names no LXC container there",
+                    quoted(&service.name.value),
+                    quoted(host)
+                ),
+                "add the host's container to `containers`, or narrow the service's `roles`/`hosts`",
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(Runtime::Lxc {
+        unit: unit?,
+        containers,
+    })
 }
 
 /// Resolves a list of names against known ones, with a hint for each unknown name.
@@ -1151,9 +1345,14 @@ fn check_experiment(
             );
         }
     }
-    if let (Some(fault), Some(target)) = (&fault, &target) {
-        check_destructive(check, raw, fault, target, testbed, allow_destructive);
-    }
+    let fault = match (fault, &target) {
+        (Some(fault), Some(target)) => {
+            let fault = safety::narrowed_to_service(fault, target.service.as_ref());
+            check_destructive(check, raw, &fault, target, testbed, allow_destructive);
+            Some(fault)
+        }
+        (fault, _) => fault,
+    };
     Some(Experiment {
         name: name?,
         description: experiment.description.clone(),
@@ -1859,7 +2058,7 @@ fn check_target(
     Some(Target {
         service: service.map(|s| ServiceRef {
             name: s.name.clone(),
-            unit: s.unit.clone(),
+            runtime: s.runtime.clone(),
             process: s.process.clone(),
             ports: s.ports.clone(),
         }),

@@ -5,6 +5,7 @@ pub mod discover;
 pub mod faults;
 pub mod fingerprint;
 pub mod history;
+pub mod inject;
 pub mod plan;
 pub mod recover;
 pub mod report;

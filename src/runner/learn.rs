@@ -262,6 +262,7 @@ mod tests {
             injected_at: at,
             verified_at: None,
             reverted_at: None,
+            observed: None,
         }
     }
 

@@ -632,6 +632,7 @@ async fn run_repetition(
                         .unwrap_or(injected_at),
                     ),
                     reverted_at: None,
+                    observed: None,
                 });
                 live.injected(name, faults.last().expect("just pushed"));
                 active.push(fault);
@@ -655,7 +656,13 @@ async fn run_repetition(
     };
     for (fault, report) in active.iter().zip(faults.iter_mut()) {
         match injector.revert(fault, "runner").await {
-            Ok(()) => {
+            Ok(observed) => {
+                if let Some(observed) = observed {
+                    live.log(&format!(
+                        "{} on {}: {observed}",
+                        fault.plan.kind, fault.plan.host.name
+                    ));
+                }
                 report.reverted_at = Some(Timestamp::now());
                 live.reverted(name, report);
             }
@@ -783,8 +790,14 @@ fn apply_journal_times(results: &mut [RepetitionResult], journal: &[injector::jo
                     fault.injected_at = at(*at_ms).unwrap_or(fault.injected_at);
                 }
                 Record::Injected { at_ms, id } if *id == fault.id => fault.verified_at = at(*at_ms),
-                Record::Reverted { at_ms, id, .. } if *id == fault.id => {
-                    fault.reverted_at = at(*at_ms)
+                Record::Reverted {
+                    at_ms,
+                    id,
+                    observed,
+                    ..
+                } if *id == fault.id => {
+                    fault.reverted_at = at(*at_ms);
+                    fault.observed.clone_from(observed);
                 }
                 _ => {}
             }

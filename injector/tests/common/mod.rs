@@ -220,7 +220,9 @@ impl TestUnit {
     pub fn service(&self) -> scenarios::model::ServiceRef {
         scenarios::model::ServiceRef {
             name: scenarios::units::Ident::new("testsvc").unwrap(),
-            unit: scenarios::units::UnitName::new(&format!("{}.service", self.name)).unwrap(),
+            runtime: scenarios::model::Runtime::Unit(
+                scenarios::units::UnitName::new(&format!("{}.service", self.name)).unwrap(),
+            ),
             process: None,
             ports: vec![],
         }
