@@ -20,6 +20,7 @@ pub mod alarm;
 pub mod answer;
 pub mod diagnose;
 pub mod distance;
+pub mod engine;
 mod error;
 pub mod monitor;
 pub mod normalize;
