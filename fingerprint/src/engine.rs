@@ -41,6 +41,7 @@ use crate::distance::EditOp;
 use crate::monitor::{Hold, Holder, Monitor, Stuck, Waiting};
 use crate::normalize::last_progress_us;
 use crate::store::Store;
+use crate::suspicion::WEIGHTS;
 use crate::symbol::{reply_key, template_dotted};
 use crate::timing::human_us;
 
@@ -79,23 +80,20 @@ impl WindowKind {
 /// A watched transaction is diagnosed after this long without a new event, µs.
 pub const SETTLE_US: i64 = 5_000_000;
 
-/// The share of suspicion a shared dependency (broker, database) takes when it is named.
-const SHARED_CONFIDENCE: f64 = 0.7;
-
 /// Puts a shared dependency first among an alarm's suspects, with its evidence first; the other
 /// suspects share what is left of the confidence.
 fn put_first(alarm: &mut Alarm, (service, host): &(String, Option<String>), evidence: String) {
     alarm.suspects.retain(|suspect| suspect.service != *service);
     for suspect in &mut alarm.suspects {
         suspect.confidence =
-            (suspect.confidence * (1.0 - SHARED_CONFIDENCE) * 1000.0).round() / 1000.0;
+            (suspect.confidence * (1.0 - WEIGHTS.shared) * 1000.0).round() / 1000.0;
     }
     alarm.suspects.insert(
         0,
         Suspect {
             service: service.clone(),
             host: host.clone(),
-            confidence: SHARED_CONFIDENCE,
+            confidence: WEIGHTS.shared,
         },
     );
     alarm.evidence.insert(0, evidence);

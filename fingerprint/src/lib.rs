@@ -25,6 +25,7 @@ mod error;
 pub mod monitor;
 pub mod normalize;
 pub mod store;
+pub mod suspicion;
 pub mod symbol;
 pub mod timing;
 
