@@ -120,6 +120,68 @@ fn clock(us: i64) -> String {
 /// Failing transactions shown per repetition in the report.
 const DIVERGENCES_PER_REPETITION: usize = 3;
 
+/// What a service does in the cloud, as the inventory says (its `function:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// Answers users' REST requests.
+    Api,
+    /// Works on RPC messages.
+    Worker,
+    /// The database the services share.
+    Database,
+    /// The message broker every RPC goes through.
+    Broker,
+    /// A cache the services share.
+    Cache,
+    /// An agent on the hosts it manages.
+    Agent,
+}
+
+/// One service of the inventory, as the engine knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRole {
+    /// Its name, as the trace and the fingerprints name it.
+    pub service: String,
+    /// What it does, when the inventory says.
+    pub function: Option<Function>,
+    /// The hosts it runs on, in inventory order.
+    pub hosts: Vec<String>,
+}
+
+/// The inventory's services with their functions: which is the database, the broker, which are
+/// the APIs. The rules name no service and no port: the same engine reads a DevStack, a
+/// kolla-ansible or an OpenStack-Ansible inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roles {
+    services: Vec<ServiceRole>,
+}
+
+impl Roles {
+    /// The table of `services`.
+    pub fn new(services: Vec<ServiceRole>) -> Roles {
+        Roles { services }
+    }
+
+    /// The first service with `function`, with its first host.
+    pub fn first(&self, function: Function) -> Option<(String, Option<String>)> {
+        self.services
+            .iter()
+            .find(|role| role.function == Some(function))
+            .map(|role| (role.service.clone(), role.hosts.first().cloned()))
+    }
+
+    /// Whether `service` may serve users' requests: an API of the inventory, or any service when
+    /// the inventory names no API (nothing is known then).
+    pub fn may_serve_users(&self, service: &str) -> bool {
+        let mut apis = self
+            .services
+            .iter()
+            .filter(|role| role.function == Some(Function::Api))
+            .peekable();
+        apis.peek().is_none() || apis.any(|role| role.service == service)
+    }
+}
+
 /// What the runner knows about a transaction's workload command.
 pub trait Labels {
     /// The command (`server create`) that issued request `id`, from the moment it is issued.
@@ -181,6 +243,8 @@ pub struct Engine {
     /// check), until they close: never followed, also not once a window begins.
     outside: HashSet<String>,
     divergences: Vec<Vec<TransactionDivergence>>,
+    /// The inventory's services and their functions.
+    roles: Roles,
     /// The broker's service (and host) in the inventory: named when the AMQP capture loses it.
     broker: Option<(String, Option<String>)>,
     /// The capture's losses of the broker: since when, and until when once it consumes again.
@@ -245,6 +309,7 @@ impl Engine {
             followed: HashMap::new(),
             outside: HashSet::new(),
             divergences: Vec::new(),
+            roles: Roles::default(),
             broker: None,
             broker_outages: Vec::new(),
             database: None,
@@ -255,16 +320,13 @@ impl Engine {
         })
     }
 
-    /// Names the services (and hosts) every other one depends on: the broker, named for alarms
-    /// raised while the capture had lost it, and the database, named when an API stalls on a
-    /// request while it answers others.
-    pub fn with_shared(
-        mut self,
-        broker: Option<(String, Option<String>)>,
-        database: Option<(String, Option<String>)>,
-    ) -> Engine {
-        self.broker = broker;
-        self.database = database;
+    /// Knows the inventory's `roles`: the services every other one depends on (the broker,
+    /// named for alarms raised while the capture had lost it, and the database, named when an
+    /// API stalls on a request while it answers others) and the APIs that serve users.
+    pub fn with_roles(mut self, roles: Roles) -> Engine {
+        self.broker = roles.first(Function::Broker);
+        self.database = roles.first(Function::Database);
+        self.roles = roles;
         self
     }
 
@@ -341,6 +403,7 @@ impl Engine {
             .and_then(|fingerprint| fingerprint.variants.first())
             .and_then(|variant| variant.steps.first())
             .and_then(|entry| entry.service.clone())
+            .filter(|service| self.roles.may_serve_users(service))
     }
 
     /// Names the database first when what the trace shows of a stall points at something every

@@ -210,6 +210,9 @@ pub struct RawService {
     pub hosts: Option<Vec<Sp<String>>>,
     /// TCP ports it listens on.
     pub ports: Option<Vec<Sp<Scalar>>>,
+    /// What it does in the cloud, for the detection engine: `api`, `worker`, `database`,
+    /// `broker`, `cache` or `agent`.
+    pub function: Option<Sp<String>>,
 }
 
 /// The OpenStack cloud: a clouds.yaml entry, or inline Keystone v3 password auth.

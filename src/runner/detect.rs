@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::openstack::USER_AGENT;
-use fingerprint::engine::Engine;
+use fingerprint::engine::{Engine, Function, Roles, ServiceRole};
 pub use fingerprint::engine::{Labels, Phase};
 use fingerprint::store::Store;
 use reports::metrics::RunMetrics;
 use reports::model as rm;
-use scenarios::model::{Campaign, DetectorSource};
+use scenarios::model::{Campaign, DetectorSource, ServiceFunction};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracer::event::{Event, Transaction};
@@ -28,12 +28,6 @@ use userinput::file::FileKind;
 
 /// How often the live timeout detector is polled.
 pub const POLL: Duration = Duration::from_millis(100);
-
-/// The database ports (MySQL/MariaDB, PostgreSQL) by which the inventory's database is recognized.
-const DATABASE_PORTS: [u16; 2] = [3306, 5432];
-
-/// The AMQP ports (plain and TLS) by which the inventory's broker service is recognized.
-const AMQP_PORTS: [u16; 2] = [5672, 5671];
 
 /// Names an alarm after the campaign's detector.
 fn named(mut alarm: rm::Alarm, detector: &str) -> rm::Alarm {
@@ -77,28 +71,35 @@ pub fn engine_of(campaign: &Campaign) -> Result<Option<Engine>, String> {
         (None, _) => Store::default(),
     };
     let name = |detector: Option<(&str, _)>| detector.map(|(name, _)| name.to_owned());
-    let listening_on = |ports: &[u16]| {
-        campaign
-            .testbed
-            .services
-            .iter()
-            .find(|service| service.ports.iter().any(|port| ports.contains(port)))
-            .map(|service| {
-                let host = campaign
-                    .testbed
-                    .hosts_of(service)
-                    .first()
-                    .map(|host| host.name.to_string());
-                (service.name.to_string(), host)
-            })
-    };
     Ok(
         Engine::seeded(name(fingerprint), name(timeout), store).map(|builtin| {
             builtin
-                .with_shared(listening_on(&AMQP_PORTS), listening_on(&DATABASE_PORTS))
+                .with_roles(roles_of(campaign))
                 .with_workload_agent(USER_AGENT)
         }),
     )
+}
+
+/// The engine's roles table: the inventory's services with their `function:` and hosts.
+pub fn roles_of(campaign: &Campaign) -> Roles {
+    let services = campaign.testbed.services.iter().map(|service| ServiceRole {
+        service: service.name.to_string(),
+        function: service.function.map(|function| match function {
+            ServiceFunction::Api => Function::Api,
+            ServiceFunction::Worker => Function::Worker,
+            ServiceFunction::Database => Function::Database,
+            ServiceFunction::Broker => Function::Broker,
+            ServiceFunction::Cache => Function::Cache,
+            ServiceFunction::Agent => Function::Agent,
+        }),
+        hosts: campaign
+            .testbed
+            .hosts_of(service)
+            .iter()
+            .map(|host| host.name.to_string())
+            .collect(),
+    });
+    Roles::new(services.collect())
 }
 
 /// What the live detectors produced over a run.
@@ -569,5 +570,29 @@ mod tests {
             "{text}"
         );
         assert_eq!(detected.divergences.len(), 1);
+    }
+
+    #[test]
+    fn the_engine_s_roles_are_the_inventory_s_functions_not_names_or_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("campaign.yaml");
+        // A kolla-like inventory: PostgreSQL on a port of its own, the broker named otherwise.
+        std::fs::write(
+            &file,
+            "version: 1\ntestbed:\n  hosts:\n    - name: ctl\n      address: 127.0.0.1\n      roles: [control]\n  services:\n    - name: nova_api\n      unit: nova-api.service\n      roles: [control]\n      function: api\n    - name: pg\n      unit: pg.service\n      roles: [control]\n      ports: [6432]\n      function: database\n    - name: mq\n      unit: mq.service\n      hosts: [ctl]\n      function: broker\n    - name: mariadb\n      unit: mariadb.service\n      roles: [control]\n      ports: [3306]\nexperiments:\n  - name: e\n    fault: {kind: service-stop}\n    target: {service: pg}\n    duration: 1s\n",
+        )
+        .unwrap();
+        let campaign = scenarios::load(&file).expect("the campaign is valid");
+        let roles = roles_of(&campaign);
+        assert_eq!(
+            roles.first(Function::Database),
+            Some(("pg".to_owned(), Some("ctl".to_owned())))
+        );
+        assert_eq!(
+            roles.first(Function::Broker),
+            Some(("mq".to_owned(), Some("ctl".to_owned())))
+        );
+        assert!(roles.may_serve_users("nova_api"));
+        assert!(!roles.may_serve_users("mariadb"));
     }
 }

@@ -297,6 +297,7 @@ pub fn build_inventory(
             name: service.name.to_owned(),
             unit: service.unit.to_owned(),
             process: service.process.map(str::to_owned),
+            function: service.function.map(str::to_owned),
             roles: vec![service.role.as_str().to_owned()],
             ports: ports.into_iter().collect(),
         });

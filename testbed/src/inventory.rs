@@ -64,6 +64,10 @@ pub struct InventoryService {
     /// Exact process name (comm), when it identifies the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
+    /// What it does in the cloud (`api`, `worker`, `database`, `broker`, `cache`, `agent`):
+    /// the detection engine reads the database, the broker and the APIs from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
     /// Roles of the hosts it runs on.
     pub roles: Vec<String>,
     /// TCP ports it listens on.
@@ -81,6 +85,8 @@ pub struct CanonicalService {
     /// its processes (`nova-conductor: …`), so the comm of conductor and scheduler ends in `:`;
     /// the gunicorn-served APIs all show `gunicorn: maste`/`gunicorn: worke` and get none.
     pub process: Option<&'static str>,
+    /// What it does in the cloud (the inventory's `function:`), when it is one of the functions.
+    pub function: Option<&'static str>,
     /// The role of the hosts it runs on.
     pub role: Role,
     /// The TCP ports it listens on in the testbed.
@@ -93,6 +99,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "keystone",
         unit: "devstack@keystone",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[5000],
     },
@@ -100,6 +107,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "placement-api",
         unit: "devstack@placement-api",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[8778],
     },
@@ -107,6 +115,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "glance-api",
         unit: "devstack@g-api",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[9292],
     },
@@ -114,6 +123,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "neutron-api",
         unit: "devstack@q-svc",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[9696],
     },
@@ -121,6 +131,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "nova-api",
         unit: "devstack@n-api",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[8774],
     },
@@ -128,6 +139,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "nova-conductor",
         unit: "devstack@n-cond",
         process: Some("nova-conductor:"),
+        function: Some("worker"),
         role: Role::Controller,
         ports: &[],
     },
@@ -135,6 +147,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "nova-scheduler",
         unit: "devstack@n-sch",
         process: Some("nova-scheduler:"),
+        function: Some("worker"),
         role: Role::Controller,
         ports: &[],
     },
@@ -142,6 +155,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "nova-compute",
         unit: "devstack@n-cpu",
         process: Some("nova-compute"),
+        function: Some("agent"),
         role: Role::Compute,
         ports: &[],
     },
@@ -149,6 +163,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "rabbitmq",
         unit: "rabbitmq-server",
         process: Some("beam.smp"),
+        function: Some("broker"),
         role: Role::Controller,
         ports: &[5672],
     },
@@ -156,6 +171,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "mariadb",
         unit: "mariadb",
         process: Some("mariadbd"),
+        function: Some("database"),
         role: Role::Controller,
         ports: &[3306],
     },
@@ -166,6 +182,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: REST_PROXY,
         unit: "devstack@rest-proxy",
         process: Some("butterfly"),
+        function: None,
         role: Role::Controller,
         ports: &[18774, 18778, 19292, 19696, 19900],
     },
@@ -243,6 +260,7 @@ pub(crate) fn service_entry(service: &CanonicalService) -> InventoryService {
         name: service.name.to_owned(),
         unit: service.unit.to_owned(),
         process: service.process.map(str::to_owned),
+        function: service.function.map(str::to_owned),
         roles: vec![service.role.as_str().to_owned()],
         ports: service.ports.to_vec(),
     }

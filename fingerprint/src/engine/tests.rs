@@ -115,6 +115,20 @@ fn stream_until_settled(
     )
 }
 
+/// A roles table of `(service, function, host)`.
+fn roles(services: &[(&str, Function, &str)]) -> Roles {
+    Roles::new(
+        services
+            .iter()
+            .map(|&(service, function, host)| ServiceRole {
+                service: service.to_owned(),
+                function: Some(function),
+                hosts: vec![host.to_owned()],
+            })
+            .collect(),
+    )
+}
+
 fn both() -> Engine {
     Engine::new(Some("fp".into()), Some("late".into()))
         .expect("detectors")
@@ -260,8 +274,7 @@ fn alarms_for_the_stalled_create_after(
 /// first; an outage over before the stall changes nothing.
 #[test]
 fn issue_6_a_stall_during_a_lost_broker_names_the_broker_first() {
-    let broker = Some(("rabbitmq".to_owned(), Some("controller".to_owned())));
-    let mut detectors = both().with_shared(broker.clone(), None);
+    let mut detectors = both().with_roles(roles(&[("rabbitmq", Function::Broker, "controller")]));
     let alarms = alarms_for_the_stalled_create(&mut detectors, |detectors, cast| {
         detectors.broker_link(Some(cast + 50_000), cast + 50_000);
     });
@@ -281,7 +294,7 @@ fn issue_6_a_stall_during_a_lost_broker_names_the_broker_first() {
         assert!((total - 1.0).abs() < 0.01, "{alarm:?}");
     }
 
-    let mut detectors = both().with_shared(broker, None);
+    let mut detectors = both().with_roles(roles(&[("rabbitmq", Function::Broker, "controller")]));
     let alarms = alarms_for_the_stalled_create(&mut detectors, |detectors, cast| {
         detectors.broker_link(Some(cast - 3_000_000), cast - 3_000_000);
         detectors.broker_link(None, cast - 2_000_000);
@@ -319,10 +332,14 @@ fn create_as(transactions: &[Transaction], id: &str) -> Transaction {
 /// normal runs (returned, with the time the baseline ended).
 fn learned_with_shared_dependencies(labels: &Issued) -> (Engine, Vec<Transaction>, i64) {
     let normal = user(fixture("create-delete"));
-    let mut detectors = both().with_shared(
-        Some(("rabbitmq".to_owned(), None)),
-        Some(("mariadb".to_owned(), Some("controller".to_owned()))),
-    );
+    let mut detectors = both().with_roles(roles(&[
+        ("nova-api", Function::Api, "controller"),
+        ("glance-api", Function::Api, "controller"),
+        ("placement-api", Function::Api, "controller"),
+        ("neutron-api", Function::Api, "controller"),
+        ("rabbitmq", Function::Broker, "controller"),
+        ("mariadb", Function::Database, "controller"),
+    ]));
     detectors.phase(window(1, Some(WindowKind::Baseline)));
     normal.iter().for_each(|t| labels.issue(t));
     normal.iter().for_each(|t| labels.finish(&t.id, true));
