@@ -2,7 +2,7 @@
 //!
 //! Every rule that names suspects (diagnosis of finished transactions, slow answers, the timeout
 //! monitor, the engine's shared dependencies) weighs its evidence from [`WEIGHTS`], accumulates
-//! it in a [`Suspicion`], and ranks it into [`RankedSuspect`]s. This module depends only on the
+//! it in a `Suspicion`, and ranks it into [`RankedSuspect`]s. This module depends only on the
 //! step model, so the rules above it import it and not each other.
 
 use serde::Serialize;
@@ -14,7 +14,7 @@ use crate::symbol::Step;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Weights {
     /// The service that holds the transaction (received the last message before a gap or a
-    /// missing step, see [`actor`]): the one expected to act next.
+    /// missing step, see `actor`): the one expected to act next.
     pub actor: f64,
     /// The service that should have sent the missing or late step.
     pub sender: f64,

@@ -212,6 +212,7 @@ pub struct RawService {
     pub ports: Option<Vec<Sp<Scalar>>>,
     /// What it does in the cloud, for the detection engine: `api`, `worker`, `database`,
     /// `broker`, `cache` or `agent`.
+    #[schemars(extend("enum" = ["api", "worker", "database", "broker", "cache", "agent", null]))]
     pub function: Option<Sp<String>>,
 }
 
