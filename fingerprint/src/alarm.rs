@@ -55,3 +55,86 @@ pub struct Suspect {
     /// Relative confidence in `0.0..=1.0`.
     pub confidence: f64,
 }
+
+/// A failing transaction's symbol sequence aligned with its nearest normal fingerprint.
+///
+/// The `fingerprint` crate computes the alignment (`fingerprint::distance::EditOp`, same meaning); `ops` turns `normal` into `failing`, one op per
+/// column: `match` and `substitute` consume one symbol of each, `insert` one of `failing` only,
+/// `delete` one of `normal` only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionDivergence {
+    /// Global request id of the failing transaction (`req-…`).
+    pub transaction: String,
+    /// The user command it belongs to.
+    pub command: String,
+    /// Symbols of the failing transaction's execution graph.
+    pub failing: Vec<String>,
+    /// Symbols of the nearest normal fingerprint.
+    pub normal: Vec<String>,
+    /// Alignment of the two sequences.
+    pub ops: Vec<AlignOp>,
+    /// Index into `ops` of the first departure in causal order (the earliest differing step in
+    /// time, which the lane layout of `ops` may list after others).
+    pub divergence_index: usize,
+}
+
+/// One column of an alignment: the op, the normal symbol and the failing symbol (absent where
+/// that side has none).
+pub type Column<'a> = (AlignOp, Option<&'a str>, Option<&'a str>);
+
+/// One op of an alignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlignOp {
+    /// Same symbol in both.
+    Match,
+    /// Different symbols.
+    Substitute,
+    /// A symbol only the failing transaction has.
+    Insert,
+    /// A symbol only the normal fingerprint has.
+    Delete,
+}
+
+impl TransactionDivergence {
+    /// Pairs of (normal, failing) symbols per column, `None` where a side has no symbol.
+    ///
+    /// Fails when `ops` does not consume both sequences exactly.
+    pub fn columns(&self) -> Result<Vec<Column<'_>>, AlignmentMismatch> {
+        let mut normal = self.normal.iter();
+        let mut failing = self.failing.iter();
+        let mut columns = Vec::with_capacity(self.ops.len());
+        let mismatch = || AlignmentMismatch {
+            transaction: self.transaction.clone(),
+        };
+        for op in &self.ops {
+            let (n, f) = match op {
+                AlignOp::Match | AlignOp::Substitute => (
+                    Some(normal.next().ok_or_else(mismatch)?),
+                    Some(failing.next().ok_or_else(mismatch)?),
+                ),
+                AlignOp::Insert => (None, Some(failing.next().ok_or_else(mismatch)?)),
+                AlignOp::Delete => (Some(normal.next().ok_or_else(mismatch)?), None),
+            };
+            columns.push((*op, n.map(String::as_str), f.map(String::as_str)));
+        }
+        if normal.next().is_some() || failing.next().is_some() {
+            return Err(mismatch());
+        }
+        Ok(columns)
+    }
+}
+
+/// An alignment whose ops do not consume both symbol sequences exactly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failing transaction {transaction}: {}", AlignmentMismatch::REASON)]
+pub struct AlignmentMismatch {
+    /// The failing transaction's id.
+    pub transaction: String,
+}
+
+impl AlignmentMismatch {
+    /// What is wrong, without the transaction.
+    pub const REASON: &str = "alignment ops do not match the symbol sequences";
+}

@@ -14,15 +14,10 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::diagnose::Suspicion;
 use crate::store::Store;
+use crate::suspicion::{Suspicion, WEIGHTS};
 use crate::symbol::{Step, answer_key};
 use crate::timing::human_us;
-
-/// Weight of the service serving the request that held a slow answer.
-const WEIGHT_HOLDER: f64 = 0.7;
-/// Weight of the service that sent that request (it waits on it, and may be the slow one itself).
-const WEIGHT_HOLDER_CALLER: f64 = 0.3;
 
 /// One REST request of a transaction, answered or still in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,13 +155,13 @@ pub(crate) fn suspect_holder(suspicion: &mut Suspicion, slow: &SlowAnswer, holde
     suspicion.add(
         holder.service.as_deref(),
         holder.host.as_deref(),
-        WEIGHT_HOLDER,
+        WEIGHTS.holder,
         why,
     );
     suspicion.add(
         holder.caller.as_deref(),
         None,
-        WEIGHT_HOLDER_CALLER,
+        WEIGHTS.holder_caller,
         format!("sent `{}` and waits on it", holder.symbol),
     );
 }

@@ -13,30 +13,14 @@ use tracer::event::Transaction;
 use crate::alarm::{Alarm, Suspect};
 use crate::answer::{Request, SlowAnswer, first_slow, suspect_holder};
 use crate::distance::{EditOp, Pattern, align, normalized};
-use crate::monitor::lane_prefixes;
 use crate::normalize::{gaps, latest, observed_until};
 use crate::store::{
-    CommandFingerprint, FaultLabel, NegativeFingerprint, StepProfile, Store, Trace, Variant,
+    CommandFingerprint, FaultLabel, StepProfile, Store, Trace, Variant, negative_distance,
 };
+pub use crate::suspicion::RankedSuspect;
+use crate::suspicion::{Suspicion, WEIGHTS, actor, suspect_failures};
 use crate::symbol::Step;
 use crate::timing::human_us;
-
-/// Weight of the service that received the last message before a gap or a missing step: it is
-/// the one expected to act next.
-const WEIGHT_EXPECTED_ACTOR: f64 = 0.6;
-/// Weight of the service that should have sent the missing or late step.
-const WEIGHT_EXPECTED_SENDER: f64 = 0.25;
-/// Weight of the service that should have handled the missing or late step.
-const WEIGHT_EXPECTED_HANDLER: f64 = 0.15;
-/// Weight of a service that returned a failure.
-const WEIGHT_FAILURE: f64 = 1.0;
-/// Share of [`WEIGHT_FAILURE`] for a failure around another one, which explains it.
-const WEIGHT_FAILED_AROUND: f64 = 0.3;
-/// Weight of a service the normal variant expects after the divergence that never appeared.
-const WEIGHT_SILENT: f64 = 0.1;
-/// Distance added between a trace and a negative fingerprint that departed from normal behaviour
-/// at a different step.
-const ANCHOR_MISMATCH_PENALTY: f64 = 0.5;
 
 /// The verdict on one transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,20 +89,6 @@ pub struct LateStep {
     pub p50_us: u64,
     /// Learned 99th percentile, µs.
     pub p99_us: u64,
-}
-
-/// A suspected component with the evidence for it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RankedSuspect {
-    /// Service name.
-    pub service: String,
-    /// Host, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// Share of the total suspicion, `0.0..=1.0`.
-    pub confidence: f64,
-    /// Why it is suspected.
-    pub evidence: Vec<String>,
 }
 
 /// The likely fault, from the nearest negative fingerprints of the command (k-NN, open set).
@@ -462,41 +432,6 @@ fn nearest_normalized(
         .map(|(distance, index)| (index, distance))
 }
 
-/// The distance between a trace (`query`, `query_len` symbols, departed from normal behaviour at
-/// `anchor`) and a negative fingerprint: the normalized edit distance, plus
-/// [`ANCHOR_MISMATCH_PENALTY`] when the two departed at different steps.
-///
-/// A trace shorter than the negative is also compared with the negative's beginning of the same
-/// length, and the smaller distance counts. A transaction diagnosed while its fault still holds it
-/// (the live detector diagnoses it once it goes quiet) stops where the fault stopped it, while
-/// negatives learned from a finished run hold the whole, late transaction: the same fault caught
-/// earlier must not look like another one.
-pub(crate) fn negative_distance(
-    store: &Store,
-    query: &Pattern,
-    query_ids: &[u32],
-    anchor: Option<&str>,
-    negative: &NegativeFingerprint,
-) -> f64 {
-    let symbols = &negative.symbols;
-    let query_len = query_ids.len();
-    let mut distance = normalized(query.distance(symbols), query_len, symbols.len());
-    if query_len < symbols.len() {
-        // The beginning of a run is a prefix of each lane, not of the lane layout.
-        let (cost, _) = lane_prefixes(
-            query_ids,
-            &store.lanes_of_ids(query_ids),
-            symbols,
-            &store.lanes_of_ids(symbols),
-        );
-        distance = distance.min(normalized(cost, query_len, query_len));
-    }
-    if negative.anchor.as_deref() != anchor {
-        distance += ANCHOR_MISMATCH_PENALTY;
-    }
-    distance
-}
-
 /// A trace aligned with a normal variant, and where it first departed from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alignment {
@@ -618,56 +553,6 @@ fn divergence(
 
 /// Suspects each service that returned a failure (`failures`: positions and steps).
 ///
-/// A request that failed while a request it made failed inside it (nova-api's `POST /servers
-/// -> 500` around its `GET /v2/images/{id} -> 502` to a stopped glance-api) failed because of
-/// it: the innermost failure keeps the full weight, the one around it a share
-/// ([`WEIGHT_FAILED_AROUND`]). (Measured: with glance-api stopped, both weighed the same and
-/// nova-api, which also held the transaction, came first.)
-///
-/// An RPC reply spans from its call (among `steps`, paired by message id) to itself: the
-/// scheduler's `reply:failure:NoValidHost` around placement's `GET /allocation_candidates -> 502`
-/// failed because of it.
-pub(crate) fn suspect_failures(
-    suspicion: &mut Suspicion,
-    steps: &[Step],
-    failures: &[(usize, &Step)],
-) {
-    let span = |step: &Step| match step.end_us {
-        Some(end) => Some((step.ts_us, end)),
-        None if step.answer => {
-            let link = step.link.as_deref()?;
-            let call = steps
-                .iter()
-                .find(|call| !call.answer && call.link.as_deref() == Some(link))?;
-            Some((call.ts_us, step.ts_us))
-        }
-        None => None,
-    };
-    for &(position, step) in failures {
-        let inside = failures.iter().find_map(|&(_, other)| {
-            let ((start, end), (inner_start, inner_end)) = (span(step)?, span(other)?);
-            (other.seq != step.seq && start <= inner_start && inner_end <= end).then_some(other)
-        });
-        match inside {
-            Some(inner) => suspicion.add(
-                step.service.as_deref(),
-                step.host.as_deref(),
-                WEIGHT_FAILURE * WEIGHT_FAILED_AROUND,
-                format!(
-                    "returned `{}` at step {position}, after `{}` failed inside it",
-                    step.symbol, inner.symbol
-                ),
-            ),
-            None => suspicion.add(
-                step.service.as_deref(),
-                step.host.as_deref(),
-                WEIGHT_FAILURE,
-                format!("returned `{}` at step {position}", step.symbol),
-            ),
-        }
-    }
-}
-
 /// The command's own steps observed up to and including trace step `until`, in time order.
 fn up_to(steps: &[Step], until: usize) -> Vec<Step> {
     observed_until(steps, (steps[until].ts_us, steps[until].seq))
@@ -689,7 +574,7 @@ fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
         suspicion.add(
             holder.service,
             holder.host,
-            WEIGHT_EXPECTED_ACTOR,
+            WEIGHTS.actor,
             format!(
                 "{} `{}` and was slow to act: {timing}",
                 holder.why, holder.symbol
@@ -699,78 +584,15 @@ fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
     suspicion.add(
         step.caller.as_deref(),
         None,
-        WEIGHT_EXPECTED_SENDER,
+        WEIGHTS.sender,
         format!("sends `{}`, which was late", step.symbol),
     );
     suspicion.add(
         step.service.as_deref(),
         step.host.as_deref(),
-        WEIGHT_EXPECTED_HANDLER,
+        WEIGHTS.handler,
         format!("handles `{}`, which was late", step.symbol),
     );
-}
-
-/// The service that should act after the steps seen so far, and why.
-pub(crate) struct Actor<'a> {
-    pub(crate) service: Option<&'a str>,
-    pub(crate) host: Option<&'a str>,
-    pub(crate) why: &'static str,
-    pub(crate) symbol: &'a str,
-}
-
-/// Who holds the transaction after `steps`: the receiver of the last message, except after an
-/// answer. A REST step is recorded once the service has answered, so the one to act next is its
-/// caller, not the service that answered. When the caller is unknown (the client's `User-Agent`
-/// names no service), the answered call says nothing about who is stuck, and the receiver of the
-/// message before it still holds the transaction. Blaming the answering service instead made the
-/// timeout detector (and diagnosis, for late and missing steps) name neutron-api, whose quick
-/// `GET /v2.0/ports` often comes last, for every fault of the control plane once REST calls were
-/// traced.
-///
-/// An RPC reply, likewise, is received by the caller of its call, which held the transaction
-/// when it made the call: the reply's own service is the callee that answered. (Measured: with
-/// nova-conductor frozen, a create whose `select_destinations` the scheduler had answered was
-/// blamed on nova-scheduler.) A reply whose call is not among `steps` is passed over.
-pub(crate) fn actor(steps: &[Step]) -> Option<Actor<'_>> {
-    let mut index = steps.len();
-    while index > 0 {
-        index -= 1;
-        let step = &steps[index];
-        if step.answer {
-            let call = step.link.as_deref().and_then(|link| {
-                steps[..index]
-                    .iter()
-                    .rposition(|call| !call.answer && call.link.as_deref() == Some(link))
-            });
-            if let Some(call) = call
-                && let Some(caller) = actor(&steps[..call])
-            {
-                return Some(Actor {
-                    why: "got the reply to",
-                    symbol: &steps[call].symbol,
-                    ..caller
-                });
-            }
-            continue;
-        }
-        if !step.symbol.starts_with("rest:") {
-            return Some(Actor {
-                service: step.service.as_deref(),
-                host: step.host.as_deref(),
-                why: "received",
-                symbol: &step.symbol,
-            });
-        }
-        if let Some(caller) = step.caller.as_deref() {
-            return Some(Actor {
-                service: Some(caller),
-                host: None,
-                why: "got the answer to",
-                symbol: &step.symbol,
-            });
-        }
-    }
-    None
 }
 
 fn suspect_divergence(
@@ -790,7 +612,7 @@ fn suspect_divergence(
                 suspicion.add(
                     holder.service,
                     holder.host,
-                    WEIGHT_EXPECTED_ACTOR,
+                    WEIGHTS.actor,
                     format!(
                         "{} `{}` and should have acted next: `{expected_symbol}` never came",
                         holder.why, holder.symbol
@@ -807,7 +629,7 @@ fn suspect_divergence(
                 suspicion.add(
                     observed.service.as_deref(),
                     observed.host.as_deref(),
-                    WEIGHT_EXPECTED_ACTOR,
+                    WEIGHTS.actor,
                     format!("`{}` is not part of normal runs here", observed.symbol),
                 );
             }
@@ -818,7 +640,7 @@ fn suspect_divergence(
                 suspicion.add(
                     before.service.as_deref(),
                     before.host.as_deref(),
-                    WEIGHT_EXPECTED_HANDLER,
+                    WEIGHTS.handler,
                     format!("last normal step was `{}`", before.symbol),
                 );
             }
@@ -843,7 +665,7 @@ fn suspect_divergence(
         suspicion.add(
             Some(service),
             profile.host.as_deref(),
-            WEIGHT_SILENT,
+            WEIGHTS.silent,
             "expected to act after the divergence, never seen in this transaction".to_owned(),
         );
     }
@@ -853,67 +675,15 @@ fn suspect_expected(suspicion: &mut Suspicion, expected: &StepProfile, symbol: &
     suspicion.add(
         expected.caller.as_deref(),
         None,
-        WEIGHT_EXPECTED_SENDER,
+        WEIGHTS.sender,
         format!("should have sent `{symbol}`"),
     );
     suspicion.add(
         expected.service.as_deref(),
         expected.host.as_deref(),
-        WEIGHT_EXPECTED_HANDLER,
+        WEIGHTS.handler,
         format!("should have handled `{symbol}`"),
     );
-}
-
-/// Accumulates weighted suspicion per service.
-#[derive(Debug, Default)]
-pub(crate) struct Suspicion {
-    entries: Vec<(String, Option<String>, f64, Vec<String>)>,
-}
-
-impl Suspicion {
-    pub(crate) fn add(
-        &mut self,
-        service: Option<&str>,
-        host: Option<&str>,
-        weight: f64,
-        evidence: String,
-    ) {
-        let Some(service) = service else {
-            return;
-        };
-        match self.entries.iter_mut().find(|entry| entry.0 == service) {
-            Some(entry) => {
-                entry.2 += weight;
-                if entry.1.is_none() {
-                    entry.1 = host.map(str::to_owned);
-                }
-                entry.3.push(evidence);
-            }
-            None => self.entries.push((
-                service.to_owned(),
-                host.map(str::to_owned),
-                weight,
-                vec![evidence],
-            )),
-        }
-    }
-
-    pub(crate) fn ranked(self) -> Vec<RankedSuspect> {
-        let total: f64 = self.entries.iter().map(|entry| entry.2).sum();
-        let mut ranked: Vec<RankedSuspect> = self
-            .entries
-            .into_iter()
-            .map(|(service, host, weight, evidence)| RankedSuspect {
-                service,
-                host,
-                confidence: if total > 0.0 { weight / total } else { 0.0 },
-                evidence,
-            })
-            .collect();
-        // Stable: equal confidence keeps the order in which evidence was found.
-        ranked.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-        ranked
-    }
 }
 
 /// Rounds to three decimals, so that reports and alarms stay readable and stable.
@@ -1102,6 +872,7 @@ impl fmt::Display for Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::NegativeFingerprint;
 
     fn step(symbol: &str, service: &str, caller: Option<&str>) -> Step {
         Step {

@@ -8,22 +8,32 @@
 //! This crate is synchronous and pure.
 //!
 //! - [`symbol`]: one event → one symbol, with identifiers templated.
-//! - [`normalize`]: deterministic order of concurrent steps, collapsed polling.
+//! - [`timing`]: latency profiles and bounds.
 //! - [`distance`]: bit-parallel Levenshtein over symbol ids, with cutoff; alignment.
+//! - [`normalize`]: deterministic order of concurrent steps, collapsed polling.
 //! - [`store`]: the versioned JSON [`Store`] of positive and negative fingerprints, learning.
-//! - [`diagnose`]: anomaly, localization, classification of finished transactions.
+//! - [`suspicion`]: the one weight table, and how weighted evidence ranks suspects.
 //! - [`answer`]: slow answers of REST requests, and the request holding them.
+//! - [`diagnose`]: anomaly, localization, classification of finished transactions.
 //! - [`monitor`]: dynamic timeouts for open transactions.
+//! - [`engine`]: the detection engine: every live rule over a timestamped stream of events,
+//!   closed transactions, tracer signals and run phases, with the inventory's roles; out come
+//!   alarms. The runner only wires it.
+//!
+//! The modules build on each other in that order: each imports only modules above it in this
+//! list, never in a circle (`tests/module_layers.rs`).
 #![warn(missing_docs)]
 
 pub mod alarm;
 pub mod answer;
 pub mod diagnose;
 pub mod distance;
+pub mod engine;
 mod error;
 pub mod monitor;
 pub mod normalize;
 pub mod store;
+pub mod suspicion;
 pub mod symbol;
 pub mod timing;
 

@@ -20,19 +20,11 @@ use tracer::rest::RestStart;
 
 use crate::alarm::{Alarm, Suspect};
 use crate::answer::{Request, first_slow, suspect_holder};
-use crate::diagnose::{Suspicion, actor, suspect_failures};
-use crate::distance::best_prefix;
-use std::ops::Range;
-
-use crate::normalize::{Lane, lanes_of, last_activity, normalize, observed_until};
+use crate::normalize::{lane_prefixes, lanes_of, last_activity, normalize, observed_until};
 use crate::store::Store;
+use crate::suspicion::{Suspicion, WEIGHTS, actor, suspect_failures};
 use crate::symbol::{Step, answer_key};
 use crate::timing::human_us;
-
-/// Weights as in diagnosis: the service that holds the transaction (see [`actor`]) acts next.
-const WEIGHT_ACTOR: f64 = 0.6;
-const WEIGHT_SENDER: f64 = 0.25;
-const WEIGHT_HANDLER: f64 = 0.15;
 
 /// What an open transaction waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,51 +357,6 @@ fn demote_entry(symbol: &str, service: Option<&str>) -> String {
     }
 }
 
-/// The positions of each lane's steps in a normalized sequence (lanes are contiguous).
-fn lane_ranges(lanes: &[Lane]) -> Vec<(Lane, Range<usize>)> {
-    let mut ranges: Vec<(Lane, Range<usize>)> = Vec::new();
-    for (position, &lane) in lanes.iter().enumerate() {
-        match ranges.last_mut() {
-            Some((current, range)) if *current == lane => range.end = position + 1,
-            _ => ranges.push((lane, position..position + 1)),
-        }
-    }
-    ranges
-}
-
-/// How far a (possibly unfinished) trace has come along a reference, lane by lane: per lane of
-/// the reference, the prefix of that lane the trace's lane matches best. Returns the summed edit
-/// cost (steps of lanes the reference lacks count as edits) and, per lane of the reference, the
-/// position reached and the end of the lane.
-pub(crate) fn lane_prefixes(
-    trace: &[u32],
-    trace_lanes: &[Lane],
-    reference: &[u32],
-    reference_lanes: &[Lane],
-) -> (usize, Vec<(usize, usize)>) {
-    let live = lane_ranges(trace_lanes);
-    let live_lane = |lane: Lane| {
-        live.iter()
-            .find(|(candidate, _)| *candidate == lane)
-            .map_or(0..0, |(_, range)| range.clone())
-    };
-    let mut cost = 0;
-    let mut reached = Vec::new();
-    let known = lane_ranges(reference_lanes);
-    for (lane, range) in &known {
-        let (lane_cost, position) =
-            best_prefix(&trace[live_lane(*lane)], &reference[range.clone()]);
-        cost += lane_cost;
-        reached.push((range.start + position, range.end));
-    }
-    for (lane, range) in &live {
-        if !known.iter().any(|(other, _)| other == lane) {
-            cost += range.len();
-        }
-    }
-    (cost, reached)
-}
-
 /// Where the open transaction stands: per lane, the prefix of the variant's lane that the lane's
 /// steps so far match best; the variant whose lanes match best overall. Of the steps the lanes
 /// wait for, the one with the tightest bound is expected: it is due at the last activity so far
@@ -545,7 +492,7 @@ fn overdue_alarm(
         suspicion.add(
             actor.service,
             actor.host,
-            WEIGHT_ACTOR,
+            WEIGHTS.actor,
             format!(
                 "{} `{}` and has not produced `{}`",
                 actor.why, actor.symbol, expectation.symbol
@@ -556,13 +503,13 @@ fn overdue_alarm(
         suspicion.add(
             expected.caller.as_deref(),
             None,
-            WEIGHT_SENDER,
+            WEIGHTS.sender,
             format!("should send `{}`", expectation.symbol),
         );
         suspicion.add(
             expected.service.as_deref(),
             expected.host.as_deref(),
-            WEIGHT_HANDLER,
+            WEIGHTS.handler,
             format!("should handle `{}`", expectation.symbol),
         );
     }

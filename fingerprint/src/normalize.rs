@@ -39,6 +39,9 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use tracer::event::{Event, Transaction};
 
+use std::ops::Range;
+
+use crate::distance::best_prefix;
 use crate::symbol::Step;
 
 /// How traces are normalized. Stored with the fingerprints so that learning and diagnosis agree.
@@ -359,6 +362,51 @@ fn collapse_polling(steps: &mut Vec<Step>, max_block: usize) {
             break;
         }
     }
+}
+
+/// The positions of each lane's steps in a normalized sequence (lanes are contiguous).
+fn lane_ranges(lanes: &[Lane]) -> Vec<(Lane, Range<usize>)> {
+    let mut ranges: Vec<(Lane, Range<usize>)> = Vec::new();
+    for (position, &lane) in lanes.iter().enumerate() {
+        match ranges.last_mut() {
+            Some((current, range)) if *current == lane => range.end = position + 1,
+            _ => ranges.push((lane, position..position + 1)),
+        }
+    }
+    ranges
+}
+
+/// How far a (possibly unfinished) trace has come along a reference, lane by lane: per lane of
+/// the reference, the prefix of that lane the trace's lane matches best. Returns the summed edit
+/// cost (steps of lanes the reference lacks count as edits) and, per lane of the reference, the
+/// position reached and the end of the lane.
+pub(crate) fn lane_prefixes(
+    trace: &[u32],
+    trace_lanes: &[Lane],
+    reference: &[u32],
+    reference_lanes: &[Lane],
+) -> (usize, Vec<(usize, usize)>) {
+    let live = lane_ranges(trace_lanes);
+    let live_lane = |lane: Lane| {
+        live.iter()
+            .find(|(candidate, _)| *candidate == lane)
+            .map_or(0..0, |(_, range)| range.clone())
+    };
+    let mut cost = 0;
+    let mut reached = Vec::new();
+    let known = lane_ranges(reference_lanes);
+    for (lane, range) in &known {
+        let (lane_cost, position) =
+            best_prefix(&trace[live_lane(*lane)], &reference[range.clone()]);
+        cost += lane_cost;
+        reached.push((range.start + position, range.end));
+    }
+    for (lane, range) in &live {
+        if !known.iter().any(|(other, _)| other == lane) {
+            cost += range.len();
+        }
+    }
+    (cost, reached)
 }
 
 #[cfg(test)]

@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 use tracer::event::{EventKind, Transaction};
 
 use crate::Error;
-use crate::diagnose::negative_distance;
 use crate::distance::{BATCH_LANES, Pattern, normalized};
-use crate::normalize::{Lane, NormalizeConfig, gaps, steps_of};
+use crate::normalize::{Lane, NormalizeConfig, gaps, lane_prefixes, steps_of};
 use crate::symbol::{Step, answer_key, reply_key};
 use crate::timing::{LatencyProfile, TimingPolicy};
 
@@ -989,6 +988,45 @@ impl Store {
             command: trace.command,
         }
     }
+}
+
+/// Distance added between a trace and a negative fingerprint that departed from normal behaviour
+/// at a different step.
+const ANCHOR_MISMATCH_PENALTY: f64 = 0.5;
+
+/// The distance between a trace (`query`, `query_len` symbols, departed from normal behaviour at
+/// `anchor`) and a negative fingerprint: the normalized edit distance, plus
+/// [`ANCHOR_MISMATCH_PENALTY`] when the two departed at different steps.
+///
+/// A trace shorter than the negative is also compared with the negative's beginning of the same
+/// length, and the smaller distance counts. A transaction diagnosed while its fault still holds it
+/// (the live detector diagnoses it once it goes quiet) stops where the fault stopped it, while
+/// negatives learned from a finished run hold the whole, late transaction: the same fault caught
+/// earlier must not look like another one.
+pub(crate) fn negative_distance(
+    store: &Store,
+    query: &Pattern,
+    query_ids: &[u32],
+    anchor: Option<&str>,
+    negative: &NegativeFingerprint,
+) -> f64 {
+    let symbols = &negative.symbols;
+    let query_len = query_ids.len();
+    let mut distance = normalized(query.distance(symbols), query_len, symbols.len());
+    if query_len < symbols.len() {
+        // The beginning of a run is a prefix of each lane, not of the lane layout.
+        let (cost, _) = lane_prefixes(
+            query_ids,
+            &store.lanes_of_ids(query_ids),
+            symbols,
+            &store.lanes_of_ids(symbols),
+        );
+        distance = distance.min(normalized(cost, query_len, query_len));
+    }
+    if negative.anchor.as_deref() != anchor {
+        distance += ANCHOR_MISMATCH_PENALTY;
+    }
+    distance
 }
 
 #[cfg(test)]

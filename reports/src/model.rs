@@ -249,37 +249,9 @@ pub fn seconds_between(from: Timestamp, to: Timestamp) -> f64 {
     (to.as_microsecond() - from.as_microsecond()) as f64 / 1e6
 }
 
-/// Which window of a repetition.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum WindowKind {
-    /// Before the fault.
-    Baseline,
-    /// While the fault is active.
-    Fault,
-    /// After the revert.
-    Recovery,
-}
-
-impl WindowKind {
-    /// All kinds in time order.
-    pub const ALL: [WindowKind; 3] = [
-        WindowKind::Baseline,
-        WindowKind::Fault,
-        WindowKind::Recovery,
-    ];
-
-    /// The name used in JSON and in rendered output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WindowKind::Baseline => "baseline",
-            WindowKind::Fault => "fault",
-            WindowKind::Recovery => "recovery",
-        }
-    }
-}
+/// Which window of a repetition: the detection engine's phases (`fingerprint::engine`), which
+/// reports carry unchanged.
+pub use fingerprint::engine::WindowKind;
 
 /// One injected fault with its exact timings from the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -499,74 +471,16 @@ pub struct Recovery {
 /// detector, built-in or external, writes the same shape, and reports carry it unchanged.
 pub use fingerprint::alarm::{Alarm, Suspect};
 
-/// A failing transaction's symbol sequence aligned with its nearest normal fingerprint.
-///
-/// The `fingerprint` crate computes the alignment (`fingerprint::distance::EditOp`, same meaning); `ops` turns `normal` into `failing`, one op per
-/// column: `match` and `substitute` consume one symbol of each, `insert` one of `failing` only,
-/// `delete` one of `normal` only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TransactionDivergence {
-    /// Global request id of the failing transaction (`req-…`).
-    pub transaction: String,
-    /// The user command it belongs to.
-    pub command: String,
-    /// Symbols of the failing transaction's execution graph.
-    pub failing: Vec<String>,
-    /// Symbols of the nearest normal fingerprint.
-    pub normal: Vec<String>,
-    /// Alignment of the two sequences.
-    pub ops: Vec<AlignOp>,
-    /// Index into `ops` of the first departure in causal order (the earliest differing step in
-    /// time, which the lane layout of `ops` may list after others).
-    pub divergence_index: usize,
-}
+/// Failing transactions as the detection engine aligns them (`fingerprint::alarm`): reports carry
+/// them unchanged.
+pub use fingerprint::alarm::{AlignOp, Column, TransactionDivergence};
 
-/// One column of an alignment: the op, the normal symbol and the failing symbol (absent where
-/// that side has none).
-pub type Column<'a> = (AlignOp, Option<&'a str>, Option<&'a str>);
-
-/// One op of an alignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AlignOp {
-    /// Same symbol in both.
-    Match,
-    /// Different symbols.
-    Substitute,
-    /// A symbol only the failing transaction has.
-    Insert,
-    /// A symbol only the normal fingerprint has.
-    Delete,
-}
-
-impl TransactionDivergence {
-    /// Pairs of (normal, failing) symbols per column, `None` where a side has no symbol.
-    ///
-    /// Fails when `ops` does not consume both sequences exactly.
-    pub fn columns(&self) -> Result<Vec<Column<'_>>, Error> {
-        let mut normal = self.normal.iter();
-        let mut failing = self.failing.iter();
-        let mut columns = Vec::with_capacity(self.ops.len());
-        let mismatch = || Error::InvalidReport {
-            location: format!("failing transaction {}", self.transaction),
-            message: "alignment ops do not match the symbol sequences".to_owned(),
-        };
-        for op in &self.ops {
-            let (n, f) = match op {
-                AlignOp::Match | AlignOp::Substitute => (
-                    Some(normal.next().ok_or_else(mismatch)?),
-                    Some(failing.next().ok_or_else(mismatch)?),
-                ),
-                AlignOp::Insert => (None, Some(failing.next().ok_or_else(mismatch)?)),
-                AlignOp::Delete => (Some(normal.next().ok_or_else(mismatch)?), None),
-            };
-            columns.push((*op, n.map(String::as_str), f.map(String::as_str)));
+impl From<fingerprint::alarm::AlignmentMismatch> for Error {
+    fn from(mismatch: fingerprint::alarm::AlignmentMismatch) -> Error {
+        Error::InvalidReport {
+            location: format!("failing transaction {}", mismatch.transaction),
+            message: fingerprint::alarm::AlignmentMismatch::REASON.to_owned(),
         }
-        if normal.next().is_some() || failing.next().is_some() {
-            return Err(mismatch());
-        }
-        Ok(columns)
     }
 }
 

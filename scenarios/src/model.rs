@@ -130,6 +130,58 @@ pub struct Service {
     pub hosts: Vec<Ident>,
     /// TCP ports it listens on.
     pub ports: Vec<u16>,
+    /// What it does in the cloud, when the inventory says: the detection engine reads which
+    /// services are the database, the broker and the APIs from it.
+    pub function: Option<ServiceFunction>,
+}
+
+/// What a service does in the cloud (`function:` in the inventory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceFunction {
+    /// Answers users' REST requests (nova-api, keystone, …).
+    Api,
+    /// Works on RPC messages (nova-conductor, nova-scheduler, …).
+    Worker,
+    /// The database every service shares (MariaDB, PostgreSQL).
+    Database,
+    /// The message broker every RPC goes through (RabbitMQ).
+    Broker,
+    /// A cache the services share (memcached, Redis).
+    Cache,
+    /// An agent on the hosts it manages (nova-compute, neutron agents).
+    Agent,
+}
+
+impl ServiceFunction {
+    /// Every function, in the order the documentation lists them.
+    pub const ALL: [ServiceFunction; 6] = [
+        ServiceFunction::Api,
+        ServiceFunction::Worker,
+        ServiceFunction::Database,
+        ServiceFunction::Broker,
+        ServiceFunction::Cache,
+        ServiceFunction::Agent,
+    ];
+
+    /// Its name in the inventory.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceFunction::Api => "api",
+            ServiceFunction::Worker => "worker",
+            ServiceFunction::Database => "database",
+            ServiceFunction::Broker => "broker",
+            ServiceFunction::Cache => "cache",
+            ServiceFunction::Agent => "agent",
+        }
+    }
+
+    /// The function of that name.
+    pub fn parse(name: &str) -> Option<ServiceFunction> {
+        ServiceFunction::ALL
+            .into_iter()
+            .find(|function| function.as_str() == name)
+    }
 }
 
 /// How a service runs on its hosts, which decides how a fault reaches it.

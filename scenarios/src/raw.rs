@@ -217,6 +217,10 @@ pub struct RawService {
     pub hosts: Option<Vec<Sp<String>>>,
     /// TCP ports it listens on.
     pub ports: Option<Vec<Sp<Scalar>>>,
+    /// What it does in the cloud, for the detection engine: `api`, `worker`, `database`,
+    /// `broker`, `cache` or `agent`.
+    #[schemars(extend("enum" = ["api", "worker", "database", "broker", "cache", "agent", null]))]
+    pub function: Option<Sp<String>>,
 }
 
 /// A service running in a Docker or Podman container.

@@ -486,6 +486,21 @@ fn check_hosts_services(
         );
         let on_hosts = check_refs(check, service.hosts.as_deref(), &host_names, "host");
         let ports = check_ports(check, service.ports.as_deref().unwrap_or_default());
+        let function = match &service.function {
+            None => Some(None),
+            Some(function) => match ServiceFunction::parse(&function.value) {
+                Some(known) => Some(Some(known)),
+                None => {
+                    let names = ServiceFunction::ALL.map(ServiceFunction::as_str);
+                    check.error_hint(
+                        function.at,
+                        format!("unknown service function {}", quoted(&function.value)),
+                        suggestion(&function.value, &names),
+                    );
+                    None
+                }
+            },
+        };
         if service.roles.is_none() && service.hosts.is_none() {
             check.error_hint(
                 raw.at,
@@ -494,7 +509,7 @@ fn check_hosts_services(
             );
             ok = false;
         }
-        match (name, runtime, vhost, process, roles, on_hosts, ports) {
+        match (name, runtime, vhost, process, roles, on_hosts, ports, function) {
             (
                 Some(name),
                 Some(runtime),
@@ -503,6 +518,7 @@ fn check_hosts_services(
                 Some(roles),
                 Some(on_hosts),
                 Some(ports),
+                Some(function),
             ) => services.push(Service {
                 name,
                 runtime,
@@ -511,6 +527,7 @@ fn check_hosts_services(
                 roles,
                 hosts: on_hosts,
                 ports,
+                function,
             }),
             _ => ok = false,
         }

@@ -135,3 +135,17 @@ fn committed_schema_is_current() {
         "scenarios/schema.json is stale; regenerate it with `UPDATE_SCHEMA=1 cargo test -p scenarios --test examples`"
     );
 }
+
+/// The schema offers exactly the service functions validation accepts.
+#[test]
+fn the_schema_lists_every_service_function() {
+    let schema = serde_json::to_value(scenarios::campaign_schema()).unwrap();
+    let text = schema.to_string();
+    let listed: Vec<String> = scenarios::model::ServiceFunction::ALL
+        .iter()
+        .map(|function| format!("\"{}\"", function.as_str()))
+        .collect();
+    // `null` too: the field is optional.
+    let expected = format!("\"enum\":[{},null]", listed.join(","));
+    assert!(text.contains(&expected), "no {expected} in the schema");
+}

@@ -88,7 +88,7 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     let campaign = scenarios::load(&options.campaign)
         .map_err(|diagnostics| CliError::InvalidInput(diagnostics.to_string()))?;
     // Before anything is created or injected: a fingerprint store the campaign names must load.
-    let builtin = detect::Builtin::of(&campaign).map_err(CliError::InvalidInput)?;
+    let builtin = detect::engine_of(&campaign).map_err(CliError::InvalidInput)?;
     let recording = history::plan(
         &campaign,
         options.history.as_deref(),

@@ -293,13 +293,16 @@ pub fn build_inventory(
             .copied()
             .filter(|p| !INTERNAL_PORTS.contains(p))
             .collect();
-        services.push(InventoryService::unit(
-            service.name,
-            service.unit,
-            service.process,
-            vec![service.role.as_str().to_owned()],
-            ports.into_iter().collect(),
-        ));
+        services.push(InventoryService {
+            function: service.function.map(str::to_owned),
+            ..InventoryService::unit(
+                service.name,
+                service.unit,
+                service.process,
+                vec![service.role.as_str().to_owned()],
+                ports.into_iter().collect(),
+            )
+        });
     }
     Inventory {
         version: VERSION,

@@ -73,6 +73,10 @@ pub struct InventoryService {
     /// Exact process name (comm), when it identifies the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
+    /// What it does in the cloud (`api`, `worker`, `database`, `broker`, `cache`, `agent`):
+    /// the detection engine reads the database, the broker and the APIs from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
     /// Roles of the hosts it runs on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
@@ -124,6 +128,7 @@ impl InventoryService {
             container: None,
             lxc: None,
             process: process.map(str::to_owned),
+            function: None,
             roles,
             hosts: Vec::new(),
             ports,
@@ -143,6 +148,8 @@ pub struct CanonicalService {
     /// its processes (`nova-conductor: …`), so the comm of conductor and scheduler ends in `:`;
     /// the gunicorn-served APIs all show `gunicorn: maste`/`gunicorn: worke` and get none.
     pub process: Option<&'static str>,
+    /// What it does in the cloud (the inventory's `function:`), when it is one of the functions.
+    pub function: Option<&'static str>,
     /// The role of the hosts it runs on.
     pub role: Role,
     /// The TCP ports it listens on in the testbed.
@@ -155,6 +162,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "keystone",
         unit: "devstack@keystone",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[5000],
     },
@@ -162,6 +170,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "placement-api",
         unit: "devstack@placement-api",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[8778],
     },
@@ -169,6 +178,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "glance-api",
         unit: "devstack@g-api",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[9292],
     },
@@ -176,6 +186,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "neutron-api",
         unit: "devstack@q-svc",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[9696],
     },
@@ -183,6 +194,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "nova-api",
         unit: "devstack@n-api",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[8774],
     },
@@ -190,6 +202,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "nova-conductor",
         unit: "devstack@n-cond",
         process: Some("nova-conductor:"),
+        function: Some("worker"),
         role: Role::Controller,
         ports: &[],
     },
@@ -197,6 +210,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "nova-scheduler",
         unit: "devstack@n-sch",
         process: Some("nova-scheduler:"),
+        function: Some("worker"),
         role: Role::Controller,
         ports: &[],
     },
@@ -204,6 +218,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "nova-compute",
         unit: "devstack@n-cpu",
         process: Some("nova-compute"),
+        function: Some("agent"),
         role: Role::Compute,
         ports: &[],
     },
@@ -211,6 +226,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "rabbitmq",
         unit: "rabbitmq-server",
         process: Some("beam.smp"),
+        function: Some("broker"),
         role: Role::Controller,
         ports: &[5672],
     },
@@ -218,6 +234,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "mariadb",
         unit: "mariadb",
         process: Some("mariadbd"),
+        function: Some("database"),
         role: Role::Controller,
         ports: &[3306],
     },
@@ -228,6 +245,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: REST_PROXY,
         unit: "devstack@rest-proxy",
         process: Some("butterfly"),
+        function: None,
         role: Role::Controller,
         ports: &[18774, 18778, 19292, 19696, 19900],
     },
@@ -256,6 +274,17 @@ impl ServiceSet {
             ServiceSet::OpenStackWithRestProxy => true,
         })
     }
+}
+
+/// The canonical service called `name`: the deployers' importers name their services so, and take
+/// its function from here.
+pub fn canonical_by_name(name: &str) -> Option<&'static CanonicalService> {
+    CANONICAL_SERVICES.iter().find(|s| s.name == name)
+}
+
+/// The function of the canonical service called `name`, as the inventory writes it.
+pub fn function_of(name: &str) -> Option<String> {
+    canonical_by_name(name).and_then(|s| s.function.map(str::to_owned))
 }
 
 /// The canonical service run by `unit` (with or without `.service`).
@@ -301,13 +330,16 @@ pub fn generate(topology: &Topology, ssh: &SshDefaults, services: ServiceSet) ->
 
 /// The inventory entry of a canonical service, with the given ports.
 pub(crate) fn service_entry(service: &CanonicalService) -> InventoryService {
-    InventoryService::unit(
-        service.name,
-        service.unit,
-        service.process,
-        vec![service.role.as_str().to_owned()],
-        service.ports.to_vec(),
-    )
+    InventoryService {
+        function: service.function.map(str::to_owned),
+        ..InventoryService::unit(
+            service.name,
+            service.unit,
+            service.process,
+            vec![service.role.as_str().to_owned()],
+            service.ports.to_vec(),
+        )
+    }
 }
 
 impl Inventory {

@@ -203,6 +203,7 @@ pub fn import(files: &DeployerFiles, options: &ImportOptions) -> Result<Imported
             }),
             lxc: None,
             process: None,
+            function: crate::inventory::function_of(service.name),
             roles: Vec::new(),
             hosts: on,
             ports,

@@ -238,6 +238,7 @@ pub fn import(files: &DeployerFiles, options: &ImportOptions) -> Result<Imported
             InventoryService {
                 vhost,
                 hosts: on_metal,
+                function: crate::inventory::function_of(service.name),
                 ..InventoryService::unit(service.name, service.unit, None, Vec::new(), ports)
             }
         } else {
@@ -258,6 +259,7 @@ pub fn import(files: &DeployerFiles, options: &ImportOptions) -> Result<Imported
                     containers,
                 }),
                 process: None,
+                function: crate::inventory::function_of(service.name),
                 roles: Vec::new(),
                 ports,
                 vhost,
