@@ -875,6 +875,11 @@ fn check_workload(check: &mut Checker<'_>, workload: &Sp<RawWorkload>) -> Worklo
                 let text = value.value.0.trim();
                 let valid = match key.as_str() {
                     "timeout" => check.duration(value, "timeout", false).is_some(),
+                    // Volume sizes are whole GiB, as Cinder takes them.
+                    "size" if command == CommandKind::VolumeCreate => check
+                        .integer(value, "volume size (GiB)", 1..=VOLUME_CREATE_MAX_GIB)
+                        .is_some(),
+                    "size" => check_image_size(check, value),
                     _ => {
                         let ok = !text.is_empty()
                             && text.len() <= 255
@@ -908,6 +913,29 @@ fn check_workload(check: &mut Checker<'_>, workload: &Sp<RawWorkload>) -> Worklo
         }
     }
     Workload { commands }
+}
+
+/// `image create`'s `size`: the bytes the runner generates and uploads, at least one and at most
+/// [`IMAGE_CREATE_MAX_BYTES`].
+fn check_image_size(check: &mut Checker<'_>, value: &Sp<Scalar>) -> bool {
+    match Bytes::parse(&value.value.0) {
+        Ok(Bytes(bytes)) if (1..=IMAGE_CREATE_MAX_BYTES).contains(&bytes) => true,
+        Ok(bytes) => {
+            check.error_hint(
+                value.at,
+                format!("image size {bytes} is out of range"),
+                format!(
+                    "the runner uploads the bytes itself: give 1B..={}",
+                    Bytes(IMAGE_CREATE_MAX_BYTES)
+                ),
+            );
+            false
+        }
+        Err(message) => {
+            check.error(value.at, message);
+            false
+        }
+    }
 }
 
 fn parse_command_rate(check: &mut Checker<'_>, rate: &Sp<Scalar>) -> Option<f64> {
