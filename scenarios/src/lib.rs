@@ -13,6 +13,7 @@ pub mod diag;
 pub mod fault;
 pub mod model;
 pub mod plan;
+pub mod rally;
 pub mod raw;
 pub mod safety;
 pub mod units;

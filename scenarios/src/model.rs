@@ -355,9 +355,14 @@ impl CommandKind {
             | CommandKind::ServerAddVolume
             | CommandKind::ServerRemoveVolume
             | CommandKind::VolumeSnapshotDelete => &["timeout"],
-            CommandKind::VolumeCreate | CommandKind::ImageCreate => {
-                &["size", "name_prefix", "timeout"]
-            }
+            CommandKind::VolumeCreate => &["size", "name_prefix", "timeout"],
+            CommandKind::ImageCreate => &[
+                "size",
+                "disk_format",
+                "container_format",
+                "name_prefix",
+                "timeout",
+            ],
             CommandKind::VolumeSnapshotCreate => &["name_prefix", "timeout"],
             CommandKind::NetworkCreate | CommandKind::SubnetCreate | CommandKind::RouterCreate => {
                 &["name_prefix"]

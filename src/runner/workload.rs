@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use scenarios::model::{CommandKind, Workload, WorkloadCommand};
 
 use super::openstack::{ListKind, ServerTemplate, Session, new_request_id};
-use super::resources::{Entry, Kind, Pools};
+use super::resources::{Entry, ImageUpload, Kind, Pools};
 
 /// One issued user command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,8 +164,8 @@ enum Prepared {
     /// The network named by `port create`'s or `floating ip create`'s `network`, or the
     /// security group of `security group rule create`.
     Resolved(String),
-    /// `image create`'s bytes.
-    ImageBytes(bytes::Bytes),
+    /// `image create`'s bytes and formats.
+    Image(ImageUpload),
 }
 
 async fn prepare(session: &Session, stream: &WorkloadCommand) -> Result<Prepared, String> {
@@ -204,7 +204,13 @@ async fn prepare(session: &Session, stream: &WorkloadCommand) -> Result<Prepared
                 .map_or(1024 * 1024, |b| b.0);
             let size =
                 usize::try_from(size).map_err(|_| "workload `image create`: size too large")?;
-            Prepared::ImageBytes(bytes::Bytes::from(vec![0u8; size]))
+            Prepared::Image(ImageUpload {
+                bytes: bytes::Bytes::from(vec![0u8; size]),
+                disk_format: param(params, "disk_format").unwrap_or("raw").to_owned(),
+                container_format: param(params, "container_format")
+                    .unwrap_or("bare")
+                    .to_owned(),
+            })
         }
         _ => Prepared::Nothing,
     })
@@ -500,10 +506,10 @@ async fn run_command(
             keep_on_failure(pools, Kind::FloatingIp, ip, result)
         }
         CommandKind::ImageCreate => {
-            let Prepared::ImageBytes(bytes) = prepared else {
+            let Prepared::Image(image) = prepared else {
                 return None;
             };
-            let outcome = session.create_image(bytes, prefix, rid, timeout).await;
+            let outcome = session.create_image(image, prefix, rid, timeout).await;
             created(pools, Kind::Image, Vec::new(), outcome)
         }
         CommandKind::ImageDelete => {

@@ -155,14 +155,16 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
     CanonicalService {
         name: "cinder-scheduler",
         unit: "devstack@c-sch",
-        process: None,
+        // The kernel cuts the comm `cinder-scheduler` to 15 bytes.
+        process: Some("cinder-schedule"),
         role: Role::Controller,
         ports: &[],
     },
     CanonicalService {
         name: "cinder-volume",
         unit: "devstack@c-vol",
-        process: None,
+        // A parent and one child per backend, both not retitled.
+        process: Some("cinder-volume"),
         role: Role::Controller,
         ports: &[],
     },
