@@ -388,10 +388,14 @@ impl Session {
             .request(method.clone(), url)
             .header("X-Auth-Token", token.expose())
             .header("X-OpenStack-Request-ID", request_id)
-            // Microversion 2.37 allows servers without networks (`networks: none`).
-            .header("OpenStack-API-Version", "compute 2.37")
-            .header("X-OpenStack-Nova-API-Version", "2.37")
             .header("Accept", "application/json");
+        if url.starts_with(&self.endpoints.compute) {
+            // Microversion 2.37 allows servers without networks (`networks: none`). Only for
+            // nova: Cinder answers 400 to an `OpenStack-API-Version` that names another service.
+            request = request
+                .header("OpenStack-API-Version", "compute 2.37")
+                .header("X-OpenStack-Nova-API-Version", "2.37");
+        }
         match body {
             Body::Empty => {}
             Body::Json(json) => request = request.json(json),
