@@ -716,9 +716,10 @@ impl Session {
         let found = self
             .call(Method::GET, &url, &new_request_id(), None)
             .await?;
+        // The URL's collection is `security-groups`, the body's key `security_groups`.
         found
             .body
-            .get(plural)
+            .get(plural.replace('-', "_"))
             .and_then(Value::as_array)
             .and_then(|list| list.first())
             .and_then(|item| item.get("id")?.as_str().map(str::to_owned))

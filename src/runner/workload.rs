@@ -221,8 +221,13 @@ pub async fn start(session: Session, workload: &Workload) -> Result<WorkloadHand
     let (stop, stopped) = watch::channel(false);
     let records = Arc::new(Records::default());
     let mut tasks = JoinSet::new();
+    // Every stream is prepared before the first starts: a name that does not resolve fails the
+    // start before any command has made something the clean-up would have to find.
+    let mut prepared = Vec::new();
     for stream in &workload.commands {
-        let prepared = Arc::new(prepare(&session, stream).await?);
+        prepared.push(Arc::new(prepare(&session, stream).await?));
+    }
+    for (stream, prepared) in workload.commands.iter().zip(prepared) {
         let session = session.clone();
         let records = records.clone();
         let mut stopped = stopped.clone();
