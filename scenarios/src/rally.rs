@@ -286,7 +286,6 @@ pub fn commands(file: &Path, text: &str, rate: &str) -> Result<Vec<Sp<RawCommand
             );
         }
     }
-    drop(error);
     if out.is_empty() && diagnostics.is_empty() {
         diagnostics.push(Diagnostic::new(
             file,
@@ -326,6 +325,10 @@ fn context_names(contexts: Option<&Sp<Contexts>>) -> Vec<(String, Pos)> {
 }
 
 type Report<'e> = dyn FnMut(Pos, String, Option<String>) + 'e;
+
+/// One stream a scenario becomes: the command, its parameters, and its rate's multiple of the
+/// scenario's.
+type Stream = (&'static str, Vec<(&'static str, Sp<Scalar>)>, u32);
 
 /// A scalar argument as the text a workload parameter takes.
 fn scalar(value: &Sp<Value>) -> Option<Sp<Scalar>> {
@@ -461,7 +464,7 @@ fn convert(
             _ => {}
         }
     }
-    let mut streams: Vec<(&'static str, Vec<(&'static str, Sp<Scalar>)>, u32)> = Vec::new();
+    let mut streams: Vec<Stream> = Vec::new();
     let allowed = |keys: &[&str], error: &mut Report<'_>| {
         for (key, value) in &run.args {
             if !keys.contains(&key.as_str()) {

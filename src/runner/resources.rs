@@ -141,6 +141,14 @@ impl Pools {
         Some(entries.get_mut(&kind)?.remove(index))
     }
 
+    /// Takes the resource of `kind` with this id, if it is in its pool.
+    pub fn take_id(&self, kind: Kind, id: &str) -> Option<Entry> {
+        let mut entries = self.entries.lock().expect("pools lock");
+        let list = entries.get_mut(&kind)?;
+        let index = list.iter().position(|e| e.id == id)?;
+        Some(list.remove(index))
+    }
+
     /// Takes every resource of `kind` whose first parent is `parent`.
     pub fn take_children(&self, kind: Kind, parent: &str) -> Vec<Entry> {
         let mut entries = self.entries.lock().expect("pools lock");
@@ -448,18 +456,35 @@ impl Session {
         request_id: &str,
         timeout: Duration,
     ) -> Result<(), String> {
+        self.detach(server, volume, request_id, timeout, false)
+            .await
+    }
+
+    /// Detaches; with `gone_ok`, an attachment Nova does not know is detached already (the
+    /// clean-up of an attach that failed).
+    async fn detach(
+        &self,
+        server: &str,
+        volume: &str,
+        request_id: &str,
+        timeout: Duration,
+        gone_ok: bool,
+    ) -> Result<(), String> {
         let url = format!(
             "{}/servers/{server}/os-volume_attachments/{volume}",
             self.endpoints.compute
         );
-        self.expect_ok(
-            Method::DELETE,
-            &url,
-            "DELETE /servers/{id}/os-volume_attachments/{volume}",
-            request_id,
-            Body::Empty,
-        )
-        .await?;
+        match self.call(Method::DELETE, &url, request_id, None).await {
+            Ok(response) if response.status.is_success() => {}
+            Ok(response) if gone_ok && response.status == StatusCode::NOT_FOUND => return Ok(()),
+            Ok(response) => {
+                return Err(api_failure(
+                    "DELETE /servers/{id}/os-volume_attachments/{volume}",
+                    &response,
+                ));
+            }
+            Err(error) => return Err(error.to_string()),
+        }
         let show = self.volume_url(&format!("/volumes/{volume}"))?;
         self.wait_for(
             &show,
@@ -803,7 +828,7 @@ impl Session {
         match kind {
             Kind::Server => self.purge_server(&entry.id, timeout).await,
             Kind::Attachment => {
-                self.detach_volume(&entry.parents[0], &entry.id, &rid, timeout)
+                self.detach(&entry.parents[0], &entry.id, &rid, timeout, true)
                     .await
             }
             Kind::Snapshot => self.delete_snapshot(&entry.id, &rid, timeout).await,
@@ -874,6 +899,10 @@ mod tests {
         assert_eq!(pools.take(Kind::Volume, &[Kind::Attachment]), None);
         // Without the blocking kinds the attached volume can be leased (e.g. to snapshot it).
         assert_eq!(pools.take(Kind::Volume, &[]), Some(Entry::new("v1")));
+        // A detach leases its volume by id.
+        pools.add(Kind::Volume, Entry::new("v1"));
+        assert_eq!(pools.take_id(Kind::Volume, "v1"), Some(Entry::new("v1")));
+        assert_eq!(pools.take_id(Kind::Volume, "v1"), None);
     }
 
     #[test]

@@ -380,9 +380,15 @@ async fn run_command(
         }
         CommandKind::ServerRemoveVolume => {
             let attachment = pools.take(Kind::Attachment, &[])?;
+            // The volume is leased too: without its attachment entry it would look free to
+            // attach or delete while it is still detaching.
+            let volume = pools.take_id(Kind::Volume, &attachment.id);
             let result = session
                 .detach_volume(&attachment.parents[0], &attachment.id, rid, timeout)
                 .await;
+            if let Some(volume) = volume {
+                pools.add(Kind::Volume, volume);
+            }
             keep_on_failure(pools, Kind::Attachment, attachment, result)
         }
         CommandKind::VolumeSnapshotCreate => {
@@ -482,19 +488,17 @@ async fn run_command(
             let result = session
                 .router_interface(&router.id, &subnet.id, true, rid)
                 .await;
-            if result.is_ok() {
-                let mut parents = vec![router.id.clone()];
-                parents.extend(subnet.parents.first().cloned());
-                pools.add(
-                    Kind::RouterInterface,
-                    Entry {
-                        id: subnet.id,
-                        parents,
-                    },
-                );
-            } else {
-                pools.add(Kind::Subnet, subnet);
-            }
+            // Also after a failure: a timed-out PUT may still have added the interface (measured
+            // under load), and the clean-up's removal takes a missing one as done.
+            let mut parents = vec![router.id.clone()];
+            parents.extend(subnet.parents.first().cloned());
+            pools.add(
+                Kind::RouterInterface,
+                Entry {
+                    id: subnet.id,
+                    parents,
+                },
+            );
             pools.add(Kind::Router, router);
             Some(result)
         }
