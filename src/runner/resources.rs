@@ -149,17 +149,20 @@ impl Pools {
         Some(list.remove(index))
     }
 
-    /// Takes every resource of `kind` whose first parent is `parent`.
-    pub fn take_children(&self, kind: Kind, parent: &str) -> Vec<Entry> {
-        let mut entries = self.entries.lock().expect("pools lock");
-        let Some(list) = entries.get_mut(&kind) else {
-            return Vec::new();
-        };
-        let (children, rest) = std::mem::take(list)
-            .into_iter()
-            .partition(|e| e.parents.first().map(String::as_str) == Some(parent));
-        *list = rest;
-        children
+    /// Every resource of `kind` whose first parent is `parent`, left in the pool: a router's
+    /// interfaces stay visible while its delete removes them, so that their network does not
+    /// look free to delete meanwhile.
+    pub fn children(&self, kind: Kind, parent: &str) -> Vec<Entry> {
+        let entries = self.entries.lock().expect("pools lock");
+        entries
+            .get(&kind)
+            .map(|list| {
+                list.iter()
+                    .filter(|e| e.parents.first().map(String::as_str) == Some(parent))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// How many resources of `kind` there are.
@@ -936,7 +939,7 @@ mod tests {
     }
 
     #[test]
-    fn router_children_are_taken_by_their_router() {
+    fn a_routers_interfaces_are_found_by_their_router() {
         let pools = Pools::default();
         for (subnet, router) in [("a", "r1"), ("b", "r2"), ("c", "r1")] {
             pools.add(
@@ -948,12 +951,12 @@ mod tests {
             );
         }
         let ids: Vec<String> = pools
-            .take_children(Kind::RouterInterface, "r1")
+            .children(Kind::RouterInterface, "r1")
             .into_iter()
             .map(|e| e.id)
             .collect();
         assert_eq!(ids, ["a", "c"]);
-        assert_eq!(pools.count(Kind::RouterInterface), 1);
+        assert_eq!(pools.count(Kind::RouterInterface), 3);
     }
 
     #[test]

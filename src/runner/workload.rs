@@ -459,12 +459,12 @@ async fn run_command(
         }
         CommandKind::RouterDelete => {
             let router = pools.take(Kind::Router, &[])?;
-            let interfaces = pools.take_children(Kind::RouterInterface, &router.id);
+            let interfaces = pools.children(Kind::RouterInterface, &router.id);
             let subnets: Vec<String> = interfaces.iter().map(|e| e.id.clone()).collect();
             let (removed, result) = session.delete_router(&router.id, &subnets, rid).await;
-            for interface in interfaces {
-                if removed.contains(&interface.id) {
-                    // Off the router, the subnet is a plain workload subnet again.
+            for subnet in removed {
+                // Off the router, the subnet is a plain workload subnet again.
+                if let Some(interface) = pools.take_id(Kind::RouterInterface, &subnet) {
                     let network = interface.parents.get(1).cloned().into_iter().collect();
                     pools.add(
                         Kind::Subnet,
@@ -473,8 +473,6 @@ async fn run_command(
                             parents: network,
                         },
                     );
-                } else {
-                    pools.add(Kind::RouterInterface, interface);
                 }
             }
             keep_on_failure(pools, Kind::Router, router, result)
