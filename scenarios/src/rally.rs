@@ -511,27 +511,29 @@ fn convert(
             );
         }
     };
+    // Rally's servers boot without a NIC unless a network context or `nics` says otherwise.
+    let server_create = |error: &mut Report<'_>| {
+        let mut create = vec![(
+            "network",
+            Sp {
+                value: Scalar("none".into()),
+                at: run.at,
+            },
+        )];
+        for key in ["flavor", "image"] {
+            create.extend(
+                arg(key)
+                    .and_then(|v| named(v, key, error))
+                    .map(|v| (key, v)),
+            );
+        }
+        create
+    };
     match scenario {
         "NovaServers.boot_and_delete_server" => {
             allowed(&["flavor", "image", "force_delete"], error);
             flag_false("force_delete", error);
-            let mut create = vec![(
-                "network",
-                Sp {
-                    value: Scalar("none".into()),
-                    at: run.at,
-                },
-            )];
-            create.extend(
-                arg("flavor")
-                    .and_then(|f| named(f, "flavor", error))
-                    .map(|f| ("flavor", f)),
-            );
-            create.extend(
-                arg("image")
-                    .and_then(|i| named(i, "image", error))
-                    .map(|i| ("image", i)),
-            );
+            let create = server_create(error);
             streams.push(("server create", create, 1));
             streams.push(("server delete", Vec::new(), 1));
         }
@@ -547,23 +549,7 @@ fn convert(
         }
         "CinderVolumes.create_and_attach_volume" => {
             allowed(&["size", "image", "flavor"], error);
-            let mut create = vec![(
-                "network",
-                Sp {
-                    value: Scalar("none".into()),
-                    at: run.at,
-                },
-            )];
-            create.extend(
-                arg("flavor")
-                    .and_then(|f| named(f, "flavor", error))
-                    .map(|f| ("flavor", f)),
-            );
-            create.extend(
-                arg("image")
-                    .and_then(|i| named(i, "image", error))
-                    .map(|i| ("image", i)),
-            );
+            let create = server_create(error);
             let size = size(error);
             streams.push(("server create", create, 1));
             streams.push((

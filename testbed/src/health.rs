@@ -240,18 +240,23 @@ pub fn check_services(health: &mut Health, topology: &Topology, services: &Value
         let found = list
             .iter()
             .find(|s| s["binary"] == binary.as_str() && s["host"] == host.as_str());
-        let (ok, detail) = match found {
-            Some(s) => {
-                let state = s["state"].as_str().unwrap_or("?");
-                let status = s["status"].as_str().unwrap_or("?");
-                (
-                    state == "up" && status == "enabled",
-                    format!("state {state}, {status}"),
-                )
-            }
-            None => (false, "not in `compute service list`".to_owned()),
-        };
+        let (ok, detail) = service_state(found, "compute service list");
         health.add(format!("nova service {binary} on {host}"), ok, detail);
+    }
+}
+
+/// Whether a service of a `… service list` is `up` and enabled, and what was seen.
+fn service_state(found: Option<&Value>, list: &str) -> (bool, String) {
+    match found {
+        Some(s) => {
+            let state = s["state"].as_str().unwrap_or("?");
+            let status = s["status"].as_str().unwrap_or("?");
+            (
+                state == "up" && status == "enabled",
+                format!("state {state}, {status}"),
+            )
+        }
+        None => (false, format!("not in `{list}`")),
     }
 }
 
@@ -267,17 +272,7 @@ pub fn check_volume_services(health: &mut Health, topology: &Topology, services:
         let found = list
             .iter()
             .find(|s| s["binary"] == binary && s["host"] == host.as_str());
-        let (ok, detail) = match found {
-            Some(s) => {
-                let state = s["state"].as_str().unwrap_or("?");
-                let status = s["status"].as_str().unwrap_or("?");
-                (
-                    state == "up" && status == "enabled",
-                    format!("state {state}, {status}"),
-                )
-            }
-            None => (false, "not in `volume service list`".to_owned()),
-        };
+        let (ok, detail) = service_state(found, "volume service list");
         health.add(format!("cinder service {binary} on {host}"), ok, detail);
     }
 }
