@@ -15,6 +15,7 @@ pub mod history;
 pub mod labels;
 pub mod model;
 pub mod plan;
+pub mod rally;
 pub mod raw;
 pub mod safety;
 pub mod units;

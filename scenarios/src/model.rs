@@ -378,7 +378,9 @@ pub struct Workload {
     pub commands: Vec<WorkloadCommand>,
 }
 
-/// The OpenStack user commands the workload can issue.
+/// The OpenStack user commands the workload can issue. Each one runs under its own global
+/// request id, also for the status polls it makes, so that the tracer stitches its whole
+/// transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CommandKind {
@@ -394,6 +396,48 @@ pub enum CommandKind {
     FlavorList,
     /// `network list`.
     NetworkList,
+    /// `volume create` (then waits for `available`).
+    VolumeCreate,
+    /// `volume delete` of an unattached volume the workload created (then waits until gone).
+    VolumeDelete,
+    /// `server add volume`: attaches a workload volume to a workload server (waits for `in-use`).
+    ServerAddVolume,
+    /// `server remove volume`: detaches a volume the workload attached (waits for `available`).
+    ServerRemoveVolume,
+    /// `volume snapshot create` of a workload volume (then waits for `available`).
+    VolumeSnapshotCreate,
+    /// `volume snapshot delete` of a workload snapshot (then waits until gone).
+    VolumeSnapshotDelete,
+    /// `network create`.
+    NetworkCreate,
+    /// `network delete` of a workload network without subnets or ports.
+    NetworkDelete,
+    /// `subnet create` in a workload network (each with its own /24 of 10.128.0.0/9).
+    SubnetCreate,
+    /// `subnet delete` of a workload subnet not on a router.
+    SubnetDelete,
+    /// `port create` in a named network or a workload network.
+    PortCreate,
+    /// `port delete` of a workload port.
+    PortDelete,
+    /// `router create`.
+    RouterCreate,
+    /// `router delete` of a workload router (its subnets are removed first).
+    RouterDelete,
+    /// `router add subnet`: a workload subnet onto a workload router.
+    RouterAddSubnet,
+    /// `floating ip create` on an external network.
+    FloatingIpCreate,
+    /// `floating ip delete` of a workload floating IP.
+    FloatingIpDelete,
+    /// `image create`: creates an image and uploads its bytes (then waits for `active`).
+    ImageCreate,
+    /// `image delete` of a workload image.
+    ImageDelete,
+    /// `token issue`: a Keystone password authentication.
+    TokenIssue,
+    /// `security group rule create` in a named security group.
+    SecurityGroupRuleCreate,
 }
 
 impl CommandKind {
@@ -405,6 +449,27 @@ impl CommandKind {
         CommandKind::ImageList,
         CommandKind::FlavorList,
         CommandKind::NetworkList,
+        CommandKind::VolumeCreate,
+        CommandKind::VolumeDelete,
+        CommandKind::ServerAddVolume,
+        CommandKind::ServerRemoveVolume,
+        CommandKind::VolumeSnapshotCreate,
+        CommandKind::VolumeSnapshotDelete,
+        CommandKind::NetworkCreate,
+        CommandKind::NetworkDelete,
+        CommandKind::SubnetCreate,
+        CommandKind::SubnetDelete,
+        CommandKind::PortCreate,
+        CommandKind::PortDelete,
+        CommandKind::RouterCreate,
+        CommandKind::RouterDelete,
+        CommandKind::RouterAddSubnet,
+        CommandKind::FloatingIpCreate,
+        CommandKind::FloatingIpDelete,
+        CommandKind::ImageCreate,
+        CommandKind::ImageDelete,
+        CommandKind::TokenIssue,
+        CommandKind::SecurityGroupRuleCreate,
     ];
 
     /// The command as written in campaigns (`server create`).
@@ -416,6 +481,27 @@ impl CommandKind {
             CommandKind::ImageList => "image list",
             CommandKind::FlavorList => "flavor list",
             CommandKind::NetworkList => "network list",
+            CommandKind::VolumeCreate => "volume create",
+            CommandKind::VolumeDelete => "volume delete",
+            CommandKind::ServerAddVolume => "server add volume",
+            CommandKind::ServerRemoveVolume => "server remove volume",
+            CommandKind::VolumeSnapshotCreate => "volume snapshot create",
+            CommandKind::VolumeSnapshotDelete => "volume snapshot delete",
+            CommandKind::NetworkCreate => "network create",
+            CommandKind::NetworkDelete => "network delete",
+            CommandKind::SubnetCreate => "subnet create",
+            CommandKind::SubnetDelete => "subnet delete",
+            CommandKind::PortCreate => "port create",
+            CommandKind::PortDelete => "port delete",
+            CommandKind::RouterCreate => "router create",
+            CommandKind::RouterDelete => "router delete",
+            CommandKind::RouterAddSubnet => "router add subnet",
+            CommandKind::FloatingIpCreate => "floating ip create",
+            CommandKind::FloatingIpDelete => "floating ip delete",
+            CommandKind::ImageCreate => "image create",
+            CommandKind::ImageDelete => "image delete",
+            CommandKind::TokenIssue => "token issue",
+            CommandKind::SecurityGroupRuleCreate => "security group rule create",
         }
     }
 
@@ -423,11 +509,46 @@ impl CommandKind {
     pub fn parameters(self) -> &'static [&'static str] {
         match self {
             CommandKind::ServerCreate => &["flavor", "image", "network", "name_prefix", "timeout"],
-            CommandKind::ServerDelete => &["timeout"],
-            _ => &[],
+            CommandKind::ServerDelete
+            | CommandKind::VolumeDelete
+            | CommandKind::ServerAddVolume
+            | CommandKind::ServerRemoveVolume
+            | CommandKind::VolumeSnapshotDelete => &["timeout"],
+            CommandKind::VolumeCreate => &["size", "name_prefix", "timeout"],
+            CommandKind::ImageCreate => &[
+                "size",
+                "disk_format",
+                "container_format",
+                "name_prefix",
+                "timeout",
+            ],
+            CommandKind::VolumeSnapshotCreate => &["name_prefix", "timeout"],
+            CommandKind::NetworkCreate | CommandKind::SubnetCreate | CommandKind::RouterCreate => {
+                &["name_prefix"]
+            }
+            CommandKind::PortCreate => &["network", "name_prefix"],
+            CommandKind::FloatingIpCreate => &["network"],
+            CommandKind::SecurityGroupRuleCreate => &["security_group"],
+            CommandKind::ServerList
+            | CommandKind::ImageList
+            | CommandKind::FlavorList
+            | CommandKind::NetworkList
+            | CommandKind::NetworkDelete
+            | CommandKind::SubnetDelete
+            | CommandKind::PortDelete
+            | CommandKind::RouterDelete
+            | CommandKind::RouterAddSubnet
+            | CommandKind::FloatingIpDelete
+            | CommandKind::ImageDelete
+            | CommandKind::TokenIssue => &[],
         }
     }
 }
+
+/// The largest `size` of `image create`: the bytes are generated and sent by the runner.
+pub const IMAGE_CREATE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest `size` of `volume create`, in GiB.
+pub const VOLUME_CREATE_MAX_GIB: i64 = 1024;
 
 /// One stream of user commands.
 #[derive(Debug, Clone, Serialize)]

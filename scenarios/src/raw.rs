@@ -318,15 +318,29 @@ pub struct RawAmqp {
 #[serde(deny_unknown_fields)]
 pub struct RawWorkload {
     /// Command streams.
+    #[serde(default)]
     pub commands: Vec<Sp<RawCommand>>,
+    /// A Rally task whose scenarios become command streams too.
+    pub rally: Option<Sp<RawRally>>,
+}
+
+/// A Rally task as a workload.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRally {
+    /// The task file (JSON or YAML, Rally format 1 or 2), relative to the campaign file.
+    pub task: Sp<String>,
+    /// Start rate of the streams whose Rally runner has none (`constant`, `serial`,
+    /// `constant_for_duration`); an `rps` runner's rate is its own. Default `1/s`.
+    pub rate: Option<Sp<Scalar>>,
 }
 
 /// One stream of user commands.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCommand {
-    /// `server create`, `server delete`, `server list`, `image list`, `flavor list` or
-    /// `network list`.
+    /// The command, e.g. `server create`, `volume create`, `server add volume`, `port create`,
+    /// `image create` or `token issue` (`butterfly validate` lists them all).
     pub command: Sp<String>,
     /// Start rate: `2/s`, `30/m` or `100/h` (default `1/s`).
     pub rate: Option<Sp<Scalar>>,

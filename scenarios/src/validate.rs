@@ -210,7 +210,7 @@ pub fn validate_campaign(
         let workload = raw
             .workload
             .as_ref()
-            .map(|workload| check_workload(&mut check, workload))
+            .map(|workload| check_workload(&mut check, file, workload, read, &mut sources))
             .unwrap_or_default();
         let timing = check_timing(&mut check, raw.campaign.as_ref());
         let experiments = match (&testbed, &timing) {
@@ -1100,82 +1100,173 @@ fn check_command_name(check: &mut Checker<'_>, name: &Sp<String>) -> Option<Comm
     found
 }
 
-fn check_workload(check: &mut Checker<'_>, workload: &Sp<RawWorkload>) -> Workload {
-    let mut commands = Vec::new();
-    if workload.value.commands.is_empty() {
-        check.error(workload.at, "the workload has no commands");
+fn check_workload(
+    check: &mut Checker<'_>,
+    file: &Path,
+    workload: &Sp<RawWorkload>,
+    read: &ReadFile<'_>,
+    sources: &mut Vec<(PathBuf, String)>,
+) -> Workload {
+    let mut commands: Vec<WorkloadCommand> = workload
+        .value
+        .commands
+        .iter()
+        .filter_map(|raw| check_stream(check, raw))
+        .collect();
+    let rally_streams = workload
+        .value
+        .rally
+        .as_ref()
+        .map(|rally| check_rally(check, file, rally, read, sources));
+    if workload.value.commands.is_empty() && rally_streams.is_none() {
+        check.error_hint(
+            workload.at,
+            "the workload has no commands",
+            "add `commands` or a Rally task (`rally: {task: FILE}`)",
+        );
     }
-    for raw in &workload.value.commands {
-        let stream = &raw.value;
-        let Some(command) = check_command_name(check, &stream.command) else {
-            continue;
-        };
-        let rate = match &stream.rate {
-            Some(rate) => parse_command_rate(check, rate),
-            None => Some(1.0),
-        };
-        let concurrency = match &stream.concurrency {
-            Some(c) => check.integer(c, "concurrency", 1..=64).map(|c| c as u32),
-            None => Some(1),
-        };
-        let mut params = Vec::new();
-        let mut params_ok = true;
-        if let Some(raw_params) = &stream.params {
-            for (key, value) in &raw_params.value {
-                if !command.parameters().contains(&key.as_str()) {
-                    let hint = if command.parameters().is_empty() {
-                        format!("{} takes no parameters", quoted(command.name()))
-                    } else {
-                        suggestion(key, command.parameters())
-                    };
-                    check.error_hint(
-                        value.at,
-                        format!(
-                            "unknown parameter {key} for command {}",
-                            quoted(command.name()),
-                            key = quoted(key)
-                        ),
-                        hint,
-                    );
-                    params_ok = false;
-                    continue;
-                }
-                let text = value.value.0.trim();
-                let valid = match key.as_str() {
-                    "timeout" => check.duration(value, "timeout", false).is_some(),
-                    _ => {
-                        let ok = !text.is_empty()
-                            && text.len() <= 255
-                            && text
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-                        if !ok {
-                            check.error(
-                                value.at,
-                                format!(
-                                    "invalid value {text} for parameter {key}",
-                                    text = quoted(text),
-                                    key = quoted(key)
-                                ),
-                            );
-                        }
-                        ok
-                    }
-                };
-                params_ok &= valid;
-                params.push((key.clone(), text.to_owned()));
-            }
-        }
-        if let (Some(rate_per_second), Some(concurrency), true) = (rate, concurrency, params_ok) {
-            commands.push(WorkloadCommand {
-                command,
-                rate_per_second,
-                concurrency,
-                params,
-            });
-        }
-    }
+    commands.extend(rally_streams.into_iter().flatten());
     Workload { commands }
+}
+
+/// The streams of a Rally task; their problems are located in the task file.
+fn check_rally(
+    check: &mut Checker<'_>,
+    file: &Path,
+    rally: &Sp<RawRally>,
+    read: &ReadFile<'_>,
+    sources: &mut Vec<(PathBuf, String)>,
+) -> Vec<WorkloadCommand> {
+    let rate = match &rally.value.rate {
+        Some(rate) => match parse_command_rate(check, rate) {
+            Some(_) => rate.value.0.trim().to_owned(),
+            // Reported here once; the streams then use the default.
+            None => "1/s".to_owned(),
+        },
+        None => "1/s".to_owned(),
+    };
+    let path = check.path(file, &rally.value.task.value);
+    let text = match read(&path) {
+        Ok(text) => text,
+        Err(error) => {
+            check.error(rally.value.task.at, error.to_string());
+            return Vec::new();
+        }
+    };
+    let streams = match crate::rally::commands(&path, &text, &rate) {
+        Ok(streams) => {
+            let mut task_check = Checker::new(&path, check.diagnostics);
+            streams
+                .iter()
+                .filter_map(|raw| check_stream(&mut task_check, raw))
+                .collect()
+        }
+        Err(errors) => {
+            check.diagnostics.extend(errors.0);
+            Vec::new()
+        }
+    };
+    sources.push((path, text));
+    streams
+}
+
+/// One command stream: its name, rate, concurrency and parameters.
+fn check_stream(check: &mut Checker<'_>, raw: &Sp<RawCommand>) -> Option<WorkloadCommand> {
+    let stream = &raw.value;
+    let command = check_command_name(check, &stream.command)?;
+    let rate = match &stream.rate {
+        Some(rate) => parse_command_rate(check, rate),
+        None => Some(1.0),
+    };
+    let concurrency = match &stream.concurrency {
+        Some(c) => check.integer(c, "concurrency", 1..=64).map(|c| c as u32),
+        None => Some(1),
+    };
+    let mut params = Vec::new();
+    let mut params_ok = true;
+    if let Some(raw_params) = &stream.params {
+        for (key, value) in &raw_params.value {
+            if !command.parameters().contains(&key.as_str()) {
+                let hint = if command.parameters().is_empty() {
+                    format!("{} takes no parameters", quoted(command.name()))
+                } else {
+                    suggestion(key, command.parameters())
+                };
+                check.error_hint(
+                    value.at,
+                    format!(
+                        "unknown parameter {key} for command {}",
+                        quoted(command.name()),
+                        key = quoted(key)
+                    ),
+                    hint,
+                );
+                params_ok = false;
+                continue;
+            }
+            let text = value.value.0.trim();
+            let valid = match key.as_str() {
+                "timeout" => check.duration(value, "timeout", false).is_some(),
+                // Volume sizes are whole GiB, as Cinder takes them.
+                "size" if command == CommandKind::VolumeCreate => check
+                    .integer(value, "volume size (GiB)", 1..=VOLUME_CREATE_MAX_GIB)
+                    .is_some(),
+                "size" => check_image_size(check, value),
+                _ => {
+                    let ok = !text.is_empty()
+                        && text.len() <= 255
+                        && text
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                    if !ok {
+                        check.error(
+                            value.at,
+                            format!(
+                                "invalid value {text} for parameter {key}",
+                                text = quoted(text),
+                                key = quoted(key)
+                            ),
+                        );
+                    }
+                    ok
+                }
+            };
+            params_ok &= valid;
+            params.push((key.clone(), text.to_owned()));
+        }
+    }
+    match (rate, concurrency, params_ok) {
+        (Some(rate_per_second), Some(concurrency), true) => Some(WorkloadCommand {
+            command,
+            rate_per_second,
+            concurrency,
+            params,
+        }),
+        _ => None,
+    }
+}
+
+/// `image create`'s `size`: the bytes the runner generates and uploads, at least one and at most
+/// [`IMAGE_CREATE_MAX_BYTES`].
+fn check_image_size(check: &mut Checker<'_>, value: &Sp<Scalar>) -> bool {
+    match Bytes::parse(&value.value.0) {
+        Ok(Bytes(bytes)) if (1..=IMAGE_CREATE_MAX_BYTES).contains(&bytes) => true,
+        Ok(bytes) => {
+            check.error_hint(
+                value.at,
+                format!("image size {bytes} is out of range"),
+                format!(
+                    "the runner uploads the bytes itself: give 1B..={}",
+                    Bytes(IMAGE_CREATE_MAX_BYTES)
+                ),
+            );
+            false
+        }
+        Err(message) => {
+            check.error(value.at, message);
+            false
+        }
+    }
 }
 
 fn parse_command_rate(check: &mut Checker<'_>, rate: &Sp<Scalar>) -> Option<f64> {

@@ -14,6 +14,7 @@ pub mod history;
 pub mod learn;
 pub mod live;
 pub mod openstack;
+pub mod resources;
 pub mod trace;
 pub mod workload;
 
@@ -188,8 +189,11 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     // Whatever happened, stop the workload, clean up, stop tracing, then judge.
     let (records, cleanup) = workload.stop().await;
     let leftover = cleanup.run().await;
-    for (id, error) in &leftover {
-        eprintln!("butterfly: could not delete server {id} created by the workload: {error}");
+    for (kind, id, error) in &leftover {
+        eprintln!(
+            "butterfly: could not delete {} {id} created by the workload: {error}",
+            kind.noun()
+        );
     }
     connections.close().await;
     signals.abort();
@@ -236,7 +240,7 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     }
     if !leftover.is_empty() {
         return Err(CliError::Setup(format!(
-            "{} server(s) created by the workload could not be deleted",
+            "{} resource(s) created by the workload could not be deleted",
             leftover.len()
         )));
     }

@@ -207,6 +207,8 @@ pub struct Endpoints {
     pub image: Option<String>,
     /// Neutron, e.g. `http://10.77.0.2:9696`.
     pub network: Option<String>,
+    /// Cinder v3 with the project id, e.g. `http://10.77.0.2:8776/v3/<project>`.
+    pub volume: Option<String>,
 }
 
 /// How often the final clean-up sends a server's DELETE again while the server exists.
@@ -302,6 +304,10 @@ impl Session {
                 compute,
                 image: endpoint("image"),
                 network: endpoint("network"),
+                // The official type first, then the aliases older deployments register.
+                volume: ["block-storage", "volumev3", "volume"]
+                    .into_iter()
+                    .find_map(endpoint),
             },
             credentials: credentials.clone(),
         })
@@ -319,6 +325,21 @@ impl Session {
         request_id: &str,
         body: Option<&Value>,
     ) -> Result<Response, CloudError> {
+        let body = match body {
+            Some(json) => Body::Json(json),
+            None => Body::Empty,
+        };
+        self.call_with(method, url, request_id, body).await
+    }
+
+    /// As [`Session::call`], with any [`Body`] (an image upload sends raw bytes).
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        request_id: &str,
+        body: Body<'_>,
+    ) -> Result<Response, CloudError> {
         let token = self.current_token();
         let response = self
             .send(method.clone(), url, request_id, body, &token)
@@ -329,6 +350,15 @@ impl Session {
         self.renew_token(&token).await?;
         let token = self.current_token();
         self.send(method, url, request_id, body, &token).await
+    }
+
+    /// `token issue`: a fresh password authentication under `request_id`. The token is dropped:
+    /// the command measures Keystone, the session keeps its own.
+    pub async fn issue_token(&self, request_id: &str) -> Result<(), String> {
+        issue_token_with(&self.http, &self.credentials, Some(request_id))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     fn current_token(&self) -> Secret {
@@ -350,7 +380,7 @@ impl Session {
         method: reqwest::Method,
         url: &str,
         request_id: &str,
-        body: Option<&Value>,
+        body: Body<'_>,
         token: &Secret,
     ) -> Result<Response, CloudError> {
         let mut request = self
@@ -358,12 +388,22 @@ impl Session {
             .request(method.clone(), url)
             .header("X-Auth-Token", token.expose())
             .header("X-OpenStack-Request-ID", request_id)
-            // Microversion 2.37 allows servers without networks (`networks: none`).
-            .header("OpenStack-API-Version", "compute 2.37")
-            .header("X-OpenStack-Nova-API-Version", "2.37")
             .header("Accept", "application/json");
-        if let Some(body) = body {
-            request = request.json(body);
+        if url.starts_with(&self.endpoints.compute) {
+            // Microversion 2.37 allows servers without networks (`networks: none`). Only for
+            // nova: Cinder answers 400 to an `OpenStack-API-Version` that names another service.
+            request = request
+                .header("OpenStack-API-Version", "compute 2.37")
+                .header("X-OpenStack-Nova-API-Version", "2.37");
+        }
+        match body {
+            Body::Empty => {}
+            Body::Json(json) => request = request.json(json),
+            Body::Bytes(bytes) => {
+                request = request
+                    .header("Content-Type", "application/octet-stream")
+                    .body(bytes.clone());
+            }
         }
         let response = request.send().await.map_err(|e| {
             CloudError::Api(format!("{method} {}: {}", redact_url(url), without_url(&e)))
@@ -375,11 +415,30 @@ impl Session {
     }
 }
 
+/// A request body.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    /// None.
+    Empty,
+    /// JSON.
+    Json(&'a Value),
+    /// Raw bytes (`application/octet-stream`), shared so that a resend copies nothing.
+    Bytes(&'a bytes::Bytes),
+}
+
 /// Asks Keystone for a project-scoped token with the password: the token and the response's
 /// document (which holds the catalog).
 async fn issue_token(
     http: &reqwest::Client,
     credentials: &Credentials,
+) -> Result<(Secret, Value), CloudError> {
+    issue_token_with(http, credentials, None).await
+}
+
+async fn issue_token_with(
+    http: &reqwest::Client,
+    credentials: &Credentials,
+    request_id: Option<&str>,
 ) -> Result<(Secret, Value), CloudError> {
     let body = json!({
         "auth": {
@@ -402,9 +461,11 @@ async fn issue_token(
         url: credentials.auth_url.clone(),
         message,
     };
-    let response = http
-        .post(&url)
-        .json(&body)
+    let mut request = http.post(&url).json(&body);
+    if let Some(request_id) = request_id {
+        request = request.header("X-OpenStack-Request-ID", request_id);
+    }
+    let response = request
         .send()
         .await
         .map_err(|e| auth_error(e.to_string()))?;
@@ -827,7 +888,7 @@ impl ListKind {
     }
 }
 
-fn api_failure(call: &str, response: &Response) -> String {
+pub(crate) fn api_failure(call: &str, response: &Response) -> String {
     // OpenStack error bodies look like {"itemNotFound": {"message": …}} or {"error": {"message": …}}.
     let message = response
         .body
@@ -1034,6 +1095,7 @@ pub(crate) mod tests {
                 compute,
                 image: None,
                 network: None,
+                volume: None,
             },
             credentials: Credentials {
                 auth_url: "http://127.0.0.1:9/v3".into(),

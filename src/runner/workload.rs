@@ -1,6 +1,6 @@
 //! The workload engine: streams of OpenStack user commands at the campaign's rates, each recorded
-//! with its outcome, latency and global request id. Servers it creates are tracked and deleted at
-//! the end, whatever happened in between.
+//! with its outcome, latency and global request id. What it creates (servers, volumes, networks,
+//! images, …) is tracked in [`Pools`] and deleted at the end, whatever happened in between.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use scenarios::model::{CommandKind, Workload};
+use scenarios::model::{CommandKind, Workload, WorkloadCommand};
 
 use super::openstack::{ListKind, ServerTemplate, Session, new_request_id};
+use super::resources::{Entry, ImageUpload, Kind, Pools};
 
 /// One issued user command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,7 +65,8 @@ pub fn read_records(path: &Path) -> Result<Vec<CommandRecord>, String> {
 #[derive(Debug, Default)]
 pub struct Records {
     records: Mutex<Vec<CommandRecord>>,
-    servers: Mutex<Vec<String>>,
+    /// What the workload made and has not deleted.
+    pools: Pools,
     /// Request id → the command as issued, from the moment it is issued, so that the live
     /// detectors can label a transaction by its first event.
     issued: Mutex<HashMap<String, Issued>>,
@@ -123,19 +125,6 @@ impl Records {
             .map(|issued| (issued.command, issued.started_at))
             .collect()
     }
-
-    fn add_server(&self, id: String) {
-        self.servers.lock().expect("servers lock").push(id);
-    }
-
-    fn take_server(&self) -> Option<String> {
-        let mut servers = self.servers.lock().expect("servers lock");
-        (!servers.is_empty()).then(|| servers.remove(0))
-    }
-
-    fn take_all_servers(&self) -> Vec<String> {
-        std::mem::take(&mut *self.servers.lock().expect("servers lock"))
-    }
 }
 
 /// A running workload.
@@ -155,22 +144,90 @@ fn timeout_param(params: &[(String, String)], default: Duration) -> Duration {
         .unwrap_or(default)
 }
 
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The default wait of the commands that wait for a state.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a command stream resolves once, before its first command: names to ids, the bytes an
+/// image upload sends.
+enum Prepared {
+    /// Nothing to resolve.
+    Nothing,
+    /// `server create`'s flavor, image and network.
+    Server(ServerTemplate),
+    /// The network named by `port create`'s or `floating ip create`'s `network`, or the
+    /// security group of `security group rule create`.
+    Resolved(String),
+    /// `image create`'s bytes and formats.
+    Image(ImageUpload),
+}
+
+async fn prepare(session: &Session, stream: &WorkloadCommand) -> Result<Prepared, String> {
+    let what =
+        |e: super::openstack::CloudError| format!("workload `{}`: {e}", stream.command.name());
+    let params = &stream.params;
+    Ok(match stream.command {
+        CommandKind::ServerCreate => {
+            Prepared::Server(session.server_template(params).await.map_err(what)?)
+        }
+        CommandKind::PortCreate => match param(params, "network") {
+            Some(name) => {
+                Prepared::Resolved(session.find_neutron("network", name).await.map_err(what)?)
+            }
+            // Without a named network, each port goes into a network the workload made.
+            None => Prepared::Nothing,
+        },
+        CommandKind::FloatingIpCreate => {
+            let name = param(params, "network").unwrap_or("public");
+            Prepared::Resolved(session.find_neutron("network", name).await.map_err(what)?)
+        }
+        CommandKind::SecurityGroupRuleCreate => {
+            let name = param(params, "security_group").unwrap_or("default");
+            Prepared::Resolved(
+                session
+                    .find_neutron("security_group", name)
+                    .await
+                    .map_err(what)?,
+            )
+        }
+        CommandKind::ImageCreate => {
+            let size = param(params, "size")
+                .map(scenarios::units::Bytes::parse)
+                .transpose()
+                .map_err(|e| format!("workload `image create`: {e}"))?
+                .map_or(1024 * 1024, |b| b.0);
+            let size =
+                usize::try_from(size).map_err(|_| "workload `image create`: size too large")?;
+            Prepared::Image(ImageUpload {
+                bytes: bytes::Bytes::from(vec![0u8; size]),
+                disk_format: param(params, "disk_format").unwrap_or("raw").to_owned(),
+                container_format: param(params, "container_format")
+                    .unwrap_or("bare")
+                    .to_owned(),
+            })
+        }
+        _ => Prepared::Nothing,
+    })
+}
+
 /// Starts every command stream of the workload.
 pub async fn start(session: Session, workload: &Workload) -> Result<WorkloadHandle, String> {
     let (stop, stopped) = watch::channel(false);
     let records = Arc::new(Records::default());
     let mut tasks = JoinSet::new();
+    // Every stream is prepared before the first starts: a name that does not resolve fails the
+    // start before any command has made something the clean-up would have to find.
+    let mut prepared = Vec::new();
     for stream in &workload.commands {
-        let template = if stream.command == CommandKind::ServerCreate {
-            Some(Arc::new(
-                session
-                    .server_template(&stream.params)
-                    .await
-                    .map_err(|e| format!("workload `server create`: {e}"))?,
-            ))
-        } else {
-            None
-        };
+        prepared.push(Arc::new(prepare(&session, stream).await?));
+    }
+    for (stream, prepared) in workload.commands.iter().zip(prepared) {
         let session = session.clone();
         let records = records.clone();
         let mut stopped = stopped.clone();
@@ -196,11 +253,11 @@ pub async fn start(session: Session, workload: &Workload) -> Result<WorkloadHand
                 };
                 let session = session.clone();
                 let records = records.clone();
-                let template = template.clone();
+                let prepared = prepared.clone();
                 let params = stream.params.clone();
                 let command = stream.command;
                 inflight.spawn(async move {
-                    issue(&session, command, template.as_deref(), &params, &records).await;
+                    issue(&session, command, &prepared, &params, &records).await;
                     drop(permit);
                 });
                 while inflight.try_join_next().is_some() {}
@@ -217,57 +274,287 @@ pub async fn start(session: Session, workload: &Workload) -> Result<WorkloadHand
     })
 }
 
+/// A command's outcome: `None` when there was nothing to act on (no server to delete, no volume
+/// to attach), so no command was issued.
+type Outcome = Option<Result<(), String>>;
+
+/// Records a resource a create made, also when it failed later (e.g. never became available),
+/// so that the clean-up deletes it.
+fn created(
+    pools: &Pools,
+    kind: Kind,
+    parents: Vec<String>,
+    (id, result): (Option<String>, Result<(), String>),
+) -> Outcome {
+    if let Some(id) = id {
+        pools.add(kind, Entry { id, parents });
+    }
+    Some(result)
+}
+
+fn created_id(
+    pools: &Pools,
+    kind: Kind,
+    parents: Vec<String>,
+    result: Result<String, String>,
+) -> Outcome {
+    match result {
+        Ok(id) => created(pools, kind, parents, (Some(id), Ok(()))),
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// Puts `entry` back when the command failed, so that the clean-up still sees it.
+fn keep_on_failure(pools: &Pools, kind: Kind, entry: Entry, result: Result<(), String>) -> Outcome {
+    if result.is_err() {
+        pools.add(kind, entry);
+    }
+    Some(result)
+}
+
+async fn run_command(
+    session: &Session,
+    command: CommandKind,
+    prepared: &Prepared,
+    params: &[(String, String)],
+    pools: &Pools,
+    rid: &str,
+) -> Outcome {
+    let timeout = timeout_param(params, COMMAND_TIMEOUT);
+    let prefix = param(params, "name_prefix").unwrap_or("bfly");
+    let resolved = match prepared {
+        Prepared::Resolved(id) => Some(id.as_str()),
+        _ => None,
+    };
+    match command {
+        CommandKind::ServerCreate => {
+            let Prepared::Server(template) = prepared else {
+                return None;
+            };
+            let outcome = session.create_server(template, rid, timeout).await;
+            created(pools, Kind::Server, Vec::new(), outcome)
+        }
+        CommandKind::ServerDelete => {
+            // Deleting needs a server the workload made (and no volume on it).
+            let server = pools.take(Kind::Server, &[Kind::Attachment])?;
+            let result = session.delete_server(&server.id, rid, timeout).await;
+            keep_on_failure(pools, Kind::Server, server, result)
+        }
+        CommandKind::ServerList => Some(session.list(ListKind::Servers, rid).await),
+        CommandKind::ImageList => Some(session.list(ListKind::Images, rid).await),
+        CommandKind::FlavorList => Some(session.list(ListKind::Flavors, rid).await),
+        CommandKind::NetworkList => Some(session.list(ListKind::Networks, rid).await),
+        CommandKind::VolumeCreate => {
+            let size = param(params, "size")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1);
+            let outcome = session.create_volume(size, prefix, rid, timeout).await;
+            created(pools, Kind::Volume, Vec::new(), outcome)
+        }
+        CommandKind::VolumeDelete => {
+            let volume = pools.take(Kind::Volume, &[Kind::Attachment, Kind::Snapshot])?;
+            let result = session.delete_volume(&volume.id, rid, timeout).await;
+            keep_on_failure(pools, Kind::Volume, volume, result)
+        }
+        CommandKind::ServerAddVolume => {
+            // Both are leased for the attach and go back to their pools whatever happens.
+            let server = pools.take(Kind::Server, &[])?;
+            let Some(volume) = pools.take(Kind::Volume, &[Kind::Attachment]) else {
+                pools.add(Kind::Server, server);
+                return None;
+            };
+            let result = session
+                .attach_volume(&server.id, &volume.id, rid, timeout)
+                .await;
+            // A failed attach may still have left an attachment: the clean-up detaches it.
+            pools.add(
+                Kind::Attachment,
+                Entry {
+                    id: volume.id.clone(),
+                    parents: vec![server.id.clone(), volume.id.clone()],
+                },
+            );
+            pools.add(Kind::Server, server);
+            pools.add(Kind::Volume, volume);
+            Some(result)
+        }
+        CommandKind::ServerRemoveVolume => {
+            let attachment = pools.take(Kind::Attachment, &[])?;
+            // The volume is leased too: without its attachment entry it would look free to
+            // attach or delete while it is still detaching.
+            let volume = pools.take_id(Kind::Volume, &attachment.id);
+            let result = session
+                .detach_volume(&attachment.parents[0], &attachment.id, rid, timeout)
+                .await;
+            if let Some(volume) = volume {
+                pools.add(Kind::Volume, volume);
+            }
+            keep_on_failure(pools, Kind::Attachment, attachment, result)
+        }
+        CommandKind::VolumeSnapshotCreate => {
+            let volume = pools.take(Kind::Volume, &[Kind::Attachment])?;
+            let outcome = session
+                .create_snapshot(&volume.id, prefix, rid, timeout)
+                .await;
+            let parents = vec![volume.id.clone()];
+            pools.add(Kind::Volume, volume);
+            created(pools, Kind::Snapshot, parents, outcome)
+        }
+        CommandKind::VolumeSnapshotDelete => {
+            let snapshot = pools.take(Kind::Snapshot, &[])?;
+            let result = session.delete_snapshot(&snapshot.id, rid, timeout).await;
+            keep_on_failure(pools, Kind::Snapshot, snapshot, result)
+        }
+        CommandKind::NetworkCreate => {
+            let result = session.create_network(prefix, rid).await;
+            created_id(pools, Kind::Network, Vec::new(), result)
+        }
+        CommandKind::NetworkDelete => {
+            let network = pools.take(
+                Kind::Network,
+                &[Kind::Subnet, Kind::Port, Kind::RouterInterface],
+            )?;
+            let result = session
+                .delete_network_resource(Kind::Network, &network.id, rid)
+                .await;
+            keep_on_failure(pools, Kind::Network, network, result)
+        }
+        CommandKind::SubnetCreate => {
+            let network = pools.take(Kind::Network, &[])?;
+            let result = session.create_subnet(&network.id, prefix, pools, rid).await;
+            let parents = vec![network.id.clone()];
+            pools.add(Kind::Network, network);
+            created_id(pools, Kind::Subnet, parents, result)
+        }
+        CommandKind::SubnetDelete => {
+            let subnet = pools.take(Kind::Subnet, &[])?;
+            let result = session
+                .delete_network_resource(Kind::Subnet, &subnet.id, rid)
+                .await;
+            keep_on_failure(pools, Kind::Subnet, subnet, result)
+        }
+        CommandKind::PortCreate => match resolved {
+            Some(network) => {
+                let result = session.create_port(network, prefix, rid).await;
+                created_id(pools, Kind::Port, Vec::new(), result)
+            }
+            None => {
+                let network = pools.take(Kind::Network, &[])?;
+                let result = session.create_port(&network.id, prefix, rid).await;
+                let parents = vec![network.id.clone()];
+                pools.add(Kind::Network, network);
+                created_id(pools, Kind::Port, parents, result)
+            }
+        },
+        CommandKind::PortDelete => {
+            let port = pools.take(Kind::Port, &[])?;
+            let result = session
+                .delete_network_resource(Kind::Port, &port.id, rid)
+                .await;
+            keep_on_failure(pools, Kind::Port, port, result)
+        }
+        CommandKind::RouterCreate => {
+            let result = session.create_router(prefix, rid).await;
+            created_id(pools, Kind::Router, Vec::new(), result)
+        }
+        CommandKind::RouterDelete => {
+            let router = pools.take(Kind::Router, &[])?;
+            let interfaces = pools.children(Kind::RouterInterface, &router.id);
+            let subnets: Vec<String> = interfaces.iter().map(|e| e.id.clone()).collect();
+            let (removed, result) = session.delete_router(&router.id, &subnets, rid).await;
+            for subnet in removed {
+                // Off the router, the subnet is a plain workload subnet again.
+                if let Some(interface) = pools.take_id(Kind::RouterInterface, &subnet) {
+                    let network = interface.parents.get(1).cloned().into_iter().collect();
+                    pools.add(
+                        Kind::Subnet,
+                        Entry {
+                            id: interface.id,
+                            parents: network,
+                        },
+                    );
+                }
+            }
+            keep_on_failure(pools, Kind::Router, router, result)
+        }
+        CommandKind::RouterAddSubnet => {
+            let router = pools.take(Kind::Router, &[])?;
+            let Some(subnet) = pools.take(Kind::Subnet, &[]) else {
+                pools.add(Kind::Router, router);
+                return None;
+            };
+            let result = session
+                .router_interface(&router.id, &subnet.id, true, rid)
+                .await;
+            // Also after a failure: a timed-out PUT may still have added the interface (measured
+            // under load), and the clean-up's removal takes a missing one as done.
+            let mut parents = vec![router.id.clone()];
+            parents.extend(subnet.parents.first().cloned());
+            pools.add(
+                Kind::RouterInterface,
+                Entry {
+                    id: subnet.id,
+                    parents,
+                },
+            );
+            pools.add(Kind::Router, router);
+            Some(result)
+        }
+        CommandKind::FloatingIpCreate => {
+            let network = resolved?;
+            let result = session.create_floating_ip(network, rid).await;
+            created_id(pools, Kind::FloatingIp, Vec::new(), result)
+        }
+        CommandKind::FloatingIpDelete => {
+            let ip = pools.take(Kind::FloatingIp, &[])?;
+            let result = session
+                .delete_network_resource(Kind::FloatingIp, &ip.id, rid)
+                .await;
+            keep_on_failure(pools, Kind::FloatingIp, ip, result)
+        }
+        CommandKind::ImageCreate => {
+            let Prepared::Image(image) = prepared else {
+                return None;
+            };
+            let outcome = session.create_image(image, prefix, rid, timeout).await;
+            created(pools, Kind::Image, Vec::new(), outcome)
+        }
+        CommandKind::ImageDelete => {
+            let image = pools.take(Kind::Image, &[])?;
+            let result = session.delete_image(&image.id, rid).await;
+            keep_on_failure(pools, Kind::Image, image, result)
+        }
+        CommandKind::TokenIssue => Some(session.issue_token(rid).await),
+        CommandKind::SecurityGroupRuleCreate => {
+            let group = resolved?;
+            let result = session.create_security_group_rule(group, pools, rid).await;
+            created_id(pools, Kind::SecurityGroupRule, Vec::new(), result)
+        }
+    }
+}
+
 async fn issue(
     session: &Session,
     command: CommandKind,
-    template: Option<&ServerTemplate>,
+    prepared: &Prepared,
     params: &[(String, String)],
     records: &Records,
 ) {
     let request_id = new_request_id();
     let started_at = Timestamp::now();
     records.issuing(&request_id, command.name(), started_at);
-    let result = match command {
-        CommandKind::ServerCreate => {
-            let Some(template) = template else {
-                records.withdraw(&request_id);
-                return;
-            };
-            let (id, result) = session
-                .create_server(
-                    template,
-                    &request_id,
-                    timeout_param(params, Duration::from_secs(60)),
-                )
-                .await;
-            if let Some(id) = id {
-                records.add_server(id);
-            }
-            result
-        }
-        CommandKind::ServerDelete => {
-            // Deleting needs a server the workload made; without one there is no command to issue.
-            let Some(id) = records.take_server() else {
-                records.withdraw(&request_id);
-                return;
-            };
-            let result = session
-                .delete_server(
-                    &id,
-                    &request_id,
-                    timeout_param(params, Duration::from_secs(60)),
-                )
-                .await;
-            if result.is_err() {
-                // Keep it for the final clean-up.
-                records.add_server(id);
-            }
-            result
-        }
-        CommandKind::ServerList => session.list(ListKind::Servers, &request_id).await,
-        CommandKind::ImageList => session.list(ListKind::Images, &request_id).await,
-        CommandKind::FlavorList => session.list(ListKind::Flavors, &request_id).await,
-        CommandKind::NetworkList => session.list(ListKind::Networks, &request_id).await,
+    let Some(result) = run_command(
+        session,
+        command,
+        prepared,
+        params,
+        &records.pools,
+        &request_id,
+    )
+    .await
+    else {
+        records.withdraw(&request_id);
+        return;
     };
     records.push(CommandRecord {
         command: command.name().to_owned(),
@@ -295,39 +582,47 @@ impl WorkloadHandle {
     pub async fn stop(mut self) -> (Vec<CommandRecord>, Cleanup) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
-        let servers = self.records.take_all_servers();
+        let leftovers = self.records.pools.drain();
         (
             self.records.snapshot(),
             Cleanup {
                 session: self.session,
-                servers,
+                leftovers,
             },
         )
     }
 }
 
-/// Servers the workload left behind, to delete.
+/// What the workload left behind, to delete.
 pub struct Cleanup {
     session: Session,
-    /// Their ids.
-    pub servers: Vec<String>,
+    /// The resources, in deletion order.
+    pub leftovers: Vec<(Kind, Entry)>,
 }
 
 impl Cleanup {
-    /// Deletes every leftover server; returns those that could not be deleted.
-    pub async fn run(self) -> Vec<(String, String)> {
-        let mut tasks = JoinSet::new();
-        for id in self.servers {
-            let session = self.session.clone();
-            tasks.spawn(async move {
-                let result = session.purge_server(&id, Duration::from_secs(120)).await;
-                (id, result)
-            });
-        }
+    /// Deletes every leftover resource, one kind after the other (what hangs on a resource goes
+    /// before it), those of one kind at once; returns those that could not be deleted.
+    pub async fn run(self) -> Vec<(Kind, String, String)> {
         let mut failed = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok((id, Err(error))) = joined {
-                failed.push((id, error));
+        let mut leftovers = self.leftovers.into_iter().peekable();
+        while let Some((kind, first)) = leftovers.next() {
+            let mut batch = vec![first];
+            while let Some((_, entry)) = leftovers.next_if(|(next, _)| *next == kind) {
+                batch.push(entry);
+            }
+            let mut tasks = JoinSet::new();
+            for entry in batch {
+                let session = self.session.clone();
+                tasks.spawn(async move {
+                    let result = session.purge(kind, &entry, Duration::from_secs(120)).await;
+                    (entry.id, result)
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                if let Ok((id, Err(error))) = joined {
+                    failed.push((kind, id, error));
+                }
             }
         }
         failed

@@ -29,12 +29,12 @@ rabbitmqctl -q set_permissions -p / butterfly-tracer \
   '^(amq\.gen-.*|butterfly-.*)$' '^(amq\.gen-.*|butterfly-.*)$' '^(amq\.rabbitmq\.trace|amq\.gen-.*|butterfly-.*)$'
 mysql <<SQL
 CREATE DATABASE keystone; CREATE DATABASE placement; CREATE DATABASE nova_api; CREATE DATABASE nova;
-CREATE DATABASE nova_cell0; CREATE DATABASE glance; CREATE DATABASE neutron;
+CREATE DATABASE nova_cell0; CREATE DATABASE glance; CREATE DATABASE neutron; CREATE DATABASE cinder;
 CREATE USER 'os'@'127.0.0.1' IDENTIFIED BY '$BFLY_DB_PASSWORD';
 GRANT ALL PRIVILEGES ON *.* TO 'os'@'127.0.0.1'; FLUSH PRIVILEGES;
 SQL
 mkdir -p /var/lib/glance/images /var/lib/glance/staging /var/lib/glance/tasks /var/lib/nova \
-  /var/lib/neutron /var/lib/openstack-locks /etc/keystone/fernet-keys /etc/keystone/credential-keys
+  /var/lib/neutron /var/lib/cinder /var/lib/openstack-locks /etc/keystone/fernet-keys /etc/keystone/credential-keys
 step "rabbitmq users and databases"
 K="$V/keystone-manage --config-file /etc/keystone/keystone.conf"
 $K db_sync
@@ -57,13 +57,20 @@ $N api_db sync
 $N cell_v2 map_cell0
 $N cell_v2 create_cell --name=cell1 >/dev/null
 $N db sync
+$V/cinder-manage --config-file /etc/cinder/cinder.conf db sync >/dev/null
 step "schemas synced"
-systemctl start devstack@placement-api devstack@g-api devstack@q-svc devstack@n-cond devstack@n-sch devstack@n-api
-for port in 8778 9292 9696 8774; do wait_http "http://$CTL:$port/"; done
+systemctl start devstack@placement-api devstack@g-api devstack@q-svc devstack@n-cond devstack@n-sch devstack@n-api \
+  devstack@c-api devstack@c-sch devstack@c-vol
+for port in 8778 9292 9696 8774 8776; do wait_http "http://$CTL:$port/"; done
 step "control plane answering"
 export OS_CLOUD=butterfly OS_CLIENT_CONFIG_FILE=/etc/openstack/clouds.yaml
 head -c 1048576 /dev/zero > /run/fake.img
 $V/openstack image create --disk-format raw --container-format bare --public --file /run/fake.img fake-img -f value -c id >/dev/null
 rm -f /run/fake.img
 $V/openstack flavor create --ram 64 --disk 1 --vcpus 1 m1.tiny -f value -c id >/dev/null
-step "image fake-img and flavor m1.tiny created"
+# The external network floating IPs come from, as DevStack's `public`.
+$V/openstack network create --external --provider-network-type flat --provider-physical-network public \
+  public -f value -c id >/dev/null
+$V/openstack subnet create --network public --subnet-range 172.24.4.0/24 --no-dhcp public-subnet \
+  -f value -c id >/dev/null
+step "image fake-img, flavor m1.tiny and network public created"

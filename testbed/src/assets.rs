@@ -50,6 +50,7 @@ pub const PIP_PACKAGES: &[&str] = &[
     "openstack-placement",
     "glance",
     "neutron",
+    "cinder",
     "python-openstackclient",
     "gunicorn",
     "pymysql",
@@ -66,6 +67,7 @@ pub const CLIENT_PIP_PACKAGES: &[&str] = &["python-openstackclient"];
 pub const STATE_DIRS: &[&str] = &[
     "var/lib/nova",
     "var/lib/neutron",
+    "var/lib/cinder",
     "var/lib/openstack-locks",
     "var/lib/glance/images",
     "var/lib/glance/staging",
@@ -119,6 +121,10 @@ const CONFIGS: &[(&str, &str)] = &[
         "etc/nova/api-paste.ini",
         include_str!("../assets/etc/nova/api-paste.ini"),
     ),
+    (
+        "etc/cinder/cinder.conf",
+        include_str!("../assets/etc/cinder/cinder.conf"),
+    ),
 ];
 
 /// WSGI entry points gunicorn loads (oslo.config must not see gunicorn's arguments).
@@ -142,6 +148,10 @@ const WSGI: &[(&str, &str)] = &[
     (
         "nova_api_wsgi.py",
         include_str!("../assets/wsgi/nova_api_wsgi.py"),
+    ),
+    (
+        "cinder_wsgi.py",
+        include_str!("../assets/wsgi/cinder_wsgi.py"),
     ),
 ];
 
@@ -246,6 +256,35 @@ const UNITS: &[DevstackUnit] = &[
         },
     },
     DevstackUnit {
+        short: "c-api",
+        condition_host: CONTROLLER_HOSTS,
+        environment: &[],
+        exec_start: Exec::Wsgi {
+            port: 8776,
+            module: "cinder_wsgi",
+        },
+    },
+    DevstackUnit {
+        short: "c-sch",
+        condition_host: CONTROLLER_HOSTS,
+        environment: &[],
+        exec_start: Exec::Console {
+            program: "cinder-scheduler",
+            config: "/etc/cinder/cinder.conf",
+        },
+    },
+    // On the controller, as in DevStack's default layout: the volume service's backend is the
+    // fake driver, so it needs no disk of its own.
+    DevstackUnit {
+        short: "c-vol",
+        condition_host: CONTROLLER_HOSTS,
+        environment: &[],
+        exec_start: Exec::Console {
+            program: "cinder-volume",
+            config: "/etc/cinder/cinder.conf",
+        },
+    },
+    DevstackUnit {
         short: "n-cpu",
         condition_host: COMPUTE_HOSTS,
         environment: &[],
@@ -261,7 +300,7 @@ const UNITS: &[DevstackUnit] = &[
 pub struct Secrets {
     /// Keystone `admin` password.
     pub admin: String,
-    /// Password of the service users (nova, placement, glance, neutron).
+    /// Password of the service users (nova, placement, glance, neutron, cinder).
     pub service: String,
     /// MariaDB `os` user password.
     pub db: String,
@@ -519,6 +558,11 @@ pub const PROXIED_APIS: &[ProxiedApi] = &[
         port: 8774,
         proxy_port: 18774,
     },
+    ProxiedApi {
+        service: "cinder-api",
+        port: 8776,
+        proxy_port: 18776,
+    },
 ];
 
 /// The port of the proxy's live record stream (`butterfly trace --serve-records`).
@@ -767,7 +811,8 @@ mod tests {
              --rest-proxy placement-api=0.0.0.0:18778=http://controller:8778 \
              --rest-proxy glance-api=0.0.0.0:19292=http://controller:9292 \
              --rest-proxy neutron-api=0.0.0.0:19696=http://controller:9696 \
-             --rest-proxy nova-api=0.0.0.0:18774=http://controller:8774\n"
+             --rest-proxy nova-api=0.0.0.0:18774=http://controller:8774 \
+             --rest-proxy cinder-api=0.0.0.0:18776=http://controller:8776\n"
         ));
         let nova = files
             .iter()
@@ -781,8 +826,9 @@ mod tests {
         assert_eq!(nova.mode & 0o077, 0o040, "nova.conf holds secrets");
         assert!(nova.contents.contains("os:DBPW@127.0.0.1/nova"));
         assert!(
-            route_command()
-                .contains("route_catalog.py 8778=18778 9292=19292 9696=19696 8774=18774;")
+            route_command().contains(
+                "route_catalog.py 8778=18778 9292=19292 9696=19696 8774=18774 8776=18776;"
+            )
         );
         assert_eq!(proxy_port(8774), Some(18774));
         assert_eq!(proxy_port(5000), None);

@@ -1,6 +1,7 @@
-//! Health of a running testbed: every unit active, every API answering, every nova service up,
-//! every compute host registered as a hypervisor and consuming its RabbitMQ queue. The OpenStack
-//! checks go through the real APIs (Keystone v3 token, then Nova), from the runner's side.
+//! Health of a running testbed: every unit active, every API answering, every nova and cinder
+//! service up, every compute host registered as a hypervisor and consuming its RabbitMQ queue. The
+//! OpenStack checks go through the real APIs (Keystone v3 token, then Nova and Cinder), from the
+//! runner's side.
 
 use std::time::{Duration, Instant};
 
@@ -184,14 +185,39 @@ impl Api {
 
     /// GETs a Nova path with a token and parses the JSON body.
     pub fn nova(&self, token: &str, path: &str) -> std::result::Result<Value, String> {
-        let response = self
+        self.get_json("Nova", 8774, &format!("/v2.1{path}"), token, None)
+    }
+
+    /// GETs a Cinder v3 path with a token and parses the JSON body. Microversion 3.67 makes the
+    /// project id in the URL optional, so the admin token needs no project lookup.
+    pub fn cinder(&self, token: &str, path: &str) -> std::result::Result<Value, String> {
+        self.get_json(
+            "Cinder",
+            8776,
+            &format!("/v3{path}"),
+            token,
+            Some(("OpenStack-API-Version", "volume 3.67")),
+        )
+    }
+
+    fn get_json(
+        &self,
+        api: &str,
+        port: u16,
+        path: &str,
+        token: &str,
+        header: Option<(&str, &str)>,
+    ) -> std::result::Result<Value, String> {
+        let mut request = self
             .client
-            .get(self.url(8774, &format!("/v2.1{path}")))
-            .header("X-Auth-Token", token)
-            .send()
-            .map_err(|e| e.to_string())?;
+            .get(self.url(port, path))
+            .header("X-Auth-Token", token);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        let response = request.send().map_err(|e| e.to_string())?;
         if !response.status().is_success() {
-            return Err(format!("Nova answered {} for {path}", response.status()));
+            return Err(format!("{api} answered {} for {path}", response.status()));
         }
         response.json().map_err(|e| e.to_string())
     }
@@ -214,18 +240,40 @@ pub fn check_services(health: &mut Health, topology: &Topology, services: &Value
         let found = list
             .iter()
             .find(|s| s["binary"] == binary.as_str() && s["host"] == host.as_str());
-        let (ok, detail) = match found {
-            Some(s) => {
-                let state = s["state"].as_str().unwrap_or("?");
-                let status = s["status"].as_str().unwrap_or("?");
-                (
-                    state == "up" && status == "enabled",
-                    format!("state {state}, {status}"),
-                )
-            }
-            None => (false, "not in `compute service list`".to_owned()),
-        };
+        let (ok, detail) = service_state(found, "compute service list");
         health.add(format!("nova service {binary} on {host}"), ok, detail);
+    }
+}
+
+/// Whether a service of a `… service list` is `up` and enabled, and what was seen.
+fn service_state(found: Option<&Value>, list: &str) -> (bool, String) {
+    match found {
+        Some(s) => {
+            let state = s["state"].as_str().unwrap_or("?");
+            let status = s["status"].as_str().unwrap_or("?");
+            (
+                state == "up" && status == "enabled",
+                format!("state {state}, {status}"),
+            )
+        }
+        None => (false, format!("not in `{list}`")),
+    }
+}
+
+/// Checks cinder's service list: the controller's scheduler and its volume service for the fake
+/// backend (host `controller@fake`) must be `up` and enabled.
+pub fn check_volume_services(health: &mut Health, topology: &Topology, services: &Value) {
+    let list = services["services"].as_array().cloned().unwrap_or_default();
+    let controller = &topology.controller().name;
+    for (binary, host) in [
+        ("cinder-scheduler", controller.clone()),
+        ("cinder-volume", format!("{controller}@fake")),
+    ] {
+        let found = list
+            .iter()
+            .find(|s| s["binary"] == binary && s["host"] == host.as_str());
+        let (ok, detail) = service_state(found, "volume service list");
+        health.add(format!("cinder service {binary} on {host}"), ok, detail);
     }
 }
 
@@ -305,6 +353,7 @@ pub fn check(record: &Record, state: &StateDir) -> Result<Health> {
         ("glance-api", 9292, "/versions"),
         ("neutron-api", 9696, "/"),
         ("nova-api", 8774, "/"),
+        ("cinder-api", 8776, "/"),
     ] {
         // Through the proxy as well, which answers 502 while its upstream does not.
         let proxy = crate::assets::proxy_port(port)
@@ -331,6 +380,10 @@ pub fn check(record: &Record, state: &StateDir) -> Result<Health> {
             match api.nova(&token, "/os-hypervisors") {
                 Ok(list) => check_hypervisors(&mut health, topology, &list),
                 Err(error) => health.add("hypervisor list", false, error),
+            }
+            match api.cinder(&token, "/os-services") {
+                Ok(services) => check_volume_services(&mut health, topology, &services),
+                Err(error) => health.add("cinder service list", false, error),
             }
         }
         Err(error) => health.add("Keystone admin token", false, error),
@@ -450,6 +503,27 @@ mod tests {
             health.failures(),
             ["nova service nova-compute on compute2: state down, enabled"]
         );
+    }
+
+    #[test]
+    fn a_volume_service_down_or_missing_is_named() {
+        let services = serde_json::json!({"services": [
+            {"binary": "cinder-scheduler", "host": "controller", "state": "up", "status": "enabled"},
+            {"binary": "cinder-volume", "host": "controller@fake", "state": "down", "status": "enabled"}
+        ]});
+        let mut health = Health::default();
+        check_volume_services(&mut health, &topology(), &services);
+        assert_eq!(
+            health.failures(),
+            ["cinder service cinder-volume on controller@fake: state down, enabled"]
+        );
+        let mut health = Health::default();
+        check_volume_services(
+            &mut health,
+            &topology(),
+            &serde_json::json!({"services": []}),
+        );
+        assert_eq!(health.failures().len(), 2);
     }
 
     #[test]

@@ -223,6 +223,29 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         ports: &[],
     },
     CanonicalService {
+        name: "cinder-api",
+        unit: "devstack@c-api",
+        process: None,
+        role: Role::Controller,
+        ports: &[8776],
+    },
+    CanonicalService {
+        name: "cinder-scheduler",
+        unit: "devstack@c-sch",
+        // The kernel cuts the comm `cinder-scheduler` to 15 bytes.
+        process: Some("cinder-schedule"),
+        role: Role::Controller,
+        ports: &[],
+    },
+    CanonicalService {
+        name: "cinder-volume",
+        unit: "devstack@c-vol",
+        // A parent and one child per backend, both not retitled.
+        process: Some("cinder-volume"),
+        role: Role::Controller,
+        ports: &[],
+    },
+    CanonicalService {
         name: "rabbitmq",
         unit: "rabbitmq-server",
         process: Some("beam.smp"),
@@ -247,7 +270,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         process: Some("butterfly"),
         function: None,
         role: Role::Controller,
-        ports: &[18774, 18778, 19292, 19696, 19900],
+        ports: &[18774, 18776, 18778, 19292, 19696, 19900],
     },
 ];
 
@@ -472,6 +495,10 @@ mod tests {
             "nova-compute"
         );
         assert_eq!(canonical_by_unit("mariadb").unwrap().name, "mariadb");
-        assert!(canonical_by_unit("devstack@c-vol").is_none());
+        assert_eq!(
+            canonical_by_unit("devstack@c-vol").unwrap().name,
+            "cinder-volume"
+        );
+        assert!(canonical_by_unit("devstack@q-dhcp").is_none());
     }
 }

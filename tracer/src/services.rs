@@ -13,6 +13,9 @@ pub const CANONICAL_SERVICES: &[&str] = &[
     "nova-conductor",
     "nova-scheduler",
     "nova-compute",
+    "cinder-api",
+    "cinder-scheduler",
+    "cinder-volume",
     "rabbitmq",
     "mariadb",
 ];
@@ -25,6 +28,10 @@ pub fn service_for_topic(topic: &str) -> String {
         "conductor" => "nova-conductor",
         "scheduler" | "scheduler_fanout" => "nova-scheduler",
         "compute" | "compute_fanout" => "nova-compute",
+        // Cinder's topics are its binaries' names; the volume service's server is
+        // `host@backend` (`cinder-volume.controller@fake`).
+        "cinder-scheduler" | "cinder-scheduler_fanout" => "cinder-scheduler",
+        "cinder-volume" | "cinder-volume_fanout" => "cinder-volume",
         // Neutron's server consumes the plugin topics; agents are not part of the canonical set.
         "q-plugin" | "q-reports-plugin" | "q-l3-plugin" | "q-server-resource-versions" => {
             "neutron-api"
@@ -80,11 +87,23 @@ mod tests {
         assert_eq!(service_for_topic("scheduler_fanout"), "nova-scheduler");
         assert_eq!(service_for_topic("compute"), "nova-compute");
         assert_eq!(service_for_topic("mystery"), "mystery");
+        assert_eq!(service_for_topic("cinder-volume"), "cinder-volume");
+        assert_eq!(
+            service_for_topic("cinder-scheduler_fanout"),
+            "cinder-scheduler"
+        );
+        let (topic, server) = split_routing_key("cinder-volume.controller@fake");
+        assert_eq!(
+            (service_for_topic(topic).as_str(), server),
+            ("cinder-volume", Some("controller@fake"))
+        );
         for name in [
             "nova-conductor",
             "nova-scheduler",
             "nova-compute",
             "neutron-api",
+            "cinder-scheduler",
+            "cinder-volume",
         ] {
             assert!(CANONICAL_SERVICES.contains(&name));
         }
