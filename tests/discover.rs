@@ -148,3 +148,53 @@ fn the_tracing_section_discover_writes_validates_in_a_campaign() {
         butterfly().arg("validate").arg(&campaign).assert().code(0);
     }
 }
+
+#[test]
+fn every_discovered_inventory_validates_and_plans() {
+    for (layout, inventory) in [
+        ("--kolla", "kolla/multinode"),
+        ("--kolla", "kolla/all-in-one"),
+        ("--kolla", "kolla/multinode.json"),
+        ("--osa", "osa/openstack_inventory.json"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        butterfly()
+            .args(["discover", layout])
+            .arg(fixture(inventory))
+            .arg("--out")
+            .arg(dir.path())
+            .assert()
+            .code(0);
+        let written = dir.path().join("inventory.yaml");
+        let output = butterfly().arg("validate").arg(&written).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{inventory}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // A campaign on that inventory freezes nova-conductor: it must plan with the layout's
+        // own commands (a container's pause, or lxc-attach/lxc-freeze for OSA).
+        let campaign = dir.path().join("campaign.yaml");
+        std::fs::write(
+            &campaign,
+            format!(
+                "version: 1\ntestbed:\n  inventory: {}\nexperiments:\n  - name: freeze-conductor\n    fault: {{kind: process-freeze}}\n    target: {{service: nova-conductor}}\n    duration: 10s\n",
+                written.display()
+            ),
+        )
+        .unwrap();
+        let output = butterfly()
+            .args(["plan", "--dry-run"])
+            .arg(&campaign)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{inventory}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let plan = String::from_utf8_lossy(&output.stdout);
+        let expected = if layout == "--osa" { "lxc-" } else { "pause" };
+        assert!(plan.contains(expected), "{inventory}: {plan}");
+    }
+}

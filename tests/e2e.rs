@@ -188,7 +188,7 @@ fn check_run(dir: &Path, code: i32) {
 
 #[test]
 #[ignore = "needs the local testbed with OpenStack (root, minutes); run by scripts/test"]
-fn issue_7_ci_campaign_runs_end_to_end_and_reports_compare() {
+fn ci_campaign_runs_end_to_end_and_reports_compare() {
     let base = tempfile::tempdir().unwrap();
     let first = base.path().join("first");
     let code = run_campaign(&first);

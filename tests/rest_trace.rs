@@ -63,7 +63,7 @@ experiments:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local testbed with OpenStack (root, minutes); run by scripts/test"]
-async fn issue_5_one_server_create_is_one_transaction_with_its_rest_and_rpc_calls() {
+async fn one_server_create_is_one_transaction_with_its_rest_and_rpc_calls() {
     let dir = tempfile::tempdir().unwrap();
     let campaign = scenarios::load(&campaign_file(dir.path())).expect("the campaign validates");
     let cloud = campaign.cloud.as_ref().unwrap();

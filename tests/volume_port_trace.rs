@@ -97,7 +97,7 @@ fn has(operations: &Operations<'_>, source: Source, service: &str, operation: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local testbed with OpenStack (root, minutes); run by scripts/test"]
-async fn issue_20_a_volume_create_its_attach_and_a_port_create_are_one_transaction_each() {
+async fn a_volume_create_its_attach_and_a_port_create_are_one_transaction_each() {
     let dir = tempfile::tempdir().unwrap();
     let campaign = scenarios::load(&campaign_file(dir.path())).expect("the campaign validates");
     let session =

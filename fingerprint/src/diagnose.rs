@@ -1146,7 +1146,7 @@ mod tests {
     /// a trace cut short by its fault is diagnosed against the whole shape it was on its way to,
     /// not against a two-step shape that happens to be fewer edits away.
     #[test]
-    fn issue_6_a_short_trace_is_diagnosed_against_the_shape_it_began() {
+    fn a_short_trace_is_diagnosed_against_the_shape_it_began() {
         let mut store = Store::default();
         let whole: Vec<&str> = vec![
             "nova-api:DELETE /v2.1/servers/{id}",
@@ -1193,7 +1193,7 @@ mod tests {
     /// the trace has not seen yet is not where the command went wrong; the step the conductor
     /// never sent is, and the conductor holds the transaction.
     #[test]
-    fn issue_6_a_missing_poll_is_not_the_divergence() {
+    fn a_missing_poll_is_not_the_divergence() {
         let mut store = Store::default();
         let shape = [
             ("nova-api:POST /v2.1/servers", "nova-api", Some(0)),

@@ -436,7 +436,7 @@ mod tests {
     /// Regression (issue 6): the REST proxy, the AMQP capture and the notifier stamp events by
     /// different clocks and paths, so events of different lanes swap places from run to run.
     #[test]
-    fn issue_6_branches_of_different_lanes_give_one_shape_whatever_their_arrival() {
+    fn branches_of_different_lanes_give_one_shape_whatever_their_arrival() {
         let config = NormalizeConfig::default();
         let run = |cast: i64, candidates: i64, start: i64| {
             vec![
@@ -646,7 +646,7 @@ mod tests {
     /// Regression (issue 6, 96 baseline boots gave 94 variants with REST traced): where the
     /// polls fall does not change the normalized shape.
     #[test]
-    fn issue_6_polls_wherever_they_fall_give_one_shape() {
+    fn polls_wherever_they_fall_give_one_shape() {
         let config = NormalizeConfig::default();
         let early = normalize(boot(&[250, 550, 850]), &config);
         let late = normalize(boot(&[450, 700, 950, 1_200]), &config);

@@ -434,7 +434,7 @@ fn create_with_a_frozen_image_lookup(freeze_us: i64) -> Transaction {
 /// step (timing counts from the last activity, and the lookup's answer is one), but its answer
 /// times are far past their bounds; glance-api, which held the POST, comes first.
 #[test]
-fn issue_6_a_hung_image_lookup_is_a_slow_answer_held_by_glance() {
+fn a_hung_image_lookup_is_a_slow_answer_held_by_glance() {
     let store = learned_store();
     let create = create_with_a_frozen_image_lookup(20_000_000);
     let diagnosis = store.diagnose(&create);
@@ -507,7 +507,7 @@ fn replay_with_arrivals(
 /// lookup never comes back raises one alarm, naming glance-api, about a minute before
 /// anything else would.
 #[test]
-fn issue_6_the_monitor_times_answers_that_have_not_come() {
+fn the_monitor_times_answers_that_have_not_come() {
     let store = Arc::new(learned_store());
     let create = command(&fixture("create-delete"), "server create");
     let end = create.events.iter().map(|event| event.ts_us).max().unwrap() + 5_000_000;
@@ -553,7 +553,7 @@ fn issue_6_the_monitor_times_answers_that_have_not_come() {
 /// Regression (issue 6, stop-placement was blamed on the compute host it failed): a service
 /// that already answered the transaction with a failure comes before the one left holding it.
 #[test]
-fn issue_6_the_monitor_suspects_a_service_that_failed_the_transaction_first() {
+fn the_monitor_suspects_a_service_that_failed_the_transaction_first() {
     let store = Arc::new(learned_store());
     let mut create = command(&fixture("compute-down"), "server create");
     let cast = ts_of(&create, "compute.build_and_run_instance");
@@ -573,7 +573,7 @@ fn issue_6_the_monitor_suspects_a_service_that_failed_the_transaction_first() {
 /// Regression (issue 6, most false alarms in the baselines): a create the API refused over
 /// quota is a client error, not an anomaly, however unlike a normal create it looks.
 #[test]
-fn issue_6_a_refused_create_is_not_an_anomaly() {
+fn a_refused_create_is_not_an_anomaly() {
     let store = learned_store();
     let mut create = command(&fixture("create-delete"), "server create");
     let entry = create.events.iter().map(|event| event.ts_us).min().unwrap();
@@ -601,7 +601,7 @@ fn issue_6_a_refused_create_is_not_an_anomaly() {
 /// user's, the API holding the user's request with nothing in flight inside it; and nobody for
 /// a create that ran normally.
 #[test]
-fn issue_6_the_monitor_names_who_holds_each_overdue_transaction() {
+fn the_monitor_names_who_holds_each_overdue_transaction() {
     use fingerprint::monitor::Hold;
     let store = Arc::new(learned_store());
     let normal = command(&fixture("create-delete"), "server create");
@@ -662,7 +662,7 @@ fn issue_6_the_monitor_names_who_holds_each_overdue_transaction() {
 /// RPC calls are timed like REST requests: each call of a fault-free run, paired with its
 /// reply by message id, teaches its reply time under `service CALL topic.method`.
 #[test]
-fn issue_6_reply_times_of_rpc_calls_are_learned() {
+fn reply_times_of_rpc_calls_are_learned() {
     let store = learned_store();
     let calls: Vec<&String> = store
         .answers
@@ -690,7 +690,7 @@ fn issue_6_reply_times_of_rpc_calls_are_learned() {
 /// `GET /allocation_candidates` keeps its raw query, which the proxy's arrivals template
 /// differently; the `GET /allocations/{id}` after it stands in.)
 #[test]
-fn issue_6_a_request_past_its_bound_is_named_not_the_service_waiting_on_it() {
+fn a_request_past_its_bound_is_named_not_the_service_waiting_on_it() {
     let store = Arc::new(learned_store());
     let create = command(&fixture("create-delete"), "server create");
     let candidates = create

@@ -40,7 +40,7 @@ fn validator() -> jsonschema::Validator {
 }
 
 #[test]
-fn issue_8_recorded_runs_round_trip_validate_and_rescore() {
+fn recorded_runs_round_trip_validate_and_rescore() {
     let validator = validator();
     for name in [RECORDED, RERUN] {
         let (report, text) = recorded(name);
@@ -73,13 +73,13 @@ fn issue_8_recorded_runs_round_trip_validate_and_rescore() {
 }
 
 #[test]
-fn issue_8_recorded_report_json_snapshot() {
+fn recorded_report_json_snapshot() {
     let (report, _) = recorded(RECORDED);
     insta::assert_snapshot!("recorded_report.json", report.to_json());
 }
 
 #[test]
-fn issue_8_recorded_run_renders_junit_and_markdown() {
+fn recorded_run_renders_junit_and_markdown() {
     let (report, _) = recorded(RECORDED);
     let junit = reports::junit::render(&report).unwrap();
     insta::assert_snapshot!("recorded_junit.xml", junit);
@@ -211,7 +211,7 @@ fn the_headline_shows_each_fault_window_beside_the_verdicts() {
 }
 
 #[test]
-fn issue_8_comparing_two_recorded_runs_gives_a_difference() {
+fn comparing_two_recorded_runs_gives_a_difference() {
     let (baseline, _) = recorded(RECORDED);
     let (current, _) = recorded(RERUN);
     let comparison = reports::compare::compare(&baseline, &current);

@@ -509,7 +509,9 @@ fn check_hosts_services(
             );
             ok = false;
         }
-        match (name, runtime, vhost, process, roles, on_hosts, ports, function) {
+        match (
+            name, runtime, vhost, process, roles, on_hosts, ports, function,
+        ) {
             (
                 Some(name),
                 Some(runtime),

@@ -961,7 +961,7 @@ pub(crate) mod tests {
     /// answered 401 gets a new token from Keystone and is sent once more; the session's clones
     /// share the new token.
     #[tokio::test]
-    async fn issue_6_an_expired_token_is_renewed_and_the_call_sent_again() {
+    async fn an_expired_token_is_renewed_and_the_call_sent_again() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let issued = Arc::new(AtomicUsize::new(0));
         let counted = issued.clone();
@@ -1077,7 +1077,7 @@ pub(crate) mod tests {
     /// was lost and the server stayed in task state `deleting`, where Nova ignores every later
     /// DELETE. The clean-up resets its state and deletes it.
     #[tokio::test]
-    async fn issue_6_the_clean_up_resets_a_server_whose_deletes_are_ignored() {
+    async fn the_clean_up_resets_a_server_whose_deletes_are_ignored() {
         use std::sync::atomic::Ordering;
         let (compute, resets) = fake_nova_ignoring_deletes().await;
         session_at(compute)

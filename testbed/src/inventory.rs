@@ -226,6 +226,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         name: "cinder-api",
         unit: "devstack@c-api",
         process: None,
+        function: Some("api"),
         role: Role::Controller,
         ports: &[8776],
     },
@@ -234,6 +235,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         unit: "devstack@c-sch",
         // The kernel cuts the comm `cinder-scheduler` to 15 bytes.
         process: Some("cinder-schedule"),
+        function: Some("worker"),
         role: Role::Controller,
         ports: &[],
     },
@@ -242,6 +244,7 @@ pub const CANONICAL_SERVICES: &[CanonicalService] = &[
         unit: "devstack@c-vol",
         // A parent and one child per backend, both not retitled.
         process: Some("cinder-volume"),
+        function: Some("worker"),
         role: Role::Controller,
         ports: &[],
     },

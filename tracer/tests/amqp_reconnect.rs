@@ -57,7 +57,7 @@ async fn publish_until_seen(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_5_the_capture_reconnects_after_the_broker_closes_its_connection() {
+async fn the_capture_reconnects_after_the_broker_closes_its_connection() {
     let vhost = TestVhost::new("reconnect");
     let url = vhost.url();
     let switch = RabbitmqctlSwitch::default();

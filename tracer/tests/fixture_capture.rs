@@ -110,7 +110,7 @@ fn operations(transaction: &Transaction) -> BTreeSet<String> {
 }
 
 #[test]
-fn issue_5_every_recorded_message_is_decoded_and_counted() {
+fn every_recorded_message_is_decoded_and_counted() {
     let output = stitch("server-create-delete.amqp.jsonl", None);
     let amqp = output.summary.amqp;
     assert_eq!(
@@ -144,7 +144,7 @@ fn issue_5_every_recorded_message_is_decoded_and_counted() {
 }
 
 #[test]
-fn issue_5_server_create_is_one_transaction_with_rest_and_rpc() {
+fn server_create_is_one_transaction_with_rest_and_rpc() {
     let output = stitch(
         "server-create-delete.amqp.jsonl",
         Some("server-create-delete.rest.txt"),
@@ -202,7 +202,7 @@ fn issue_5_server_create_is_one_transaction_with_rest_and_rpc() {
 }
 
 #[test]
-fn issue_5_idle_startup_traffic_is_background() {
+fn idle_startup_traffic_is_background() {
     let output = stitch("startup-idle.amqp.jsonl", None);
     assert!(!output.transactions.is_empty());
     assert!(
@@ -219,7 +219,7 @@ fn issue_5_idle_startup_traffic_is_background() {
 }
 
 #[test]
-fn issue_5_queue_wait_shows_the_cast_stuck_while_compute_was_down() {
+fn queue_wait_shows_the_cast_stuck_while_compute_was_down() {
     let output = stitch("fault-compute-down.amqp.jsonl", None);
     let build = output
         .transactions
@@ -234,7 +234,7 @@ fn issue_5_queue_wait_shows_the_cast_stuck_while_compute_was_down() {
 }
 
 #[test]
-fn issue_5_secrets_never_reach_the_trace_files() {
+fn secrets_never_reach_the_trace_files() {
     let capture = fixture("server-create-delete.amqp.jsonl");
     let mut secrets = BTreeSet::new();
     for line in std::fs::read_to_string(&capture).unwrap().lines() {
@@ -287,7 +287,7 @@ fn issue_5_secrets_never_reach_the_trace_files() {
 }
 
 #[test]
-fn issue_5_a_written_trace_reads_back_into_the_same_transactions() {
+fn a_written_trace_reads_back_into_the_same_transactions() {
     let capture = fixture("server-create-delete.amqp.jsonl");
     let dir = tempfile::tempdir().unwrap();
     let mut pipeline = Pipeline::writing(StitchConfig::default(), dir.path()).unwrap();
@@ -323,7 +323,7 @@ fn issue_5_a_written_trace_reads_back_into_the_same_transactions() {
 }
 
 #[test]
-fn issue_7_a_followed_pipeline_reports_each_event_with_its_transaction_then_the_closed_ones() {
+fn a_followed_pipeline_reports_each_event_with_its_transaction_then_the_closed_ones() {
     let mut pipeline = Pipeline::in_memory(StitchConfig::default());
     pipeline.follow();
     let mut updates = Vec::new();
@@ -387,7 +387,7 @@ fn issue_7_a_followed_pipeline_reports_each_event_with_its_transaction_then_the_
 /// Regression (issue 6, freeze-glance): a request that never comes back must still reach the
 /// live detectors, under the transaction its global request id names, without entering the trace.
 #[test]
-fn issue_6_a_followed_pipeline_passes_arrivals_on_under_their_transaction() {
+fn a_followed_pipeline_passes_arrivals_on_under_their_transaction() {
     let start = |global: Option<&str>| tracer::rest::RestStart {
         ts_us: 1_000,
         service: "glance-api".to_owned(),

@@ -104,7 +104,7 @@ async fn capture_driver_traffic(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_5_real_oslo_messaging_traffic_is_decoded_paired_and_secret_free() {
+async fn real_oslo_messaging_traffic_is_decoded_paired_and_secret_free() {
     let vhost = TestVhost::new("firehose");
     let switch = Arc::new(RabbitmqctlSwitch::default());
     let mode = CaptureMode::Firehose {
@@ -244,7 +244,7 @@ async fn declare_oslo_exchanges(vhost: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_5_tap_mode_sees_requests_and_notifications_without_the_firehose() {
+async fn tap_mode_sees_requests_and_notifications_without_the_firehose() {
     let vhost = TestVhost::new("tap");
     declare_oslo_exchanges(&vhost.0).await;
     let mode = CaptureMode::Tap {

@@ -69,7 +69,7 @@ async fn eventually(mut done: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn issue_5_subscribers_get_every_record_after_the_header_and_none_is_kept_for_nobody() {
+async fn subscribers_get_every_record_after_the_header_and_none_is_kept_for_nobody() {
     let (addr, sink, stats, _stop) = server().await;
     sink.send(record(1)).unwrap();
     eventually(|| stats.unsubscribed.load(Ordering::Relaxed) == 1).await;
@@ -99,7 +99,7 @@ async fn issue_5_subscribers_get_every_record_after_the_header_and_none_is_kept_
 }
 
 #[tokio::test]
-async fn issue_5_a_subscriber_that_stops_reading_is_cut_off_and_holds_up_nobody() {
+async fn a_subscriber_that_stops_reading_is_cut_off_and_holds_up_nobody() {
     let (addr, sink, stats, _stop) = server().await;
     let stalled = RecordSubscription::connect(&addr).await.unwrap();
     let mut reader = RecordSubscription::connect(&addr).await.unwrap();
@@ -132,7 +132,7 @@ async fn issue_5_a_subscriber_that_stops_reading_is_cut_off_and_holds_up_nobody(
 }
 
 #[tokio::test]
-async fn issue_5_something_that_is_not_a_record_stream_is_refused() {
+async fn something_that_is_not_a_record_stream_is_refused() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
@@ -151,7 +151,7 @@ async fn issue_5_something_that_is_not_a_record_stream_is_refused() {
 }
 
 #[tokio::test]
-async fn issue_5_proxied_calls_reach_the_stream_without_their_token() {
+async fn proxied_calls_reach_the_stream_without_their_token() {
     // Upstream: answers every request with a request id.
     let upstream_addr = serve_http(|_request| async {
         response_with_request_id(

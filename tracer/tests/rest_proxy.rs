@@ -39,7 +39,7 @@ async fn upstream() -> SocketAddr {
 }
 
 #[tokio::test]
-async fn issue_5_proxy_records_template_ids_and_status_without_tokens() {
+async fn proxy_records_template_ids_and_status_without_tokens() {
     let upstream = upstream().await;
     let (sink, mut records) = mpsc::unbounded_channel();
     let proxy = BoundProxy::bind(proxy_spec("nova-api", upstream), sink)
@@ -99,7 +99,7 @@ async fn issue_5_proxy_records_template_ids_and_status_without_tokens() {
 }
 
 #[tokio::test]
-async fn issue_5_an_unreachable_upstream_is_a_recorded_502() {
+async fn an_unreachable_upstream_is_a_recorded_502() {
     // Bind and drop a listener to get a port nothing listens on.
     let dead = TcpListener::bind("127.0.0.1:0")
         .await

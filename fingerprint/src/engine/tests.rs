@@ -273,7 +273,7 @@ fn alarms_for_the_stalled_create_after(
 /// about a transaction that stalled while the capture had lost the broker names the broker
 /// first; an outage over before the stall changes nothing.
 #[test]
-fn issue_6_a_stall_during_a_lost_broker_names_the_broker_first() {
+fn a_stall_during_a_lost_broker_names_the_broker_first() {
     let mut detectors = both().with_roles(roles(&[("rabbitmq", Function::Broker, "controller")]));
     let alarms = alarms_for_the_stalled_create(&mut detectors, |detectors, cast| {
         detectors.broker_link(Some(cast + 50_000), cast + 50_000);
@@ -354,7 +354,7 @@ fn learned_with_shared_dependencies(labels: &Issued) -> (Engine, Vec<Transaction
 /// glance, while nova-api answers other requests, names the database first; without those
 /// other answers (nova-api itself stuck) it does not.
 #[test]
-fn issue_6_an_api_stalled_on_a_request_while_answering_others_names_the_database() {
+fn an_api_stalled_on_a_request_while_answering_others_names_the_database() {
     let run = |others_answered: bool| -> Vec<Alarm> {
         let labels = Issued::default();
         let (mut detectors, normal, _) = learned_with_shared_dependencies(&labels);
@@ -494,7 +494,7 @@ fn alarms_for_an_unanswered_create_beside(
 /// in flight, each raising a false slow-answer alarm): once the stream has reconnected, the
 /// requests that arrived before are not timed any more; before it, they are.
 #[test]
-fn issue_6_requests_whose_answers_a_dropped_stream_lost_are_not_timed() {
+fn requests_whose_answers_a_dropped_stream_lost_are_not_timed() {
     let alarms = alarms_for_an_unanswered_create_beside(true, false, false, Some(500_000));
     assert!(alarms.is_empty(), "{alarms:?}");
     let alarms = alarms_for_an_unanswered_create_beside(true, false, false, Some(4_000_000));
@@ -506,7 +506,7 @@ fn issue_6_requests_whose_answers_a_dropped_stream_lost_are_not_timed() {
 /// answer times learned from the baseline time it out, and glance-api, which holds it, is
 /// named, even though nova-api answers other requests meanwhile.
 #[test]
-fn issue_6_a_request_hanging_inside_the_users_names_the_service_serving_it() {
+fn a_request_hanging_inside_the_users_names_the_service_serving_it() {
     let alarms = alarms_for_an_unanswered_create(true, true);
     assert_eq!(alarms.len(), 1, "{alarms:?}");
     let alarm = &alarms[0];
@@ -525,7 +525,7 @@ fn issue_6_a_request_hanging_inside_the_users_names_the_service_serving_it() {
 /// While nova-api answers others it is alive and waits on the database; otherwise it is
 /// nova-api itself.
 #[test]
-fn issue_6_an_unanswered_entry_names_the_database_only_while_the_api_answers_others() {
+fn an_unanswered_entry_names_the_database_only_while_the_api_answers_others() {
     let alarms = alarms_for_an_unanswered_create(false, true);
     assert_eq!(alarms.len(), 1, "{alarms:?}");
     assert_eq!(alarms[0].suspects[0].service, "mariadb", "{alarms:?}");
@@ -543,7 +543,7 @@ fn issue_6_an_unanswered_entry_names_the_database_only_while_the_api_answers_oth
 /// to glance-api is stuck, nova-api holding the user's request with nothing in flight inside
 /// most likely waits on glance-api too, not on the database.
 #[test]
-fn issue_6_a_service_stuck_elsewhere_comes_before_the_database() {
+fn a_service_stuck_elsewhere_comes_before_the_database() {
     let alarms = alarms_for_an_unanswered_create_beside(false, true, true, None);
     assert_eq!(alarms.len(), 1, "{alarms:?}");
     assert_eq!(alarms[0].suspects[0].service, "glance-api", "{alarms:?}");
@@ -559,7 +559,7 @@ fn issue_6_a_service_stuck_elsewhere_comes_before_the_database() {
 /// messages, names the database first, for both detectors. nova-compute stalling alone, or
 /// with the broker silent since, does not.
 #[test]
-fn issue_6_two_services_stalled_at_once_name_the_database() {
+fn two_services_stalled_at_once_name_the_database() {
     let run = |api_stalled: bool, broker_busy: bool| -> Vec<Alarm> {
         let labels = Issued::default();
         let (mut detectors, normal, _) = learned_with_shared_dependencies(&labels);
@@ -633,7 +633,7 @@ fn issue_6_two_services_stalled_at_once_name_the_database() {
 /// names nova-conductor first, for both detectors; the call answered, or a REST request
 /// stuck elsewhere meanwhile, leaves nova-compute first.
 #[test]
-fn issue_6_a_service_with_calls_unanswered_past_their_bound_comes_first() {
+fn a_service_with_calls_unanswered_past_their_bound_comes_first() {
     #[derive(Clone, Copy, PartialEq)]
     enum Beside {
         Unanswered,
@@ -721,7 +721,7 @@ fn issue_6_a_service_with_calls_unanswered_past_their_bound_comes_first() {
 /// (no overdue-step alarm about the service waiting on it), the fingerprint detector,
 /// which sees only answered requests, by the monitor's holder.
 #[test]
-fn issue_6_a_request_unanswered_inside_the_transaction_names_its_service() {
+fn a_request_unanswered_inside_the_transaction_names_its_service() {
     unanswered_inside_the_transaction(false);
     unanswered_inside_the_transaction(true);
 }
@@ -864,7 +864,7 @@ fn only_workload_transactions_inside_windows_are_followed() {
 /// learned before it, so an anomalous one alarms there (a false alarm, since no fault is
 /// injected); it is still learned from only if its command succeeded.
 #[test]
-fn issue_6_baseline_transactions_are_watched_so_that_false_alarms_can_count() {
+fn baseline_transactions_are_watched_so_that_false_alarms_can_count() {
     let labels = Issued::default();
     let (mut detectors, _, _) = learned_with_shared_dependencies(&labels);
     let runs = detectors.store.commands["server create"].runs;
