@@ -19,10 +19,12 @@ pub struct Recording {
 }
 
 /// The history a run goes to: `--history`, else the campaign's `output.history`, else
-/// `<output.dir>/history.sqlite`; its labels: the campaign's `output.labels`, overridden by
-/// `--label`.
+/// `history.sqlite` in the directory that holds the run directory (`--run-dir`'s parent, or
+/// `output.dir`), where `report RUN_DIR --gate regression-vs` looks for it; its labels: the
+/// campaign's `output.labels`, overridden by `--label`.
 pub fn plan(
     campaign: &Campaign,
+    run_dir: Option<&Path>,
     history: Option<&str>,
     no_history: bool,
     labels: &[String],
@@ -34,12 +36,21 @@ pub fn plan(
     }
     let location = match history.or(campaign.output.history.as_deref()) {
         Some(text) => Location::parse(text).map_err(|e| CliError::InvalidInput(e.to_string()))?,
-        None => Location::beside(&campaign.output.dir),
+        None => Location::beside(&runs_dir(&campaign.output.dir, run_dir)),
     };
     Ok(Some(Recording {
         location,
         labels: all,
     }))
+}
+
+/// The directory that holds the run directory: `--run-dir`'s parent, else `output.dir`.
+fn runs_dir(output_dir: &Path, run_dir: Option<&Path>) -> PathBuf {
+    match run_dir.map(|dir| dir.parent().unwrap_or(Path::new(""))) {
+        Some(parent) if parent.as_os_str().is_empty() => PathBuf::from("."),
+        Some(parent) => parent.to_owned(),
+        None => output_dir.to_owned(),
+    }
 }
 
 /// Records the run whose report is in `run_dir`. The sync PostgreSQL client must not run on the
@@ -80,6 +91,24 @@ fn failed(shown: &str, error: &str, run_dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_history_sits_beside_the_run_directory_actually_used() {
+        let output = Path::new("scenarios/examples/runs");
+        assert_eq!(runs_dir(output, None), output);
+        assert_eq!(
+            runs_dir(output, Some(Path::new("runs/ci-smoke-1"))),
+            Path::new("runs")
+        );
+        assert_eq!(
+            runs_dir(output, Some(Path::new("ci-smoke-1"))),
+            Path::new(".")
+        );
+        assert_eq!(
+            runs_dir(output, Some(Path::new("/srv/runs/x"))),
+            Path::new("/srv/runs")
+        );
+    }
 
     #[test]
     fn the_failure_message_says_how_to_import_the_run_later() {

@@ -92,6 +92,7 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     let builtin = detect::engine_of(&campaign).map_err(CliError::InvalidInput)?;
     let recording = history::plan(
         &campaign,
+        options.run_dir.as_deref(),
         options.history.as_deref(),
         options.no_history,
         &options.labels,
