@@ -97,3 +97,11 @@ mod tests {
         assert_eq!(delta(3.0, "s"), "+3.0 s");
     }
 }
+
+/// Where a fault was applied: `nova-conductor on ctl`, or its hosts.
+pub fn fault_target(fault: &crate::model::Fault) -> String {
+    match &fault.target.service {
+        Some(service) => format!("{service} on {}", fault.target.hosts.join(", ")),
+        None => fault.target.hosts.join(", "),
+    }
+}

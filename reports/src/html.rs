@@ -94,6 +94,8 @@ struct FaultRow {
     injected: String,
     verified: String,
     reverted: String,
+    /// What the revert found (a kill healed by its supervisor, a stop that held).
+    observed: Option<String>,
 }
 
 struct HypothesisRow {
@@ -349,7 +351,7 @@ fn repetition_view(
         .iter()
         .map(|f| FaultRow {
             kind: f.kind.clone(),
-            target: fault_target(f),
+            target: fmt::fault_target(f),
             trigger: match &f.trigger {
                 Trigger::Offset { after_s } => {
                     format!("{} into the fault window", fmt::seconds(*after_s))
@@ -370,6 +372,7 @@ fn repetition_view(
             reverted: f
                 .reverted_at
                 .map_or_else(|| "not confirmed".to_owned(), offset),
+            observed: f.observed.clone(),
         })
         .collect();
     let hypotheses = repetition
@@ -469,13 +472,6 @@ fn repetition_view(
         divergences,
         unflagged_divergences: unflagged.len(),
     })
-}
-
-fn fault_target(fault: &Fault) -> String {
-    match &fault.target.service {
-        Some(service) => format!("{service} on {}", fault.target.hosts.join(", ")),
-        None => fault.target.hosts.join(", "),
-    }
 }
 
 /// Escapes text for SVG/HTML content and attributes (also the history's trends page).
@@ -588,7 +584,7 @@ fn timeline_svg(
             title = esc(&format!(
                 "{} {} — injected +{:.1} s, reverted {}",
                 fault.kind,
-                fault_target(fault),
+                fmt::fault_target(fault),
                 t(fault.injected_at),
                 fault.reverted_at.map_or_else(
                     || "never confirmed".to_owned(),

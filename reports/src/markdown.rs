@@ -110,6 +110,32 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    // What the reverts found: a kill its supervisor healed before the revert, a stop that held.
+    let observed: Vec<_> = report
+        .experiments
+        .iter()
+        .flat_map(|e| e.repetitions.iter().map(move |r| (e, r)))
+        .flat_map(|(e, r)| r.faults.iter().map(move |f| (e, r, f)))
+        .filter_map(|(e, r, f)| f.observed.as_ref().map(|o| (e, r, f, o)))
+        .collect();
+    if !observed.is_empty() {
+        let _ = writeln!(out, "\n**What the reverts found**\n");
+        for (experiment, repetition, fault, seen) in observed {
+            let name = if experiment.repetitions.len() > 1 {
+                format!("{} #{}", experiment.name, repetition.index + 1)
+            } else {
+                experiment.name.clone()
+            };
+            let _ = writeln!(
+                out,
+                "- {} / {} of {}: {}",
+                cell(&name),
+                cell(&fault.kind),
+                cell(&fmt::fault_target(fault)),
+                cell(seen)
+            );
+        }
+    }
     if !report.detectors.is_empty() {
         let _ = writeln!(
             out,

@@ -196,6 +196,32 @@ fn a_baseline_begun_before_the_steady_state_says_so() {
 }
 
 #[test]
+fn what_a_revert_found_is_shown_in_the_summary_and_the_html() {
+    let mut report = baseline();
+    let seen = "healed by supervisor after 0.4 s <before the revert>";
+    let fault = &mut report.experiments[0].repetitions[0].faults[0];
+    fault.observed = Some(seen.to_owned());
+    let (kind, service) = (fault.kind.clone(), fault.target.service.clone());
+    let summary = reports::markdown::render(&report);
+    assert!(summary.contains("**What the reverts found**"), "{summary}");
+    let line = summary
+        .lines()
+        .find(|line| line.contains(seen))
+        .expect("the observation is listed");
+    assert!(line.contains(&kind), "{line}");
+    if let Some(service) = service {
+        assert!(line.contains(&service), "{line}");
+    }
+    let html = reports::html::render(&report).unwrap();
+    assert!(
+        html.contains("healed by supervisor after 0.4 s &#60;before the revert&#62;"),
+        "the observation is in the faults table, escaped"
+    );
+    // A run whose reverts found nothing to say has no such section.
+    assert!(!reports::markdown::render(&baseline()).contains("What the reverts found"));
+}
+
+#[test]
 fn summary_md_snapshot() {
     let summary = reports::markdown::render(&current());
     assert!(summary.starts_with("## ❌ nova-resilience: 6 of 9 hypotheses held"));
