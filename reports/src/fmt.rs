@@ -80,6 +80,14 @@ pub(crate) fn delta(d: f64, unit: &str) -> String {
     format!("{sign}{magnitude}")
 }
 
+/// Where a fault was applied: `nova-conductor on ctl`, or its hosts.
+pub fn fault_target(fault: &crate::model::Fault) -> String {
+    match &fault.target.service {
+        Some(service) => format!("{service} on {}", fault.target.hosts.join(", ")),
+        None => fault.target.hosts.join(", "),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,13 +103,5 @@ mod tests {
         assert_eq!(trim(2.50, 2), "2.5");
         assert_eq!(delta(-0.125, "ratio"), "−12.5 pp");
         assert_eq!(delta(3.0, "s"), "+3.0 s");
-    }
-}
-
-/// Where a fault was applied: `nova-conductor on ctl`, or its hosts.
-pub fn fault_target(fault: &crate::model::Fault) -> String {
-    match &fault.target.service {
-        Some(service) => format!("{service} on {}", fault.target.hosts.join(", ")),
-        None => fault.target.hosts.join(", "),
     }
 }

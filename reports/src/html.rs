@@ -12,7 +12,7 @@ use askama::Template;
 
 use crate::headline::{self, Tone};
 use crate::model::{
-    Alarm, AlignOp, Column, Fault, Repetition, Report, RunOutcome, TransactionDivergence, Trigger,
+    Alarm, AlignOp, Column, Repetition, Report, RunOutcome, TransactionDivergence, Trigger,
     Verdict, WindowKind, seconds_between,
 };
 use crate::{Error, fmt};
