@@ -13,6 +13,7 @@ use scenarios::units::UnitName;
 use crate::Error;
 use crate::host::HostSpec;
 use crate::plan::{Check, FaultPlan, INJECT_CAPTURE, PREFLIGHT_CAPTURE};
+use crate::runtime::{heal_or_start, kill_stamp};
 use crate::shell::{join, quote};
 
 /// Where the NFQUEUE delayer is installed on hosts (the engine uploads it when missing).
@@ -188,6 +189,32 @@ fn ensure_started(unit: &str) -> (String, Check) {
     (
         format!("{} || {{ {}; }}", is_active(unit), start_unit(unit)),
         check(format!("{unit} is active"), is_active(unit)),
+    )
+}
+
+/// Sets `$1`–`$4` for [`heal_or_start`] from a unit: active (`true`/`false`), its main PID, when
+/// that process started and when the last one exited (ms; 0 when systemd has no such time).
+fn unit_times(unit: &str) -> String {
+    let ms = |property: &str| {
+        format!(
+            "$(t=$({}); [ -n \"$t\" ] && date -d \"$t\" +%s%3N 2>/dev/null || echo 0)",
+            join(&[
+                "systemctl",
+                "show",
+                "-p",
+                property,
+                "--timestamp=us+utc",
+                "--value",
+                unit
+            ])
+        )
+    };
+    format!(
+        "set -- \"$({} && echo true || echo false)\" \"{}\" \"{}\" \"{}\"",
+        is_active(unit),
+        unit_property(unit, "MainPID"),
+        ms("ExecMainStartTimestamp"),
+        ms("ExecMainExitTimestamp")
     )
 }
 
@@ -728,6 +755,13 @@ impl FaultInput<'_> {
             (None, Some(_)) => {
                 let unit = service_unit(self)?.as_str();
                 let name = format!("name={}", quote(unit));
+                // A lethal kill stamps its time for the revert's heal measurement, after the
+                // kill: a fork before it would delay the fault on the hot path.
+                let stamped = if is_lethal(signal) {
+                    format!(" && {{ {}; true; }}", kill_stamp(self.id).1)
+                } else {
+                    String::new()
+                };
                 (
                     check(
                         format!("{unit} has a main process, not PID 1 nor the injector's own"),
@@ -738,7 +772,7 @@ impl FaultInput<'_> {
                         ),
                     ),
                     format!(
-                        "{} && {name} && pids=$pid && {guard} && kill -s {sig} \"$pid\" && echo \"$pid\"",
+                        "{} && {name} && pids=$pid && {guard} && kill -s {sig} \"$pid\"{stamped} && echo \"$pid\"",
                         main_pid_from_capture(unit)
                     ),
                 )
@@ -751,8 +785,19 @@ impl FaultInput<'_> {
         };
         let (revert, verify_reverted) = match self.service {
             Some(_) if process.is_none() && is_lethal(signal) => {
-                let (revert, check) = ensure_started(service_unit(self)?.as_str());
-                (Some(revert), Some(check))
+                let unit = service_unit(self)?.as_str();
+                // systemd heals what `Restart=` covers (DevStack's units: on-failure): the
+                // revert tells that from its own start, as for a supervised container.
+                let revert = heal_or_start(
+                    &unit_times(unit),
+                    &start_unit(unit),
+                    INJECT_CAPTURE,
+                    &kill_stamp(self.id).0,
+                );
+                (
+                    Some(revert),
+                    Some(check(format!("{unit} is active"), is_active(unit))),
+                )
             }
             _ => (None, None),
         };

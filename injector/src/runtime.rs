@@ -30,6 +30,27 @@ use crate::shell::{join, quote};
 /// supervisor, a stop that held); the engine journals it with the revert.
 pub const OBSERVED: &str = "bfly-observed: ";
 
+/// Where a lethal kill's inject stamps the kill time (ms, on the host's clock) for the heal
+/// measurement, and the command that does it; the revert removes the file.
+pub(crate) fn kill_stamp(fault_id: &str) -> (String, String) {
+    let stamp = format!("/run/bfly-killed-{fault_id}");
+    let stamped = format!("date +%s%3N > {}", quote(&stamp));
+    (stamp, stamped)
+}
+
+/// Revert of a lethal kill, for a container or a unit alike. `times` sets `$1` (running:
+/// `true`/`false`), `$2` (its main PID), `$3` (when that process started, ms) and `$4` (when the
+/// last one exited, ms). Running again with another main PID than `killed` means the supervisor
+/// healed it (`killed` is empty in the dead-man switch's copy, armed before the kill: it only
+/// needs to know whether to start it), and its start time minus the kill time (the inject's stamp; the last exit time when
+/// the stamp is missing) is how long that took; not running, the revert starts it and says so.
+pub(crate) fn heal_or_start(times: &str, start: &str, killed: &str, stamp: &str) -> String {
+    let stamp = quote(stamp);
+    format!(
+        "{times}; k=$(cat {stamp} 2>/dev/null); rm -f {stamp}; if [ \"$1\" = true ] && [ \"$2\" != \"{killed}\" ]; then ms=$(($3 - ${{k:-$4}})); [ \"$ms\" -ge 0 ] || ms=0; echo \"{OBSERVED}healed by supervisor after $((ms / 1000)).$((ms % 1000 / 100)) s\"; elif [ \"$1\" != true ]; then {start}; echo '{OBSERVED}not healed by supervisor: started by the revert'; fi"
+    )
+}
+
 /// Reads the observation a revert printed (the last [`OBSERVED`] line), if any.
 pub fn observed_in(output: &str) -> Option<String> {
     output
@@ -182,17 +203,9 @@ impl Ctr<'_> {
         format!("{} container {}", self.engine.name(), self.name)
     }
 
-    /// Revert of a lethal kill: when the container runs again with another main PID than the
-    /// one killed (`@PRE@`), the supervisor healed it, and its start time minus the kill time
-    /// (which the inject wrote to `stamp` on the host; the engine's last exit time when it is
-    /// missing) is how long that took; otherwise the revert starts it.
+    /// Revert of a lethal kill of the container (see [`heal_or_start`]).
     fn heal_or_start(&self, stamp: &str) -> String {
-        let stamp = quote(stamp);
-        format!(
-            "{}; k=$(cat {stamp} 2>/dev/null); rm -f {stamp}; if [ \"$1\" = true ] && [ \"$2\" != {PREFLIGHT_CAPTURE} ]; then ms=$(($3 - ${{k:-$4}})); [ \"$ms\" -ge 0 ] || ms=0; echo \"{OBSERVED}healed by supervisor after $((ms / 1000)).$((ms % 1000 / 100)) s\"; elif [ \"$1\" != true ]; then {}; echo '{OBSERVED}not healed by supervisor: started by the revert'; fi",
-            self.times(),
-            self.start()
-        )
+        heal_or_start(&self.times(), &self.start(), PREFLIGHT_CAPTURE, stamp)
     }
 
     /// Sets `pids` to every process of the container's PID namespace (only its main PID when
@@ -355,8 +368,7 @@ impl FaultInput<'_> {
         let name = format!("name={}", quote(c.name));
         let guard = kill_guard(false);
         // The kill time, on the host's clock, for the heal measurement (removed by the revert).
-        let stamp = format!("/run/bfly-killed-{}", self.id);
-        let stamped = format!("date +%s%3N > {}", quote(&stamp));
+        let (stamp, stamped) = kill_stamp(self.id);
         let inject = match engine {
             Some(kill) => format!(
                 "{} && [ \"$pid\" -gt 0 ] && {stamped} && {kill} >/dev/null && echo \"$pid\"",

@@ -91,7 +91,11 @@ fn process_kill_of_a_service_main_pid_and_by_exact_name() {
         !unit.is_active(),
         "Restart=no: the unit stays down while the fault is active"
     );
-    bench.revert(&active);
+    assert_eq!(
+        bench.revert(&active).as_deref(),
+        Some("not healed by supervisor: started by the revert"),
+        "Restart=no: the revert started it, and says so"
+    );
     assert!(unit.is_active());
     assert_ne!(unit.main_pid(), before);
     // By exact process name.
@@ -121,6 +125,55 @@ fn process_kill_of_a_service_main_pid_and_by_exact_name() {
     );
     bench.revert(&active);
     drop(named);
+    drop(unit);
+    bench.assert_all_clean(&[&host.name]);
+}
+
+#[test]
+#[ignore = "needs the local testbed; run by .ci/run"]
+fn a_killed_unit_that_systemd_restarts_is_reported_healed_with_its_time() {
+    let (_serial, host, bench) = setup(|| host("compute1"));
+    // DevStack's units restart on failure; a RestartSec of 2 s makes the heal time measurable.
+    let unit = TestUnit::start_restarting(
+        &host.name,
+        &tag(),
+        "exec sleep infinity",
+        "Restart=on-failure\nRestartSec=2",
+    );
+    let before = unit.main_pid();
+    let kill = plan(
+        &Fault::ProcessKill {
+            signal: Signal::Kill,
+            process: None,
+        },
+        &host,
+        Some(&unit.service()),
+        SECONDS,
+    );
+    let active = bench.inject(&kill);
+    assert!(
+        eventually(Duration::from_secs(10), || unit.is_active()
+            && unit.main_pid() != before),
+        "systemd did not restart the unit"
+    );
+    let seen = bench
+        .revert(&active)
+        .expect("the revert says what it found");
+    let seconds: f64 = seen
+        .strip_prefix("healed by supervisor after ")
+        .and_then(|rest| rest.strip_suffix(" s"))
+        .unwrap_or_else(|| panic!("not a heal: {seen:?}"))
+        .parse()
+        .unwrap();
+    // systemd waits RestartSec before it starts the unit again: the heal cannot be shorter.
+    assert!(
+        (2.0..10.0).contains(&seconds),
+        "heal time {seconds} s, RestartSec=2"
+    );
+    assert!(
+        !observe(&host.name, "ls /run/bfly-killed-* 2>/dev/null | grep -q .").0,
+        "the kill stamp is left behind"
+    );
     drop(unit);
     bench.assert_all_clean(&[&host.name]);
 }

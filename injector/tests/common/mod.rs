@@ -138,10 +138,11 @@ impl Bench {
             .unwrap_or_else(|e| panic!("inject {}: {e}", plan.kind))
     }
 
-    pub fn revert(&self, active: &injector::Active) {
+    /// Reverts; returns what the revert observed (a heal by the supervisor), when it says.
+    pub fn revert(&self, active: &injector::Active) -> Option<String> {
         self.runtime
             .block_on(self.injector.revert(active, "test"))
-            .unwrap_or_else(|e| panic!("revert {}: {e}", active.plan.kind));
+            .unwrap_or_else(|e| panic!("revert {}: {e}", active.plan.kind))
     }
 
     /// The journal has nothing pending.
@@ -196,10 +197,15 @@ impl TestUnit {
     /// Creates and starts `bfly-test-<tag>.service` running `script` (written to
     /// `/run/bfly-test-<tag>/run.sh`, so that systemd's own quoting never touches it).
     pub fn start(host: &str, tag: &str, script: &str) -> TestUnit {
+        TestUnit::start_restarting(host, tag, script, "Restart=no")
+    }
+
+    /// As [`TestUnit::start`], with the unit's own `Restart=` policy lines (`restart`).
+    pub fn start_restarting(host: &str, tag: &str, script: &str, restart: &str) -> TestUnit {
         let name = format!("bfly-test-{tag}");
         let dir = format!("/run/{name}");
         let unit = format!(
-            "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sh {dir}/run.sh\nRestart=no\n"
+            "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sh {dir}/run.sh\n{restart}\n"
         );
         must(
             host,
