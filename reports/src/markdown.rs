@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::fmt;
 use crate::headline::{self, Tone};
-use crate::model::{Report, RunOutcome, Verdict};
+use crate::model::{Experiment, Repetition, Report, RunOutcome, Verdict};
 
 /// Renders the Markdown summary.
 pub fn render(report: &Report) -> String {
@@ -73,11 +73,7 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for (experiment, repetition, h) in &hypotheses {
-        let name = if experiment.repetitions.len() > 1 {
-            format!("{} #{}", experiment.name, repetition.index + 1)
-        } else {
-            experiment.name.clone()
-        };
+        let name = repetition_name(experiment, repetition);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} {} | {} | {} |",
@@ -121,11 +117,7 @@ pub fn render(report: &Report) -> String {
     if !observed.is_empty() {
         let _ = writeln!(out, "\n**What the reverts found**\n");
         for (experiment, repetition, fault, seen) in observed {
-            let name = if experiment.repetitions.len() > 1 {
-                format!("{} #{}", experiment.name, repetition.index + 1)
-            } else {
-                experiment.name.clone()
-            };
+            let name = repetition_name(experiment, repetition);
             let _ = writeln!(
                 out,
                 "- {} / {} of {}: {}",
@@ -160,6 +152,15 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(out, "\nFull report: `report.html` in the run directory.");
     out
+}
+
+/// An experiment's name, with the repetition's number when it has several.
+fn repetition_name(experiment: &Experiment, repetition: &Repetition) -> String {
+    if experiment.repetitions.len() > 1 {
+        format!("{} #{}", experiment.name, repetition.index + 1)
+    } else {
+        experiment.name.clone()
+    }
 }
 
 /// Makes text safe inside a table cell: no pipes or line breaks.
