@@ -19,12 +19,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
-use tracer::event::Transaction;
+use tracer::event::{EventKind, Transaction};
 
 use crate::diagnose::{Diagnosis, Status};
 use crate::distance::EditOp;
 use crate::normalize::gaps;
 use crate::store::{Calibration, RunRule, Store};
+use crate::symbol::answer_key;
 
 /// The split-conformal threshold of `scores` at false-alarm rate `rate`, and whether the scores
 /// were enough to vouch for that rate (else the threshold is their maximum). `None` without
@@ -114,14 +115,16 @@ impl fmt::Display for RunVerdict {
 }
 
 impl Store {
-    /// Calibrates thresholds, timing scales and the run-level rule on held-back fault-free runs
+    /// Calibrates thresholds, timing scales, the answer-time scale and the run-level rule on held-back fault-free runs
     /// (`runs`: each run's transactions) at false-alarm rate `rate`, replacing earlier
     /// calibrations. The rate is kept in the config ([`crate::store::Config::false_alarm_rate`]).
     ///
     /// Per command with enough learned runs, each held-back transaction scores its distance to
     /// the nearest variant (optional steps tolerated) and the largest ratio of a step's gap to
     /// its learned bound; the threshold and the timing scale (at least 1) are the conformal
-    /// thresholds of those. Then each held-back run is diagnosed with them, and the run rule is
+    /// thresholds of those. Answer times likewise: each transaction scores the largest ratio of
+    /// an answer time to its bound, and every answer bound is scaled by their conformal
+    /// threshold (at least 1). Then each held-back run is diagnosed with them, and the run rule is
     /// the conformal threshold of the runs' counts of anomalous transactions.
     pub fn calibrate(&mut self, runs: &[Vec<Transaction>], rate: f64) -> Calibrated {
         self.config.false_alarm_rate = rate;
@@ -129,6 +132,14 @@ impl Store {
             command.calibration = None;
         }
         self.run_rule = None;
+        self.answer_scale = None;
+        let answers: Vec<f64> = runs
+            .iter()
+            .flatten()
+            .filter(|transaction| !self.trace(transaction).background)
+            .map(|transaction| self.answer_ratio(transaction))
+            .collect();
+        let answer_scale = conformal_threshold(&answers, rate).map(|(t, _)| t.max(1.0));
         let mut scores: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
         let mut not_judged = 0;
         for transaction in runs.iter().flatten() {
@@ -185,6 +196,7 @@ impl Store {
                 calibration,
             });
         }
+        self.answer_scale = answer_scale;
         let counts: Vec<f64> = runs
             .iter()
             .map(|run| self.run_verdict(&self.diagnose_run(run)).anomalous as f64)
@@ -200,6 +212,21 @@ impl Store {
             not_judged,
             run_rule: self.run_rule.clone(),
         }
+    }
+
+    /// The largest ratio of a REST request's answer time to its operation's bound in a
+    /// transaction (0 without a timed request).
+    fn answer_ratio(&self, transaction: &Transaction) -> f64 {
+        transaction
+            .events
+            .iter()
+            .filter(|event| event.kind == EventKind::RestRequest)
+            .filter_map(|event| {
+                let key = answer_key(event.service.as_deref()?, &event.operation);
+                let (_, bound) = self.answer_bound(&key)?;
+                Some(event.duration_us? as f64 / bound.max(1) as f64)
+            })
+            .fold(0.0, f64::max)
     }
 
     /// Diagnoses every transaction of a run but background traffic.

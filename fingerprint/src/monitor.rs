@@ -20,9 +20,7 @@ use tracer::rest::RestStart;
 
 use crate::alarm::{Alarm, Suspect};
 use crate::answer::{Request, first_slow, suspect_holder};
-use crate::normalize::{
-    lane_prefixes, lanes_of, last_activity, normalize, observed_until, periodic_series,
-};
+use crate::normalize::{lane_prefixes, lanes_of, last_activity, normalize, observed_until};
 use crate::store::Store;
 use crate::suspicion::{Suspicion, WEIGHTS, actor, suspect_failures};
 use crate::symbol::{Step, answer_key};
@@ -368,24 +366,6 @@ fn expect(store: &Store, open: &Open) -> Option<Expectation> {
     let first = open.steps.first()?;
     if first.rejected() {
         // The API refused the user's request (quota, validation): nothing follows it.
-        return None;
-    }
-    let series: Vec<(String, i64)> = open
-        .raw
-        .iter()
-        .enumerate()
-        .map(|(position, step)| {
-            let symbol = if position == 0 {
-                demote_entry(&step.symbol, step.service.as_deref())
-            } else {
-                step.symbol.clone()
-            };
-            (symbol, step.ts_us)
-        })
-        .collect();
-    if periodic_series(&series, &store.config.normalize) {
-        // Periodic background work (an agent's report under one request id) has no next step
-        // due: each period's quiet is its normal rhythm.
         return None;
     }
     let command_key = open.command.clone().unwrap_or_else(|| first.symbol.clone());

@@ -89,7 +89,7 @@ pub fn periodic(events: &[Event], config: &NormalizeConfig) -> bool {
 
 /// [`periodic`] over `(symbol, time)` pairs in time order, each symbol written as a step that
 /// is not the entry.
-pub fn periodic_series(series: &[(String, i64)], config: &NormalizeConfig) -> bool {
+fn periodic_series(series: &[(String, i64)], config: &NormalizeConfig) -> bool {
     let (Some((head, _)), Some(&(_, last))) = (series.first(), series.last()) else {
         return false;
     };

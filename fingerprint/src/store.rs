@@ -610,6 +610,9 @@ pub struct Store {
     /// transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_rule: Option<RunRule>,
+    /// Every answer bound is multiplied by this, once calibrated on held-back runs (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_scale: Option<f64>,
     #[serde(skip)]
     index: HashMap<String, u32>,
     /// The spread of each known fault by command (see [`Store::negative_bound`]), derived from
@@ -636,6 +639,7 @@ impl Store {
             answers: BTreeMap::new(),
             negatives: Vec::new(),
             run_rule: None,
+            answer_scale: None,
             index: HashMap::new(),
             spreads: BTreeMap::new(),
         }
@@ -1044,7 +1048,9 @@ impl Store {
         if profile.count < self.config.min_step_samples {
             return None;
         }
-        Some((profile, profile.bound(&self.config.timing)?))
+        let bound = profile.bound(&self.config.timing)?;
+        let scale = self.answer_scale.unwrap_or(1.0).max(1.0);
+        Some((profile, (bound as f64 * scale).ceil() as u64))
     }
 
     /// The time after which a step of `command` with latency `profile` is late: the learned
@@ -1257,6 +1263,32 @@ mod tests {
         assert!(error.to_string().contains("version 99"), "{error}");
         let error = Store::from_json("{\"format\": 1}", origin).unwrap_err();
         assert!(error.to_string().starts_with("fp.json:1:"), "{error}");
+    }
+
+    /// A version 3 store (before calibration) loads as version 4 without calibrations, and
+    /// judges as it did: nothing it holds changed meaning.
+    #[test]
+    fn version_3_stores_load_without_calibration() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&Store::default().to_json()).unwrap();
+        json["version"] = 3.into();
+        let config = json["config"].as_object_mut().unwrap();
+        for added in [
+            "min_runs",
+            "min_step_samples",
+            "usual_error_rate",
+            "false_alarm_rate",
+        ] {
+            config.remove(added);
+        }
+        json["config"]["normalize"]
+            .as_object_mut()
+            .unwrap()
+            .remove("min_period_us");
+        let store = Store::from_json(&json.to_string(), Path::new("fp.json")).unwrap();
+        assert_eq!(store.version, STORE_VERSION);
+        assert_eq!(store.config, Config::default());
+        assert!(store.run_rule.is_none() && store.answer_scale.is_none());
     }
 
     /// Regression (issue 6, lane layout): a store learned with the earlier normalization has a
