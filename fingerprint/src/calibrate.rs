@@ -186,7 +186,10 @@ impl Store {
                 timing_scale,
                 attainable_rate,
             };
-            let fingerprint = self.commands.get_mut(&command).expect("scored commands exist");
+            let fingerprint = self
+                .commands
+                .get_mut(&command)
+                .expect("scored commands exist");
             let learned_threshold = fingerprint.learned_threshold(&self.config);
             fingerprint.calibration = Some(calibration.clone());
             commands.push(CommandCalibrated {
@@ -267,7 +270,10 @@ mod tests {
         assert_eq!(conformal_threshold(&scores, 0.01), Some((198.0, true)));
         assert_eq!(conformal_threshold(&scores, 0.1), Some((180.0, true)));
         // Too few to vouch for 1 %: their maximum, flagged.
-        assert_eq!(conformal_threshold(&[0.1, 0.3, 0.2], 0.01), Some((0.3, false)));
+        assert_eq!(
+            conformal_threshold(&[0.1, 0.3, 0.2], 0.01),
+            Some((0.3, false))
+        );
         assert_eq!(conformal_threshold(&[], 0.01), None);
     }
 }

@@ -356,11 +356,11 @@ impl Store {
         let threshold = command.threshold(&self.config);
         let (index, distance) = nearest_normalized(command, ids, threshold)?;
         let ops = align(ids, &command.variants[index].symbols);
-        let (distance, optional, ops) = match tolerate_optional(trace, &command.variants[index], &ops)
-        {
-            Some((tolerated, optional, judged)) => (tolerated.min(distance), optional, judged),
-            None => (distance, 0, ops),
-        };
+        let (distance, optional, ops) =
+            match tolerate_optional(trace, &command.variants[index], &ops) {
+                Some((tolerated, optional, judged)) => (tolerated.min(distance), optional, judged),
+                None => (distance, 0, ops),
+            };
         Some(Judged {
             command,
             threshold,
@@ -493,7 +493,8 @@ fn tolerate_optional(
     variant: &Variant,
     ops: &[EditOp],
 ) -> Option<(f64, usize, Vec<EditOp>)> {
-    let tolerated = |op: &EditOp| matches!(*op, EditOp::Insert { a } if optional_step(&trace.steps[a]));
+    let tolerated =
+        |op: &EditOp| matches!(*op, EditOp::Insert { a } if optional_step(&trace.steps[a]));
     let optional = ops.iter().filter(|op| tolerated(op)).count();
     if optional == 0 {
         return None;
@@ -503,11 +504,7 @@ fn tolerate_optional(
         .iter()
         .filter(|op| !matches!(op, EditOp::Match { .. }))
         .count();
-    let distance = normalized(
-        edits,
-        trace.steps.len() - optional,
-        variant.symbols.len(),
-    );
+    let distance = normalized(edits, trace.steps.len() - optional, variant.symbols.len());
     Some((distance, optional, judged))
 }
 

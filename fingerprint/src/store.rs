@@ -1072,11 +1072,9 @@ impl Store {
     /// Whether `command` was learned from enough normal runs to judge its sequence and timing
     /// ([`Config::min_runs`]).
     pub fn enough_runs(&self, command: &str) -> bool {
-        self.commands
-            .get(command)
-            .is_some_and(|fingerprint| {
-                self.config.min_runs <= 1 || fingerprint.runs >= self.config.min_runs
-            })
+        self.commands.get(command).is_some_and(|fingerprint| {
+            self.config.min_runs <= 1 || fingerprint.runs >= self.config.min_runs
+        })
     }
 
     /// Whether error `symbol` is part of normal runs of `command`: at least

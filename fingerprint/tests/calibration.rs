@@ -223,7 +223,13 @@ fn a_command_learned_from_too_few_runs_gets_no_verdict() {
 
 #[test]
 fn the_component_that_never_answered_is_suspected_before_the_one_that_returned_the_error() {
-    let mut entry = event(0, 0, EventKind::RestRequest, "nova-api", "POST /v2.1/servers");
+    let mut entry = event(
+        0,
+        0,
+        EventKind::RestRequest,
+        "nova-api",
+        "POST /v2.1/servers",
+    );
     entry.source = Source::Rest;
     entry.duration_us = Some(70_000_000);
     entry.outcome = Some(Outcome::Http { status: 500 });
@@ -271,13 +277,22 @@ fn the_component_that_never_answered_is_suspected_before_the_one_that_returned_t
 }
 
 /// The create with extra steps of the given kind, spread through it.
-fn with_extra_steps(create: &Transaction, extra: impl Fn(usize) -> (EventKind, String, String)) -> Transaction {
+fn with_extra_steps(
+    create: &Transaction,
+    extra: impl Fn(usize) -> (EventKind, String, String),
+) -> Transaction {
     let mut changed = create.clone();
     let start = changed.events.iter().map(|e| e.ts_us).min().unwrap();
     let next_seq = changed.events.iter().map(|e| e.seq).max().unwrap() + 1;
     for k in 0..8 {
         let (kind, service, operation) = extra(k);
-        let mut added = event(next_seq + k as u64, start + 50_000 + k as i64 * 97_000, kind, &service, &operation);
+        let mut added = event(
+            next_seq + k as u64,
+            start + 50_000 + k as i64 * 97_000,
+            kind,
+            &service,
+            &operation,
+        );
         added.source = Source::Rest;
         if kind == EventKind::RestRequest {
             added.outcome = Some(Outcome::Http { status: 200 });
@@ -299,9 +314,17 @@ fn optional_steps_another_configuration_adds_cost_no_distance() {
     let letters = ["a", "b", "c", "d", "e", "f", "g", "h"];
     let checked = with_extra_steps(&create, |k| {
         if k % 2 == 0 {
-            (EventKind::RestRequest, "keystone".to_owned(), format!("GET /v3/{}", letters[k]))
+            (
+                EventKind::RestRequest,
+                "keystone".to_owned(),
+                format!("GET /v3/{}", letters[k]),
+            )
         } else {
-            (EventKind::Notification, "nova-api".to_owned(), format!("audit.{}", letters[k]))
+            (
+                EventKind::Notification,
+                "nova-api".to_owned(),
+                format!("audit.{}", letters[k]),
+            )
         }
     });
     let diagnosis = store.diagnose(&checked);
@@ -310,7 +333,11 @@ fn optional_steps_another_configuration_adds_cost_no_distance() {
     assert_eq!(diagnosis.distance, Some(0.0));
     // Writes are not optional.
     let written = with_extra_steps(&create, |k| {
-        (EventKind::RestRequest, "keystone".to_owned(), format!("POST /v3/{}", letters[k]))
+        (
+            EventKind::RestRequest,
+            "keystone".to_owned(),
+            format!("POST /v3/{}", letters[k]),
+        )
     });
     let diagnosis = store.diagnose(&written);
     assert_eq!(diagnosis.status, Status::Anomalous, "{diagnosis}");
@@ -338,7 +365,10 @@ fn the_run_verdict_counts_anomalous_transactions_by_a_calibrated_rule() {
         })
         .collect();
     let uncalibrated = store.run_verdict(&store.diagnose_run(&held_back[0]));
-    assert!(uncalibrated.failed, "any anomalous transaction: {uncalibrated}");
+    assert!(
+        uncalibrated.failed,
+        "any anomalous transaction: {uncalibrated}"
+    );
     let calibrated = store.calibrate(&held_back, 0.1);
     let rule = calibrated.run_rule.expect("a run rule");
     assert_eq!(rule.runs, 30);
