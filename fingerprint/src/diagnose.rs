@@ -273,12 +273,22 @@ impl Store {
             let diverged = divergence(self, trace, variant, &ops);
             diagnosis.divergence = diverged.as_ref().map(|(_, divergence)| divergence.clone());
             let sequence_anomaly = distance > threshold;
-            if let Some(late) = diagnosis.late.first() {
-                let ratio = late.gap_us as f64 / late.bound_us.max(1) as f64;
-                diagnosis.score = diagnosis.score.max((0.5 * ratio).min(1.0));
-                diagnosis.anchor = Some(late.symbol.clone());
-                diagnosis.detected_at_us = late.overrun_at(trace);
-                suspect_late(&mut suspicion, trace, late);
+            if let Some(first) = diagnosis.late.first() {
+                // Suspects follow the step most overdue, not the first one past its bound: on
+                // another machine ordinary steps pass a tight bound by a little, while the fault
+                // holds its step many bounds long. The anomaly shows at the first overrun.
+                let ratio = |late: &LateStep| late.gap_us as f64 / late.bound_us.max(1) as f64;
+                let worst = diagnosis.late.iter().fold(first, |worst, late| {
+                    if ratio(late) > ratio(worst) {
+                        late
+                    } else {
+                        worst
+                    }
+                });
+                diagnosis.score = diagnosis.score.max((0.5 * ratio(worst)).min(1.0));
+                diagnosis.anchor = Some(worst.symbol.clone());
+                diagnosis.detected_at_us = first.overrun_at(trace);
+                suspect_late(&mut suspicion, trace, worst);
             }
             if sequence_anomaly && let Some((before, divergence)) = &diverged {
                 if diagnosis.anchor.is_none() {
@@ -315,10 +325,19 @@ impl Store {
             let ratio = slow.took_us as f64 / slow.bound_us.max(1) as f64;
             diagnosis.score = diagnosis.score.max((0.5 * ratio).min(1.0));
             if diagnosis.late.is_empty() || slow.overrun_at_us < diagnosis.detected_at_us {
-                diagnosis.anchor = Some(holder.symbol.clone());
                 diagnosis.detected_at_us = slow.overrun_at_us;
             }
-            suspect_holder(&mut suspicion, &slow, holder);
+            // Like late steps, the answer most overdue for its bound is what the fault held:
+            // an answer a little past a tight bound does not outweigh a step held for minutes.
+            let worst_late = diagnosis
+                .late
+                .iter()
+                .map(|late| late.gap_us as f64 / late.bound_us.max(1) as f64)
+                .fold(0.0, f64::max);
+            if ratio >= worst_late {
+                diagnosis.anchor = Some(holder.symbol.clone());
+                suspect_holder(&mut suspicion, &slow, holder);
+            }
             diagnosis.status = Status::Anomalous;
             diagnosis.slow_answer = Some(slow);
         }

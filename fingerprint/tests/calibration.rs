@@ -384,3 +384,21 @@ fn the_run_verdict_counts_anomalous_transactions_by_a_calibrated_rule() {
     assert!(failed.calibrated);
     assert!(failed.to_string().starts_with("run: FAILED"), "{failed}");
 }
+
+#[test]
+fn suspects_follow_the_most_overdue_step_not_the_first_past_its_bound() {
+    // On a machine 25 times slower, ordinary steps pass their tight bounds by a little before
+    // the stopped nova-compute holds its step for minutes.
+    let mut store = Store::default();
+    for _ in 0..3 {
+        store.learn_positive(&command("server create", "create-delete"));
+    }
+    let diagnosis = store.diagnose(&stretched(&command("server create", "compute-down"), 25.0));
+    assert_eq!(diagnosis.status, Status::Anomalous);
+    assert!(diagnosis.late.len() > 1, "{diagnosis}");
+    assert_eq!(diagnosis.suspects[0].service, "nova-compute", "{diagnosis}");
+    assert_eq!(
+        diagnosis.anchor.as_deref(),
+        Some("rpc.call:conductor.object_class_action_versions")
+    );
+}

@@ -153,9 +153,10 @@ fn calibrate(args: CalibrateArgs) -> Result<Exit, CliError> {
     );
     for command in &calibrated.commands {
         let calibration = &command.calibration;
-        let threshold = calibration
-            .threshold
-            .map_or_else(|| "none".to_owned(), |t| format!("{t:.3}"));
+        let threshold = calibration.threshold.map_or_else(
+            || "none".to_owned(),
+            |t| format!("{:.3}", t.max(store.config.min_threshold)),
+        );
         let vouched = if calibration.attainable_rate > args.rate {
             format!(
                 " (too few runs to vouch for {}: at best {:.3}; the threshold is their maximum)",
