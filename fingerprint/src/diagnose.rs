@@ -288,7 +288,20 @@ impl Store {
                 diagnosis.score = diagnosis.score.max((0.5 * ratio(worst)).min(1.0));
                 diagnosis.anchor = Some(worst.symbol.clone());
                 diagnosis.detected_at_us = first.overrun_at(trace);
-                suspect_late(&mut suspicion, trace, worst);
+                // The optional extra steps left out of the alignment hold nothing: a token check
+                // the API makes while it waits does not make the API the one that is stuck.
+                let extras: Vec<u64> = (0..trace.steps.len())
+                    .filter(|&a| {
+                        !ops.iter().any(|op| match *op {
+                            EditOp::Match { a: at, .. }
+                            | EditOp::Substitute { a: at, .. }
+                            | EditOp::Insert { a: at } => at == a,
+                            EditOp::Delete { .. } => false,
+                        })
+                    })
+                    .map(|a| trace.steps[a].seq)
+                    .collect();
+                suspect_late(&mut suspicion, trace, worst, &extras);
             }
             if sequence_anomaly && let Some((before, divergence)) = &diverged {
                 if diagnosis.anchor.is_none() {
@@ -693,7 +706,7 @@ fn up_to(steps: &[Step], until: usize) -> Vec<Step> {
     observed_until(steps, (steps[until].ts_us, steps[until].seq))
 }
 
-fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
+fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep, extras: &[u64]) {
     let step = &trace.steps[late.trace_step];
     let timing = format!(
         "`{}` came {} after `{}` (learned p50 {}, p99 {}, bound {})",
@@ -704,7 +717,8 @@ fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
         human_us(late.p99_us),
         human_us(late.bound_us)
     );
-    let held = observed_until(&trace.steps, (late.waited_since(trace), u64::MAX));
+    let mut held = observed_until(&trace.steps, (late.waited_since(trace), u64::MAX));
+    held.retain(|step| !extras.contains(&step.seq));
     if let Some(holder) = actor(&held) {
         suspicion.add(
             holder.service,

@@ -401,4 +401,28 @@ fn suspects_follow_the_most_overdue_step_not_the_first_past_its_bound() {
         diagnosis.anchor.as_deref(),
         Some("rpc.call:conductor.object_class_action_versions")
     );
+    // A token check nova-api makes while nova-compute holds the create is an optional step:
+    // it holds nothing.
+    let mut checked = command("server create", "compute-down");
+    let cast = checked
+        .events
+        .iter()
+        .find(|event| event.operation == "compute.build_and_run_instance")
+        .unwrap()
+        .ts_us;
+    let mut check = event(
+        10_000,
+        cast + 1_000_000,
+        EventKind::RestRequest,
+        "keystone",
+        "GET /v3/auth/tokens",
+    );
+    check.source = Source::Rest;
+    check.caller = Some("nova-api".to_owned());
+    check.duration_us = Some(5_000);
+    check.outcome = Some(Outcome::Http { status: 200 });
+    checked.events.push(check);
+    let diagnosis = store.diagnose(&stretched(&checked, 25.0));
+    assert_eq!(diagnosis.optional_steps, 1, "{diagnosis}");
+    assert_eq!(diagnosis.suspects[0].service, "nova-compute", "{diagnosis}");
 }
