@@ -122,7 +122,8 @@ impl Store {
     /// Per command with enough learned runs, each held-back transaction scores its distance to
     /// the nearest variant (optional steps tolerated) and the largest ratio of a step's gap to
     /// its learned bound; the threshold and the timing scale (at least 1) are the conformal
-    /// thresholds of those. Answer times likewise: each transaction scores the largest ratio of
+    /// thresholds of those. Held-back runs too few to vouch for the rate never lower the
+    /// learned threshold. Answer times likewise: each transaction scores the largest ratio of
     /// an answer time to its bound, and every answer bound is scaled by their conformal
     /// threshold (at least 1). Then each held-back run is diagnosed with them, and the run rule is
     /// the conformal threshold of the runs' counts of anomalous transactions.
@@ -177,7 +178,12 @@ impl Store {
         for (command, (distances, timings)) in scores {
             let n = distances.len();
             let attainable_rate = 1.0 / (n as f64 + 1.0);
-            let threshold = conformal_threshold(&distances, rate).map(|(t, _)| t);
+            let learned_threshold = self.commands[&command].learned_threshold(&self.config);
+            // Too few held-back runs to vouch for the rate can only loosen the threshold: their
+            // maximum says less about the spread than the learned runs did.
+            let threshold = conformal_threshold(&distances, rate).map(|(t, vouched)| {
+                if vouched { t } else { t.max(learned_threshold) }
+            });
             let timing_scale = conformal_threshold(&timings, rate).map_or(1.0, |(t, _)| t.max(1.0));
             let calibration = Calibration {
                 target_rate: rate,
@@ -190,7 +196,6 @@ impl Store {
                 .commands
                 .get_mut(&command)
                 .expect("scored commands exist");
-            let learned_threshold = fingerprint.learned_threshold(&self.config);
             fingerprint.calibration = Some(calibration.clone());
             commands.push(CommandCalibrated {
                 command,

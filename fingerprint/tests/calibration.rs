@@ -426,3 +426,20 @@ fn suspects_follow_the_most_overdue_step_not_the_first_past_its_bound() {
     assert_eq!(diagnosis.optional_steps, 1, "{diagnosis}");
     assert_eq!(diagnosis.suspects[0].service, "nova-compute", "{diagnosis}");
 }
+
+#[test]
+fn too_few_held_back_runs_never_tighten_the_learned_threshold() {
+    let create = command("server create", "create-delete");
+    let mut store = Store::default();
+    store.learn_positive(&create);
+    let mut shorter = create.clone();
+    shorter.events.truncate(create.events.len() - 8);
+    store.learn_positive(&shorter);
+    let learned = store.commands["server create"].learned_threshold(&store.config);
+    assert!(learned > store.config.min_threshold, "{learned}");
+    // Two held-back runs exactly like a learned one: their maximum distance is 0.
+    store.calibrate(&[vec![create.clone()], vec![create.clone()]], 0.01);
+    let calibration = store.commands["server create"].calibration.clone().unwrap();
+    assert!(calibration.attainable_rate > 0.01);
+    assert_eq!(calibration.threshold, Some(learned));
+}
