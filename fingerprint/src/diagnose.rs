@@ -219,7 +219,8 @@ impl Store {
     pub fn diagnose_trace(&self, trace: &Trace) -> Diagnosis {
         let ids = self.lookup(&trace.steps);
         let mut suspicion = Suspicion::default();
-        let (errors, usual): (Vec<(usize, &Step)>, Vec<(usize, &Step)>) = trace
+        type Positioned<'a> = Vec<(usize, &'a Step)>;
+        let (errors, usual): (Positioned<'_>, Positioned<'_>) = trace
             .steps
             .iter()
             .enumerate()

@@ -72,7 +72,7 @@ const PERIODIC_MIN_REPEATS: usize = 3;
 /// groups a service's periodic task under one trace) is one endless "transaction" whose idle
 /// timeout equals its period, and judged as a command its period is one enormous late step.
 ///
-/// Periodic means: the first operation recurs at least [`PERIODIC_MIN_REPEATS`] times, at a
+/// Periodic means: the first operation recurs at least 3 times, at a
 /// steady period (every interval within a quarter of the median) of at least
 /// [`NormalizeConfig::min_period_us`] (the user's status polls, every 250 ms, are far faster and
 /// never open a command), and nothing comes more than one period after its last occurrence.
