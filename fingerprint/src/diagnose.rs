@@ -36,6 +36,10 @@ pub enum Status {
     /// failed and nothing was slow: the command never ran, and the API answering is the API
     /// working. Not compared with normal runs, whose shapes it cannot have.
     Refused,
+    /// The command was learned from fewer normal runs than [`crate::store::Config::min_runs`]:
+    /// too few to judge its sequence or timing, and nothing else (an error normal runs do not
+    /// show, a slow answer) went wrong. No verdict rather than a guess.
+    NotEnoughRuns,
 }
 
 /// How the trace first departed from its nearest normal variant.
@@ -162,9 +166,18 @@ pub struct Diagnosis {
     /// The first REST request answered later than its operation's learned bound.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slow_answer: Option<SlowAnswer>,
-    /// Steps that report a failure.
+    /// Steps that report a failure normal runs of the command do not usually show.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Steps that report a failure normal runs of the command show too (a `NotFound` during a
+    /// delete, [`crate::store::Config::usual_error_rate`]): not evidence of a fault.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub usual_errors: Vec<String>,
+    /// Steps the trace has beyond its nearest variant that are optional (read-only successful
+    /// requests, notifications, broadcasts, polls: what another configuration adds) and cost no
+    /// distance.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub optional_steps: usize,
     /// The step where the trace departed from normal behaviour: the late step, or the expected
     /// step at the divergence. Used to compare with negative fingerprints.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -206,12 +219,13 @@ impl Store {
     pub fn diagnose_trace(&self, trace: &Trace) -> Diagnosis {
         let ids = self.lookup(&trace.steps);
         let mut suspicion = Suspicion::default();
-        let errors: Vec<(usize, &Step)> = trace
+        type Positioned<'a> = Vec<(usize, &'a Step)>;
+        let (errors, usual): (Positioned<'_>, Positioned<'_>) = trace
             .steps
             .iter()
             .enumerate()
             .filter(|(_, step)| step.error)
-            .collect();
+            .partition(|(_, step)| !self.usual_error(&trace.command, &step.symbol));
         suspect_failures(&mut suspicion, &trace.steps, &errors);
         let mut diagnosis = Diagnosis {
             transaction: trace.transaction.clone(),
@@ -226,6 +240,8 @@ impl Store {
             late: Vec::new(),
             slow_answer: None,
             errors: errors.iter().map(|(_, step)| step.symbol.clone()).collect(),
+            usual_errors: usual.iter().map(|(_, step)| step.symbol.clone()).collect(),
+            optional_steps: 0,
             anchor: None,
             suspects: Vec::new(),
             classification: None,
@@ -235,28 +251,58 @@ impl Store {
                 .or_else(|| latest(&trace.steps).map(|step| step.ts_us))
                 .unwrap_or(0),
         };
-        let nearest = self.commands.get(&trace.command).and_then(|command| {
-            let threshold = command.threshold(&self.config);
-            let found = nearest_normalized(command, &ids, threshold)?;
-            Some((command, threshold, found))
-        });
-        if let Some((command, threshold, (index, distance))) = nearest {
+        if let Some(judged) = self.judged(trace, &ids) {
+            let Judged {
+                command,
+                threshold,
+                variant: index,
+                distance,
+                optional,
+                ops,
+            } = judged;
             let variant = &command.variants[index];
+            diagnosis.optional_steps = optional;
             diagnosis.distance = Some(distance);
             diagnosis.threshold = Some(threshold);
             diagnosis.nearest_variant = Some(index);
+            if !self.enough_runs(&trace.command) {
+                diagnosis.status = Status::NotEnoughRuns;
+                return self.conclude(trace, &ids, diagnosis, suspicion, &errors);
+            }
             diagnosis.score = (0.5 * distance / threshold).min(1.0);
-            let ops = align(&ids, &variant.symbols);
             diagnosis.late = self.late_steps(trace, variant, &ops);
             let diverged = divergence(self, trace, variant, &ops);
             diagnosis.divergence = diverged.as_ref().map(|(_, divergence)| divergence.clone());
             let sequence_anomaly = distance > threshold;
-            if let Some(late) = diagnosis.late.first() {
-                let ratio = late.gap_us as f64 / late.bound_us.max(1) as f64;
-                diagnosis.score = diagnosis.score.max((0.5 * ratio).min(1.0));
-                diagnosis.anchor = Some(late.symbol.clone());
-                diagnosis.detected_at_us = late.overrun_at(trace);
-                suspect_late(&mut suspicion, trace, late);
+            if let Some(first) = diagnosis.late.first() {
+                // Suspects follow the step most overdue, not the first one past its bound: on
+                // another machine ordinary steps pass a tight bound by a little, while the fault
+                // holds its step many bounds long. The anomaly shows at the first overrun.
+                let ratio = |late: &LateStep| late.gap_us as f64 / late.bound_us.max(1) as f64;
+                let worst = diagnosis.late.iter().fold(first, |worst, late| {
+                    if ratio(late) > ratio(worst) {
+                        late
+                    } else {
+                        worst
+                    }
+                });
+                diagnosis.score = diagnosis.score.max((0.5 * ratio(worst)).min(1.0));
+                diagnosis.anchor = Some(worst.symbol.clone());
+                diagnosis.detected_at_us = first.overrun_at(trace);
+                // The optional extra steps left out of the alignment hold nothing: a token check
+                // the API makes while it waits does not make the API the one that is stuck.
+                let extras: Vec<u64> = (0..trace.steps.len())
+                    .filter(|&a| {
+                        !ops.iter().any(|op| match *op {
+                            EditOp::Match { a: at, .. }
+                            | EditOp::Substitute { a: at, .. }
+                            | EditOp::Insert { a: at } => at == a,
+                            EditOp::Delete { .. } => false,
+                        })
+                    })
+                    .map(|a| trace.steps[a].seq)
+                    .collect();
+                suspect_late(&mut suspicion, trace, worst, &extras);
             }
             if sequence_anomaly && let Some((before, divergence)) = &diverged {
                 if diagnosis.anchor.is_none() {
@@ -273,6 +319,19 @@ impl Store {
                 Status::Normal
             };
         }
+        self.conclude(trace, &ids, diagnosis, suspicion, &errors)
+    }
+
+    /// What applies to every command, fingerprinted or not: slow answers, refusals, errors, and
+    /// then the suspects and the nearest known fault of an anomaly.
+    fn conclude(
+        &self,
+        trace: &Trace,
+        ids: &[u32],
+        mut diagnosis: Diagnosis,
+        mut suspicion: Suspicion,
+        errors: &[(usize, &Step)],
+    ) -> Diagnosis {
         // Answer times are learned per operation, whatever the command: they apply even to a
         // command without a fingerprint.
         let requests: Vec<Request> = trace.steps.iter().filter_map(Request::of_step).collect();
@@ -280,10 +339,19 @@ impl Store {
             let ratio = slow.took_us as f64 / slow.bound_us.max(1) as f64;
             diagnosis.score = diagnosis.score.max((0.5 * ratio).min(1.0));
             if diagnosis.late.is_empty() || slow.overrun_at_us < diagnosis.detected_at_us {
-                diagnosis.anchor = Some(holder.symbol.clone());
                 diagnosis.detected_at_us = slow.overrun_at_us;
             }
-            suspect_holder(&mut suspicion, &slow, holder);
+            // Like late steps, the answer most overdue for its bound is what the fault held:
+            // an answer a little past a tight bound does not outweigh a step held for minutes.
+            let worst_late = diagnosis
+                .late
+                .iter()
+                .map(|late| late.gap_us as f64 / late.bound_us.max(1) as f64)
+                .fold(0.0, f64::max);
+            if ratio >= worst_late {
+                diagnosis.anchor = Some(holder.symbol.clone());
+                suspect_holder(&mut suspicion, &slow, holder);
+            }
             diagnosis.status = Status::Anomalous;
             diagnosis.slow_answer = Some(slow);
         }
@@ -308,9 +376,32 @@ impl Store {
         }
         if diagnosis.status == Status::Anomalous {
             diagnosis.suspects = suspicion.ranked();
-            diagnosis.classification = self.classify(trace, &ids, diagnosis.anchor.as_deref());
+            diagnosis.classification = self.classify(trace, ids, diagnosis.anchor.as_deref());
         }
         diagnosis
+    }
+
+    /// The nearest normal variant of a trace's command and how far the trace is from it, with
+    /// the optional steps it has beyond it tolerated ([`optional_step`]); `None` without a
+    /// fingerprint for the command.
+    pub(crate) fn judged(&self, trace: &Trace, ids: &[u32]) -> Option<Judged<'_>> {
+        let command = self.commands.get(&trace.command)?;
+        let threshold = command.threshold(&self.config);
+        let (index, distance) = nearest_normalized(command, ids, threshold)?;
+        let ops = align(ids, &command.variants[index].symbols);
+        let (distance, optional, ops) =
+            match tolerate_optional(trace, &command.variants[index], &ops) {
+                Some((tolerated, optional, judged)) => (tolerated.min(distance), optional, judged),
+                None => (distance, 0, ops),
+            };
+        Some(Judged {
+            command,
+            threshold,
+            variant: index,
+            distance,
+            optional,
+            ops,
+        })
     }
 
     /// Matched steps that came later than their learned bound after the last activity before
@@ -326,7 +417,7 @@ impl Store {
                 continue;
             };
             let latency = &variant.steps[b].latency;
-            if let Some(bound) = latency.bound(&self.config.timing)
+            if let Some(bound) = self.step_bound(&trace.command, latency)
                 && gap > bound
             {
                 late.push(LateStep {
@@ -394,6 +485,64 @@ impl Store {
             bound: bound_of(label),
         })
     }
+}
+
+/// A trace set against its command's nearest normal variant (see [`Store::judged`]).
+pub(crate) struct Judged<'a> {
+    /// The command's fingerprint.
+    pub(crate) command: &'a CommandFingerprint,
+    /// Its threshold.
+    pub(crate) threshold: f64,
+    /// The nearest variant's index.
+    pub(crate) variant: usize,
+    /// Normalized distance, optional steps tolerated.
+    pub(crate) distance: f64,
+    /// Optional steps tolerated.
+    pub(crate) optional: usize,
+    /// The alignment (trace `a` against variant `b`) without the tolerated steps.
+    pub(crate) ops: Vec<EditOp>,
+}
+
+/// Whether an extra step, one the nearest variant lacks, is optional: a read-only request
+/// answered without error, a notification, a broadcast or a user's poll. Another configuration
+/// of the same cloud adds such steps (a token check, a notification driver, one more placement
+/// lookup) without the command going any other way, so they cost no distance. Failed steps,
+/// writes, RPC calls and casts always count.
+fn optional_step(step: &Step) -> bool {
+    if step.error || step.symbol.contains(" -> ") {
+        return false;
+    }
+    step.poll
+        || (step.read_only && step.symbol.starts_with("rest:"))
+        || step.symbol.starts_with("notify:")
+        || step.symbol.starts_with("rpc.fanout:")
+}
+
+/// The alignment without the optional extra steps ([`optional_step`]): the normalized distance
+/// that is left, how many steps were tolerated, and the alignment to judge by. `None` when the
+/// trace has no optional extra step.
+fn tolerate_optional(
+    trace: &Trace,
+    variant: &Variant,
+    ops: &[EditOp],
+) -> Option<(f64, usize, Vec<EditOp>)> {
+    let tolerated =
+        |op: &EditOp| matches!(*op, EditOp::Insert { a } if optional_step(&trace.steps[a]));
+    let optional = ops.iter().filter(|op| tolerated(op)).count();
+    if optional == 0 {
+        return None;
+    }
+    let judged: Vec<EditOp> = ops.iter().filter(|op| !tolerated(op)).copied().collect();
+    let edits = judged
+        .iter()
+        .filter(|op| !matches!(op, EditOp::Match { .. }))
+        .count();
+    let distance = normalized(edits, trace.steps.len() - optional, variant.symbols.len());
+    Some((distance, optional, judged))
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// Commands with at most this many variants have their nearest variant chosen by normalized
@@ -558,7 +707,7 @@ fn up_to(steps: &[Step], until: usize) -> Vec<Step> {
     observed_until(steps, (steps[until].ts_us, steps[until].seq))
 }
 
-fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
+fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep, extras: &[u64]) {
     let step = &trace.steps[late.trace_step];
     let timing = format!(
         "`{}` came {} after `{}` (learned p50 {}, p99 {}, bound {})",
@@ -569,7 +718,8 @@ fn suspect_late(suspicion: &mut Suspicion, trace: &Trace, late: &LateStep) {
         human_us(late.p99_us),
         human_us(late.bound_us)
     );
-    let held = observed_until(&trace.steps, (late.waited_since(trace), u64::MAX));
+    let mut held = observed_until(&trace.steps, (late.waited_since(trace), u64::MAX));
+    held.retain(|step| !extras.contains(&step.seq));
     if let Some(holder) = actor(&held) {
         suspicion.add(
             holder.service,
@@ -819,6 +969,7 @@ impl fmt::Display for Diagnosis {
             Status::Anomalous => "ANOMALOUS",
             Status::Unknown => "unknown (no fingerprint for this command)",
             Status::Refused => "refused by the API (a client error; not compared)",
+            Status::NotEnoughRuns => "no verdict: not enough normal runs of this command to judge",
         };
         writeln!(
             f,
@@ -835,6 +986,16 @@ impl fmt::Display for Diagnosis {
         writeln!(f)?;
         for error in &self.errors {
             writeln!(f, "  error: `{error}`")?;
+        }
+        for error in &self.usual_errors {
+            writeln!(f, "  error normal runs show too: `{error}`")?;
+        }
+        if self.optional_steps > 0 {
+            writeln!(
+                f,
+                "  {} optional step(s) beyond the nearest variant, tolerated",
+                self.optional_steps
+            )?;
         }
         if let Some(divergence) = &self.divergence {
             writeln!(f, "  divergence: {divergence}")?;

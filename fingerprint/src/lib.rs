@@ -15,6 +15,8 @@
 //! - [`suspicion`]: the one weight table, and how weighted evidence ranks suspects.
 //! - [`answer`]: slow answers of REST requests, and the request holding them.
 //! - [`diagnose`]: anomaly, localization, classification of finished transactions.
+//! - [`calibrate`]: thresholds, timing scales and the run-level verdict calibrated to a stated
+//!   false-alarm rate on held-back fault-free runs.
 //! - [`monitor`]: dynamic timeouts for open transactions.
 //! - [`engine`]: the detection engine: every live rule over a timestamped stream of events,
 //!   closed transactions, tracer signals and run phases, with the inventory's roles; out come
@@ -26,6 +28,7 @@
 
 pub mod alarm;
 pub mod answer;
+pub mod calibrate;
 pub mod diagnose;
 pub mod distance;
 pub mod engine;

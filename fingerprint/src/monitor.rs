@@ -390,9 +390,7 @@ fn expect(store: &Store, open: &Open) -> Option<Expectation> {
         .into_iter()
         .filter(|&(position, end)| position < end)
         .filter_map(|(position, _)| {
-            let bound_us = variant.steps[position]
-                .latency
-                .bound(&store.config.timing)?;
+            let bound_us = store.step_bound(&command_key, &variant.steps[position].latency)?;
             Some(Expectation {
                 variant: index,
                 step: position,

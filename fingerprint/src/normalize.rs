@@ -50,12 +50,65 @@ use crate::symbol::Step;
 pub struct NormalizeConfig {
     /// The longest block of read-only requests that is collapsed when repeated.
     pub max_poll_block: usize,
+    /// A transaction whose first operation recurs at a steady period at least this long is
+    /// periodic background work (see [`periodic`]), not a user command.
+    pub min_period_us: u64,
 }
 
 impl Default for NormalizeConfig {
     fn default() -> Self {
-        NormalizeConfig { max_poll_block: 4 }
+        NormalizeConfig {
+            max_poll_block: 4,
+            min_period_us: 5_000_000,
+        }
     }
+}
+
+/// How many times the first operation must recur for a transaction to be periodic.
+const PERIODIC_MIN_REPEATS: usize = 3;
+
+/// Whether a transaction's events are periodic background work rather than a user command: an
+/// agent that reports every 30 s under one request id for its whole life (or a trace import that
+/// groups a service's periodic task under one trace) is one endless "transaction" whose idle
+/// timeout equals its period, and judged as a command its period is one enormous late step.
+///
+/// Periodic means: the first operation recurs at least 3 times, at a
+/// steady period (every interval within a quarter of the median) of at least
+/// [`NormalizeConfig::min_period_us`] (the user's status polls, every 250 ms, are far faster and
+/// never open a command), and nothing comes more than one period after its last occurrence.
+/// Decided on the events themselves, whatever their source (captured or imported).
+pub fn periodic(events: &[Event], config: &NormalizeConfig) -> bool {
+    let mut order: Vec<&Event> = events.iter().collect();
+    order.sort_by_key(|event| (event.ts_us, event.seq));
+    let series: Vec<(String, i64)> = order
+        .iter()
+        .map(|event| (Step::from_event(event, false).symbol, event.ts_us))
+        .collect();
+    periodic_series(&series, config)
+}
+
+/// [`periodic`] over `(symbol, time)` pairs in time order, each symbol written as a step that
+/// is not the entry.
+fn periodic_series(series: &[(String, i64)], config: &NormalizeConfig) -> bool {
+    let (Some((head, _)), Some(&(_, last))) = (series.first(), series.last()) else {
+        return false;
+    };
+    let times: Vec<i64> = series
+        .iter()
+        .filter(|(symbol, _)| symbol == head)
+        .map(|&(_, ts_us)| ts_us)
+        .collect();
+    if times.len() < PERIODIC_MIN_REPEATS {
+        return false;
+    }
+    let mut intervals: Vec<i64> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    intervals.sort_unstable();
+    let median = intervals[intervals.len() / 2];
+    median >= i64::try_from(config.min_period_us).unwrap_or(i64::MAX)
+        && intervals
+            .iter()
+            .all(|&interval| (interval - median).abs().saturating_mul(4) <= median)
+        && last - times[times.len() - 1] <= median
 }
 
 /// The symbolized, normalized steps of one transaction.

@@ -12,14 +12,17 @@ use tracer::event::{EventKind, Transaction};
 
 use crate::Error;
 use crate::distance::{BATCH_LANES, Pattern, normalized};
-use crate::normalize::{Lane, NormalizeConfig, gaps, lane_prefixes, steps_of};
+use crate::normalize::{Lane, NormalizeConfig, gaps, lane_prefixes, periodic, steps_of};
 use crate::symbol::{Step, answer_key, reply_key};
 use crate::timing::{LatencyProfile, TimingPolicy};
 
 /// The `format` field of every store file.
 pub const STORE_FORMAT: &str = "butterfly-fingerprints";
-/// The store version this crate writes and reads.
-pub const STORE_VERSION: u32 = 3;
+/// The store version this crate writes. Version 4 adds what calibration needs (errors of normal
+/// runs, calibrations, the run-level rule); a version 3 store reads as one without them.
+pub const STORE_VERSION: u32 = 4;
+/// The oldest store version this crate reads.
+pub const STORE_OLDEST_READABLE: u32 = 3;
 /// How many learning distances a command keeps to estimate its threshold.
 const NOVELTY_HISTORY: usize = 1_000;
 
@@ -50,6 +53,20 @@ pub struct Config {
     pub negative_max_bound: f64,
     /// The bound of a fault learned from a single transaction, which has no spread to learn from.
     pub negative_single_bound: f64,
+    /// A command learned from fewer normal runs gets no verdict on its sequence or timing ("not
+    /// enough normal runs"): one run says nothing about how much the command varies. 1 by
+    /// default, so that a store learned from a single baseline judges as before; calibration
+    /// for a cloud (`butterfly fingerprint calibrate`, default 3) raises it.
+    pub min_runs: u64,
+    /// A step, REST operation or RPC call timed fewer times gets no timing verdict (1 by
+    /// default, raised by calibration like [`Config::min_runs`]).
+    pub min_step_samples: u64,
+    /// An error that at least this share of a command's normal runs show (a `NotFound` during a
+    /// delete) is part of normal behaviour, not evidence of a fault.
+    pub usual_error_rate: f64,
+    /// The false-alarm rate per fault-free transaction (and per fault-free run, for the run-level
+    /// rule) that calibration on held-back runs aims at (see [`crate::calibrate`]).
+    pub false_alarm_rate: f64,
 }
 
 impl Default for Config {
@@ -65,6 +82,10 @@ impl Default for Config {
             negative_bound_margin: 1.5,
             negative_max_bound: 0.45,
             negative_single_bound: 0.3,
+            min_runs: 1,
+            min_step_samples: 1,
+            usual_error_rate: 0.1,
+            false_alarm_rate: 0.01,
         }
     }
 }
@@ -115,6 +136,13 @@ pub struct CommandFingerprint {
     /// Normalized distance of each learned run (after the first) to the nearest variant known
     /// before it: the spread of normal behaviour, from which the threshold is derived.
     pub novelty: Vec<f64>,
+    /// How many of the learned runs showed each error symbol (a failed reply, an HTTP 5xx): an
+    /// error that normal runs show often enough is judged normal ([`Config::usual_error_rate`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_runs: BTreeMap<String, u64>,
+    /// Threshold and timing scale calibrated on held-back fault-free runs, when calibrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     #[serde(skip)]
     exact: HashMap<Vec<u32>, usize>,
     /// `(length, variant index)` of the first variant of each distinct shape, sorted by length
@@ -212,8 +240,17 @@ impl CommandFingerprint {
         }
     }
 
-    /// The anomaly threshold on normalized distance.
+    /// The anomaly threshold on normalized distance: calibrated on held-back runs when it was
+    /// (never below [`Config::min_threshold`]), else learned from the spread of the learned runs.
     pub fn threshold(&self, config: &Config) -> f64 {
+        if let Some(threshold) = self.calibration.as_ref().and_then(|c| c.threshold) {
+            return threshold.max(config.min_threshold);
+        }
+        self.learned_threshold(config)
+    }
+
+    /// The threshold learned from the learned runs alone (before calibration).
+    pub fn learned_threshold(&self, config: &Config) -> f64 {
         let p99 = percentile99(self.novelty.iter().map(|&distance| (distance, 1)));
         (p99 * config.threshold_margin).clamp(config.min_threshold, config.max_threshold)
     }
@@ -327,6 +364,40 @@ impl CommandFingerprint {
         self.variants.push(variant);
         index
     }
+}
+
+/// What calibration on held-back fault-free runs set for one command (see [`crate::calibrate`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// The false-alarm rate aimed at.
+    pub target_rate: f64,
+    /// Held-back runs it was calibrated on.
+    pub runs: u64,
+    /// The distance threshold; `None` when no held-back run was comparable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Every learned step bound is multiplied by this (at least 1): the ordinary gaps of the
+    /// held-back runs' machine.
+    pub timing_scale: f64,
+    /// The smallest false-alarm rate the held-back runs can vouch for, `1 / (runs + 1)`: above
+    /// the target when there were too few of them, and the threshold is then their maximum.
+    pub attainable_rate: f64,
+}
+
+/// The run-level rule: a run is failed when more of its transactions are anomalous than this,
+/// calibrated on held-back fault-free runs (see [`crate::calibrate`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRule {
+    /// A run with more anomalous transactions than this is failed.
+    pub max_anomalous: u64,
+    /// The false-alarm rate per run aimed at.
+    pub target_rate: f64,
+    /// Held-back runs it was calibrated on.
+    pub runs: u64,
+    /// The smallest false-alarm rate those runs can vouch for, `1 / (runs + 1)`.
+    pub attainable_rate: f64,
 }
 
 /// The 99th percentile of `values`, each given with its weight (how many times it occurs); 0 when
@@ -506,7 +577,7 @@ impl Trace {
         Trace {
             transaction: transaction.id.clone(),
             command,
-            background: transaction.background,
+            background: transaction.background || periodic(&transaction.events, config),
             steps,
         }
     }
@@ -535,6 +606,13 @@ pub struct Store {
     /// Negative fingerprints. Add them with [`Store::learn_negative`]: the distance bound of each
     /// fault is derived from them then (and when the store is loaded).
     pub negatives: Vec<NegativeFingerprint>,
+    /// The run-level rule, once calibrated; without it a run is failed by any anomalous
+    /// transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_rule: Option<RunRule>,
+    /// Every answer bound is multiplied by this, once calibrated on held-back runs (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_scale: Option<f64>,
     #[serde(skip)]
     index: HashMap<String, u32>,
     /// The spread of each known fault by command (see [`Store::negative_bound`]), derived from
@@ -560,6 +638,8 @@ impl Store {
             commands: BTreeMap::new(),
             answers: BTreeMap::new(),
             negatives: Vec::new(),
+            run_rule: None,
+            answer_scale: None,
             index: HashMap::new(),
             spreads: BTreeMap::new(),
         }
@@ -588,7 +668,7 @@ impl Store {
                 reason: format!("format is `{}`, expected `{STORE_FORMAT}`", header.format),
             });
         }
-        if header.version != STORE_VERSION {
+        if !(STORE_OLDEST_READABLE..=STORE_VERSION).contains(&header.version) {
             let why = match header.version {
                 1 => {
                     "; it was learned with an earlier normalization of traces (version 2 lays \
@@ -606,12 +686,15 @@ impl Store {
             return Err(Error::Format {
                 path: origin.to_owned(),
                 reason: format!(
-                    "version {} is not supported (this build reads version {STORE_VERSION}){why}",
+                    "version {} is not supported (this build reads versions \
+                     {STORE_OLDEST_READABLE} to {STORE_VERSION}){why}",
                     header.version
                 ),
             });
         }
         let mut store: Store = serde_json::from_str(text).map_err(json_error)?;
+        // An older readable version lacks only what this one added; it is written back as this one.
+        store.version = STORE_VERSION;
         // Limits the wrong way round would make every diagnosis panic (`f64::clamp`): refuse them
         // here, with the file's name.
         let config = &store.config;
@@ -849,6 +932,15 @@ impl Store {
             .collect();
         let fingerprint = self.commands.entry(trace.command.clone()).or_default();
         fingerprint.runs += 1;
+        let shown: std::collections::BTreeSet<&str> = trace
+            .steps
+            .iter()
+            .filter(|step| step.error)
+            .map(|step| step.symbol.as_str())
+            .collect();
+        for symbol in shown {
+            *fingerprint.error_runs.entry(symbol.to_owned()).or_default() += 1;
+        }
         let nearest = fingerprint.nearest(&ids);
         if let Some((index, distance)) = nearest {
             let variant_len = fingerprint.variants[index].symbols.len();
@@ -950,9 +1042,50 @@ impl Store {
 
     /// The learned answer time of REST operation `key` and the bound beyond which an answer is
     /// slow, when it has been learned.
+    /// `None` too when it was timed fewer than [`Config::min_step_samples`] times.
     pub fn answer_bound(&self, key: &str) -> Option<(&LatencyProfile, u64)> {
         let profile = self.answers.get(key)?;
-        Some((profile, profile.bound(&self.config.timing)?))
+        if profile.count < self.config.min_step_samples {
+            return None;
+        }
+        let bound = profile.bound(&self.config.timing)?;
+        let scale = self.answer_scale.unwrap_or(1.0).max(1.0);
+        Some((profile, (bound as f64 * scale).ceil() as u64))
+    }
+
+    /// The time after which a step of `command` with latency `profile` is late: the learned
+    /// bound times the command's calibrated timing scale. `None` for a step timed fewer than
+    /// [`Config::min_step_samples`] times, too few to judge.
+    pub fn step_bound(&self, command: &str, profile: &LatencyProfile) -> Option<u64> {
+        if profile.count < self.config.min_step_samples {
+            return None;
+        }
+        let bound = profile.bound(&self.config.timing)?;
+        let scale = self
+            .commands
+            .get(command)
+            .and_then(|fingerprint| fingerprint.calibration.as_ref())
+            .map_or(1.0, |calibration| calibration.timing_scale.max(1.0));
+        Some((bound as f64 * scale).ceil() as u64)
+    }
+
+    /// Whether `command` was learned from enough normal runs to judge its sequence and timing
+    /// ([`Config::min_runs`]).
+    pub fn enough_runs(&self, command: &str) -> bool {
+        self.commands.get(command).is_some_and(|fingerprint| {
+            self.config.min_runs <= 1 || fingerprint.runs >= self.config.min_runs
+        })
+    }
+
+    /// Whether error `symbol` is part of normal runs of `command`: at least
+    /// [`Config::usual_error_rate`] of them showed it, and at least [`Config::min_runs`] did.
+    pub fn usual_error(&self, command: &str, symbol: &str) -> bool {
+        let Some(fingerprint) = self.commands.get(command) else {
+            return false;
+        };
+        let shown = fingerprint.error_runs.get(symbol).copied().unwrap_or(0);
+        shown >= self.config.min_runs.max(1)
+            && shown as f64 >= self.config.usual_error_rate * fingerprint.runs as f64
     }
 
     /// Learns a run recorded under a known fault as a negative fingerprint.
@@ -1128,6 +1261,32 @@ mod tests {
         assert!(error.to_string().contains("version 99"), "{error}");
         let error = Store::from_json("{\"format\": 1}", origin).unwrap_err();
         assert!(error.to_string().starts_with("fp.json:1:"), "{error}");
+    }
+
+    /// A version 3 store (before calibration) loads as version 4 without calibrations, and
+    /// judges as it did: nothing it holds changed meaning.
+    #[test]
+    fn version_3_stores_load_without_calibration() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&Store::default().to_json()).unwrap();
+        json["version"] = 3.into();
+        let config = json["config"].as_object_mut().unwrap();
+        for added in [
+            "min_runs",
+            "min_step_samples",
+            "usual_error_rate",
+            "false_alarm_rate",
+        ] {
+            config.remove(added);
+        }
+        json["config"]["normalize"]
+            .as_object_mut()
+            .unwrap()
+            .remove("min_period_us");
+        let store = Store::from_json(&json.to_string(), Path::new("fp.json")).unwrap();
+        assert_eq!(store.version, STORE_VERSION);
+        assert_eq!(store.config, Config::default());
+        assert!(store.run_rule.is_none() && store.answer_scale.is_none());
     }
 
     /// Regression (issue 6, lane layout): a store learned with the earlier normalization has a

@@ -207,6 +207,33 @@ pub(crate) fn suspect_failures(
             let ((start, end), (inner_start, inner_end)) = (span(step)?, span(other)?);
             (other.seq != step.seq && start <= inner_start && inner_end <= end).then_some(other)
         });
+        let unanswered = inside
+            .is_none()
+            .then(|| unanswered_inside(steps, span(step)?))
+            .flatten();
+        if let Some(call) = unanswered {
+            // The component that failed is the one that never answered: a conductor replying
+            // `MessagingTimeout` returned the error, but its call to nova-compute is what failed.
+            suspicion.add(
+                call.service.as_deref(),
+                call.host.as_deref(),
+                WEIGHTS.failure,
+                format!(
+                    "never answered `{}`, inside `{}` that failed at step {position}",
+                    call.symbol, step.symbol
+                ),
+            );
+            suspicion.add(
+                step.service.as_deref(),
+                step.host.as_deref(),
+                WEIGHTS.failure * WEIGHTS.failed_around,
+                format!(
+                    "returned `{}` at step {position}, after `{}` went unanswered inside it",
+                    step.symbol, call.symbol
+                ),
+            );
+            continue;
+        }
         match inside {
             Some(inner) => suspicion.add(
                 step.service.as_deref(),
@@ -225,4 +252,18 @@ pub(crate) fn suspect_failures(
             ),
         }
     }
+}
+
+/// The first RPC call made within `(start, end)` that never got a reply among `steps`.
+fn unanswered_inside(steps: &[Step], (start, end): (i64, i64)) -> Option<&Step> {
+    steps.iter().find(|call| {
+        call.symbol.starts_with("rpc.call:")
+            && start < call.ts_us
+            && call.ts_us < end
+            && call.link.as_deref().is_some_and(|link| {
+                !steps
+                    .iter()
+                    .any(|reply| reply.answer && reply.link.as_deref() == Some(link))
+            })
+    })
 }

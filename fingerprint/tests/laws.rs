@@ -313,7 +313,10 @@ proptest! {
 
     #[test]
     fn normalization_is_idempotent(steps in steps(), max_poll_block in 1usize..5) {
-        let config = NormalizeConfig { max_poll_block };
+        let config = NormalizeConfig {
+            max_poll_block,
+            ..NormalizeConfig::default()
+        };
         let once = normalize(steps, &config);
         let twice = normalize(once.clone(), &config);
         prop_assert_eq!(once, twice);

@@ -47,41 +47,66 @@ pub struct Args {
     /// Exit 1 when any transaction is anomalous.
     #[arg(long)]
     pub fail_on_anomaly: bool,
+    /// Write the run-level verdict of each trace (one JSON object per line: `trace`, `verdict`)
+    /// to this file.
+    #[arg(long, value_name = "OUT.jsonl")]
+    pub verdicts: Option<PathBuf>,
 }
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<Exit, CliError> {
     let store = Store::load(&args.fingerprints)
         .map_err(|error| CliError::InvalidInput(error.to_string()))?;
-    let mut transactions = Vec::new();
+    let mut runs = Vec::new();
     for path in &args.traces {
-        transactions.extend(read_traces(path)?);
+        runs.push((path, read_traces(path)?));
     }
-    let (mut normal, mut anomalous, mut unknown, mut refused, mut background) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut normal, mut anomalous, mut unknown, mut refused, mut background, mut too_few) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut verdicts = String::new();
     let mut alarms = Vec::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let write_error = |error: std::io::Error| CliError::Setup(format!("writing output: {error}"));
-    for transaction in &transactions {
-        if transaction.background && !args.include_background {
-            background += 1;
-            continue;
+    for (path, transactions) in &runs {
+        let mut diagnoses = Vec::new();
+        for transaction in transactions {
+            let trace = store.trace(transaction);
+            // The store's judgement of background (periodic agents included), not just the tracer's.
+            if trace.background && !args.include_background {
+                background += 1;
+                continue;
+            }
+            let diagnosis = store.diagnose_trace(&trace);
+            match diagnosis.status {
+                Status::Normal => normal += 1,
+                Status::Anomalous => anomalous += 1,
+                Status::Unknown => unknown += 1,
+                Status::Refused => refused += 1,
+                Status::NotEnoughRuns => too_few += 1,
+            }
+            if args.json {
+                let line = serde_json::to_string(&diagnosis).expect("a diagnosis serializes");
+                writeln!(out, "{line}").map_err(write_error)?;
+            } else {
+                write!(out, "{diagnosis}").map_err(write_error)?;
+            }
+            alarms.extend(diagnosis.to_alarm());
+            diagnoses.push(diagnosis);
         }
-        let diagnosis = store.diagnose(transaction);
-        match diagnosis.status {
-            Status::Normal => normal += 1,
-            Status::Anomalous => anomalous += 1,
-            Status::Unknown => unknown += 1,
-            Status::Refused => refused += 1,
-        }
+        let verdict = store.run_verdict(&diagnoses);
         if args.json {
-            let line = serde_json::to_string(&diagnosis).expect("a diagnosis serializes");
-            writeln!(out, "{line}").map_err(write_error)?;
+            eprintln!("{}: {verdict}", path.display());
         } else {
-            write!(out, "{diagnosis}").map_err(write_error)?;
+            writeln!(out, "{}: {verdict}", path.display()).map_err(write_error)?;
         }
-        alarms.extend(diagnosis.to_alarm());
+        let line = serde_json::json!({"trace": path, "verdict": verdict});
+        verdicts.push_str(&line.to_string());
+        verdicts.push('\n');
+    }
+    if let Some(path) = &args.verdicts {
+        std::fs::write(path, &verdicts)
+            .map_err(|error| CliError::Setup(format!("{}: {error}", path.display())))?;
     }
     if let Some(path) = &args.alarms {
         let mut text = String::new();
@@ -93,8 +118,8 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             .map_err(|error| CliError::Setup(format!("{}: {error}", path.display())))?;
     }
     let summary = format!(
-        "{} transaction(s): {normal} normal, {anomalous} anomalous, {unknown} without fingerprint, {refused} refused by the API, {background} background skipped; {} alarm(s)",
-        normal + anomalous + unknown + refused,
+        "{} transaction(s): {normal} normal, {anomalous} anomalous, {unknown} without fingerprint, {too_few} without a verdict (not enough normal runs), {refused} refused by the API, {background} background skipped; {} alarm(s)",
+        normal + anomalous + unknown + refused + too_few,
         alarms.len()
     );
     if args.json {
@@ -155,6 +180,7 @@ mod tests {
             include_background: false,
             json: true,
             fail_on_anomaly: true,
+            verdicts: None,
         });
         assert_eq!(diagnosed.unwrap(), Exit::GateFailed);
         let text = std::fs::read_to_string(alarms).unwrap();
@@ -172,6 +198,53 @@ mod tests {
     }
 
     #[test]
+    fn a_calibrated_store_gives_each_trace_a_run_verdict() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = directory.path().join("fp.json");
+        let verdicts = directory.path().join("verdicts.jsonl");
+        let normal = fixture("create-delete");
+        let learned = learn::run(learn::Args {
+            command: Subcommand::Learn(learn_args(vec![normal.clone(); 3], store.clone())),
+        });
+        assert_eq!(learned.unwrap(), Exit::Pass);
+        let calibrate = |rate: f64| {
+            learn::run(learn::Args {
+                command: Subcommand::Calibrate(learn::CalibrateArgs {
+                    store: store.clone(),
+                    held_back: vec![normal.clone(); 4],
+                    rate,
+                    min_runs: 3,
+                    min_step_samples: 3,
+                }),
+            })
+        };
+        assert_eq!(calibrate(1.5).unwrap_err().code(), 2);
+        assert_eq!(calibrate(0.05).unwrap(), Exit::Pass);
+        let calibrated = Store::load(&store).unwrap();
+        assert!(calibrated.run_rule.is_some());
+        assert!(calibrated.commands["server create"].calibration.is_some());
+        let diagnosed = run(Args {
+            fingerprints: store,
+            traces: vec![normal, fixture("compute-down")],
+            alarms: None,
+            include_background: false,
+            json: true,
+            fail_on_anomaly: false,
+            verdicts: Some(verdicts.clone()),
+        });
+        assert_eq!(diagnosed.unwrap(), Exit::Pass);
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(verdicts)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["verdict"]["failed"], false, "{lines:?}");
+        assert_eq!(lines[1]["verdict"]["failed"], true, "{lines:?}");
+        assert_eq!(lines[1]["verdict"]["calibrated"], true);
+    }
+
+    #[test]
     fn missing_store_and_missing_trace_are_invalid_input() {
         let directory = tempfile::tempdir().unwrap();
         let error = run(Args {
@@ -181,6 +254,7 @@ mod tests {
             include_background: false,
             json: false,
             fail_on_anomaly: false,
+            verdicts: None,
         })
         .unwrap_err();
         assert_eq!(error.code(), 2, "{error}");

@@ -1,5 +1,7 @@
 //! `butterfly fingerprint learn`: learn positive (fault-free) or negative (known fault)
 //! fingerprints from trace directories into a fingerprint store, incrementally.
+//! `butterfly fingerprint calibrate`: calibrate a store's thresholds, timing and run-level rule to
+//! a false-alarm rate on held-back fault-free runs of the cloud it will watch.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,8 @@ Examples:
       --negative --fault-kind process-kill --service nova-compute --host compute1 \\
       --inventory /var/lib/butterfly/testbed/inventory.yaml \\
       --since 2026-11-28T13:04:00Z --until 2026-11-28T13:04:30Z
-  butterfly fingerprint learn --from-run runs/20261128T130335Z-nova-faults --out fp.json";
+  butterfly fingerprint learn --from-run runs/20261128T130335Z-nova-faults --out fp.json
+  butterfly fingerprint calibrate --store fp.json --held-back runs/b1/trace runs/b2/trace --rate 0.01";
 
 /// Learn fingerprints of user commands from traced runs.
 #[derive(Debug, clap::Args)]
@@ -35,6 +38,37 @@ pub struct Args {
 pub enum Subcommand {
     /// Learn runs into a fingerprint store (created if missing, refined if it exists).
     Learn(LearnArgs),
+    /// Calibrate a store to a false-alarm rate on held-back fault-free runs.
+    Calibrate(CalibrateArgs),
+}
+
+/// Calibrate a store on held-back fault-free runs.
+///
+/// Each held-back trace is one fault-free run of the cloud the store will judge (not learned
+/// from). Per command, the distance threshold and a scale of the learned step bounds are set so
+/// that such runs raise false alarms at `--rate` per transaction (a split-conformal quantile of
+/// their scores, not the maximum of the learned runs), answer bounds likewise, and the run-level
+/// rule (how many anomalous transactions a healthy run may have) at `--rate` per run. Commands
+/// learned from fewer than `--min-runs` runs, and steps timed fewer than `--min-step-samples`
+/// times, get no verdict afterwards ("not enough normal runs"). Replaces an earlier calibration.
+#[derive(Debug, clap::Args)]
+#[command(after_help = LEARN_EXAMPLES)]
+pub struct CalibrateArgs {
+    /// The fingerprint store to calibrate (rewritten in place).
+    #[arg(long, value_name = "FP.json")]
+    pub store: PathBuf,
+    /// Held-back fault-free runs: trace directories or `transactions.json` files, one per run.
+    #[arg(long, required = true, num_args = 1.., value_name = "DIR")]
+    pub held_back: Vec<PathBuf>,
+    /// The false-alarm rate to aim at, per fault-free transaction and per fault-free run.
+    #[arg(long, default_value_t = 0.01, value_name = "RATE")]
+    pub rate: f64,
+    /// Commands learned from fewer normal runs get no verdict.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub min_runs: u64,
+    /// Steps, REST operations and RPC calls timed fewer times get no timing verdict.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub min_step_samples: u64,
 }
 
 /// Learn runs into a fingerprint store.
@@ -89,7 +123,70 @@ pub struct LearnArgs {
 pub fn run(args: Args) -> Result<Exit, CliError> {
     match args.command {
         Subcommand::Learn(args) => learn(args),
+        Subcommand::Calibrate(args) => calibrate(args),
     }
+}
+
+fn calibrate(args: CalibrateArgs) -> Result<Exit, CliError> {
+    if !(args.rate > 0.0 && args.rate < 1.0) {
+        return Err(CliError::InvalidInput(format!(
+            "--rate {}: must be between 0 and 1 (exclusive), e.g. 0.01",
+            args.rate
+        )));
+    }
+    let mut store =
+        Store::load(&args.store).map_err(|error| CliError::InvalidInput(error.to_string()))?;
+    let mut runs = Vec::new();
+    for path in &args.held_back {
+        runs.push(read_traces(path)?);
+    }
+    store.config.min_runs = args.min_runs;
+    store.config.min_step_samples = args.min_step_samples;
+    let calibrated = store.calibrate(&runs, args.rate);
+    store
+        .save(&args.store)
+        .map_err(|error| CliError::Setup(error.to_string()))?;
+    println!(
+        "calibrated on {} held-back run(s) at a false-alarm rate of {}",
+        runs.len(),
+        args.rate
+    );
+    for command in &calibrated.commands {
+        let calibration = &command.calibration;
+        let threshold = calibration.threshold.map_or_else(
+            || "none".to_owned(),
+            |t| format!("{:.3}", t.max(store.config.min_threshold)),
+        );
+        let vouched = if calibration.attainable_rate > args.rate {
+            format!(
+                " (too few runs to vouch for {}: at best {:.3}; the threshold is their maximum)",
+                args.rate, calibration.attainable_rate
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "  {}: {} run(s), threshold {threshold} (learned {:.3}), timing scale {:.2}{vouched}",
+            command.command, command.runs, command.learned_threshold, calibration.timing_scale
+        );
+    }
+    if let Some(scale) = store.answer_scale {
+        println!("  answer times: scale {scale:.2}");
+    }
+    if calibrated.not_judged > 0 {
+        println!(
+            "  {} held-back transaction(s) of commands with fewer than {} learned run(s): no verdict on those commands",
+            calibrated.not_judged, args.min_runs
+        );
+    }
+    if let Some(rule) = &calibrated.run_rule {
+        println!(
+            "  run rule: a run with more than {} anomalous transaction(s) is failed ({} run(s))",
+            rule.max_anomalous, rule.runs
+        );
+    }
+    print_store_summary(&store, &args.store);
+    Ok(Exit::Pass)
 }
 
 fn learn(args: LearnArgs) -> Result<Exit, CliError> {
