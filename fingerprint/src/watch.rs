@@ -297,6 +297,16 @@ impl Watch {
         self.labels.0.len()
     }
 
+    /// Transactions the engine follows, and RPC calls it waits a reply for.
+    pub fn pending_calls(&self) -> (usize, usize) {
+        self.engine.open()
+    }
+
+    /// Whether it refines the positives now (asked to, and the store is not full).
+    pub fn learning(&self) -> bool {
+        self.config.learn && !self.counters.learning_stopped
+    }
+
     /// Transactions whose events are held until they are labelled.
     pub fn held_transactions(&self) -> usize {
         self.pending.len()
@@ -415,7 +425,11 @@ impl Watch {
             .map(str::to_owned)
         {
             Some(command) if self.room_for(transaction) => {
-                self.label(transaction, &command, route_key(&request.service, &operation));
+                self.label(
+                    transaction,
+                    &command,
+                    route_key(&request.service, &operation),
+                );
                 self.engine.started(transaction, request, &self.labels);
             }
             Some(_) => {}

@@ -500,7 +500,7 @@ fn push_rest(
 const _: () = assert!(scenarios::model::REST_PROXY_STREAM_PORT == tracer::records::DEFAULT_PORT);
 
 /// How long the first connection to a record stream may take before the run gives up.
-const STREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const STREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The longest pause between two reconnection attempts of a dropped record stream.
 const STREAM_RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -573,7 +573,7 @@ async fn subscribe_rest_streams(
 /// Forwards a stream's records to `sink` until `stop`, reconnecting when the stream drops (the
 /// proxy restarted, or cut this subscriber off for falling behind). Records made while it was
 /// disconnected are lost, and it says so, on stderr and to `resumed` (when it reconnected).
-async fn follow_stream(
+pub(crate) async fn follow_stream(
     addr: String,
     mut subscription: RecordSubscription,
     sink: mpsc::Sender<ProxyRecord>,

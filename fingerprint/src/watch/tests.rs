@@ -75,7 +75,8 @@ fn stream(watch: &mut Watch, transactions: &[Transaction]) -> Vec<Raised> {
             let id = transaction.id.as_str();
             if !closed.contains(&id) && clock >= last[id] + idle {
                 closed.push(id);
-                let mut seen = build_transaction(transaction.id.clone(), transaction.events.clone());
+                let mut seen =
+                    build_transaction(transaction.id.clone(), transaction.events.clone());
                 seen.command = None;
                 alarms.extend(watch.closed(&seen, clock));
             }
@@ -110,13 +111,19 @@ fn the_store_s_commands_are_labelled_by_their_entry_route_without_its_status() {
         ]
     );
     assert_eq!(
-        routes.command("nova-api", "DELETE /v2.1/servers/3cf6d929-3aa8-471b-a066-9c52d409c54f"),
+        routes.command(
+            "nova-api",
+            "DELETE /v2.1/servers/3cf6d929-3aa8-471b-a066-9c52d409c54f"
+        ),
         Some("server delete")
     );
     // Another service's route, or a poll of the server, starts no command.
     assert_eq!(routes.command("glance-api", "POST /v2.1/servers"), None);
     assert_eq!(
-        routes.command("nova-api", "GET /v2.1/servers/3cf6d929-3aa8-471b-a066-9c52d409c54f"),
+        routes.command(
+            "nova-api",
+            "GET /v2.1/servers/3cf6d929-3aa8-471b-a066-9c52d409c54f"
+        ),
         None
     );
     assert!(routes.ambiguous().is_empty());
@@ -155,7 +162,10 @@ fn normal_traffic_raises_no_alarm_and_only_users_commands_are_judged() {
         traffic.len() as u64,
         "{counters:?}"
     );
-    assert!(counters.unknown_route > 0, "polls and token checks: {counters:?}");
+    assert!(
+        counters.unknown_route > 0,
+        "polls and token checks: {counters:?}"
+    );
     assert_eq!(watch.open_transactions(), 0);
     assert_eq!(watch.held_transactions(), 0);
 }
