@@ -9,9 +9,12 @@
 //! the entry route (service, method and templated path, the status left out) → the command it was
 //! learned under. That table is the whole mapping, printed by `butterfly watch --routes`.
 //!
-//! A transaction is labelled by the first REST request of its own that a user made (no calling
-//! service in its `User-Agent`) whose route is a command's entry: the request's arrival at the
-//! recording proxy ([`Watch::started`]) or, without one, its answered event. Everything else is
+//! A transaction is labelled by the REST request of its own that a user made (no calling service
+//! in its `User-Agent`), whose route is a command's entry, and that started first: a proxy
+//! records an exchange once answered, so the requests an API makes while serving the user's
+//! arrive before the user's own. The first candidate opens a grace of
+//! [`WatchConfig::label_grace_us`]; a candidate that started earlier replaces it meanwhile, and
+//! the transaction is labelled when the grace is over (or when it closes). Everything else is
 //! not a user transaction and is never judged: RPC-only traffic (periodic tasks, agents'
 //! reports, under one request id or many), the stitcher's background transactions, requests to
 //! routes no fingerprint starts with. Each is counted ([`Counters`]).
@@ -138,6 +141,9 @@ pub struct WatchConfig {
     pub max_open: usize,
     /// Learning stops once the store holds this many variants over all commands.
     pub max_variants: usize,
+    /// How long after its first candidate entry a transaction is labelled, µs: an enclosing
+    /// request (answered later) may still come.
+    pub label_grace_us: i64,
 }
 
 impl Default for WatchConfig {
@@ -147,6 +153,7 @@ impl Default for WatchConfig {
             max_held_events: 256,
             max_open: 20_000,
             max_variants: 5_000,
+            label_grace_us: 3_000_000,
         }
     }
 }
@@ -228,6 +235,19 @@ struct Pending {
     given_up: bool,
     /// It showed a user's REST request whose route starts no command.
     unknown_route: bool,
+    /// The best entry so far: the user's request that started first and starts a command.
+    candidate: Option<Candidate>,
+}
+
+/// A user's request that may be a transaction's entry.
+#[derive(Debug, Clone)]
+struct Candidate {
+    /// When the request started, µs.
+    start_us: i64,
+    command: String,
+    route: String,
+    /// When the first candidate was seen (the grace runs from then).
+    seen_us: i64,
 }
 
 /// An alarm with the command of the transaction it is about, when the watch labelled it.
@@ -403,6 +423,7 @@ impl Watch {
         if pending.inputs.len() >= cap {
             self.counters.dropped_events += pending.inputs.len() as u64 + 1;
             pending.inputs = Vec::new();
+            pending.candidate = None;
             pending.given_up = true;
             return;
         }
@@ -410,36 +431,63 @@ impl Watch {
     }
 
     /// A REST request of `transaction` reached a recording proxy and awaits its answer.
-    pub fn started(&mut self, transaction: &str, request: &RestStart) {
+    pub fn started(&mut self, transaction: &str, request: &RestStart, now_us: i64) {
         if self.labels.0.contains_key(transaction) {
             self.engine.started(transaction, request, &self.labels);
             return;
         }
-        if self.pending.get(transaction).is_some_and(|p| p.given_up) {
-            return;
-        }
         let operation = request.operation();
         let caller = request.caller();
-        match self
+        let command = self
             .entry_command(&request.service, &operation, caller.as_deref())
-            .map(str::to_owned)
-        {
-            Some(command) if self.room_for(transaction) => {
-                self.label(
-                    transaction,
-                    &command,
-                    route_key(&request.service, &operation),
-                );
-                self.engine.started(transaction, request, &self.labels);
+            .map(str::to_owned);
+        let route = route_key(&request.service, &operation);
+        self.hold(transaction, Held::Started(Box::new(request.clone())));
+        self.consider(
+            transaction,
+            command,
+            route,
+            request.ts_us,
+            caller.is_none(),
+            now_us,
+        );
+    }
+
+    /// Notes a user's request (`user`) of a transaction not labelled yet as a candidate entry
+    /// when it starts a command (`command`), or as a request to a route no command starts.
+    fn consider(
+        &mut self,
+        transaction: &str,
+        command: Option<String>,
+        route: String,
+        start_us: i64,
+        user: bool,
+        now_us: i64,
+    ) {
+        let Some(pending) = self.pending.get_mut(transaction) else {
+            return;
+        };
+        if pending.given_up || !user {
+            return;
+        }
+        let Some(command) = command else {
+            pending.unknown_route = true;
+            return;
+        };
+        match &mut pending.candidate {
+            Some(best) if best.start_us <= start_us => {}
+            Some(best) => {
+                best.start_us = start_us;
+                best.command = command;
+                best.route = route;
             }
-            Some(_) => {}
             None => {
-                self.hold(transaction, Held::Started(Box::new(request.clone())));
-                if caller.is_none()
-                    && let Some(pending) = self.pending.get_mut(transaction)
-                {
-                    pending.unknown_route = true;
-                }
+                pending.candidate = Some(Candidate {
+                    start_us,
+                    command,
+                    route,
+                    seen_us: now_us,
+                })
             }
         }
     }
@@ -451,34 +499,43 @@ impl Watch {
             self.follow(transaction, event, now_us);
             return;
         }
-        let entry = (event.kind == EventKind::RestRequest)
-            .then(|| {
-                let service = event.service.as_deref()?;
-                Some((
-                    service,
-                    self.entry_command(service, &event.operation, event.caller.as_deref())
-                        .map(str::to_owned),
-                ))
+        // The engine's shared-service rules read every transaction's traffic; the event is
+        // handed to it again once its transaction is labelled.
+        self.engine.event(transaction, event, now_us, &self.labels);
+        self.hold(transaction, Held::Event(Box::new(event.clone()), now_us));
+        if event.kind == EventKind::RestRequest
+            && let Some(service) = event.service.as_deref()
+        {
+            let command = self
+                .entry_command(service, &event.operation, event.caller.as_deref())
+                .map(str::to_owned);
+            let route = route_key(service, &event.operation);
+            self.consider(
+                transaction,
+                command,
+                route,
+                event.ts_us,
+                event.caller.is_none(),
+                now_us,
+            );
+        }
+    }
+
+    /// Labels the held transactions whose grace is over (all of them with `all`).
+    fn label_due(&mut self, now_us: i64, only: Option<&str>) {
+        let grace = self.config.label_grace_us;
+        let due: Vec<(String, Candidate)> = self
+            .pending
+            .iter()
+            .filter(|(id, _)| only.is_none_or(|only| only == id.as_str()))
+            .filter_map(|(id, pending)| {
+                let candidate = pending.candidate.as_ref()?;
+                (only.is_some() || now_us - candidate.seen_us >= grace)
+                    .then(|| (id.clone(), candidate.clone()))
             })
-            .flatten();
-        let given_up = self.pending.get(transaction).is_some_and(|p| p.given_up);
-        match entry {
-            Some((service, Some(command))) if !given_up && self.room_for(transaction) => {
-                let route = route_key(service, &event.operation);
-                self.label(transaction, &command, route);
-                self.follow(transaction, event, now_us);
-            }
-            _ => {
-                // The engine's shared-service rules read every transaction's traffic.
-                self.engine.event(transaction, event, now_us, &self.labels);
-                let user_request = matches!(entry, Some((_, None))) && event.caller.is_none();
-                if !given_up {
-                    self.hold(transaction, Held::Event(Box::new(event.clone()), now_us));
-                }
-                if user_request && let Some(pending) = self.pending.get_mut(transaction) {
-                    pending.unknown_route = true;
-                }
-            }
+            .collect();
+        for (id, candidate) in due {
+            self.label(&id, &candidate.command, candidate.route);
         }
     }
 
@@ -486,6 +543,7 @@ impl Watch {
     /// when learning); any other is counted by why it was not a user transaction.
     pub fn closed(&mut self, transaction: &Transaction, now_us: i64) -> Vec<Raised> {
         let id = transaction.id.as_str();
+        self.label_due(now_us, Some(id));
         let pending = self.pending.remove(id);
         let Some(label) = self.labels.0.get_mut(id) else {
             // Unlabelled: the engine still closes what it timed of it.
@@ -526,6 +584,7 @@ impl Watch {
 
     /// Advances the clock to `now_us`.
     pub fn tick(&mut self, now_us: i64) -> Vec<Raised> {
+        self.label_due(now_us, None);
         let alarms = self.engine.tick(now_us, &self.labels);
         alarms
             .into_iter()

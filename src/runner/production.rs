@@ -520,7 +520,7 @@ impl Driver {
                 Update::Started {
                     transaction,
                     request,
-                } => self.watch.started(&transaction, &request),
+                } => self.watch.started(&transaction, &request, now_us),
                 Update::Closed(transaction) => {
                     let raised = self.watch.closed(&transaction, now_us);
                     self.outputs.raise(raised)?;

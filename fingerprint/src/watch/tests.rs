@@ -390,5 +390,69 @@ fn a_transaction_labelled_late_is_judged_as_if_labelled_from_its_first_event() {
         clock += POLL_US;
         told.extend(engine.tick(clock, &labels));
     }
-    assert_eq!(watched[..told.len()], told[..]);
+    // The same alarms, each at most the labelling grace later.
+    assert_eq!(watched.len(), told.len(), "{watched:?}\n{told:?}");
+    for (watched, told) in watched.iter().zip(&told) {
+        assert_eq!(
+            (&watched.detector, &watched.transaction, &watched.suspects),
+            (&told.detector, &told.transaction, &told.suspects)
+        );
+        let late = watched.ts_us - told.ts_us;
+        assert!(
+            (0..=WatchConfig::default().label_grace_us).contains(&late),
+            "{late} µs late"
+        );
+    }
+}
+
+#[test]
+fn a_request_the_api_makes_while_serving_the_user_does_not_label_the_transaction() {
+    // The store also knows `image show`, whose entry is the `GET /v2/images/{id}` nova-api makes
+    // while serving a create; that nested request is answered (and arrives) first.
+    let mut store = learned();
+    let mut show = fixture("create-delete")
+        .into_iter()
+        .find(|t| {
+            t.command.is_none()
+                && t.events.len() == 1
+                && t.events[0].operation.starts_with("GET /v2/images/")
+                && t.events[0].operation.len() > "GET /v2/images/".len() + 30
+        })
+        .unwrap();
+    show.command = Some("image show".into());
+    store.learn_positive(&show);
+    let routes = Routes::of_store(&store);
+    assert_eq!(
+        routes.command(
+            "glance-api",
+            "GET /v2/images/c8ce6502-980c-4972-b757-7780f63306be"
+        ),
+        Some("image show")
+    );
+    let create = command(&fixture("compute-down"), "server create").clone();
+    let first_rest = create
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::RestRequest)
+        .min_by_key(|e| arrival(e))
+        .unwrap();
+    assert!(
+        first_rest.operation.starts_with("GET /v2/images/"),
+        "{first_rest:?}"
+    );
+    let mut watch = watch(store, WatchConfig::default());
+    let alarms = stream(&mut watch, std::slice::from_ref(&create));
+    assert!(!alarms.is_empty());
+    for raised in &alarms {
+        assert_eq!(
+            raised.command.as_deref(),
+            Some("server create"),
+            "{raised:?}"
+        );
+    }
+    let fingerprint = alarms
+        .iter()
+        .find(|r| r.alarm.detector == "fp")
+        .expect("a fingerprint alarm");
+    assert_eq!(fingerprint.alarm.suspects[0].service, "nova-compute");
 }
