@@ -179,7 +179,7 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
     let c = summary.counters;
     let hours = summary.span_us as f64 / 3.6e9;
     eprintln!(
-        "butterfly: watch {}: {} events over {:.2} h of traffic; {} user transactions judged ({} succeeded), {} background, {} not users', {} to routes no fingerprint starts; {} alarms ({:.2}/h); dropped: {} held events, {} inputs past the open cap, {} evicted by the stitcher, {} alerts the webhook did not take",
+        "butterfly: watch {}: {} events over {:.2} h of traffic ({} read from the trace, {} stitched, {} in no transaction); {} user transactions judged ({} succeeded), {} background, {} not users', {} to routes no fingerprint starts; {} alarms ({:.2}/h); dropped: {} held events, {} inputs past the open cap, {} evicted by the stitcher, {} alerts the webhook did not take",
         if summary.signalled {
             "stopped by a signal"
         } else {
@@ -187,6 +187,9 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
         },
         c.events,
         hours,
+        summary.read,
+        summary.stitched,
+        summary.unattributed,
         c.judged,
         c.succeeded,
         c.background,

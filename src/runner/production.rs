@@ -109,6 +109,10 @@ pub struct WatchSummary {
     pub evicted: u64,
     /// Events that joined no transaction.
     pub unattributed: u64,
+    /// Events handed to the stitcher (every event read or decoded).
+    pub stitched: u64,
+    /// Events read from a replayed trace.
+    pub read: u64,
     /// Event time covered, µs (first to last event).
     pub span_us: i64,
     /// The AMQP captures' counts.
@@ -505,6 +509,8 @@ struct Driver {
     last_us: i64,
     /// Events at the start of the current second of event time, and that second.
     rate: (u64, i64),
+    /// Events read from a replayed trace.
+    read: u64,
 }
 
 impl Driver {
@@ -584,6 +590,8 @@ impl Driver {
             webhook_dropped: self.outputs.webhook_dropped.load(Ordering::Relaxed),
             evicted: stitch.evicted,
             unattributed: stitch.unattributed,
+            stitched: stitch.events,
+            read: self.read,
             span_us: self.first_us.map_or(0, |first| self.last_us - first),
             capture,
             signalled,
@@ -666,6 +674,7 @@ pub async fn watch(
         first_us: None,
         last_us: 0,
         rate: (0, 0),
+        read: 0,
     };
     metrics.broker_connected.set(1);
     let result = match options.source.clone() {
@@ -900,6 +909,7 @@ async fn replay(
                 }
             }
         }
+        driver.read += 1;
         driver
             .pipeline
             .push_imported(event)
