@@ -334,7 +334,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>)
             let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let metrics = metrics.clone();
                 async move {
-                    let response = if request.uri().path() == "/metrics" {
+                    if request.uri().path() == "/metrics" {
                         Response::builder()
                             .header(
                                 "content-type",
@@ -345,8 +345,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>)
                         Response::builder()
                             .status(StatusCode::NOT_FOUND)
                             .body(Full::new(Bytes::from_static(b"see /metrics\n")))
-                    };
-                    response
+                    }
                 }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
