@@ -478,3 +478,127 @@ async fn watch_alarms_on_a_faulty_request_and_not_on_normal_ones_to_file_webhook
     );
     connection.close(200, "done".into()).await.unwrap();
 }
+
+fn butterfly() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_butterfly"))
+}
+
+/// The transactions of a recorded run as a live tracer delivers their events (a REST exchange
+/// once answered), written as `events.jsonl`.
+fn recorded_events(fixture: &str, out: &Path) -> usize {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fingerprint/tests/fixtures")
+        .join(fixture)
+        .join("transactions.json");
+    let transactions = tracer::import::read_transactions(&path).unwrap();
+    let mut events: Vec<tracer::event::Event> =
+        transactions.into_iter().flat_map(|t| t.events).collect();
+    let arrival = |e: &tracer::event::Event| match e.kind {
+        tracer::event::EventKind::RestRequest => e.ts_us + e.duration_us.unwrap_or(0) as i64,
+        _ => e.ts_us,
+    };
+    events.sort_by_key(|e| (arrival(e), e.seq));
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    std::fs::write(out, lines.join("\n") + "\n").unwrap();
+    events.len()
+}
+
+#[test]
+fn a_replayed_trace_of_normal_traffic_is_read_whole_raises_no_alarm_and_ends_with_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp = dir.path().join("fp.json");
+    let learned = butterfly()
+        .args(["fingerprint", "learn", "--traces"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprint/tests/fixtures/create-delete"))
+        .arg("--out")
+        .arg(&fp)
+        .output()
+        .unwrap();
+    assert!(learned.status.success());
+    let events = dir.path().join("events.jsonl");
+    let count = recorded_events("create-delete", &events);
+    let alarms = dir.path().join("alarms.jsonl");
+    let output = butterfly()
+        .arg("watch")
+        .arg("--inventory")
+        .arg(inventory())
+        .arg("--fingerprints")
+        .arg(&fp)
+        .arg("--from-trace")
+        .arg(&events)
+        .arg("--alarms")
+        .arg(&alarms)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "({count} read from the trace, {count} stitched, 0 in no transaction)"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&alarms).unwrap(), "");
+}
+
+#[test]
+fn watch_refuses_what_it_cannot_watch_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp = dir.path().join("fp.json");
+    store().save(&fp).unwrap();
+    let run = |args: &[&str]| {
+        let output = butterfly()
+            .arg("watch")
+            .arg("--inventory")
+            .arg(inventory())
+            .arg("--fingerprints")
+            .arg(&fp)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("nothing to watch; hint:"), "{stderr}");
+    let (code, stderr) = run(&["--from-trace", "x.jsonl", "--speed", "fast"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--speed \"fast\""), "{stderr}");
+    let (code, stderr) = run(&["--amqp", "http://nope"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    // A store whose commands start with no REST request labels nothing.
+    Store::default().save(&fp).unwrap();
+    let (code, stderr) = run(&["--amqp", "amqp://guest:guest@127.0.0.1:5672/%2f"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no command of this store starts with a REST request"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn watch_routes_prints_which_request_starts_which_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp = dir.path().join("fp.json");
+    store().save(&fp).unwrap();
+    let output = butterfly()
+        .arg("watch")
+        .arg("--inventory")
+        .arg(inventory())
+        .arg("--fingerprints")
+        .arg(&fp)
+        .arg("--routes")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "nova-api:POST /v2.1/servers\twidget create\n"
+    );
+}

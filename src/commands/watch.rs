@@ -111,8 +111,14 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
     };
     let store = Store::load(&args.fingerprints)
         .map_err(|error| CliError::InvalidInput(error.to_string()))?;
+    let routes = Routes::of_store(&store);
+    if routes.is_empty() {
+        return Err(CliError::InvalidInput(format!(
+            "{}: no command of this store starts with a REST request, so no user transaction could be labelled; hint: learn it from traces with the REST proxy's records (`butterfly fingerprint learn`)",
+            args.fingerprints.display()
+        )));
+    }
     if args.routes {
-        let routes = Routes::of_store(&store);
         for (route, command) in routes.iter() {
             let also = routes
                 .ambiguous()
