@@ -13,8 +13,16 @@ import os
 
 
 def load(path):
+    """The recorded transactions, less the RPC calls whose reply the recording cut off: repeated,
+    each would be a call left unanswered in every cycle, which the engine rightly blames."""
     with open(os.path.join(path, "transactions.json")) as f:
-        return json.load(f)["transactions"]
+        transactions = json.load(f)["transactions"]
+    replied = {e["ids"].get("msg_id") for t in transactions for e in t["events"]
+               if e["kind"] == "rpc-reply"}
+    for t in transactions:
+        t["events"] = [e for e in t["events"]
+                       if e["kind"] != "rpc-call" or e["ids"].get("msg_id") in replied]
+    return transactions
 
 
 def shifted(transactions, shift_us, suffix):
