@@ -90,7 +90,10 @@ def main():
         k += 1
     events = [e for b in blocks for e in b]
     events.sort(key=lambda e: (arrival(e), e["seq"]))
-    os.makedirs(a.out, exist_ok=True)
+    os.makedirs(os.path.join(a.out, "learn"), exist_ok=True)
+    # The fault-free run, as repeated, for `fingerprint learn`.
+    with open(os.path.join(a.out, "learn", "transactions.json"), "w") as f:
+        json.dump({"format": "butterfly-trace", "version": 1, "transactions": normal}, f)
     with open(os.path.join(a.out, "events.jsonl"), "w") as f:
         for n, e in enumerate(events, 1):
             e["seq"] = n
