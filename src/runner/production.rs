@@ -706,12 +706,6 @@ pub async fn watch(
     Ok(summary)
 }
 
-/// A running AMQP capture: how to stop it, and its task.
-type Capture = (
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<tracer::Result<CaptureStats>>,
-);
-
 async fn live(
     driver: &mut Driver,
     amqp: Vec<String>,
@@ -723,7 +717,7 @@ async fn live(
     let (sink, mut records) = mpsc::channel::<AmqpRecord>(16_384);
     let (link, mut broker_link) = signal::channel(None);
     let mut link = Some(link);
-    let mut captures: Vec<Capture> = Vec::new();
+    let mut captures: Vec<super::trace::RunningCapture> = Vec::new();
     for url in &amqp {
         let mode = if tap.is_empty() {
             CaptureMode::Firehose { switch: None }
@@ -738,25 +732,7 @@ async fn live(
             connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
             link: link.take(),
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (ready, is_ready) = oneshot::channel();
-        let sink = sink.clone();
-        let handle = tokio::spawn(async move {
-            capture
-                .run(sink, Some(ready), async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        if is_ready.await.is_err() {
-            let error = match handle.await {
-                Ok(Err(error)) => error.to_string(),
-                Ok(Ok(_)) => "the capture ended before it started".into(),
-                Err(error) => error.to_string(),
-            };
-            return Err(format!("starting the AMQP tracer: {error}"));
-        }
-        captures.push((stop, handle));
+        captures.push(super::trace::start_capture(capture, sink.clone()).await?);
     }
     drop(sink);
     let (rest_sink, mut rest) = mpsc::channel::<ProxyRecord>(16_384);

@@ -34,7 +34,7 @@ pub struct Observed {
 }
 
 /// A running capture: how to stop it, and its task.
-type RunningCapture = (
+pub(crate) type RunningCapture = (
     oneshot::Sender<()>,
     JoinHandle<tracer::Result<CaptureStats>>,
 );
@@ -295,26 +295,8 @@ impl LiveTrace {
                 connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
                 link: link.take(),
             };
-            let (stop, stopped) = oneshot::channel::<()>();
-            let (ready, is_ready) = oneshot::channel();
-            let sink = sink.clone();
-            let handle = tokio::spawn(async move {
-                capture
-                    .run(sink, Some(ready), async {
-                        let _ = stopped.await;
-                    })
-                    .await
-            });
             // Start the workload only once the capture consumes, so the baseline is complete.
-            if is_ready.await.is_err() {
-                let error = match handle.await {
-                    Ok(Err(error)) => error.to_string(),
-                    Ok(Ok(_)) => "the capture ended before it started".into(),
-                    Err(error) => error.to_string(),
-                };
-                return Err(format!("starting the AMQP tracer: {error}"));
-            }
-            captures.push((stop, handle));
+            captures.push(start_capture(capture, sink.clone()).await?);
         }
         drop(sink);
         let mut pipeline =
@@ -483,6 +465,32 @@ impl LiveTrace {
         }
         tracer::import::read_transactions(&file).map_err(|e| e.to_string())
     }
+}
+
+/// Starts `capture` feeding `sink` and waits until it consumes (its first connection must
+/// succeed); returns how to stop it, and its task.
+pub(crate) async fn start_capture(
+    capture: AmqpCapture,
+    sink: mpsc::Sender<AmqpRecord>,
+) -> Result<RunningCapture, String> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (ready, is_ready) = oneshot::channel();
+    let handle = tokio::spawn(async move {
+        capture
+            .run(sink, Some(ready), async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    if is_ready.await.is_err() {
+        let error = match handle.await {
+            Ok(Err(error)) => error.to_string(),
+            Ok(Ok(_)) => "the capture ended before it started".into(),
+            Err(error) => error.to_string(),
+        };
+        return Err(format!("starting the AMQP tracer: {error}"));
+    }
+    Ok((stop, handle))
 }
 
 /// Stitches one REST record and announces it to the execution-point feed.
