@@ -22,45 +22,16 @@ use tracer::records::RecordServer;
 use tracer::rest::{ProxyRecord, RestRecord};
 use tracer::stitch::StitchConfig;
 
-fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl must be installed (the local RabbitMQ is required)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+// The tracer's own helpers for the local RabbitMQ: a vhost of the test's own, deleted on drop.
+#[allow(dead_code)]
+#[path = "../tracer/tests/common/rabbitmq.rs"]
+mod rabbitmq;
 
-/// A vhost of the test's own with the firehose on, deleted (firehose and all) on drop.
-struct Vhost(String);
-
-impl Vhost {
-    fn new() -> Vhost {
-        let name = format!("butterfly-watch-{}", std::process::id());
-        let _ = Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &name])
-            .output();
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        rabbitmqctl(&["trace_on", "-p", &name]);
-        Vhost(name)
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &self.0])
-            .output();
-    }
+/// A vhost of the test's own with the firehose on (deleted, firehose and all, on drop).
+fn traced_vhost() -> rabbitmq::TestVhost {
+    let vhost = rabbitmq::TestVhost::new("watch");
+    rabbitmq::rabbitmqctl(&["trace_on", "-p", &vhost.0]);
+    vhost
 }
 
 /// One message of a user's `widget create`, or its REST exchange.
@@ -260,7 +231,7 @@ fn alarms_in(path: &Path) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_alarms_on_a_faulty_request_and_not_on_normal_ones_to_file_webhook_and_metrics() {
-    let vhost = Vhost::new();
+    let vhost = traced_vhost();
     let dir = tempfile::tempdir().unwrap();
     let fp = dir.path().join("fp.json");
     store().save(&fp).unwrap();
