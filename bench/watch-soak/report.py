@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
 """The soak's figures from its output directory: report.py OUT START END (wall clock, s)."""
 import json, sys
+if sys.argv[1] == "--stores":
+    for f in sys.argv[2:]:
+        store = json.load(open(f))
+        variants = sum(len(c["variants"]) for c in store["commands"].values())
+        runs = sum(c["runs"] for c in store["commands"].values())
+        print(f"{f}: {variants} variants, {runs} runs")
+    sys.exit(0)
 out, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 truth = json.load(open(f"{out}/truth.json"))
 samples = [tuple(map(float, l.split("\t"))) for l in open(f"{out}/rss.tsv") if l.strip()]
