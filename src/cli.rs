@@ -67,6 +67,8 @@ pub enum Command {
     Diagnose(commands::diagnose::Args),
     /// The run history: list recorded runs, show one, print trends, import run directories.
     History(commands::history::Args),
+    /// Watch a production cloud: trace it, judge users' requests, alarm (injects nothing).
+    Watch(commands::watch::Args),
     // Further commands are added here, one line each, by the module that implements them.
 }
 
@@ -93,6 +95,7 @@ fn dispatch(command: Command) -> Result<Exit, CliError> {
         Command::Fingerprint(args) => commands::fingerprint::run(args),
         Command::Diagnose(args) => commands::diagnose::run(args),
         Command::History(args) => commands::history::run(args),
+        Command::Watch(args) => commands::watch::run(args),
     }
 }
 

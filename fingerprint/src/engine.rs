@@ -277,6 +277,9 @@ struct PendingCall {
 /// (`rpc_response_timeout`, 60 s by default): a call unanswered longer is over, not stuck.
 const RPC_RESPONSE_TIMEOUT_US: i64 = 60_000_000;
 
+/// Broker outages remembered; older ones are long past any open transaction.
+const MAX_BROKER_OUTAGES: usize = 1_000;
+
 /// Names an alarm after the campaign's detector (a built-in one calls itself by its kind).
 fn named(mut alarm: Alarm, detector: &str) -> Alarm {
     alarm.detector = detector.to_owned();
@@ -783,6 +786,14 @@ impl Engine {
     /// Advances the clock to `now_us`: settles quiet transactions and polls the timeout monitor.
     pub fn tick(&mut self, now_us: i64, labels: &dyn Labels) -> Vec<Alarm> {
         let mut alarms = Vec::new();
+        // A call unanswered past oslo.messaging's timeout is over (see `blame_stuck_callee`):
+        // forgetting it keeps memory bounded when replies are lost.
+        self.calls
+            .retain(|_, call| now_us.saturating_sub(call.sent_us) < RPC_RESPONSE_TIMEOUT_US);
+        if self.broker_outages.len() > MAX_BROKER_OUTAGES {
+            let over = self.broker_outages.len() - MAX_BROKER_OUTAGES;
+            self.broker_outages.drain(..over);
+        }
         let quiet: Vec<String> = self
             .followed
             .iter()
@@ -913,6 +924,20 @@ impl Engine {
             .map(|api| (api, format!("`{}`", followed.command)));
         self.blame_shared(&mut alarm, held, followed.last_progress_us);
         Some(alarm)
+    }
+
+    /// The API answered the user's request of transaction `transaction` (its entry), for a
+    /// caller that knows the entry otherwise than by the workload's `User-Agent` (production
+    /// traffic, where every user sends their own).
+    pub fn entry_answered(&mut self, transaction: &str) {
+        if let Some(followed) = self.followed.get_mut(transaction) {
+            followed.entry_answered = true;
+        }
+    }
+
+    /// Transactions followed now (not closed yet), and RPC calls awaiting their reply.
+    pub fn open(&self) -> (usize, usize) {
+        (self.followed.len(), self.calls.len())
     }
 
     /// The fingerprints it holds: the store it started from and what it learned since.

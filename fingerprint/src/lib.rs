@@ -21,6 +21,8 @@
 //! - [`engine`]: the detection engine: every live rule over a timestamped stream of events,
 //!   closed transactions, tracer signals and run phases, with the inventory's roles; out come
 //!   alarms. The runner only wires it.
+//! - [`watch`]: production mode: users' transactions labelled by their entry route (from the
+//!   store's commands) and judged by the engine, with bounded memory and counters.
 //!
 //! The modules build on each other in that order: each imports only modules above it in this
 //! list, never in a circle (`tests/module_layers.rs`).
@@ -39,6 +41,7 @@ pub mod store;
 pub mod suspicion;
 pub mod symbol;
 pub mod timing;
+pub mod watch;
 
 pub use diagnose::{Diagnosis, Status};
 pub use error::Error;

@@ -867,6 +867,11 @@ impl Store {
         self.symbols.len()
     }
 
+    /// Number of positive variants over all commands (what learning grows).
+    pub fn variant_count(&self) -> usize {
+        self.commands.values().map(|c| c.variants.len()).sum()
+    }
+
     /// The id of `symbol`, interning it if new.
     pub fn intern(&mut self, symbol: &str) -> u32 {
         if let Some(&id) = self.index.get(symbol) {

@@ -14,3 +14,4 @@ pub mod schema;
 pub mod testbed;
 pub mod trace;
 pub mod validate;
+pub mod watch;

@@ -82,7 +82,12 @@ pub fn engine_of(campaign: &Campaign) -> Result<Option<Engine>, String> {
 
 /// The engine's roles table: the inventory's services with their `function:` and hosts.
 pub fn roles_of(campaign: &Campaign) -> Roles {
-    let services = campaign.testbed.services.iter().map(|service| ServiceRole {
+    roles_of_testbed(&campaign.testbed)
+}
+
+/// The roles table of an inventory (a campaign's testbed, or an inventory file of its own).
+pub fn roles_of_testbed(testbed: &scenarios::model::Testbed) -> Roles {
+    let services = testbed.services.iter().map(|service| ServiceRole {
         service: service.name.to_string(),
         function: service.function.map(|function| match function {
             ServiceFunction::Api => Function::Api,
@@ -92,8 +97,7 @@ pub fn roles_of(campaign: &Campaign) -> Roles {
             ServiceFunction::Cache => Function::Cache,
             ServiceFunction::Agent => Function::Agent,
         }),
-        hosts: campaign
-            .testbed
+        hosts: testbed
             .hosts_of(service)
             .iter()
             .map(|host| host.name.to_string())

@@ -14,6 +14,7 @@ pub mod history;
 pub mod learn;
 pub mod live;
 pub mod openstack;
+pub mod production;
 pub mod resources;
 pub mod trace;
 pub mod workload;

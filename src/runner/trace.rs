@@ -34,7 +34,7 @@ pub struct Observed {
 }
 
 /// A running capture: how to stop it, and its task.
-type RunningCapture = (
+pub(crate) type RunningCapture = (
     oneshot::Sender<()>,
     JoinHandle<tracer::Result<CaptureStats>>,
 );
@@ -295,26 +295,8 @@ impl LiveTrace {
                 connection_name: tracer::amqp::CONNECTION_NAME.to_owned(),
                 link: link.take(),
             };
-            let (stop, stopped) = oneshot::channel::<()>();
-            let (ready, is_ready) = oneshot::channel();
-            let sink = sink.clone();
-            let handle = tokio::spawn(async move {
-                capture
-                    .run(sink, Some(ready), async {
-                        let _ = stopped.await;
-                    })
-                    .await
-            });
             // Start the workload only once the capture consumes, so the baseline is complete.
-            if is_ready.await.is_err() {
-                let error = match handle.await {
-                    Ok(Err(error)) => error.to_string(),
-                    Ok(Ok(_)) => "the capture ended before it started".into(),
-                    Err(error) => error.to_string(),
-                };
-                return Err(format!("starting the AMQP tracer: {error}"));
-            }
-            captures.push((stop, handle));
+            captures.push(start_capture(capture, sink.clone()).await?);
         }
         drop(sink);
         let mut pipeline =
@@ -485,6 +467,32 @@ impl LiveTrace {
     }
 }
 
+/// Starts `capture` feeding `sink` and waits until it consumes (its first connection must
+/// succeed); returns how to stop it, and its task.
+pub(crate) async fn start_capture(
+    capture: AmqpCapture,
+    sink: mpsc::Sender<AmqpRecord>,
+) -> Result<RunningCapture, String> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (ready, is_ready) = oneshot::channel();
+    let handle = tokio::spawn(async move {
+        capture
+            .run(sink, Some(ready), async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    if is_ready.await.is_err() {
+        let error = match handle.await {
+            Ok(Err(error)) => error.to_string(),
+            Ok(Ok(_)) => "the capture ended before it started".into(),
+            Err(error) => error.to_string(),
+        };
+        return Err(format!("starting the AMQP tracer: {error}"));
+    }
+    Ok((stop, handle))
+}
+
 /// Stitches one REST record and announces it to the execution-point feed.
 fn push_rest(
     pipeline: &mut Pipeline,
@@ -500,7 +508,7 @@ fn push_rest(
 const _: () = assert!(scenarios::model::REST_PROXY_STREAM_PORT == tracer::records::DEFAULT_PORT);
 
 /// How long the first connection to a record stream may take before the run gives up.
-const STREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const STREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The longest pause between two reconnection attempts of a dropped record stream.
 const STREAM_RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -573,7 +581,7 @@ async fn subscribe_rest_streams(
 /// Forwards a stream's records to `sink` until `stop`, reconnecting when the stream drops (the
 /// proxy restarted, or cut this subscriber off for falling behind). Records made while it was
 /// disconnected are lost, and it says so, on stderr and to `resumed` (when it reconnected).
-async fn follow_stream(
+pub(crate) async fn follow_stream(
     addr: String,
     mut subscription: RecordSubscription,
     sink: mpsc::Sender<ProxyRecord>,

@@ -251,6 +251,11 @@ impl Pipeline {
             .add(stats);
     }
 
+    /// Transactions open in the stitcher now.
+    pub fn open_transactions(&self) -> usize {
+        self.stitcher.open_len()
+    }
+
     /// Current counts.
     pub fn summary(&self) -> TraceSummary {
         TraceSummary {
