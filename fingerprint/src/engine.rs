@@ -26,6 +26,12 @@
 //!
 //! A repetition's transactions are watched until its recovery window ends; an alarm after that
 //! would fall in a cool-down or the next baseline, about a fault that is no longer there.
+//!
+//! Everything it is fed is one serialisable [`Input`] ([`Engine::feed`]), the workload's labels
+//! included: the runner records the stream it feeds, and `diagnose --replay` feeds it again to
+//! the same engine, rebuilt from its [`EngineSetup`], with the run's own clock. The methods per
+//! kind of input (`event`, `closed`, `tick`, …) stay for callers that label transactions
+//! themselves: they ask the [`Labels`] passed after the labels the engine was fed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +50,12 @@ use crate::store::Store;
 use crate::suspicion::WEIGHTS;
 use crate::symbol::{reply_key, template_dotted};
 use crate::timing::human_us;
+
+mod input;
+pub use input::{
+    AlarmComparison, EngineSetup, Input, LabelBook, RoleSetup, compare_alarms, read_inputs,
+    read_setup,
+};
 
 /// Which window of a repetition.
 #[derive(
@@ -121,7 +133,8 @@ fn clock(us: i64) -> String {
 const DIVERGENCES_PER_REPETITION: usize = 3;
 
 /// What a service does in the cloud, as the inventory says (its `function:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Function {
     /// Answers users' REST requests.
     Api,
@@ -191,7 +204,8 @@ pub trait Labels {
 }
 
 /// Where the run stands, for the detectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Phase {
     /// Repetitions whose baseline has begun so far (1 for the first repetition).
     pub repetition: usize,
@@ -260,6 +274,9 @@ pub struct Engine {
     /// The `User-Agent` the workload sends: a request carrying it is the user's, so its answer
     /// is the entry step's.
     workload_agent: Option<String>,
+    /// The workload's labels the engine was fed ([`Input::Issued`], [`Input::Finished`]); asked
+    /// before the [`Labels`] a caller passes.
+    book: LabelBook,
 }
 
 /// An RPC call not replied to yet (see [`Engine::blame_stuck_callee`]).
@@ -317,6 +334,7 @@ impl Engine {
             last_rpc_us: i64::MIN,
             calls: HashMap::new(),
             workload_agent: None,
+            book: LabelBook::default(),
         })
     }
 
@@ -651,7 +669,10 @@ impl Engine {
             return None;
         }
         // Only workload commands have a known normal behaviour to compare with.
-        let command = labels.command(transaction)?;
+        let command = self
+            .book
+            .command(transaction)
+            .or_else(|| labels.command(transaction))?;
         let role = match self.phase.window {
             Some(WindowKind::Baseline) => Role::Learn,
             Some(WindowKind::Fault | WindowKind::Recovery) => Role::Watch,
@@ -773,7 +794,11 @@ impl Engine {
             complete.command = Some(followed.command.clone());
             // A command still running when its transaction closes never gets a verdict: leave
             // its transaction out of the fingerprints.
-            let outcome = labels.succeeded(&transaction.id).or(Some(false));
+            let outcome = self
+                .book
+                .succeeded(&transaction.id)
+                .or_else(|| labels.succeeded(&transaction.id))
+                .or(Some(false));
             alarms.extend(self.settle(&mut followed, complete, outcome, now_us));
             self.resync();
         }
@@ -794,7 +819,7 @@ impl Engine {
             let Some(mut followed) = self.followed.remove(&id) else {
                 continue;
             };
-            let outcome = labels.succeeded(&id);
+            let outcome = self.book.succeeded(&id).or_else(|| labels.succeeded(&id));
             if followed.diagnosed && outcome.is_none() {
                 // Diagnosed; learning waits for the verdict. No snapshot until then: this runs
                 // every tick.
