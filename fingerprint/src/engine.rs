@@ -226,7 +226,7 @@ enum Role {
     Ended,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Followed {
     command: String,
     role: Role,
@@ -243,8 +243,9 @@ struct Followed {
     done: bool,
 }
 
-/// The built-in detectors of a campaign, driven by the trace stream and a clock.
-#[derive(Debug)]
+/// The built-in detectors of a campaign, driven by the trace stream and a clock. A clone goes on
+/// from the same state (the synthetic bench forks one engine per fault from a shared prefix).
+#[derive(Debug, Clone)]
 pub struct Engine {
     fingerprint: Option<String>,
     timeout: Option<String>,
@@ -808,12 +809,15 @@ impl Engine {
     /// Advances the clock to `now_us`: settles quiet transactions and polls the timeout monitor.
     pub fn tick(&mut self, now_us: i64, labels: &dyn Labels) -> Vec<Alarm> {
         let mut alarms = Vec::new();
-        let quiet: Vec<String> = self
+        let mut quiet: Vec<String> = self
             .followed
             .iter()
             .filter(|(_, f)| !f.done && now_us - f.last_progress_us >= SETTLE_US)
             .map(|(id, _)| id.clone())
             .collect();
+        // In a fixed order: one settled in a baseline is learned from before the next is
+        // judged, so the order decides, and a replay must decide as the run did.
+        quiet.sort_unstable();
         let mut learned = false;
         for id in quiet {
             let Some(mut followed) = self.followed.remove(&id) else {

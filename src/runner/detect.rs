@@ -240,8 +240,9 @@ impl LiveDetectors {
             };
             let now = || jiff::Timestamp::now().as_microsecond();
             let mut feed = |input: Input| -> Result<(), String> {
+                let bare = builtin.to_record(&input);
+                recorder.record(bare.as_ref().unwrap_or(&input));
                 let alarms = builtin.feed(&input);
-                recorder.record(&input);
                 fired(alarms)
             };
             feed(Input::Phase {
