@@ -488,3 +488,236 @@ pub fn read_setup(path: &Path) -> Result<EngineSetup, Error> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::engine::WindowKind;
+
+    const S: i64 = 1_000_000;
+
+    /// Transactions recorded from a real OpenStack (see `fingerprint/tests/fixtures`), the
+    /// workload's only.
+    fn user(name: &str) -> Vec<Transaction> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+            .join("transactions.json");
+        tracer::import::read_transactions(&path)
+            .expect("fixture reads")
+            .into_iter()
+            .filter(|t| t.command.is_some() && !t.background)
+            .collect()
+    }
+
+    /// The stream a run would feed: labels first, then the transactions' events in time order
+    /// with ticks every 100 ms, closes, the verdicts.
+    fn inputs_of(transactions: &[Transaction], ok: bool, from_us: i64) -> Vec<Input> {
+        let mut inputs = Vec::new();
+        for transaction in transactions {
+            inputs.push(Input::Issued {
+                at_us: from_us,
+                request_id: transaction.id.clone(),
+                command: transaction.command.clone().expect("labelled fixture"),
+            });
+        }
+        let mut events: Vec<(&str, &Event)> = transactions
+            .iter()
+            .flat_map(|t| t.events.iter().map(move |e| (t.id.as_str(), e)))
+            .collect();
+        events.sort_by_key(|(_, e)| (e.ts_us, e.seq));
+        let mut clock = from_us;
+        for (transaction, event) in events {
+            while clock + S / 10 <= event.ts_us {
+                clock += S / 10;
+                inputs.push(Input::Tick { at_us: clock });
+            }
+            inputs.push(Input::Event {
+                at_us: event.ts_us.max(clock),
+                transaction: transaction.to_owned(),
+                event: Box::new(event.clone()),
+            });
+        }
+        for transaction in transactions {
+            inputs.push(Input::Finished {
+                at_us: clock,
+                request_id: transaction.id.clone(),
+                succeeded: ok,
+            });
+        }
+        for _ in 0..80 {
+            clock += S / 10;
+            inputs.push(Input::Tick { at_us: clock });
+        }
+        for transaction in transactions {
+            inputs.push(Input::Closed {
+                at_us: clock,
+                transaction: Box::new(transaction.clone()),
+            });
+        }
+        inputs
+    }
+
+    fn phase(at_us: i64, window: Option<WindowKind>) -> Input {
+        Input::Phase {
+            at_us,
+            phase: Phase {
+                repetition: 1,
+                window,
+            },
+        }
+    }
+
+    fn engine() -> Engine {
+        Engine::new(Some("fp".into()), Some("late".into()))
+            .expect("detectors")
+            .with_workload_agent("butterfly/test (workload)")
+    }
+
+    /// A baseline of normal commands, then the create recorded while nova-compute was down.
+    fn run() -> Vec<Input> {
+        let normal = user("create-delete");
+        let stalled: Vec<Transaction> = user("compute-down")
+            .into_iter()
+            .filter(|t| t.command.as_deref() == Some("server create"))
+            .take(1)
+            .collect();
+        let start = normal[0].events[0].ts_us - S;
+        let mut inputs = vec![phase(start, Some(WindowKind::Baseline))];
+        inputs.extend(inputs_of(&normal, true, start));
+        let fault = stalled[0].events[0].ts_us - S;
+        inputs.push(phase(fault, Some(WindowKind::Fault)));
+        inputs.extend(inputs_of(&stalled, false, fault));
+        inputs
+    }
+
+    #[test]
+    fn fed_labels_decide_as_labels_asked_at_call_time_did() {
+        let inputs = run();
+        let mut fed = engine();
+        let by_feed: Vec<Alarm> = inputs.iter().flat_map(|i| fed.feed(i)).collect();
+        assert!(
+            by_feed.iter().any(|a| a.detector == "fp"),
+            "the stalled create alarms: {by_feed:#?}"
+        );
+        // The same stream through the per-kind methods, labels asked of the caller's book.
+        let mut asked = engine();
+        let mut book = LabelBook::default();
+        let mut by_methods = Vec::new();
+        for input in &inputs {
+            match input {
+                Input::Issued {
+                    request_id,
+                    command,
+                    ..
+                } => book.issued(request_id, command),
+                Input::Finished {
+                    at_us,
+                    request_id,
+                    succeeded,
+                } => book.finished(request_id, *succeeded, *at_us),
+                Input::Phase { phase, .. } => asked.phase(*phase),
+                Input::Event {
+                    at_us,
+                    transaction,
+                    event,
+                } => asked.event(transaction, event, *at_us, &book),
+                Input::Tick { at_us } => by_methods.extend(asked.tick(*at_us, &book)),
+                Input::Closed { at_us, transaction } => {
+                    by_methods.extend(asked.closed(transaction, *at_us, &book));
+                }
+                other => panic!("not in this stream: {other:?}"),
+            }
+        }
+        assert_eq!(by_feed, by_methods);
+    }
+
+    #[test]
+    fn an_input_stream_round_trips_through_json_lines() {
+        let mut inputs = run();
+        let request = tracer::rest::RestStart {
+            ts_us: 5,
+            service: "nova-api".into(),
+            upstream_host: Some("controller".into()),
+            method: "POST".into(),
+            path: "/v2.1/servers".into(),
+            global_request_id: Some("req-1".into()),
+            user_agent: None,
+        };
+        inputs.extend([
+            Input::Started {
+                at_us: 6,
+                transaction: "req-1".into(),
+                request: Box::new(request),
+            },
+            Input::BrokerLink {
+                at_us: 7,
+                lost_since: Some(3),
+            },
+            Input::BrokerLink {
+                at_us: 8,
+                lost_since: None,
+            },
+            Input::RestResumed {
+                at_us: 9,
+                resumed_us: 9,
+            },
+            Input::Withdrawn {
+                at_us: 10,
+                request_id: "req-2".into(),
+            },
+        ]);
+        for input in &inputs {
+            let line = serde_json::to_string(input).unwrap();
+            assert!(!line.contains('\n'));
+            let back: Input = serde_json::from_str(&line).unwrap();
+            assert_eq!(&back, input, "{line}");
+        }
+        let line = serde_json::to_string(&Input::Tick { at_us: 1 }).unwrap();
+        assert_eq!(line, r#"{"input":"tick","at_us":1}"#);
+        assert!(serde_json::from_str::<Input>(r#"{"input":"tick","at_us":1,"x":2}"#).is_err());
+    }
+
+    #[test]
+    fn finished_labels_are_forgotten_an_hour_later_and_open_ones_kept() {
+        let mut book = LabelBook::default();
+        book.issued("done", "server create");
+        book.issued("open", "server delete");
+        book.finished("done", true, 0);
+        book.prune(LABEL_KEPT_US - 1);
+        assert_eq!(book.succeeded("done"), Some(true));
+        book.prune(2 * LABEL_KEPT_US);
+        assert_eq!(book.command("done"), None);
+        assert_eq!(book.command("open").as_deref(), Some("server delete"));
+        assert_eq!(book.len(), 1);
+    }
+
+    #[test]
+    fn a_replayed_alarm_matches_by_detector_transaction_first_suspect_and_time() {
+        let alarm = |ts_us: i64, service: &str| Alarm {
+            ts_us,
+            detector: "fp".into(),
+            suspects: vec![crate::alarm::Suspect {
+                service: service.into(),
+                host: None,
+                confidence: 1.0,
+            }],
+            score: 1.0,
+            transaction: Some("req-1".into()),
+            fault_kind: None,
+            evidence: Vec::new(),
+        };
+        let live = [alarm(1_000, "nova-compute"), alarm(5_000_000, "nova-api")];
+        let replayed = [alarm(5_050_000, "nova-api"), alarm(1_000, "nova-conductor")];
+        let comparison = compare_alarms(&live, &replayed, 100_000);
+        assert_eq!(comparison.matched.len(), 1);
+        assert_eq!(comparison.max_shift_us, 50_000);
+        assert_eq!(comparison.live_only, [live[0].clone()]);
+        assert_eq!(comparison.replay_only, [replayed[1].clone()]);
+        assert!(!comparison.same());
+        assert!(compare_alarms(&live, &live, 0).same());
+        // Too far apart in time is another alarm.
+        assert!(!compare_alarms(&live[1..], &replayed[..1], 10_000).same());
+    }
+}
