@@ -189,7 +189,10 @@ fn check_run(dir: &Path, code: i32) {
         .unwrap();
     let said = String::from_utf8_lossy(&replay.stderr);
     assert_eq!(replay.status.code(), Some(0), "{said}");
-    assert!(said.contains("the replay raised the run's alarms"), "{said}");
+    assert!(
+        said.contains("the replay raised the run's alarms"),
+        "{said}"
+    );
 
     // Nothing is left behind: recovery finds nothing to revert.
     let recover = butterfly().arg("recover").arg(dir).output().unwrap();

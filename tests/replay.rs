@@ -36,7 +36,10 @@ fn a_recorded_run_replays_to_its_live_alarms() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("the replay raised the run's alarms"), "{stderr}");
+    assert!(
+        stderr.contains("the replay raised the run's alarms"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("11 alarm(s), the run had 11; 11 matched"),
         "{stderr}"

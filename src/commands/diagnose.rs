@@ -194,16 +194,10 @@ fn run_replay(run_dir: &Path, args: &Args) -> Result<Exit, CliError> {
         comparison.max_shift_us / 1000,
     );
     for alarm in &comparison.live_only {
-        summary.push_str(&format!(
-            "\n  only in the run:    {}",
-            alarm_line(alarm)
-        ));
+        summary.push_str(&format!("\n  only in the run:    {}", alarm_line(alarm)));
     }
     for alarm in &comparison.replay_only {
-        summary.push_str(&format!(
-            "\n  only in the replay: {}",
-            alarm_line(alarm)
-        ));
+        summary.push_str(&format!("\n  only in the replay: {}", alarm_line(alarm)));
     }
     summary.push_str(if comparison.same() {
         "\nthe replay raised the run's alarms"

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::openstack::USER_AGENT;
-use fingerprint::engine::{Engine, Function, Input, Roles, ServiceRole};
 pub use fingerprint::engine::Phase;
+use fingerprint::engine::{Engine, Function, Input, Roles, ServiceRole};
 use fingerprint::store::Store;
 use reports::metrics::RunMetrics;
 use reports::model as rm;
@@ -323,7 +323,6 @@ impl LiveDetectors {
                 };
                 feed(input)?;
             }
-            drop(feed);
             recorder.finish();
             detected.divergences = builtin.into_divergences();
             Ok(detected)
@@ -434,7 +433,6 @@ fn external_command(
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     /// Labels as the workload gives them: the command from the start, the verdict at the end.
     struct Issued(mpsc::UnboundedSender<Input>);
@@ -693,11 +691,7 @@ mod tests {
                 .unwrap();
         assert!(replayed.inputs > normal.len(), "{}", replayed.inputs);
         assert_eq!(replayed.live.len(), detected.alarms.len());
-        assert!(
-            replayed.comparison.same(),
-            "{:#?}",
-            replayed.comparison
-        );
+        assert!(replayed.comparison.same(), "{:#?}", replayed.comparison);
         assert_eq!(replayed.comparison.max_shift_us, 0);
     }
 

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fingerprint::engine::Input;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use fingerprint::engine::Input;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 

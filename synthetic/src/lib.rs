@@ -339,8 +339,8 @@ pub fn apply(inputs: &[Input], faults: &[Fault]) -> Vec<Input> {
             Input::Closed { at_us, transaction } => {
                 let at = shifted(&late, &transaction.id, *at_us);
                 let emitted = seen.remove(&transaction.id).unwrap_or_default();
-                let touched = stalled.contains_key(&transaction.id)
-                    || late.contains_key(&transaction.id);
+                let touched =
+                    stalled.contains_key(&transaction.id) || late.contains_key(&transaction.id);
                 let transaction = if !touched {
                     transaction.clone()
                 } else if transaction.events.is_empty() {
@@ -541,9 +541,8 @@ impl Bench {
             for input in &rest {
                 alarms.extend(fork.feed(input));
             }
-            alarms.retain(|alarm| {
-                (case.scored_from_us..case.scored_until_us).contains(&alarm.ts_us)
-            });
+            alarms
+                .retain(|alarm| (case.scored_from_us..case.scored_until_us).contains(&alarm.ts_us));
             outcomes.push(Outcome1 { case, alarms });
         }
         outcomes
@@ -564,15 +563,20 @@ impl Bench {
             })
             .collect();
         let at = |us: i64| Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH);
-        let repetitions = outcomes.iter().zip(&faults).map(|(outcome, faults)| {
-            ScoringInput {
+        let repetitions = outcomes
+            .iter()
+            .zip(&faults)
+            .map(|(outcome, faults)| ScoringInput {
                 start: at(outcome.case.scored_from_us),
                 end: at(outcome.case.scored_until_us),
                 faults,
                 alarms: &outcome.alarms,
-            }
-        });
-        score(repetitions, self.setup.detectors(), ScoringConfig { grace_s })
+            });
+        score(
+            repetitions,
+            self.setup.detectors(),
+            ScoringConfig { grace_s },
+        )
     }
 }
 

@@ -47,7 +47,9 @@ fn fault(pattern: Pattern, (from_us, until_us): (i64, i64)) -> Fault {
 }
 
 fn sorted(inputs: &[Input]) -> bool {
-    inputs.windows(2).all(|pair| pair[0].at_us() <= pair[1].at_us())
+    inputs
+        .windows(2)
+        .all(|pair| pair[0].at_us() <= pair[1].at_us())
 }
 
 #[test]
@@ -98,15 +100,16 @@ fn a_silent_service_answers_nothing_and_its_callers_go_no_further() {
                 && e.service.as_deref() == Some(service)
         });
         if let Some((asked_at, _, _)) = asked {
-            assert!(at <= asked_at, "{transaction} went on after asking {service}");
+            assert!(
+                at <= asked_at,
+                "{transaction} went on after asking {service}"
+            );
         }
     }
     // Their commands did not succeed.
     let stalled: HashSet<&str> = before
         .iter()
-        .filter(|(at, _, e)| {
-            span.0 <= *at && *at < span.1 && e.service.as_deref() == Some(service)
-        })
+        .filter(|(at, _, e)| span.0 <= *at && *at < span.1 && e.service.as_deref() == Some(service))
         .map(|(_, t, _)| *t)
         .collect();
     for input in &out {

@@ -296,10 +296,10 @@ impl Engine {
     pub fn to_record(&self, input: &Input) -> Option<Input> {
         match input {
             Input::Closed { at_us, transaction }
-                if !self
+                if self
                     .followed
                     .get(&transaction.id)
-                    .is_some_and(|followed| !followed.done) =>
+                    .is_none_or(|followed| followed.done) =>
             {
                 Some(Input::Closed {
                     at_us: *at_us,
@@ -636,7 +636,7 @@ mod tests {
     #[test]
     fn an_input_stream_round_trips_through_json_lines() {
         let mut inputs = run();
-        let request = tracer::rest::RestStart {
+        let request = RestStart {
             ts_us: 5,
             service: "nova-api".into(),
             upstream_host: Some("controller".into()),

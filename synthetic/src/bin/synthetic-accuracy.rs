@@ -30,8 +30,12 @@ fn main() {
         eprintln!("usage: synthetic-accuracy RUN_DIR [FAULTS] [SEED]");
         std::process::exit(2);
     };
-    let total: usize = args.next().map_or(2100, |n| n.parse().expect("FAULTS is a number"));
-    let seed: u64 = args.next().map_or(17, |n| n.parse().expect("SEED is a number"));
+    let total: usize = args
+        .next()
+        .map_or(2100, |n| n.parse().expect("FAULTS is a number"));
+    let seed: u64 = args
+        .next()
+        .map_or(17, |n| n.parse().expect("SEED is a number"));
     let fail = |what: String| -> ! {
         eprintln!("synthetic-accuracy: {what}");
         std::process::exit(2)
