@@ -250,7 +250,7 @@ fn effect(pattern: &Pattern, event: &mut Event) -> Effect {
 
 /// The stream as the trace would have shown it with `faults` active: the recorded inputs
 /// rewritten, the broker's losses signalled, the stalled commands finished as failures, and
-/// everything in time order again. Phases are left as they are (see [`schedule`]).
+/// everything in time order again. Phases are left as they are ([`Bench::run`] sets them).
 pub fn apply(inputs: &[Input], faults: &[Fault]) -> Vec<Input> {
     // Per transaction: stalled from (nothing of it after), and how late it runs.
     let mut stalled: HashMap<String, i64> = HashMap::new();
@@ -391,33 +391,6 @@ pub fn apply(inputs: &[Input], faults: &[Fault]) -> Vec<Input> {
     out
 }
 
-/// The recorded stream with its own phases replaced by one repetition: a baseline from the
-/// start, the fault window `[from_us, until_us)`, recovery until `recovery_end_us`, then none.
-pub fn schedule(inputs: &[Input], from_us: i64, until_us: i64, recovery_end_us: i64) -> Vec<Input> {
-    let phase = |at_us: i64, window: Option<WindowKind>| Input::Phase {
-        at_us,
-        phase: Phase {
-            repetition: 1,
-            window,
-        },
-    };
-    let mut out = Vec::with_capacity(inputs.len() + 4);
-    if let Some(first) = inputs.first() {
-        out.push(phase(first.at_us(), Some(WindowKind::Baseline)));
-    }
-    out.extend(
-        inputs
-            .iter()
-            .filter(|input| !matches!(input, Input::Phase { .. }))
-            .cloned(),
-    );
-    out.push(phase(from_us, Some(WindowKind::Fault)));
-    out.push(phase(until_us, Some(WindowKind::Recovery)));
-    out.push(phase(recovery_end_us, None));
-    out.sort_by_key(Input::at_us);
-    out
-}
-
 /// A synthetic case: one or more faults, with the span scored.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -433,7 +406,7 @@ pub struct Case {
 
 /// What one case produced.
 #[derive(Debug, Clone)]
-pub struct Outcome1 {
+pub struct CaseResult {
     /// The case.
     pub case: Case,
     /// The engine's alarms in the scored span.
@@ -485,7 +458,7 @@ impl Bench {
 
     /// Runs `cases`, each forked from the engine fed the baseline up to its scored start (cases
     /// are grouped by that start so each prefix is fed once).
-    pub fn run(&self, cases: Vec<Case>) -> Vec<Outcome1> {
+    pub fn run(&self, cases: Vec<Case>) -> Vec<CaseResult> {
         let mut cases = cases;
         cases.sort_by_key(|case| case.scored_from_us);
         let mut engine = self
@@ -543,13 +516,13 @@ impl Bench {
             }
             alarms
                 .retain(|alarm| (case.scored_from_us..case.scored_until_us).contains(&alarm.ts_us));
-            outcomes.push(Outcome1 { case, alarms });
+            outcomes.push(CaseResult { case, alarms });
         }
         outcomes
     }
 
     /// Scores outcomes as a testbed run's repetitions are scored: one repetition per case.
-    pub fn score(&self, outcomes: &[&Outcome1], grace_s: f64) -> Vec<DetectorScore> {
+    pub fn score(&self, outcomes: &[&CaseResult], grace_s: f64) -> Vec<DetectorScore> {
         let faults: Vec<Vec<ReportFault>> = outcomes
             .iter()
             .map(|outcome| {

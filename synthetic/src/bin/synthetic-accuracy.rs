@@ -11,7 +11,7 @@ use fingerprint::engine::{read_inputs, read_setup};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use synthetic::{Bench, Case, Fault, Outcome1, Pattern};
+use synthetic::{Bench, Case, CaseResult, Fault, Pattern};
 use tracer::event::EventKind;
 
 const S: i64 = 1_000_000;
@@ -218,7 +218,7 @@ fn main() {
     let mut names: Vec<&str> = kinds.to_vec();
     names.push("all");
     for name in names {
-        let chosen: Vec<&Outcome1> = outcomes
+        let chosen: Vec<&CaseResult> = outcomes
             .iter()
             .filter(|o| name == "all" || o.case.name == name)
             .collect();
