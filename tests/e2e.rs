@@ -78,6 +78,9 @@ fn check_run(dir: &Path, code: i32) {
         "alarms.jsonl",
         "plan.json",
         "trace/transactions.json",
+        "engine-input.jsonl",
+        "engine.json",
+        "engine-store.json",
     ]) {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
@@ -176,6 +179,20 @@ fn check_run(dir: &Path, code: i32) {
             assert!((0.0..=1.0).contains(&value), "{score:?}");
         }
     }
+
+    // Offline gives what live gave: the recorded engine inputs, replayed through the same
+    // engine with the run's clock, raise the run's alarms.
+    let replay = butterfly()
+        .args(["diagnose", "--speed", "max", "--replay"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&replay.stderr);
+    assert_eq!(replay.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("the replay raised the run's alarms"),
+        "{said}"
+    );
 
     // Nothing is left behind: recovery finds nothing to revert.
     let recover = butterfly().arg("recover").arg(dir).output().unwrap();

@@ -26,6 +26,12 @@
 //!
 //! A repetition's transactions are watched until its recovery window ends; an alarm after that
 //! would fall in a cool-down or the next baseline, about a fault that is no longer there.
+//!
+//! Everything it is fed is one serialisable [`Input`] ([`Engine::feed`]), the workload's labels
+//! included: the runner records the stream it feeds, and `diagnose --replay` feeds it again to
+//! the same engine, rebuilt from its [`EngineSetup`], with the run's own clock. The methods per
+//! kind of input (`event`, `closed`, `tick`, …) stay for callers that label transactions
+//! themselves: they ask the [`Labels`] passed after the labels the engine was fed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +50,12 @@ use crate::store::Store;
 use crate::suspicion::WEIGHTS;
 use crate::symbol::{reply_key, template_dotted};
 use crate::timing::human_us;
+
+mod input;
+pub use input::{
+    AlarmComparison, EngineSetup, Input, LabelBook, RoleSetup, compare_alarms, read_inputs,
+    read_setup,
+};
 
 /// Which window of a repetition.
 #[derive(
@@ -121,7 +133,8 @@ fn clock(us: i64) -> String {
 const DIVERGENCES_PER_REPETITION: usize = 3;
 
 /// What a service does in the cloud, as the inventory says (its `function:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Function {
     /// Answers users' REST requests.
     Api,
@@ -191,7 +204,8 @@ pub trait Labels {
 }
 
 /// Where the run stands, for the detectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Phase {
     /// Repetitions whose baseline has begun so far (1 for the first repetition).
     pub repetition: usize,
@@ -212,7 +226,7 @@ enum Role {
     Ended,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Followed {
     command: String,
     role: Role,
@@ -229,8 +243,9 @@ struct Followed {
     done: bool,
 }
 
-/// The built-in detectors of a campaign, driven by the trace stream and a clock.
-#[derive(Debug)]
+/// The built-in detectors of a campaign, driven by the trace stream and a clock. A clone goes on
+/// from the same state (the synthetic bench forks one engine per fault from a shared prefix).
+#[derive(Debug, Clone)]
 pub struct Engine {
     fingerprint: Option<String>,
     timeout: Option<String>,
@@ -260,6 +275,9 @@ pub struct Engine {
     /// The `User-Agent` the workload sends: a request carrying it is the user's, so its answer
     /// is the entry step's.
     workload_agent: Option<String>,
+    /// The workload's labels the engine was fed ([`Input::Issued`], [`Input::Finished`]); asked
+    /// before the [`Labels`] a caller passes.
+    book: LabelBook,
 }
 
 /// An RPC call not replied to yet (see [`Engine::blame_stuck_callee`]).
@@ -320,6 +338,7 @@ impl Engine {
             last_rpc_us: i64::MIN,
             calls: HashMap::new(),
             workload_agent: None,
+            book: LabelBook::default(),
         })
     }
 
@@ -654,7 +673,10 @@ impl Engine {
             return None;
         }
         // Only workload commands have a known normal behaviour to compare with.
-        let command = labels.command(transaction)?;
+        let command = self
+            .book
+            .command(transaction)
+            .or_else(|| labels.command(transaction))?;
         let role = match self.phase.window {
             Some(WindowKind::Baseline) => Role::Learn,
             Some(WindowKind::Fault | WindowKind::Recovery) => Role::Watch,
@@ -776,7 +798,11 @@ impl Engine {
             complete.command = Some(followed.command.clone());
             // A command still running when its transaction closes never gets a verdict: leave
             // its transaction out of the fingerprints.
-            let outcome = labels.succeeded(&transaction.id).or(Some(false));
+            let outcome = self
+                .book
+                .succeeded(&transaction.id)
+                .or_else(|| labels.succeeded(&transaction.id))
+                .or(Some(false));
             alarms.extend(self.settle(&mut followed, complete, outcome, now_us));
             self.resync();
         }
@@ -794,18 +820,21 @@ impl Engine {
             let over = self.broker_outages.len() - MAX_BROKER_OUTAGES;
             self.broker_outages.drain(..over);
         }
-        let quiet: Vec<String> = self
+        let mut quiet: Vec<String> = self
             .followed
             .iter()
             .filter(|(_, f)| !f.done && now_us - f.last_progress_us >= SETTLE_US)
             .map(|(id, _)| id.clone())
             .collect();
+        // In a fixed order: one settled in a baseline is learned from before the next is
+        // judged, so the order decides, and a replay must decide as the run did.
+        quiet.sort_unstable();
         let mut learned = false;
         for id in quiet {
             let Some(mut followed) = self.followed.remove(&id) else {
                 continue;
             };
-            let outcome = labels.succeeded(&id);
+            let outcome = self.book.succeeded(&id).or_else(|| labels.succeeded(&id));
             if followed.diagnosed && outcome.is_none() {
                 // Diagnosed; learning waits for the verdict. No snapshot until then: this runs
                 // every tick.

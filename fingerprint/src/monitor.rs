@@ -118,7 +118,7 @@ pub struct Overdue {
     pub since_us: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Open {
     command: Option<String>,
     raw: Vec<Step>,
@@ -133,7 +133,7 @@ struct Open {
 }
 
 /// Watches open transactions and raises alarms when an expected step is overdue.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Monitor {
     store: Arc<Store>,
     open: BTreeMap<String, Open>,

@@ -1,15 +1,18 @@
 //! `butterfly diagnose`: compare traced transactions with learned fingerprints; print per
 //! transaction normal/anomalous, distance, divergence, ranked suspects and nearest known fault
 //! (or "unknown fault" when no known fault is within its learned bound); write alarms as JSON
-//! Lines.
+//! Lines. With `--replay RUN_DIR`, feeds a recorded run's engine inputs through the same
+//! detection engine again and compares its alarms with the run's live ones.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use fingerprint::alarm::Alarm;
 use fingerprint::{Status, Store};
 
 use crate::commands::fingerprint::read_traces;
 use crate::exit::{CliError, Exit};
+use crate::runner::replay::{self, Speed};
 
 /// Diagnose traced transactions against learned fingerprints.
 ///
@@ -19,22 +22,33 @@ use crate::exit::{CliError, Exit};
 /// bound. Anomalies are written as alarms (one JSON object per line, the format
 /// external detectors use) with `--alarms`.
 ///
-/// Exit 0 after diagnosing (1 with `--fail-on-anomaly` when a transaction is anomalous), 2 on
-/// unreadable input.
+/// With `--replay RUN_DIR`: replays the run's recorded engine inputs (`engine-input.jsonl`)
+/// through the same detection engine, rebuilt as the run built it, with the run's own clock;
+/// prints each alarm and how the replay's alarms compare with the run's `alarms.jsonl`.
+///
+/// Exit 0 after diagnosing (1 with `--fail-on-anomaly` when a transaction is anomalous, or when
+/// a replay's alarms differ from the live ones), 2 on unreadable input.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Exit 0 after diagnosing (1 with --fail-on-anomaly when a transaction is anomalous), 2 on unreadable input.
+Exit 0 after diagnosing (1 with --fail-on-anomaly when a transaction is anomalous, or when a replay's alarms differ from the run's), 2 on unreadable input.
 
 Examples:
   butterfly diagnose --fingerprints fp.json --traces runs/kill-compute/trace
-  butterfly diagnose --fingerprints fp.json --traces trace/ --alarms alarms.jsonl --json")]
+  butterfly diagnose --fingerprints fp.json --traces trace/ --alarms alarms.jsonl --json
+  butterfly diagnose --replay runs/ci-smoke-20261204T190000Z --speed max")]
 pub struct Args {
     /// The fingerprint store (from `butterfly fingerprint learn`).
-    #[arg(long, value_name = "FP.json")]
-    pub fingerprints: PathBuf,
+    #[arg(long, value_name = "FP.json", required_unless_present = "replay")]
+    pub fingerprints: Option<PathBuf>,
     /// Trace directories (holding `transactions.json`) or `transactions.json` files.
-    #[arg(long, required = true, num_args = 1.., value_name = "DIR")]
+    #[arg(long, required_unless_present = "replay", num_args = 1.., value_name = "DIR")]
     pub traces: Vec<PathBuf>,
+    /// Replay a recorded run's engine inputs instead (its own store and setup).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["fingerprints", "traces", "include_background", "fail_on_anomaly"])]
+    pub replay: Option<PathBuf>,
+    /// The replay's pace: N times the run's (`1` is the run's own) or `max`.
+    #[arg(long, value_name = "N|max", default_value = "max", requires = "replay")]
+    pub speed: Speed,
     /// Write alarms for anomalous transactions to this JSON Lines file.
     #[arg(long, value_name = "OUT.jsonl")]
     pub alarms: Option<PathBuf>,
@@ -55,8 +69,16 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<Exit, CliError> {
-    let store = Store::load(&args.fingerprints)
-        .map_err(|error| CliError::InvalidInput(error.to_string()))?;
+    if let Some(run_dir) = &args.replay {
+        return run_replay(run_dir, &args);
+    }
+    let Some(fingerprints) = &args.fingerprints else {
+        return Err(CliError::InvalidInput(
+            "--fingerprints is needed without --replay".into(),
+        ));
+    };
+    let store =
+        Store::load(fingerprints).map_err(|error| CliError::InvalidInput(error.to_string()))?;
     let mut runs = Vec::new();
     for path in &args.traces {
         runs.push((path, read_traces(path)?));
@@ -109,13 +131,7 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             .map_err(|error| CliError::Setup(format!("{}: {error}", path.display())))?;
     }
     if let Some(path) = &args.alarms {
-        let mut text = String::new();
-        for alarm in &alarms {
-            text.push_str(&serde_json::to_string(alarm).expect("an alarm serializes"));
-            text.push('\n');
-        }
-        std::fs::write(path, text)
-            .map_err(|error| CliError::Setup(format!("{}: {error}", path.display())))?;
+        write_alarms(path, &alarms)?;
     }
     let summary = format!(
         "{} transaction(s): {normal} normal, {anomalous} anomalous, {unknown} without fingerprint, {too_few} without a verdict (not enough normal runs), {refused} refused by the API, {background} background skipped; {} alarm(s)",
@@ -134,11 +150,96 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
     }
 }
 
+fn write_alarms(path: &Path, alarms: &[Alarm]) -> Result<(), CliError> {
+    let mut text = String::new();
+    for alarm in alarms {
+        text.push_str(&serde_json::to_string(alarm).expect("an alarm serializes"));
+        text.push('\n');
+    }
+    std::fs::write(path, text)
+        .map_err(|error| CliError::Setup(format!("{}: {error}", path.display())))
+}
+
+/// One alarm on a line: when, detector, transaction, suspects.
+fn alarm_line(alarm: &Alarm) -> String {
+    let when = alarm.timestamp().strftime("%H:%M:%S%.3f");
+    let suspects: Vec<String> = alarm
+        .suspects
+        .iter()
+        .take(3)
+        .map(|s| match &s.host {
+            Some(host) => format!("{}@{host} {:.2}", s.service, s.confidence),
+            None => format!("{} {:.2}", s.service, s.confidence),
+        })
+        .collect();
+    format!(
+        "{when} {} {}: {}",
+        alarm.detector,
+        alarm.transaction.as_deref().unwrap_or("-"),
+        suspects.join(", ")
+    )
+}
+
+/// `diagnose --replay`.
+fn run_replay(run_dir: &Path, args: &Args) -> Result<Exit, CliError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut failed = None;
+    let replayed = replay::replay(run_dir, args.speed, |alarm| {
+        let line = if args.json {
+            serde_json::to_string(alarm).expect("an alarm serializes")
+        } else {
+            alarm_line(alarm)
+        };
+        if let Err(error) = writeln!(out, "{line}")
+            && failed.is_none()
+        {
+            failed = Some(error);
+        }
+    })
+    .map_err(CliError::InvalidInput)?;
+    if let Some(error) = failed {
+        return Err(CliError::Setup(format!("writing output: {error}")));
+    }
+    if let Some(path) = &args.alarms {
+        write_alarms(path, &replayed.alarms)?;
+    }
+    let comparison = &replayed.comparison;
+    let span = replayed
+        .span_us
+        .map_or(0.0, |(first, last)| (last - first) as f64 / 1e6);
+    let mut summary = format!(
+        "replayed {} input(s) over {span:.1} s of the run in {:.2} s: {} alarm(s), the run had {}; {} matched (same detector, transaction and first suspect, at most {} ms apart; largest shift {} ms)",
+        replayed.inputs,
+        replayed.took.as_secs_f64(),
+        replayed.alarms.len(),
+        replayed.live.len(),
+        comparison.matched.len(),
+        replay::RESOLUTION_US / 1000,
+        comparison.max_shift_us / 1000,
+    );
+    for alarm in &comparison.live_only {
+        summary.push_str(&format!("\n  only in the run:    {}", alarm_line(alarm)));
+    }
+    for alarm in &comparison.replay_only {
+        summary.push_str(&format!("\n  only in the replay: {}", alarm_line(alarm)));
+    }
+    summary.push_str(if comparison.same() {
+        "\nthe replay raised the run's alarms"
+    } else {
+        "\nthe replay's alarms differ from the run's"
+    });
+    eprintln!("{summary}");
+    Ok(if comparison.same() {
+        Exit::Pass
+    } else {
+        Exit::GateFailed
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-
-    use fingerprint::alarm::Alarm;
 
     use super::*;
     use crate::commands::fingerprint::{self as learn, LearnArgs, Subcommand};
@@ -174,8 +275,10 @@ mod tests {
         });
         assert_eq!(learned.unwrap(), Exit::Pass);
         let diagnosed = run(Args {
-            fingerprints: store,
+            fingerprints: Some(store),
             traces: vec![fixture("compute-down")],
+            replay: None,
+            speed: Speed::Max,
             alarms: Some(alarms.clone()),
             include_background: false,
             json: true,
@@ -248,8 +351,10 @@ mod tests {
     fn missing_store_and_missing_trace_are_invalid_input() {
         let directory = tempfile::tempdir().unwrap();
         let error = run(Args {
-            fingerprints: directory.path().join("absent.json"),
+            fingerprints: Some(directory.path().join("absent.json")),
             traces: vec![fixture("compute-down")],
+            replay: None,
+            speed: Speed::Max,
             alarms: None,
             include_background: false,
             json: false,

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::openstack::USER_AGENT;
-use fingerprint::engine::{Engine, Function, Roles, ServiceRole};
-pub use fingerprint::engine::{Labels, Phase};
+pub use fingerprint::engine::Phase;
+use fingerprint::engine::{Engine, Function, Input, Roles, ServiceRole};
 use fingerprint::store::Store;
 use reports::metrics::RunMetrics;
 use reports::model as rm;
@@ -129,22 +129,106 @@ pub struct LiveDetectors {
     task: JoinHandle<Result<Detected, String>>,
 }
 
+/// The engine's inputs as the live detectors fed them, one JSON object a line
+/// ([`fingerprint::engine::Input`]), in the run directory: what `diagnose --replay` feeds again.
+pub const ENGINE_INPUT_FILE: &str = "engine-input.jsonl";
+/// What rebuilds the engine besides its store ([`fingerprint::engine::EngineSetup`]).
+pub const ENGINE_SETUP_FILE: &str = "engine.json";
+/// The fingerprint store the engine started from.
+pub const ENGINE_STORE_FILE: &str = "engine-store.json";
+
+/// Writes the engine's inputs as they are fed: buffered, flushed at every tick (a crash loses
+/// a tick's worth), and bounded by what `diagnose --replay` reads (a trace file's limits). A
+/// recording that cannot go on stops with a warning; the run goes on.
+struct Recorder {
+    file: Option<BufWriter<File>>,
+    path: std::path::PathBuf,
+    written: u64,
+}
+
+impl Recorder {
+    fn create(path: &Path) -> Result<Recorder, String> {
+        let file = File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        Ok(Recorder {
+            file: Some(BufWriter::new(file)),
+            path: path.to_owned(),
+            written: 0,
+        })
+    }
+
+    fn record(&mut self, input: &Input) {
+        let Some(file) = &mut self.file else {
+            return;
+        };
+        let mut line = serde_json::to_vec(input).expect("an input serializes");
+        line.push(b'\n');
+        let kind = FileKind::TRACE;
+        let size = line.len() as u64;
+        let result = if size > kind.line_limit || self.written + size > kind.limit {
+            Err(format!(
+                "it reached the limit of {kind} ({} in all, {} a line)",
+                userinput::file::size_in_words(kind.limit),
+                userinput::file::size_in_words(kind.line_limit)
+            ))
+        } else {
+            file.write_all(&line)
+                .and_then(|()| match input {
+                    Input::Tick { .. } => file.flush(),
+                    _ => Ok(()),
+                })
+                .map_err(|e| e.to_string())
+        };
+        match result {
+            Ok(()) => self.written += size,
+            Err(why) => {
+                let _ = file.flush();
+                eprintln!(
+                    "butterfly: {} is no longer recorded ({why}): a replay of this run stops there",
+                    self.path.display()
+                );
+                self.file = None;
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut file) = self.file.take()
+            && let Err(e) = file.flush()
+        {
+            eprintln!("butterfly: writing {}: {e}", self.path.display());
+        }
+    }
+}
+
 impl LiveDetectors {
-    /// Runs `builtin` on the pipeline's `updates` until they end (when the tracer stops),
-    /// appending each alarm to `alarms_file` as it fires and counting it in `metrics`.
+    /// Runs `builtin` on the pipeline's `updates` until they end (when the tracer stops), fed
+    /// the workload's `labels` as they come, appending each alarm to the run directory's alarm
+    /// file as it fires and counting it in `metrics`. Every input it feeds the engine is recorded
+    /// in `run_dir` ([`ENGINE_INPUT_FILE`], with [`ENGINE_SETUP_FILE`] and the store it starts
+    /// from), so the run can be replayed.
     pub fn spawn(
         mut builtin: Engine,
         mut updates: mpsc::UnboundedReceiver<Update>,
         signals: TracerSignals,
         mut phases: watch::Receiver<Phase>,
-        labels: Arc<dyn Labels + Send + Sync>,
-        alarms_file: &Path,
+        mut labels: mpsc::UnboundedReceiver<Input>,
+        run_dir: &Path,
         metrics: Arc<RunMetrics>,
     ) -> Result<LiveDetectors, String> {
-        let mut file = File::create(alarms_file)
+        let alarms_file = run_dir.join(super::ALARMS_FILE);
+        let mut file = File::create(&alarms_file)
             .map(BufWriter::new)
             .map_err(|e| format!("creating {}: {e}", alarms_file.display()))?;
-        let path = alarms_file.to_owned();
+        let setup = serde_json::to_vec_pretty(&builtin.setup()).expect("a setup serializes");
+        let setup_file = run_dir.join(ENGINE_SETUP_FILE);
+        std::fs::write(&setup_file, setup)
+            .map_err(|e| format!("writing {}: {e}", setup_file.display()))?;
+        builtin
+            .store()
+            .save(&run_dir.join(ENGINE_STORE_FILE))
+            .map_err(|e| e.to_string())?;
+        let mut recorder = Recorder::create(&run_dir.join(ENGINE_INPUT_FILE))?;
+        let path = alarms_file;
         let task = tokio::spawn(async move {
             let mut detected = Detected::default();
             let mut fired = |alarms: Vec<rm::Alarm>| -> Result<(), String> {
@@ -159,8 +243,18 @@ impl LiveDetectors {
                 Ok(())
             };
             let now = || jiff::Timestamp::now().as_microsecond();
-            builtin.phase(*phases.borrow_and_update());
+            let mut feed = |input: Input| -> Result<(), String> {
+                let bare = builtin.to_record(&input);
+                recorder.record(bare.as_ref().unwrap_or(&input));
+                let alarms = builtin.feed(&input);
+                fired(alarms)
+            };
+            feed(Input::Phase {
+                at_us: now(),
+                phase: *phases.borrow_and_update(),
+            })?;
             let mut phases_open = true;
+            let mut labels_open = true;
             let TracerSignals {
                 broker_link,
                 rest_resumed,
@@ -174,41 +268,66 @@ impl LiveDetectors {
             let mut ticker = tokio::time::interval(POLL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    // A phase change applies before the updates that arrive after it.
+                let input = tokio::select! {
+                    // A phase change applies before the updates that arrive after it, and a
+                    // command is known before its first event (it is labelled before its
+                    // request is sent).
                     biased;
                     changed = phases.changed(), if phases_open => match changed {
-                        Ok(()) => builtin.phase(*phases.borrow_and_update()),
+                        Ok(()) => Input::Phase { at_us: now(), phase: *phases.borrow_and_update() },
                         // The run is over; the last transactions still close.
-                        Err(_) => phases_open = false,
+                        Err(_) => {
+                            phases_open = false;
+                            continue;
+                        }
+                    },
+                    label = labels.recv(), if labels_open => match label {
+                        // Stamped when fed, as everything else: the stream's clock never goes
+                        // back.
+                        Some(label) => label.at(now()),
+                        None => {
+                            labels_open = false;
+                            continue;
+                        }
                     },
                     changed = broker_link.changed(), if link_open => match changed {
-                        Ok(()) => builtin.broker_link(*broker_link.borrow_and_update(), now()),
-                        Err(_) => link_open = false,
+                        Ok(()) => Input::BrokerLink {
+                            at_us: now(),
+                            lost_since: *broker_link.borrow_and_update(),
+                        },
+                        Err(_) => {
+                            link_open = false;
+                            continue;
+                        }
                     },
                     changed = rest_resumed.changed(), if resumed_open => match changed {
-                        Ok(()) => {
-                            if let Some(at) = *rest_resumed.borrow_and_update() {
-                                builtin.rest_stream_resumed(at);
-                            }
+                        Ok(()) => match *rest_resumed.borrow_and_update() {
+                            Some(resumed_us) => Input::RestResumed { at_us: now(), resumed_us },
+                            None => continue,
+                        },
+                        Err(_) => {
+                            resumed_open = false;
+                            continue;
                         }
-                        Err(_) => resumed_open = false,
                     },
                     update = updates.recv() => match update {
                         Some(Update::Event { transaction, event }) => {
-                            builtin.event(&transaction, &event, now(), labels.as_ref());
+                            Input::Event { at_us: now(), transaction, event }
                         }
                         Some(Update::Started { transaction, request }) => {
-                            builtin.started(&transaction, &request, labels.as_ref());
+                            Input::Started { at_us: now(), transaction, request }
                         }
-                        Some(Update::Closed(transaction)) => {
-                            fired(builtin.closed(&transaction, now(), labels.as_ref()))?;
-                        }
+                        Some(Update::Closed(transaction)) => Input::Closed {
+                            at_us: now(),
+                            transaction: Box::new(transaction),
+                        },
                         None => break,
                     },
-                    _ = ticker.tick() => fired(builtin.tick(now(), labels.as_ref()))?,
-                }
+                    _ = ticker.tick() => Input::Tick { at_us: now() },
+                };
+                feed(input)?;
             }
+            recorder.finish();
             detected.divergences = builtin.into_divergences();
             Ok(detected)
         });
@@ -258,7 +377,7 @@ fn parse_alarm_line(line: &str) -> Option<rm::Alarm> {
 }
 
 /// Reads an alarm file line by line through the bounded reader.
-fn read_alarms_file(path: &Path) -> Result<Vec<rm::Alarm>, String> {
+pub fn read_alarms_file(path: &Path) -> Result<Vec<rm::Alarm>, String> {
     let mut alarms = Vec::new();
     for line in userinput::file::lines(path, FileKind::ALARMS).map_err(|e| e.to_string())? {
         let (_, line) = line.map_err(|e| e.to_string())?;
@@ -319,34 +438,29 @@ fn external_command(
 mod tests {
     use super::*;
 
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
     /// Labels as the workload gives them: the command from the start, the verdict at the end.
-    #[derive(Default)]
-    struct Issued(Mutex<HashMap<String, (String, Option<bool>)>>);
+    struct Issued(mpsc::UnboundedSender<Input>);
 
     impl Issued {
         fn issue(&self, transaction: &Transaction) {
             let command = transaction.command.clone().expect("labelled fixture");
             self.0
-                .lock()
-                .unwrap()
-                .insert(transaction.id.clone(), (command, None));
+                .send(Input::Issued {
+                    at_us: 0,
+                    request_id: transaction.id.clone(),
+                    command,
+                })
+                .unwrap();
         }
 
         fn finish(&self, id: &str, ok: bool) {
-            self.0.lock().unwrap().get_mut(id).unwrap().1 = Some(ok);
-        }
-    }
-
-    impl Labels for Issued {
-        fn command(&self, id: &str) -> Option<String> {
-            self.0.lock().unwrap().get(id).map(|(c, _)| c.clone())
-        }
-
-        fn succeeded(&self, id: &str) -> Option<bool> {
-            self.0.lock().unwrap().get(id)?.1
+            self.0
+                .send(Input::Finished {
+                    at_us: 0,
+                    request_id: id.to_owned(),
+                    succeeded: ok,
+                })
+                .unwrap();
         }
     }
 
@@ -511,7 +625,8 @@ mod tests {
     #[tokio::test]
     async fn the_live_task_writes_and_counts_alarms_as_they_fire() {
         let dir = tempfile::tempdir().unwrap();
-        let labels = Arc::new(Issued::default());
+        let (label_sink, label_inputs) = mpsc::unbounded_channel();
+        let labels = Issued(label_sink);
         let normal = user(fixture("create-delete"));
         let create = stalled_create();
         let (phase, phases) = watch::channel(window(1, Some(rm::WindowKind::Baseline)));
@@ -523,8 +638,8 @@ mod tests {
             updates,
             TracerSignals::default(),
             phases,
-            labels.clone(),
-            &alarms_file,
+            label_inputs,
+            dir.path(),
             metrics.clone(),
         )
         .unwrap();
@@ -574,6 +689,14 @@ mod tests {
             "{text}"
         );
         assert_eq!(detected.divergences.len(), 1);
+        // Everything it fed the engine is recorded: the replay raises the same alarms.
+        let replayed =
+            super::super::replay::replay(dir.path(), super::super::replay::Speed::Max, |_| {})
+                .unwrap();
+        assert!(replayed.inputs > normal.len(), "{}", replayed.inputs);
+        assert_eq!(replayed.live.len(), detected.alarms.len());
+        assert!(replayed.comparison.same(), "{:#?}", replayed.comparison);
+        assert_eq!(replayed.comparison.max_shift_us, 0);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod learn;
 pub mod live;
 pub mod openstack;
 pub mod production;
+pub mod replay;
 pub mod resources;
 pub mod trace;
 pub mod workload;
@@ -144,7 +145,10 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     ));
     let injector = Injector::new(connections.clone(), journal, EngineSettings::default());
 
-    let workload = workload::start(session.clone(), &campaign.workload)
+    // The workload labels its commands for the live detectors as it issues them.
+    let (label_sink, labels) = tokio::sync::mpsc::unbounded_channel();
+    let label_sink = builtin.is_some().then_some(label_sink);
+    let workload = workload::start(session.clone(), &campaign.workload, label_sink)
         .await
         .map_err(CliError::Setup)?;
     let live = live::Live::start(
@@ -163,8 +167,8 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
                     rest_resumed: tracer.rest_resumed(),
                 },
                 live.phases(),
-                workload.records.clone(),
-                &run_dir.join(ALARMS_FILE),
+                labels,
+                &run_dir,
                 live.metrics(),
             )
             .map_err(CliError::Setup)?,

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fingerprint::engine::Input;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use scenarios::model::{CommandKind, Workload, WorkloadCommand};
@@ -70,6 +71,9 @@ pub struct Records {
     /// Request id → the command as issued, from the moment it is issued, so that the live
     /// detectors can label a transaction by its first event.
     issued: Mutex<HashMap<String, Issued>>,
+    /// Where the labels go as inputs of the live detectors (the command issued, withdrawn,
+    /// finished), when they run.
+    labels: Option<mpsc::UnboundedSender<Input>>,
 }
 
 /// A command from the moment it is issued.
@@ -82,7 +86,21 @@ struct Issued {
 }
 
 impl Records {
+    /// Tells the live detectors, if they run.
+    fn label(&self, input: Input) {
+        if let Some(labels) = &self.labels {
+            // The detectors stopped first only when the run is over: nothing left to label.
+            let _ = labels.send(input);
+        }
+    }
+
     fn issuing(&self, request_id: &str, command: &'static str, started_at: Timestamp) {
+        // Before the request is sent: the detectors know the command by its first event.
+        self.label(Input::Issued {
+            at_us: started_at.as_microsecond(),
+            request_id: request_id.to_owned(),
+            command: command.to_owned(),
+        });
         self.issued.lock().expect("issued lock").insert(
             request_id.to_owned(),
             Issued {
@@ -96,9 +114,18 @@ impl Records {
     /// Forgets a command that was not issued after all.
     fn withdraw(&self, request_id: &str) {
         self.issued.lock().expect("issued lock").remove(request_id);
+        self.label(Input::Withdrawn {
+            at_us: Timestamp::now().as_microsecond(),
+            request_id: request_id.to_owned(),
+        });
     }
 
     fn push(&self, record: CommandRecord) {
+        self.label(Input::Finished {
+            at_us: record.finished_at.as_microsecond(),
+            request_id: record.request_id.clone(),
+            succeeded: record.ok,
+        });
         if let Some(issued) = self
             .issued
             .lock()
@@ -216,10 +243,18 @@ async fn prepare(session: &Session, stream: &WorkloadCommand) -> Result<Prepared
     })
 }
 
-/// Starts every command stream of the workload.
-pub async fn start(session: Session, workload: &Workload) -> Result<WorkloadHandle, String> {
+/// Starts every command stream of the workload; `labels` (for the live detectors) learns each
+/// command as it is issued, withdrawn and finished.
+pub async fn start(
+    session: Session,
+    workload: &Workload,
+    labels: Option<mpsc::UnboundedSender<Input>>,
+) -> Result<WorkloadHandle, String> {
     let (stop, stopped) = watch::channel(false);
-    let records = Arc::new(Records::default());
+    let records = Arc::new(Records {
+        labels,
+        ..Records::default()
+    });
     let mut tasks = JoinSet::new();
     // Every stream is prepared before the first starts: a name that does not resolve fails the
     // start before any command has made something the clean-up would have to find.
@@ -564,17 +599,6 @@ async fn issue(
         ok: result.is_ok(),
         error: result.err(),
     });
-}
-
-impl super::detect::Labels for Records {
-    fn command(&self, id: &str) -> Option<String> {
-        let issued = self.issued.lock().expect("issued lock");
-        issued.get(id).map(|issued| issued.command.to_owned())
-    }
-
-    fn succeeded(&self, id: &str) -> Option<bool> {
-        self.issued.lock().expect("issued lock").get(id)?.succeeded
-    }
 }
 
 impl WorkloadHandle {

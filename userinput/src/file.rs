@@ -60,6 +60,8 @@ impl FileKind {
     };
     /// A testbed state file (pids, addresses, generated secrets).
     pub const TESTBED_STATE: FileKind = FileKind::whole("a testbed state file", MIB);
+    /// A run's `engine.json`: the detection engine's names and roles, a few kilobytes.
+    pub const ENGINE_SETUP: FileKind = FileKind::whole("an engine setup file", MIB);
 
     /// A deployer's variables file (kolla `globals.yml`, OSA `user_variables.yml`): kolla ships
     /// a 32 KiB one, mostly comments.
@@ -69,7 +71,7 @@ impl FileKind {
     pub const DEPLOYER_SECRETS: FileKind = FileKind::whole("a deployer's secrets file", MIB);
 
     /// Every kind, for documentation and tests.
-    pub const ALL: [FileKind; 12] = [
+    pub const ALL: [FileKind; 13] = [
         FileKind::CAMPAIGN,
         FileKind::INVENTORY,
         FileKind::CLOUDS_YAML,
@@ -80,6 +82,7 @@ impl FileKind {
         FileKind::ALARMS,
         FileKind::WORKLOAD_RECORDS,
         FileKind::TESTBED_STATE,
+        FileKind::ENGINE_SETUP,
         FileKind::DEPLOYER_VARS,
         FileKind::DEPLOYER_SECRETS,
     ];
