@@ -327,7 +327,9 @@ mod tests {
         assert!(calibrated.run_rule.is_some());
         assert!(calibrated.commands["server create"].calibration.is_some());
         let diagnosed = run(Args {
-            fingerprints: store,
+            replay: None,
+            speed: Speed::Max,
+            fingerprints: Some(store),
             traces: vec![normal, fixture("compute-down")],
             alarms: None,
             include_background: false,
