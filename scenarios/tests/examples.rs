@@ -161,8 +161,12 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 #[test]
 fn the_volumes_and_networks_matrix_is_a_subset_of_the_whole_matrix() {
     let load = |name: &str| {
-        scenarios::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name))
-            .unwrap()
+        scenarios::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(name),
+        )
+        .unwrap()
     };
     let whole = load("detector-accuracy.yaml");
     let subset = load("detector-accuracy-volumes-networks.yaml");
@@ -182,13 +186,28 @@ fn the_volumes_and_networks_matrix_is_a_subset_of_the_whole_matrix() {
             value["target"]["seed"] = serde_json::Value::Null;
             value
         };
-        assert_eq!(without_seed(experiment), without_seed(same), "{}", experiment.name);
+        assert_eq!(
+            without_seed(experiment),
+            without_seed(same),
+            "{}",
+            experiment.name
+        );
     }
-    for service in ["cinder-api", "cinder-scheduler", "cinder-volume", "neutron-api"] {
+    for service in [
+        "cinder-api",
+        "cinder-scheduler",
+        "cinder-volume",
+        "neutron-api",
+    ] {
         let mut faults: Vec<&str> = subset
             .experiments
             .iter()
-            .filter(|e| e.target.service.as_ref().is_some_and(|s| s.name.as_str() == service))
+            .filter(|e| {
+                e.target
+                    .service
+                    .as_ref()
+                    .is_some_and(|s| s.name.as_str() == service)
+            })
             .map(|e| e.fault.kind().name())
             .collect();
         faults.sort_unstable();
