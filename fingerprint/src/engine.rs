@@ -42,7 +42,7 @@ use crate::monitor::{Hold, Holder, Monitor, Stuck, Waiting};
 use crate::normalize::last_progress_us;
 use crate::store::Store;
 use crate::suspicion::WEIGHTS;
-use crate::symbol::{answer_key, reply_key, template_dotted};
+use crate::symbol::{reply_key, template_dotted};
 use crate::timing::human_us;
 
 /// Which window of a repetition.
@@ -253,9 +253,6 @@ pub struct Engine {
     database: Option<(String, Option<String>)>,
     /// Per API service, when it last answered a request (of any transaction).
     answered: HashMap<String, i64>,
-    /// Per API service, when it last answered a request (of any transaction) later than the
-    /// learned bound of its operation: an API slow at everything is saturated.
-    answered_slowly: HashMap<String, i64>,
     /// When the last RPC message of any transaction was sent: the broker carries messages.
     last_rpc_us: i64,
     /// RPC calls of any transaction not replied to yet, by message id.
@@ -317,7 +314,6 @@ impl Engine {
             broker_outages: Vec::new(),
             database: None,
             answered: HashMap::new(),
-            answered_slowly: HashMap::new(),
             last_rpc_us: i64::MIN,
             calls: HashMap::new(),
             workload_agent: None,
@@ -410,18 +406,6 @@ impl Engine {
             .filter(|service| self.roles.may_serve_users(service))
     }
 
-    /// Whether API `api` answered a request (any transaction's) later than its operation's
-    /// learned bound after `since_us`: it is slow at everything, saturated, rather than held
-    /// by the database on some requests while it answers the others as fast as ever. (Measured:
-    /// cinder-api, one gunicorn worker polled by a mixed workload on 2 loaded cores, held a
-    /// `POST /v3/{id}/volumes` for 6.5 s while answering polls in seconds too, and was taken for
-    /// a database wait, also beside a killed cinder-scheduler.)
-    fn saturated(&self, api: &str, since_us: i64) -> bool {
-        self.answered_slowly
-            .get(api)
-            .is_some_and(|&at| at > since_us)
-    }
-
     /// Names the database first when what the trace shows of a stall points at something every
     /// service shares and the trace does not show, and the broker is connected:
     ///
@@ -430,11 +414,10 @@ impl Engine {
     ///   alive and waits on something. (Locked tables hold `POST /servers` for as long as the
     ///   lock while nova-api answers every poll.) A frozen or stopped API answers nothing and is
     ///   not taken for the database; an API waiting on a service it calls over REST is held by
-    ///   that request, which the caller does not pass here; an API that answered others slowly
-    ///   meanwhile is [saturated](Engine::saturated), not waiting on the database;
+    ///   that request, which the caller does not pass here;
     /// * or two services hold transactions at once ([`Monitor::holders`]), neither waiting on
     ///   the other, one of them an API holding a user's request with nothing in flight inside
-    ///   it and not saturated, while the broker carries messages. (Measured: locked `nova_api` tables held
+    ///   it, while the broker carries messages. (Measured: locked `nova_api` tables held
     ///   nova-api's `POST /servers` and `DELETE`s and the conductor's builds at once, and a
     ///   delete whose `DELETE` had been answered before the lock was blamed on the service
     ///   left holding it.) One service stalling alone (a frozen conductor, a stopped compute
@@ -493,22 +476,6 @@ impl Engine {
             }
         }
         if let Some((api, request)) = &held
-            && self.saturated(api, stalled_since_us)
-        {
-            let evidence = format!(
-                "{api} has not answered this {request} since {}, and answered other requests past their learned bounds meanwhile (last at {}): it is saturated",
-                clock(stalled_since_us),
-                clock(self.answered_slowly[api])
-            );
-            let host = alarm
-                .suspects
-                .iter()
-                .find(|suspect| suspect.service == *api)
-                .and_then(|suspect| suspect.host.clone());
-            put_first(alarm, &(api.clone(), host), evidence);
-            return false;
-        }
-        if let Some((api, request)) = &held
             && let Some(&answered) = self.answered.get(api).filter(|&&at| at > stalled_since_us)
         {
             put_first(
@@ -528,7 +495,7 @@ impl Engine {
             other.service != holder
                 && Some(&other.transaction) != this.as_ref()
                 && match other.hold {
-                    Hold::Entry => !self.saturated(&other.service, other.since_us),
+                    Hold::Entry => true,
                     Hold::Step => held.is_some(),
                     Hold::Request => false,
                 }
@@ -723,20 +690,8 @@ impl Engine {
         {
             // Any transaction's answer shows the API is alive.
             let duration = i64::try_from(event.duration_us.unwrap_or(0)).unwrap_or(i64::MAX);
-            let end = event.ts_us.saturating_add(duration);
             let answered = self.answered.entry(service.clone()).or_insert(i64::MIN);
-            *answered = (*answered).max(end);
-            let slow = self
-                .store
-                .answer_bound(&answer_key(service, &event.operation))
-                .is_some_and(|(_, bound)| event.duration_us.unwrap_or(0) > bound);
-            if slow {
-                let slowly = self
-                    .answered_slowly
-                    .entry(service.clone())
-                    .or_insert(i64::MIN);
-                *slowly = (*slowly).max(end);
-            }
+            *answered = (*answered).max(event.ts_us.saturating_add(duration));
         }
         if matches!(
             event.kind,

@@ -352,13 +352,10 @@ fn learned_with_shared_dependencies(labels: &Issued) -> (Engine, Vec<Transaction
 /// Regression (issue 6, locked database tables were blamed on the nova service that waits):
 /// a create whose `POST /servers` nova-api has not answered since it got its answers from
 /// glance, while nova-api answers other requests, names the database first; without those
-/// other answers (nova-api itself stuck) it does not, nor when those answers came seconds past
-/// their bounds (nova-api saturated, named first).
+/// other answers (nova-api itself stuck) it does not.
 #[test]
 fn an_api_stalled_on_a_request_while_answering_others_names_the_database() {
-    // `others`: when nova-api answers another transaction's request meanwhile (the request
-    // arrived that long before its answer), if it does.
-    let run = |others: Option<i64>| -> Vec<Alarm> {
+    let run = |others_answered: bool| -> Vec<Alarm> {
         let labels = Issued::default();
         let (mut detectors, normal, _) = learned_with_shared_dependencies(&labels);
 
@@ -378,12 +375,9 @@ fn an_api_stalled_on_a_request_while_answering_others_names_the_database() {
         labels.issue(&stalled);
         let mut other = stalled.events[0].clone();
         other.service = Some("nova-api".to_owned());
-        // An operation whose answer time the baseline taught (62.6 ms).
-        other.operation = "DELETE /v2.1/servers/{id}".to_owned();
-        let answered_at = schema + 500_000;
-        let took = others.unwrap_or(50_000);
-        other.ts_us = answered_at - took;
-        other.duration_us = Some(u64::try_from(took).unwrap());
+        other.operation = "GET /v2.1/servers/{id}".to_owned();
+        other.ts_us = schema + 500_000;
+        other.duration_us = Some(50_000);
         let mut clock = schema;
         let mut alarms = Vec::new();
         for event in &stalled.events {
@@ -391,31 +385,29 @@ fn an_api_stalled_on_a_request_while_answering_others_names_the_database() {
         }
         while clock < schema + 3_000_000 {
             clock += 100_000;
-            if others.is_some() && clock == answered_at {
+            if others_answered && clock == other.ts_us {
                 detectors.event("req-someone-else", &other, clock, &labels);
             }
             alarms.extend(detectors.tick(clock, &labels));
         }
         alarms
     };
-    let first_timeout = |alarms: Vec<Alarm>| {
-        alarms
-            .into_iter()
-            .find(|a| a.detector == "late")
-            .expect("a timeout")
-    };
-    let timeout = first_timeout(run(Some(50_000)));
+    let alarms = run(true);
+    let timeout = alarms
+        .iter()
+        .find(|a| a.detector == "late")
+        .expect("a timeout");
     assert_eq!(timeout.suspects[0].service, "mariadb", "{timeout:?}");
     assert!(
         timeout.evidence[0].starts_with("nova-api has not answered this `server create`"),
         "{timeout:?}"
     );
-    let timeout = first_timeout(run(None));
+    let alarms = run(false);
+    let timeout = alarms
+        .iter()
+        .find(|a| a.detector == "late")
+        .expect("a timeout");
     assert_ne!(timeout.suspects[0].service, "mariadb", "{timeout:?}");
-    // nova-api answered the other request too, but seconds past its learned bound: it is slow
-    // at everything (saturated), not held by the database on this request.
-    let timeout = first_timeout(run(Some(4_500_000)));
-    assert_eq!(timeout.suspects[0].service, "nova-api", "{timeout:?}");
 }
 
 /// The arrival of a recorded request as the proxy announces it, at `ts_us` in `transaction`.
