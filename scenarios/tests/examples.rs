@@ -149,3 +149,72 @@ fn the_schema_lists_every_service_function() {
     let expected = format!("\"enum\":[{},null]", listed.join(","));
     assert!(text.contains(&expected), "no {expected} in the schema");
 }
+
+/// A model value as JSON, to compare values of types without `PartialEq`.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap()
+}
+
+/// `detector-accuracy-volumes-networks.yaml` is a subset of the whole detector matrix: the same
+/// workload, tracing, detectors and windows, and experiments that are the matrix's own, so that
+/// its rows measure what the whole matrix's rows measure.
+#[test]
+fn the_volumes_and_networks_matrix_is_a_subset_of_the_whole_matrix() {
+    let load = |name: &str| {
+        scenarios::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(name),
+        )
+        .unwrap()
+    };
+    let whole = load("detector-accuracy.yaml");
+    let subset = load("detector-accuracy-volumes-networks.yaml");
+    assert_eq!(json(&subset.workload), json(&whole.workload));
+    assert_eq!(json(&subset.tracing), json(&whole.tracing));
+    assert_eq!(json(&subset.detectors), json(&whole.detectors));
+    assert_eq!(json(&subset.timing), json(&whole.timing));
+    for experiment in &subset.experiments {
+        let same = whole
+            .experiments
+            .iter()
+            .find(|e| e.name == experiment.name)
+            .unwrap_or_else(|| panic!("{} is not in the whole matrix", experiment.name));
+        // The target's seed derives from the campaign's name; the rest is the same.
+        let without_seed = |experiment: &scenarios::model::Experiment| {
+            let mut value = serde_json::to_value(experiment).unwrap();
+            value["target"]["seed"] = serde_json::Value::Null;
+            value
+        };
+        assert_eq!(
+            without_seed(experiment),
+            without_seed(same),
+            "{}",
+            experiment.name
+        );
+    }
+    for service in [
+        "cinder-api",
+        "cinder-scheduler",
+        "cinder-volume",
+        "neutron-api",
+    ] {
+        let mut faults: Vec<&str> = subset
+            .experiments
+            .iter()
+            .filter(|e| {
+                e.target
+                    .service
+                    .as_ref()
+                    .is_some_and(|s| s.name.as_str() == service)
+            })
+            .map(|e| e.fault.kind().name())
+            .collect();
+        faults.sort_unstable();
+        assert_eq!(
+            faults,
+            ["process-freeze", "process-kill", "service-stop"],
+            "{service}"
+        );
+    }
+}

@@ -234,7 +234,14 @@ fn is_version(segment: &str) -> bool {
     })
 }
 
+/// An id-like segment, or the placeholder that templating put for one: templating a template
+/// changes nothing. (It did: Cinder's `/v3/{id}/volumes`, the project id right after the version,
+/// became `/v3/{id}/{id}`, so a request's arrival never matched its answered exchange and every
+/// cinder-api request looked unanswered to the live detectors.)
 fn looks_like_id(segment: &str) -> bool {
+    if segment == "{id}" {
+        return true;
+    }
     let hex_digits = segment.chars().filter(char::is_ascii_hexdigit).count();
     let only_hex_and_dashes = segment.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
     (only_hex_and_dashes && hex_digits >= 16)
@@ -281,10 +288,55 @@ mod tests {
             ("/v2.1/os-services", "/v2.1/os-services"),
             ("/", "/"),
             ("/v2.1", "/v2.1"),
+            // Cinder's paths begin with the project id.
+            (
+                "/v3/9c5e888f355246c685843ed414be96b7/volumes",
+                "/v3/{id}/volumes",
+            ),
+            (
+                "/v3/9c5e888f355246c685843ed414be96b7/volumes/74ef9713-4472-48c1-9a64-53aa0c7c1e01/action",
+                "/v3/{id}/volumes/{id}/action",
+            ),
+            (
+                "/v3/9c5e888f355246c685843ed414be96b7/attachments/3cf6d929-3aa8-471b-a066-9c52d409c54f",
+                "/v3/{id}/attachments/{id}",
+            ),
+            (
+                "/v2.0/ports/3cf6d929-3aa8-471b-a066-9c52d409c54f",
+                "/v2.0/ports/{id}",
+            ),
         ];
         for (path, template) in cases {
             assert_eq!(path_template(path), template, "{path}");
+            assert_eq!(
+                path_template(template),
+                template,
+                "templating {template} again"
+            );
         }
+    }
+
+    /// The live detectors pair a request's arrival with its answered exchange, whose operation
+    /// is already templated: a Cinder request (project id in its path) is paired too.
+    #[test]
+    fn a_cinder_request_is_answered_by_its_exchange() {
+        let record = RestRecord {
+            ts_us: 5,
+            service: "cinder-api".to_owned(),
+            upstream: "http://controller:8776".to_owned(),
+            upstream_host: Some("controller".to_owned()),
+            method: "POST".to_owned(),
+            path: "/v3/9c5e888f355246c685843ed414be96b7/volumes".to_owned(),
+            status: 202,
+            duration_us: 395_000,
+            global_request_id: Some("req-g".to_owned()),
+            request_id: None,
+            user_agent: None,
+        };
+        let event = record.to_event();
+        assert_eq!(event.operation, "POST /v3/{id}/volumes");
+        assert!(record.start().answered_by(&event));
+        assert!(RestStart::of_event(&event).unwrap().answered_by(&event));
     }
 
     #[test]

@@ -1028,3 +1028,58 @@ fn an_unseeded_fingerprint_alarm_names_no_fault_kind() {
     assert_eq!(alarms.len(), 1, "{alarms:?}");
     assert_eq!(alarms[0].fault_kind, None);
 }
+
+/// A copy of `transaction` under another id, `shift_us` later, issued as `command`.
+fn reissued(transaction: &Transaction, id: &str, command: &str, shift_us: i64) -> Transaction {
+    let mut copy = transaction.clone();
+    copy.id = id.to_owned();
+    copy.command = Some(command.to_owned());
+    for event in &mut copy.events {
+        event.ts_us += shift_us;
+    }
+    copy
+}
+
+/// Each workload command is learned into its own positive fingerprint and judged against it
+/// alone: a mixed workload (servers, volumes, ports) must not pass a command because its
+/// shape is another command's normal one.
+#[test]
+fn each_command_is_learned_and_judged_by_its_own_positives() {
+    let labels = Issued::default();
+    let normal = user(fixture("create-delete"));
+    let mut detectors = both();
+    detectors.phase(window(1, Some(WindowKind::Baseline)));
+    normal.iter().for_each(|t| labels.issue(t));
+    let end = normal.iter().flat_map(|t| &t.events).map(|e| e.ts_us).max();
+    stream(&mut detectors, &labels, &normal, end.unwrap());
+    normal.iter().for_each(|t| labels.finish(&t.id, true));
+    detectors.tick(end.unwrap() + SETTLE_US, &labels);
+    let store = detectors.store();
+    let create = &store.commands["server create"];
+    let delete = &store.commands["server delete"];
+    assert_eq!((create.runs, delete.runs), (1, 1));
+    assert_ne!(create.variants[0].symbols, delete.variants[0].symbols);
+
+    detectors.phase(window(1, Some(WindowKind::Fault)));
+    let recorded = normal
+        .iter()
+        .find(|t| t.command.as_deref() == Some("server delete"))
+        .unwrap();
+    let hour = 3_600_000_000;
+    // The recorded delete, issued as a delete again: normal.
+    let as_itself = reissued(recorded, "req-delete-again", "server delete", hour);
+    let alarms = stream_until_settled(&mut detectors, &labels, &as_itself);
+    assert!(
+        alarms.iter().all(|a| a.detector != "fp"),
+        "a normal delete alarmed: {alarms:?}"
+    );
+    // The same shape issued as a create: far from every create the baseline taught.
+    let as_create = reissued(recorded, "req-delete-as-create", "server create", 2 * hour);
+    let alarms = stream_until_settled(&mut detectors, &labels, &as_create);
+    let fingerprint: Vec<&Alarm> = alarms.iter().filter(|a| a.detector == "fp").collect();
+    assert_eq!(fingerprint.len(), 1, "{alarms:?}");
+    assert_eq!(
+        fingerprint[0].transaction.as_deref(),
+        Some("req-delete-as-create")
+    );
+}
