@@ -74,6 +74,10 @@ fn openstack_key() -> String {
     assets::cache_key(&refs)
 }
 
+fn openstack_dir(cache: &Path) -> PathBuf {
+    cache.join(format!("openstack-{}", openstack_key()))
+}
+
 fn kolla_key() -> String {
     let mut parts = vec![KOLLA_RECIPE.to_owned(), openstack_key()];
     parts.extend(crate::kolla::layer_texts());
@@ -171,7 +175,7 @@ pub fn ensure_openstack(cache: &Path, progress: &Progress) -> Result<Images> {
     let wheels_dir = ensure_wheels(cache, progress)?;
     let client = ensure_client(&wheels_dir, progress)?;
     let key = openstack_key();
-    let dir = cache.join(format!("openstack-{key}"));
+    let dir = openstack_dir(cache);
     if !dir.join("secrets.json").exists() {
         build_openstack(&dir, &base, &wheels_dir, progress)?;
     }
@@ -191,7 +195,8 @@ pub fn ensure_kolla(cache: &Path, progress: &Progress) -> Result<Images> {
     let openstack = ensure_openstack(cache, progress)?;
     let key = kolla_key();
     let dir = cache.join(format!("kolla-{key}"));
-    if !dir.join("rootfs/usr/bin/podman").exists() {
+    // The secrets are copied last: a layer with them is complete.
+    if !dir.join("secrets.json").exists() {
         run_step(progress, "copy the OpenStack rootfs (kolla layer)", |step| {
             let partial = partial_dir(&dir)?;
             run(
@@ -219,6 +224,12 @@ pub fn ensure_kolla(cache: &Path, progress: &Progress) -> Result<Images> {
             }
             sys::mkdir(&rootfs.join(crate::kolla::IMAGE_DIR.trim_start_matches('/')))?;
             sys::mkdir(&rootfs.join(crate::kolla::STORAGE_DIR.trim_start_matches('/')))?;
+            // Beside the rootfs, where `status` reads the secrets of the image a testbed booted.
+            let from = openstack_dir(cache).join("secrets.json");
+            let to = partial.join("secrets.json");
+            std::fs::copy(&from, &to).map_err(io_at(&to))?;
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(io_at(&to))?;
             finish_partial(&partial, &dir)
         })?;
     }

@@ -230,7 +230,7 @@ fn create_script(c: &Container) -> String {
     args.extend(c.command.split_whitespace().map(str::to_owned));
     let quoted: Vec<String> = args.iter().map(|a| quote(a)).collect();
     let mut script = format!(
-        "#!/bin/sh\n# Creates kolla's container {name} when its unit starts and it does not exist yet.\n\
+        "#!/bin/bash\n# Creates kolla's container {name} when its unit starts and it does not exist yet.\n\
          set -e\npodman container exists {name} && exit 0\n",
         name = c.name
     );
