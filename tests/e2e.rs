@@ -281,7 +281,8 @@ fn kolla_state_dir() -> PathBuf {
     )
     .unwrap();
     assert_eq!(
-        record["layout"], "kolla",
+        record["layout"],
+        "kolla",
         "the testbed in {} is not the kolla layout; bring it up with `testbed up --layout kolla`",
         state.display()
     );
@@ -343,7 +344,10 @@ fn kolla_layout_inventory_is_what_discover_kolla_imports_from_its_kolla_files() 
         .unwrap();
     for file in std::fs::read_dir(out.path()).unwrap() {
         let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
-        assert!(!text.contains(password), "a discovered file holds the password");
+        assert!(
+            !text.contains(password),
+            "a discovered file holds the password"
+        );
     }
 }
 
@@ -405,7 +409,10 @@ fn kolla_layout_freeze_stops_a_container_answering_and_the_revert_thaws_it() {
     // Podman runs without cgroups in these hosts: the freeze is that of the unit's cgroup, and
     // what it freezes no longer answers.
     let frozen = http_status(&controller, port);
-    assert!(frozen.is_err(), "nova-api answered while frozen: {frozen:?}");
+    assert!(
+        frozen.is_err(),
+        "nova-api answered while frozen: {frozen:?}"
+    );
     let remaining: Vec<String> = lines.map_while(Result::ok).collect();
     let code = child.wait().unwrap().code();
     assert_eq!(code, Some(0), "{printed:?} {remaining:?}");
@@ -420,7 +427,10 @@ fn kolla_layout_runs_the_ci_campaign_with_only_the_inventory_changed() {
     let dir = base.path().join("kolla");
     let code = run_campaign(&dir);
     check_run(&dir, code);
-    assert_eq!(code, 0, "the CI campaign's hypotheses fail on the kolla layout");
+    assert_eq!(
+        code, 0,
+        "the CI campaign's hypotheses fail on the kolla layout"
+    );
     // The faults went through kolla's containers and units.
     let journal = std::fs::read_to_string(dir.join("faults.jsonl")).unwrap();
     assert!(journal.contains("nova_conductor"), "{journal}");

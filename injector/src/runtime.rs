@@ -394,14 +394,11 @@ impl FaultInput<'_> {
             c.inspect("{{.HostConfig.Cgroups}}")
         );
         let frozen = |path: &str| format!("grep -qx 'frozen 1' {path}/cgroup.events");
-        let thawed = format!(
-            "{lookup}; [ -z \"$cg\" ] || ! grep -qx 'frozen 1' \"$cg/cgroup.events\""
-        );
+        let thawed =
+            format!("{lookup}; [ -z \"$cg\" ] || ! grep -qx 'frozen 1' \"$cg/cgroup.events\"");
         Phases {
             preflight: check(
-                format!(
-                    "{what} is running, and pausable or in the cgroup2 cgroup of {unit}"
-                ),
+                format!("{what} is running, and pausable or in the cgroup2 cgroup of {unit}"),
                 format!(
                     "{} && if {no_cgroups}; then {lookup} && [ -n \"$cg\" ] && [ -w \"$cg/cgroup.freeze\" ] && case \"$cg\" in *[!A-Za-z0-9._:/@-]*) false ;; *) echo \"$cg\" ;; esac; else echo pause; fi",
                     c.status_is("running")

@@ -393,7 +393,10 @@ pub fn check(record: &Record, state: &StateDir) -> Result<Health> {
         &mut hosts::ssh(
             state,
             &topology.controller().name,
-            &format!("{} -q list_queues name consumers", record.layout.rabbitmqctl()),
+            &format!(
+                "{} -q list_queues name consumers",
+                record.layout.rabbitmqctl()
+            ),
         ),
     )?;
     check_consumers(
@@ -481,11 +484,19 @@ mod tests {
         assert!(units.contains(&"devstack@n-api.service".to_owned()));
         assert!(!units.contains(&"devstack@rest-proxy.service".to_owned()));
         assert!(
-            units_for(Role::Controller, ServiceSet::OpenStackWithRestProxy, Layout::Devstack)
-                .contains(&"devstack@rest-proxy.service".to_owned())
+            units_for(
+                Role::Controller,
+                ServiceSet::OpenStackWithRestProxy,
+                Layout::Devstack
+            )
+            .contains(&"devstack@rest-proxy.service".to_owned())
         );
         assert_eq!(
-            units_for(Role::Compute, ServiceSet::OpenStackWithRestProxy, Layout::Devstack),
+            units_for(
+                Role::Compute,
+                ServiceSet::OpenStackWithRestProxy,
+                Layout::Devstack
+            ),
             ["devstack@n-cpu.service"]
         );
     }

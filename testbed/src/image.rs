@@ -197,22 +197,28 @@ pub fn ensure_kolla(cache: &Path, progress: &Progress) -> Result<Images> {
     let dir = cache.join(format!("kolla-{key}"));
     // The secrets are copied last: a layer with them is complete.
     if !dir.join("secrets.json").exists() {
-        run_step(progress, "copy the OpenStack rootfs (kolla layer)", |step| {
-            let partial = partial_dir(&dir)?;
-            run(
-                step.name(),
-                clean_command("cp")
-                    .args(["-a", "--reflink=auto"])
-                    .arg(&openstack.rootfs)
-                    .arg(partial.join("rootfs")),
-            )
-            .map(drop)
-        })?;
+        run_step(
+            progress,
+            "copy the OpenStack rootfs (kolla layer)",
+            |step| {
+                let partial = partial_dir(&dir)?;
+                run(
+                    step.name(),
+                    clean_command("cp")
+                        .args(["-a", "--reflink=auto"])
+                        .arg(&openstack.rootfs)
+                        .arg(partial.join("rootfs")),
+                )
+                .map(drop)
+            },
+        )?;
         let partial = dir.with_extension("partial");
         let rootfs = partial.join("rootfs");
-        run_step(progress, "install Podman and crun in the rootfs (apt)", |step| {
-            apt_install(&rootfs, crate::kolla::KOLLA_DEBS, step.name())
-        })?;
+        run_step(
+            progress,
+            "install Podman and crun in the rootfs (apt)",
+            |step| apt_install(&rootfs, crate::kolla::KOLLA_DEBS, step.name()),
+        )?;
         run_step(progress, "install the kolla units and scripts", |_| {
             for file in crate::kolla::rootfs_files() {
                 sys::write_file(&rootfs.join(&file.path), &file.contents, file.mode)?;

@@ -386,10 +386,7 @@ pub fn inventory_ini(topology: &Topology) -> String {
         "# kolla-ansible inventory of the local testbed (written by `butterfly testbed up --layout kolla`)\n",
     );
     let host_line = |h: &crate::topology::Host| {
-        format!(
-            "{} ansible_host={} ansible_user=root\n",
-            h.name, h.address
-        )
+        format!("{} ansible_host={} ansible_user=root\n", h.name, h.address)
     };
     for group in ["control", "network", "storage", "monitoring"] {
         let _ = write!(text, "\n[{group}]\n{}", host_line(controller));
@@ -558,7 +555,9 @@ mod tests {
             .into_iter()
             .find(|c| c.name == "mariadb")
             .unwrap();
-        assert!(create_script(&mariadb).contains("install -d -o mysql -g mysql -m 0755 /run/mysqld"));
+        assert!(
+            create_script(&mariadb).contains("install -d -o mysql -g mysql -m 0755 /run/mysqld")
+        );
     }
 
     #[test]
@@ -567,7 +566,8 @@ mod tests {
         let adapter = stack_adapter();
         let mut started = 0;
         for word in stack.split_whitespace() {
-            let word = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '@' && c != '-');
+            let word =
+                word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '@' && c != '-');
             if word.starts_with("devstack@") {
                 started += 1;
                 assert!(
@@ -642,6 +642,11 @@ mod tests {
             let canonical = crate::inventory::canonical_by_name(c.service).unwrap();
             assert_eq!(service.ports, canonical.ports, "{}", c.service);
         }
-        assert!(imported.brokers.iter().all(|b| !b.url.contains("RABBITSECRET")));
+        assert!(
+            imported
+                .brokers
+                .iter()
+                .all(|b| !b.url.contains("RABBITSECRET"))
+        );
     }
 }

@@ -80,8 +80,9 @@ impl Layout {
     pub fn unit(self, devstack_unit: &str) -> String {
         match self {
             Layout::Devstack => devstack_unit.to_owned(),
-            Layout::Kolla => kolla::unit_replacing(devstack_unit)
-                .unwrap_or_else(|| devstack_unit.to_owned()),
+            Layout::Kolla => {
+                kolla::unit_replacing(devstack_unit).unwrap_or_else(|| devstack_unit.to_owned())
+            }
         }
     }
 
@@ -406,7 +407,11 @@ fn kolla_inventory(
         globals: Some(dir.join("globals.yml")),
         passwords: Some(dir.join("passwords.yml")),
     };
-    sys::write_file(&files.inventory, &kolla::inventory_ini(&record.topology), 0o644)?;
+    sys::write_file(
+        &files.inventory,
+        &kolla::inventory_ini(&record.topology),
+        0o644,
+    )?;
     sys::write_file(
         &dir.join("globals.yml"),
         &kolla::globals_yml(&record.topology),
