@@ -159,6 +159,13 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             let report = testbed::up(&options, &progress).map_err(setup_error)?;
             if report.already_up {
                 println!("testbed already up in {}", options.state_dir.display());
+                if report.record.mode == Mode::OpenStack && report.record.layout != options.layout {
+                    eprintln!(
+                        "warning: it runs the {:?} layout, not the one asked for; \
+                         run `butterfly testbed down` first to switch",
+                        report.record.layout
+                    );
+                }
                 if report.record.mode != options.mode {
                     eprintln!(
                         "warning: it runs in {:?} mode, not the one asked for; \
