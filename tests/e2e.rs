@@ -288,3 +288,180 @@ fn the_shipped_example_inventory_is_what_the_testbed_generates() {
         "scenarios/examples/testbed-inventory.yaml no longer matches what `butterfly testbed up` writes"
     );
 }
+
+/// The kolla-layout testbed under test: its record must say so (these tests mean nothing on the
+/// DevStack layout, and scripts/test runs them after `testbed up --layout kolla`).
+fn kolla_state_dir() -> PathBuf {
+    let state = state_dir();
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("testbed.json")).expect("the testbed is up"),
+    )
+    .unwrap();
+    assert_eq!(
+        record["layout"],
+        "kolla",
+        "the testbed in {} is not the kolla layout; bring it up with `testbed up --layout kolla`",
+        state.display()
+    );
+    state
+}
+
+fn read_yaml(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap()
+}
+
+#[test]
+#[ignore = "needs the local testbed up with `--layout kolla`; run by scripts/test"]
+fn kolla_layout_inventory_is_what_discover_kolla_imports_from_its_kolla_files() {
+    let state = kolla_state_dir();
+    let kolla = state.join("kolla");
+    let out = tempfile::tempdir().unwrap();
+    let status = butterfly()
+        .arg("discover")
+        .arg("--kolla")
+        .arg(kolla.join("multinode"))
+        .arg("--globals")
+        .arg(kolla.join("globals.yml"))
+        .arg("--passwords")
+        .arg(kolla.join("passwords.yml"))
+        .arg("--identity")
+        .arg(state.join("ssh/id_ed25519"))
+        .arg("--known-hosts")
+        .arg(state.join("ssh/known_hosts"))
+        .arg("--out")
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let imported = read_yaml(&out.path().join("inventory.yaml"));
+    let mut testbed = read_yaml(&state.join("inventory.yaml"));
+    // The testbed adds its own REST proxy, which is not kolla's.
+    testbed["services"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["name"] != "rest-proxy");
+    assert_eq!(imported, testbed);
+    let conductor = testbed["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "nova-conductor")
+        .unwrap();
+    assert_eq!(conductor["container"]["engine"], "podman");
+    assert_eq!(
+        conductor["container"]["unit"],
+        "kolla-nova_conductor-container.service"
+    );
+    // The password stays in passwords.yml.
+    let secret = std::fs::read_to_string(kolla.join("passwords.yml")).unwrap();
+    let password = secret
+        .lines()
+        .find_map(|l| l.strip_prefix("rabbitmq_password: "))
+        .unwrap();
+    for file in std::fs::read_dir(out.path()).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        assert!(
+            !text.contains(password),
+            "a discovered file holds the password"
+        );
+    }
+}
+
+/// An HTTP GET of `/` on `address:port` answered within two seconds: its status line.
+fn http_status(address: &str, port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let socket = format!("{address}:{port}").parse().unwrap();
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&socket, timeout).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream
+        .write_all(format!("GET / HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut head = [0u8; 64];
+    let read = stream.read(&mut head).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&head[..read]).into_owned();
+    text.lines()
+        .next()
+        .filter(|line| line.starts_with("HTTP/"))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no HTTP answer: {text:?}"))
+}
+
+#[test]
+#[ignore = "needs the local testbed up with `--layout kolla`; run by scripts/test"]
+fn kolla_layout_freeze_stops_a_container_answering_and_the_revert_thaws_it() {
+    use std::io::{BufRead, BufReader};
+    let state = kolla_state_dir();
+    let inventory = state.join("inventory.yaml");
+    let controller = read_yaml(&inventory)["hosts"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port = 8774;
+    http_status(&controller, port).expect("nova-api answers before the freeze");
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut child = butterfly()
+        .args(["inject", "process-freeze", "--target", "nova-api"])
+        .arg("--inventory")
+        .arg(&inventory)
+        .args(["--duration", "8s", "--run-dir"])
+        .arg(run_dir.path().join("run"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .expect("inject ended before the freeze took effect")
+            .unwrap();
+        printed.push(line.clone());
+        if line.contains("in effect after") {
+            break;
+        }
+    }
+    // Podman runs without cgroups in these hosts: the freeze is that of the unit's cgroup, and
+    // what it freezes no longer answers.
+    let frozen = http_status(&controller, port);
+    assert!(
+        frozen.is_err(),
+        "nova-api answered while frozen: {frozen:?}"
+    );
+    let remaining: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(0), "{printed:?} {remaining:?}");
+    http_status(&controller, port).expect("nova-api answers again after the revert");
+}
+
+#[test]
+#[ignore = "needs the local testbed up with `--layout kolla`; run by scripts/test"]
+fn kolla_layout_runs_the_ci_campaign_with_only_the_inventory_changed() {
+    kolla_state_dir();
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("kolla");
+    let code = run_campaign(&dir);
+    check_run(&dir, code);
+    assert_eq!(
+        code, 0,
+        "the CI campaign's hypotheses fail on the kolla layout"
+    );
+    // The faults went through kolla's containers and units.
+    let journal = std::fs::read_to_string(dir.join("faults.jsonl")).unwrap();
+    assert!(journal.contains("nova_conductor"), "{journal}");
+    assert!(
+        journal.contains("kolla-nova_scheduler-container.service"),
+        "{journal}"
+    );
+    if let Some(keep) = std::env::var_os("BUTTERFLY_KEEP_RUNS") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep).unwrap();
+        let _ = Command::new("cp")
+            .arg("-r")
+            .arg(&dir)
+            .arg(keep.join("kolla"))
+            .status();
+    }
+}

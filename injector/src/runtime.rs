@@ -21,7 +21,7 @@ use scenarios::model::{Engine, Runtime};
 use crate::Error;
 use crate::catalog::{
     FaultInput, MYSQL, Phases, PlanOptions, check, is_active, is_lethal, kill_guard, proc_state,
-    signal_verify, start_unit,
+    signal_verify, start_unit, unit_cgroup,
 };
 use crate::plan::{INJECT_CAPTURE, PREFLIGHT_CAPTURE};
 use crate::shell::{join, quote};
@@ -94,8 +94,8 @@ fn all_through(phases: Phases, prefix: &str, place: &str) -> Phases {
 }
 
 /// `lxc-attach` into a container with a clean environment and the usual PATH.
-fn lxc_attach(container: &str) -> String {
-    join(&[
+fn lxc_attach_argv(container: &str) -> Vec<String> {
+    [
         "lxc-attach",
         "-n",
         container,
@@ -103,7 +103,34 @@ fn lxc_attach(container: &str) -> String {
         "--set-var",
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "--",
-    ])
+    ]
+    .iter()
+    .map(|word| (*word).to_owned())
+    .collect()
+}
+
+fn lxc_attach(container: &str) -> String {
+    join(&lxc_attach_argv(container))
+}
+
+/// The argv prefix that runs a command where a service of `runtime` runs on `host`: `ENGINE exec
+/// -i NAME` for a container, `lxc-attach -n C …` for a unit in the LXC container on that host,
+/// nothing for a unit on the host itself. Quote it with [`join`]. (The tracer switches the
+/// firehose through it, the injector runs broker and database clients through it.)
+pub fn exec_argv(runtime: &Runtime, host: &str) -> Result<Option<Vec<String>>, String> {
+    Ok(match runtime {
+        Runtime::Unit(_) => None,
+        Runtime::Container { engine, name, .. } => Some(
+            [engine.name(), "exec", "-i", name.as_str()]
+                .iter()
+                .map(|word| (*word).to_owned())
+                .collect(),
+        ),
+        Runtime::Lxc { .. } => match runtime.lxc_container_on(host) {
+            Some(container) => Some(lxc_attach_argv(container.as_str())),
+            None => return Err(format!("no LXC container on host {host}")),
+        },
+    })
 }
 
 /// Shell that sets `bfly_pid` to the init PID of a running LXC container.
@@ -297,19 +324,25 @@ impl FaultInput<'_> {
             }
             Fault::ProcessFreeze {
                 method: FreezeMethod::Cgroup,
-            } => Phases {
-                // The engine's pause is the container's cgroup freezer; engines running
-                // without cgroups refuse it (then use `method: sigstop`).
-                preflight: check(format!("{what} is running"), c.status_is("running")),
-                inject: c.cli(&["pause", c.name]),
-                verify: check(format!("{what} is paused"), c.status_is("paused")),
-                revert: Some(format!(
-                    "{} && {}; true",
-                    c.status_is("paused"),
-                    c.cli(&["unpause", c.name])
-                )),
-                verify_reverted: Some(check(format!("{what} is running"), c.status_is("running"))),
-                deadman: true,
+            } => match c.unit {
+                Some(unit) => Self::supervised_freeze(&c, unit),
+                None => Phases {
+                    // The engine's pause is the container's cgroup freezer; engines running
+                    // without cgroups refuse it (then use `method: sigstop`).
+                    preflight: check(format!("{what} is running"), c.status_is("running")),
+                    inject: c.cli(&["pause", c.name]),
+                    verify: check(format!("{what} is paused"), c.status_is("paused")),
+                    revert: Some(format!(
+                        "{} && {}; true",
+                        c.status_is("paused"),
+                        c.cli(&["unpause", c.name])
+                    )),
+                    verify_reverted: Some(check(
+                        format!("{what} is running"),
+                        c.status_is("running"),
+                    )),
+                    deadman: true,
+                },
             },
             Fault::ProcessFreeze {
                 method: FreezeMethod::Sigstop,
@@ -358,6 +391,55 @@ impl FaultInput<'_> {
             _ => return Ok(None),
         };
         Ok(Some(phases))
+    }
+
+    /// The cgroup freeze of a container that a unit supervises. An engine running the container
+    /// with cgroups pauses it (its own freezer); one running it without (Podman with
+    /// `--cgroups=disabled`, as inside nested hosts) refuses to pause, and then conmon and the
+    /// container's processes are in the cgroup of the unit that started them, whose cgroup2
+    /// freezer freezes them all. The preflight decides and prints `pause` or that cgroup; the
+    /// revert undoes both, whichever was done.
+    fn supervised_freeze(c: &Ctr<'_>, unit: &str) -> Phases {
+        let what = c.described();
+        let lookup = unit_cgroup(unit);
+        let no_cgroups = format!(
+            "[ \"$({} 2>/dev/null)\" = disabled ]",
+            c.inspect("{{.HostConfig.Cgroups}}")
+        );
+        let frozen = |path: &str| format!("grep -qx 'frozen 1' {path}/cgroup.events");
+        let thawed =
+            format!("{lookup}; [ -z \"$cg\" ] || ! grep -qx 'frozen 1' \"$cg/cgroup.events\"");
+        Phases {
+            preflight: check(
+                format!("{what} is running, and pausable or in the cgroup2 cgroup of {unit}"),
+                format!(
+                    "{} && if {no_cgroups}; then {lookup} && [ -n \"$cg\" ] && [ -w \"$cg/cgroup.freeze\" ] && case \"$cg\" in *[!A-Za-z0-9._:/@-]*) false ;; *) echo \"$cg\" ;; esac; else echo pause; fi",
+                    c.status_is("running")
+                ),
+            ),
+            inject: format!(
+                "case {PREFLIGHT_CAPTURE} in pause) {} >/dev/null ;; /*) echo 1 > {PREFLIGHT_CAPTURE}/cgroup.freeze ;; *) false ;; esac",
+                c.cli(&["pause", c.name])
+            ),
+            verify: check(
+                format!("{what} is paused, or every process in the cgroup of {unit} frozen"),
+                format!(
+                    "case {PREFLIGHT_CAPTURE} in pause) {} ;; *) {} ;; esac",
+                    c.status_is("paused"),
+                    frozen(PREFLIGHT_CAPTURE)
+                ),
+            ),
+            revert: Some(format!(
+                "if {}; then {}; fi; {lookup}; [ -n \"$cg\" ] && [ -w \"$cg/cgroup.freeze\" ] && echo 0 > \"$cg/cgroup.freeze\"; true",
+                c.status_is("paused"),
+                c.cli(&["unpause", c.name])
+            )),
+            verify_reverted: Some(check(
+                format!("{what} is running and thawed"),
+                format!("{} && {thawed}", c.status_is("running")),
+            )),
+            deadman: true,
+        }
     }
 
     /// A signal to the container's main PID (`engine`: through `kill --signal` instead). A
@@ -514,15 +596,14 @@ impl FaultInput<'_> {
     }
 
     fn exec_prefix(&self) -> Result<Option<String>, Error> {
-        if let Some(container) = self.lxc_container()? {
-            return Ok(Some(lxc_attach(container)));
-        }
-        Ok(match self.service.map(|s| &s.runtime) {
-            Some(Runtime::Container { engine, name, .. }) => {
-                Some(join(&[engine.name(), "exec", "-i", name.as_str()]))
-            }
-            _ => None,
-        })
+        let Some(service) = self.service else {
+            return Ok(None);
+        };
+        // Refused first with the message every other LXC fault gives.
+        self.lxc_container()?;
+        Ok(exec_argv(&service.runtime, &self.host.name)
+            .map_err(|reason| Error::Invalid(format!("service {}: {reason}", service.name)))?
+            .map(|argv| join(&argv)))
     }
 }
 

@@ -20,6 +20,7 @@ const UP_EXAMPLES: &str = "\
 Examples (as root):
   butterfly testbed up
   butterfly testbed up --hosts-only --computes 1
+  butterfly testbed up --layout kolla    # the services in Podman containers, as kolla-ansible runs them
   butterfly testbed up --instance 3 --state-dir /var/lib/butterfly/testbed-3";
 const DOWN_EXAMPLES: &str = "\
 Examples (as root):
@@ -81,6 +82,10 @@ pub enum Command {
         /// On failure, leave what was started for inspection instead of rolling back.
         #[arg(long)]
         keep_on_failure: bool,
+        /// How the services run: `devstack` (devstack@ units) or `kolla` (Podman containers named
+        /// and supervised as kolla-ansible does it; writes kolla's inventory files too).
+        #[arg(long, default_value = "devstack", value_parser = ["devstack", "kolla"])]
+        layout: String,
     },
     /// Remove everything the testbed created (idempotent; clears leftovers of interrupted runs).
     #[command(after_help = DOWN_EXAMPLES)]
@@ -126,6 +131,7 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             computes,
             disk_mb,
             keep_on_failure,
+            layout,
         } => {
             let options = UpOptions {
                 state_dir: state.state_dir,
@@ -139,6 +145,11 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
                 computes,
                 disk_mb,
                 keep_on_failure,
+                layout: if layout == "kolla" {
+                    testbed::Layout::Kolla
+                } else {
+                    testbed::Layout::Devstack
+                },
                 // The proxy on the controller is this very binary.
                 rest_proxy_binary: Some(std::env::current_exe().map_err(|error| {
                     CliError::Setup(format!("cannot find the butterfly binary: {error}"))
@@ -148,6 +159,13 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             let report = testbed::up(&options, &progress).map_err(setup_error)?;
             if report.already_up {
                 println!("testbed already up in {}", options.state_dir.display());
+                if report.record.mode == Mode::OpenStack && report.record.layout != options.layout {
+                    eprintln!(
+                        "warning: it runs the {:?} layout, not the one asked for; \
+                         run `butterfly testbed down` first to switch",
+                        report.record.layout
+                    );
+                }
                 if report.record.mode != options.mode {
                     eprintln!(
                         "warning: it runs in {:?} mode, not the one asked for; \

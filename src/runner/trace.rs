@@ -63,6 +63,32 @@ pub struct LiveTrace {
 /// host key like every other connection of the runner.
 struct SshRabbitmqctl {
     host: Host,
+    /// What runs `rabbitmqctl` where the broker runs on that host: nothing for a unit on the
+    /// host, `ENGINE exec -i NAME` for a container (kolla-ansible), `lxc-attach -n C --` for an
+    /// LXC container (OpenStack-Ansible).
+    exec: Vec<String>,
+}
+
+impl SshRabbitmqctl {
+    /// The switch for the broker of `runtime` on `host`.
+    fn new(host: &Host, runtime: &scenarios::model::Runtime) -> Result<Self, String> {
+        let exec = injector::runtime::exec_argv(runtime, host.name.as_str())
+            .map_err(|reason| format!("the rabbitmq service on {}: {reason}", host.name))?
+            .unwrap_or_default();
+        Ok(SshRabbitmqctl {
+            host: host.clone(),
+            exec,
+        })
+    }
+
+    /// The remote command line: every word is fixed, a checked vhost, or a container name the
+    /// inventory validated, and all are quoted.
+    fn line(&self, args: &[&str]) -> String {
+        let mut argv: Vec<&str> = self.exec.iter().map(String::as_str).collect();
+        argv.extend(["rabbitmqctl", "-q"]);
+        argv.extend_from_slice(args);
+        injector::shell::join(&argv)
+    }
 }
 
 impl SshRabbitmqctl {
@@ -86,10 +112,7 @@ impl SshRabbitmqctl {
                 .arg(format!("UserKnownHostsFile={}", known_hosts.display()));
         }
         command.arg(format!("{}@{}", self.host.ssh.user, self.host.address));
-        // Every argument is a fixed word or a vhost checked below, so the remote line is safe.
-        let mut line = vec!["rabbitmqctl", "-q"];
-        line.extend_from_slice(args);
-        command.arg(line.join(" "));
+        command.arg(self.line(args));
         let output = command.output().map_err(|e| {
             tracer::Error::Switch(format!("running ssh to {}: {e}", self.host.name))
         })?;
@@ -245,29 +268,16 @@ impl LiveTrace {
         let mut link = Some(link);
         // The broker's hosts, to switch the firehose on where it runs: on every node of a
         // cluster, since tracing is per node.
-        let broker_hosts: Vec<Host> = campaign
-            .testbed
-            .service("rabbitmq")
-            .map(|service| {
-                campaign
-                    .testbed
-                    .hosts_of(service)
-                    .into_iter()
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let broker: Option<Arc<dyn TraceSwitch>> = match broker_hosts.as_slice() {
-            [] => None,
-            [host] => Some(Arc::new(SshRabbitmqctl { host: host.clone() })),
-            hosts => Some(Arc::new(ClusterSwitch::new(
-                hosts
-                    .iter()
-                    .map(|host| {
-                        Arc::new(SshRabbitmqctl { host: host.clone() }) as Arc<dyn TraceSwitch>
-                    })
-                    .collect(),
-            ))),
+        let mut switches: Vec<Arc<dyn TraceSwitch>> = Vec::new();
+        if let Some(service) = campaign.testbed.service("rabbitmq") {
+            for host in campaign.testbed.hosts_of(service) {
+                switches.push(Arc::new(SshRabbitmqctl::new(host, &service.runtime)?));
+            }
+        }
+        let broker: Option<Arc<dyn TraceSwitch>> = match switches.len() {
+            0 => None,
+            1 => switches.pop(),
+            _ => Some(Arc::new(ClusterSwitch::new(switches))),
         };
         // Subscribed first: a stream that cannot be reached fails the start before the firehose is
         // switched on, and dropping a subscription's stop sender ends its task.
@@ -782,6 +792,46 @@ mod tests {
             .retain(|service| service.name.as_str() != "rest-proxy");
         let error = rest_stream_addresses(&testbed).unwrap_err();
         assert!(error.contains("no `rest-proxy` service"), "{error}");
+    }
+
+    #[test]
+    fn the_firehose_is_switched_inside_the_brokers_container_or_lxc_container() {
+        use scenarios::model::{Engine, Runtime};
+        use scenarios::units::{ContainerName, Ident, UnitName};
+        let testbed = example_testbed();
+        let host = testbed.hosts.first().unwrap().clone();
+        let switch = |runtime: Runtime| SshRabbitmqctl::new(&host, &runtime);
+        let on_host = switch(Runtime::Unit(UnitName::new("rabbitmq-server").unwrap())).unwrap();
+        assert_eq!(
+            on_host.line(&["trace_on", "-p", "/"]),
+            "rabbitmqctl -q trace_on -p /"
+        );
+        let kolla = switch(Runtime::Container {
+            engine: Engine::Podman,
+            name: ContainerName::new("rabbitmq").unwrap(),
+            unit: Some(UnitName::new("kolla-rabbitmq-container.service").unwrap()),
+        })
+        .unwrap();
+        assert_eq!(
+            kolla.line(&["trace_on", "-p", "/"]),
+            "podman exec -i rabbitmq rabbitmqctl -q trace_on -p /"
+        );
+        let lxc = |on: &str| Runtime::Lxc {
+            unit: UnitName::new("rabbitmq-server").unwrap(),
+            containers: vec![(
+                Ident::new(on).unwrap(),
+                ContainerName::new("infra1_rabbit_mq_container-1a2b3c4d").unwrap(),
+            )],
+        };
+        let osa = switch(lxc(host.name.as_str())).unwrap();
+        let line = osa.line(&["trace_off", "-p", "/nova"]);
+        assert!(
+            line.starts_with("lxc-attach -n infra1_rabbit_mq_container-1a2b3c4d ")
+                && line.ends_with(" -- rabbitmqctl -q trace_off -p /nova"),
+            "{line}"
+        );
+        let error = switch(lxc("elsewhere")).err().unwrap();
+        assert!(error.contains("no LXC container on host"), "{error}");
     }
 
     fn record(n: i64) -> ProxyRecord {

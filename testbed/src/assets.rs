@@ -166,9 +166,9 @@ pub const CONTROLLER_ONLY_DEBIAN_UNITS: &[&str] = &[
 ];
 
 /// `ConditionHost=` glob for controller units.
-const CONTROLLER_HOSTS: &str = "controller";
+pub(crate) const CONTROLLER_HOSTS: &str = "controller";
 /// `ConditionHost=` glob for compute units: one image serves every `computeN`.
-const COMPUTE_HOSTS: &str = "compute*";
+pub(crate) const COMPUTE_HOSTS: &str = "compute*";
 
 /// One `devstack@` unit: its DevStack short name and how it runs.
 struct DevstackUnit {
@@ -385,8 +385,29 @@ fn values(secrets: &Secrets) -> BTreeMap<&'static str, String> {
     ])
 }
 
-/// Renders one `devstack@` unit file.
-fn render_unit(unit: &DevstackUnit) -> Result<String> {
+/// How one OpenStack service is started, whatever supervises it: a `devstack@` unit on the
+/// host, or a kolla container (`crate::kolla`) running the same command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCommand {
+    /// The command line (words without quoting).
+    pub exec_start: String,
+    /// `NAME=VALUE` environment entries (unquoted).
+    pub environment: Vec<String>,
+    /// A command run first on the host (a wait for the broker), when there is one.
+    pub exec_start_pre: Option<String>,
+    /// The host-name glob of the hosts it runs on.
+    pub condition_host: &'static str,
+}
+
+/// The command of the service whose `devstack@` short name is `short` (`n-cond`, `g-api`, …).
+pub fn service_command(short: &str) -> Option<ServiceCommand> {
+    UNITS
+        .iter()
+        .find(|unit| unit.short == short)
+        .map(command_of)
+}
+
+fn command_of(unit: &DevstackUnit) -> ServiceCommand {
     let exec_start = match &unit.exec_start {
         Exec::Wsgi { port, module } => format!(
             "/opt/openstack/bin/gunicorn -c /etc/gunicorn-devstack.py --bind 0.0.0.0:{port} \
@@ -397,20 +418,38 @@ fn render_unit(unit: &DevstackUnit) -> Result<String> {
             format!("/opt/openstack/bin/{program} --config-file {config}")
         }
     };
+    // nova-compute runs on another host than RabbitMQ: systemd cannot order across hosts, so the
+    // unit waits for the broker's port itself instead of burning oslo.messaging's back-off.
+    let exec_start_pre = (unit.short == "n-cpu").then(|| {
+        format!(
+            "/bin/bash -c 'until (exec 3<>/dev/tcp/{CONTROLLER_HOSTS}/5672) 2>/dev/null; do sleep 0.5; done'"
+        )
+    });
+    ServiceCommand {
+        exec_start,
+        environment: unit
+            .environment
+            .iter()
+            .map(|e| e.trim_matches('"').to_owned())
+            .collect(),
+        exec_start_pre,
+        condition_host: unit.condition_host,
+    }
+}
+
+/// Renders one `devstack@` unit file.
+fn render_unit(unit: &DevstackUnit) -> Result<String> {
+    let command = command_of(unit);
+    let exec_start = command.exec_start;
     let environment: String = unit
         .environment
         .iter()
         .map(|e| format!("Environment={e}\n"))
         .collect();
-    // nova-compute runs on another host than RabbitMQ: systemd cannot order across hosts, so the
-    // unit waits for the broker's port itself instead of burning oslo.messaging's back-off.
-    let exec_start_pre = if unit.short == "n-cpu" {
-        format!(
-            "ExecStartPre=/bin/bash -c 'until (exec 3<>/dev/tcp/{CONTROLLER_HOSTS}/5672) 2>/dev/null; do sleep 0.5; done'\n"
-        )
-    } else {
-        String::new()
-    };
+    let exec_start_pre = command
+        .exec_start_pre
+        .map(|pre| format!("ExecStartPre={pre}\n"))
+        .unwrap_or_default();
     let values = BTreeMap::from([
         ("condition_host", unit.condition_host.to_owned()),
         ("unit", unit.short.to_owned()),
@@ -645,16 +684,21 @@ pub fn rest_proxy_run_files(secrets: &Secrets) -> Result<Vec<RootfsFile>> {
 
 /// The controller command that starts the proxy, moves the catalog onto it and restarts the nova
 /// services that already hold a catalog (their keystoneauth sessions cache it with their token).
-pub fn route_command() -> String {
+pub fn route_command(layout: crate::Layout) -> String {
     let pairs: Vec<String> = PROXIED_APIS
         .iter()
         .map(|api| format!("{}={}", api.port, api.proxy_port))
         .collect();
+    let restart: Vec<String> = ["devstack@n-api", "devstack@n-cond", "devstack@n-sch"]
+        .iter()
+        .map(|unit| layout.unit(unit))
+        .collect();
     format!(
         "set -e; systemctl start devstack@rest-proxy; set -a; . /etc/butterfly/stack.env; set +a; \
          /opt/openstack/bin/python /etc/butterfly/route_catalog.py {}; \
-         systemctl restart devstack@n-api devstack@n-cond devstack@n-sch",
-        pairs.join(" ")
+         systemctl restart {}",
+        pairs.join(" "),
+        restart.join(" ")
     )
 }
 
@@ -671,6 +715,11 @@ pub fn cache_key(parts: &[&str]) -> String {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// DevStack's stack script, which the kolla layout runs too (`crate::kolla::stack_adapter`).
+pub fn stack_script() -> &'static str {
+    STACK_SH
 }
 
 /// Every embedded asset, for the OpenStack layer's cache key.
@@ -826,7 +875,7 @@ mod tests {
         assert_eq!(nova.mode & 0o077, 0o040, "nova.conf holds secrets");
         assert!(nova.contents.contains("os:DBPW@127.0.0.1/nova"));
         assert!(
-            route_command().contains(
+            route_command(crate::Layout::Devstack).contains(
                 "route_catalog.py 8778=18778 9292=19292 9696=19696 8774=18774 8776=18776;"
             )
         );

@@ -13,7 +13,7 @@ use crate::inventory::ServiceSet;
 use crate::progress::Step;
 use crate::sys;
 use crate::topology::{Role, StateDir, Topology};
-use crate::{Record, assets::Secrets};
+use crate::{Layout, Record, assets::Secrets};
 
 /// How long `up` waits for the stack to become healthy.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(300);
@@ -61,11 +61,11 @@ impl Health {
 }
 
 /// The units of `services` that must be active on a host of `role`.
-pub fn units_for(role: Role, services: ServiceSet) -> Vec<String> {
+pub fn units_for(role: Role, services: ServiceSet, layout: Layout) -> Vec<String> {
     services
         .services()
         .filter(|s| s.role == role)
-        .map(|s| format!("{}.service", s.unit))
+        .map(|s| layout.unit(&format!("{}.service", s.unit)))
         .collect()
 }
 
@@ -330,7 +330,7 @@ pub fn check(record: &Record, state: &StateDir) -> Result<Health> {
     let topology = &record.topology;
     let mut health = Health::default();
     for host in &topology.hosts {
-        let units = units_for(host.role, record.services());
+        let units = units_for(host.role, record.services(), record.layout);
         let command = format!("systemctl is-active {}", units.join(" "));
         let output = sys::output("status", &mut hosts::ssh(state, &host.name, &command))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -393,7 +393,10 @@ pub fn check(record: &Record, state: &StateDir) -> Result<Health> {
         &mut hosts::ssh(
             state,
             &topology.controller().name,
-            "rabbitmqctl -q list_queues name consumers",
+            &format!(
+                "{} -q list_queues name consumers",
+                record.layout.rabbitmqctl()
+            ),
         ),
     )?;
     check_consumers(
@@ -425,12 +428,13 @@ pub fn wait_healthy(record: &Record, state: &StateDir, step: &Step) -> Result<He
                 HEALTH_TIMEOUT.as_secs(),
                 failures.join("; ")
             );
+            let unit = record.layout.unit("devstack@n-cpu");
             for host in record.topology.computes() {
                 if failures.iter().any(|f| f.contains(&host.name)) {
                     detail.push_str(&format!(
-                        "\nlast log lines of devstack@n-cpu on {}:\n{}",
+                        "\nlast log lines of {unit} on {}:\n{}",
                         host.name,
-                        journal_tail(state, &host.name, "devstack@n-cpu")
+                        journal_tail(state, &host.name, &unit)
                     ));
                 }
             }
@@ -475,17 +479,48 @@ mod tests {
 
     #[test]
     fn controller_units_include_the_broker_and_database() {
-        let units = units_for(Role::Controller, ServiceSet::OpenStack);
+        let units = units_for(Role::Controller, ServiceSet::OpenStack, Layout::Devstack);
         assert!(units.contains(&"rabbitmq-server.service".to_owned()));
         assert!(units.contains(&"devstack@n-api.service".to_owned()));
         assert!(!units.contains(&"devstack@rest-proxy.service".to_owned()));
         assert!(
-            units_for(Role::Controller, ServiceSet::OpenStackWithRestProxy)
-                .contains(&"devstack@rest-proxy.service".to_owned())
+            units_for(
+                Role::Controller,
+                ServiceSet::OpenStackWithRestProxy,
+                Layout::Devstack
+            )
+            .contains(&"devstack@rest-proxy.service".to_owned())
         );
         assert_eq!(
-            units_for(Role::Compute, ServiceSet::OpenStackWithRestProxy),
+            units_for(
+                Role::Compute,
+                ServiceSet::OpenStackWithRestProxy,
+                Layout::Devstack
+            ),
             ["devstack@n-cpu.service"]
+        );
+    }
+
+    #[test]
+    fn the_kolla_layout_checks_the_container_units_and_keeps_the_proxy_unit() {
+        let units = units_for(
+            Role::Controller,
+            ServiceSet::OpenStackWithRestProxy,
+            Layout::Kolla,
+        );
+        for unit in [
+            "kolla-mariadb-container.service",
+            "kolla-rabbitmq-container.service",
+            "kolla-nova_conductor-container.service",
+            "kolla-cinder_volume-container.service",
+            "devstack@rest-proxy.service",
+        ] {
+            assert!(units.contains(&unit.to_owned()), "{unit} not in {units:?}");
+        }
+        assert!(!units.iter().any(|u| u == "devstack@n-cond.service"));
+        assert_eq!(
+            units_for(Role::Compute, ServiceSet::OpenStack, Layout::Kolla),
+            ["kolla-nova_compute-container.service"]
         );
     }
 

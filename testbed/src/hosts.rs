@@ -131,13 +131,27 @@ pub(crate) fn ssh(state: &StateDir, host: &str, remote: &str) -> Command {
     command
 }
 
+/// The extra nspawn mounts of every host of a layout: in the kolla layout, the image's rootfs
+/// read-only (the containers' root) and a tmpfs for Podman's storage.
+pub(crate) fn host_mounts(layout: crate::Layout, rootfs: &Path) -> Vec<String> {
+    match layout {
+        crate::Layout::Devstack => Vec::new(),
+        crate::Layout::Kolla => vec![
+            format!("--bind-ro={}:{}", rootfs.display(), crate::kolla::IMAGE_DIR),
+            format!("--tmpfs={}", crate::kolla::STORAGE_DIR),
+        ],
+    }
+}
+
 /// Brings up the bridge and every host from `rootfs`, waiting for systemd and sshd.
-/// `controller_files` (source, target) are bind-mounted read-only into the controller.
+/// `controller_files` (source, target) are bind-mounted read-only into the controller;
+/// `mounts` are nspawn options given to every host.
 pub(crate) fn start(
     topology: &Topology,
     state: &StateDir,
     rootfs: &Path,
     controller_files: &[(std::path::PathBuf, String)],
+    mounts: &[String],
     step: &Step,
 ) -> Result<Vec<HostRecord>> {
     let name = step.name().to_owned();
@@ -166,7 +180,7 @@ pub(crate) fn start(
             } else {
                 &[]
             };
-        let nspawn_pid = start_host(topology, state, rootfs, host, extra, name)?;
+        let nspawn_pid = start_host(topology, state, rootfs, host, extra, mounts, name)?;
         records.push(HostRecord {
             name: host.name.clone(),
             nspawn_pid,
@@ -190,6 +204,7 @@ fn start_host(
     rootfs: &Path,
     host: &Host,
     extra: &[(std::path::PathBuf, String)],
+    mounts: &[String],
     step: &str,
 ) -> Result<i32> {
     let dir = state.host_dir(&host.name);
@@ -302,6 +317,7 @@ fn start_host(
             &bind_ro(&state.authorized_keys(), "/root/.ssh/authorized_keys"),
         ])
         .args(extra.iter().map(|(from, to)| bind_ro(from, to)))
+        .args(mounts)
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
         // Its own process group: a Ctrl-C on the CLI must not power the hosts off half-way.

@@ -28,6 +28,7 @@ pub const SUITE: &str = "bookworm";
 const BASE_RECIPE: &str = "1";
 const WHEELS_RECIPE: &str = "1";
 const OPENSTACK_RECIPE: &str = "2";
+const KOLLA_RECIPE: &str = "1";
 
 /// The Debian mirror for debootstrap (`BUTTERFLY_DEBIAN_MIRROR` overrides it).
 fn mirror() -> String {
@@ -69,6 +70,17 @@ fn openstack_key() -> String {
     let mut parts = vec![OPENSTACK_RECIPE.to_owned(), base_key(), wheels_key()];
     parts.push(assets::OPENSTACK_DEBS.join(","));
     parts.extend(assets::all_asset_texts().into_iter().map(str::to_owned));
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    assets::cache_key(&refs)
+}
+
+fn openstack_dir(cache: &Path) -> PathBuf {
+    cache.join(format!("openstack-{}", openstack_key()))
+}
+
+fn kolla_key() -> String {
+    let mut parts = vec![KOLLA_RECIPE.to_owned(), openstack_key()];
+    parts.extend(crate::kolla::layer_texts());
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     assets::cache_key(&refs)
 }
@@ -163,10 +175,79 @@ pub fn ensure_openstack(cache: &Path, progress: &Progress) -> Result<Images> {
     let wheels_dir = ensure_wheels(cache, progress)?;
     let client = ensure_client(&wheels_dir, progress)?;
     let key = openstack_key();
-    let dir = cache.join(format!("openstack-{key}"));
+    let dir = openstack_dir(cache);
     if !dir.join("secrets.json").exists() {
         build_openstack(&dir, &base, &wheels_dir, progress)?;
     }
+    Ok(Images {
+        rootfs: dir.join("rootfs"),
+        secrets: Some(read_secrets(&dir)?),
+        client_venv: Some(client),
+        key,
+    })
+}
+
+/// Ensures the kolla layer (`kolla-<key>/rootfs`: the OpenStack layer plus Podman and crun, the
+/// `kolla-*-container.service` units and their create scripts, the stack adapter, and masks of
+/// the Debian broker and database units) and every layer below it. Its secrets are the OpenStack
+/// layer's: the configs are that layer's.
+pub fn ensure_kolla(cache: &Path, progress: &Progress) -> Result<Images> {
+    let openstack = ensure_openstack(cache, progress)?;
+    let key = kolla_key();
+    let dir = cache.join(format!("kolla-{key}"));
+    // The secrets are copied last: a layer with them is complete.
+    if !dir.join("secrets.json").exists() {
+        run_step(
+            progress,
+            "copy the OpenStack rootfs (kolla layer)",
+            |step| {
+                let partial = partial_dir(&dir)?;
+                run(
+                    step.name(),
+                    clean_command("cp")
+                        .args(["-a", "--reflink=auto"])
+                        .arg(&openstack.rootfs)
+                        .arg(partial.join("rootfs")),
+                )
+                .map(drop)
+            },
+        )?;
+        let partial = dir.with_extension("partial");
+        let rootfs = partial.join("rootfs");
+        run_step(
+            progress,
+            "install Podman and crun in the rootfs (apt)",
+            |step| apt_install(&rootfs, crate::kolla::KOLLA_DEBS, step.name()),
+        )?;
+        run_step(progress, "install the kolla units and scripts", |_| {
+            for file in crate::kolla::rootfs_files() {
+                sys::write_file(&rootfs.join(&file.path), &file.contents, file.mode)?;
+            }
+            for unit in crate::kolla::MASKED_UNITS {
+                let link = rootfs.join("etc/systemd/system").join(unit);
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink("/dev/null", &link).map_err(io_at(&link))?;
+            }
+            sys::mkdir(&rootfs.join(crate::kolla::IMAGE_DIR.trim_start_matches('/')))?;
+            sys::mkdir(&rootfs.join(crate::kolla::STORAGE_DIR.trim_start_matches('/')))?;
+            // Beside the rootfs, where `status` reads the secrets of the image a testbed booted.
+            let from = openstack_dir(cache).join("secrets.json");
+            let to = partial.join("secrets.json");
+            std::fs::copy(&from, &to).map_err(io_at(&to))?;
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(io_at(&to))?;
+            finish_partial(&partial, &dir)
+        })?;
+    }
+    Ok(Images {
+        rootfs: dir.join("rootfs"),
+        key,
+        ..openstack
+    })
+}
+
+/// Reads the secrets of the OpenStack layer in `dir`.
+fn read_secrets(dir: &Path) -> Result<Secrets> {
     let secrets_path = dir.join("secrets.json");
     let text =
         userinput::file::read_to_string(&secrets_path, userinput::file::FileKind::TESTBED_STATE)?;
@@ -182,12 +263,7 @@ pub fn ensure_openstack(cache: &Path, progress: &Progress) -> Result<Images> {
             ),
         )
     })?;
-    Ok(Images {
-        rootfs: dir.join("rootfs"),
-        secrets: Some(secrets),
-        client_venv: Some(client),
-        key,
-    })
+    Ok(secrets)
 }
 
 fn ensure_wheels(cache: &Path, progress: &Progress) -> Result<PathBuf> {
@@ -273,31 +349,7 @@ fn build_openstack(dir: &Path, base: &Path, wheels_dir: &Path, progress: &Progre
     run_step(
         progress,
         "install MariaDB and RabbitMQ in the rootfs (apt)",
-        |step| {
-            let mut mounts = Mounts::default();
-            mounts.chroot_basics(&rootfs, step.name())?;
-            // apt needs a resolver and must not start services inside the chroot.
-            let resolv = rootfs.join("etc/resolv.conf");
-            let _ = std::fs::remove_file(&resolv);
-            std::fs::copy("/etc/resolv.conf", &resolv).map_err(io_at(&resolv))?;
-            let policy = rootfs.join("usr/sbin/policy-rc.d");
-            sys::write_file(&policy, "#!/bin/sh\nexit 101\n", 0o755)?;
-            let script = format!(
-                "apt-get update -q && apt-get install -y -q --no-install-recommends {} && apt-get clean",
-                assets::OPENSTACK_DEBS.join(" ")
-            );
-            let result = run(
-                step.name(),
-                clean_command("chroot")
-                    .arg(&rootfs)
-                    .args(["sh", "-c", &script])
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-            );
-            let _ = std::fs::remove_file(&policy);
-            let _ = std::fs::remove_file(&resolv);
-            drop(mounts);
-            result.map(drop)
-        },
+        |step| apt_install(&rootfs, assets::OPENSTACK_DEBS, step.name()),
     )?;
     run_step(
         progress,
@@ -344,6 +396,33 @@ fn build_openstack(dir: &Path, base: &Path, wheels_dir: &Path, progress: &Progre
         sys::write_file(&partial.join("secrets.json"), &json, 0o600)?;
         finish_partial(&partial, dir)
     })
+}
+
+/// Installs Debian `packages` into `rootfs` with apt in a chroot, without starting services.
+fn apt_install(rootfs: &Path, packages: &[&str], step: &str) -> Result<()> {
+    let mut mounts = Mounts::default();
+    mounts.chroot_basics(rootfs, step)?;
+    // apt needs a resolver and must not start services inside the chroot.
+    let resolv = rootfs.join("etc/resolv.conf");
+    let _ = std::fs::remove_file(&resolv);
+    std::fs::copy("/etc/resolv.conf", &resolv).map_err(io_at(&resolv))?;
+    let policy = rootfs.join("usr/sbin/policy-rc.d");
+    sys::write_file(&policy, "#!/bin/sh\nexit 101\n", 0o755)?;
+    let script = format!(
+        "apt-get update -q && apt-get install -y -q --no-install-recommends {} && apt-get clean",
+        packages.join(" ")
+    );
+    let result = run(
+        step,
+        clean_command("chroot")
+            .arg(rootfs)
+            .args(["sh", "-c", &script])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+    let _ = std::fs::remove_file(&policy);
+    let _ = std::fs::remove_file(&resolv);
+    drop(mounts);
+    result.map(drop)
 }
 
 /// Mounts made for a chroot, unmounted in reverse order when dropped (also on error paths).

@@ -25,6 +25,7 @@ mod hosts;
 pub mod image;
 pub mod import;
 pub mod inventory;
+pub mod kolla;
 pub mod openstack;
 pub mod progress;
 pub mod residue;
@@ -61,6 +62,39 @@ pub enum Mode {
     OpenStack,
 }
 
+/// How the OpenStack services are run and supervised; the image, the configs and the stacking
+/// are the same.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// DevStack's: `devstack@*` units, Debian's `mariadb` and `rabbitmq-server` units.
+    #[default]
+    Devstack,
+    /// kolla-ansible's: Podman containers supervised by `kolla-*-container.service` ([`kolla`]).
+    Kolla,
+}
+
+impl Layout {
+    /// The unit that runs the service which DevStack's layout runs as `devstack_unit` (with
+    /// `.service` when given with it).
+    pub fn unit(self, devstack_unit: &str) -> String {
+        match self {
+            Layout::Devstack => devstack_unit.to_owned(),
+            Layout::Kolla => {
+                kolla::unit_replacing(devstack_unit).unwrap_or_else(|| devstack_unit.to_owned())
+            }
+        }
+    }
+
+    /// The shell command that runs `rabbitmqctl` on the broker's host.
+    pub fn rabbitmqctl(self) -> &'static str {
+        match self {
+            Layout::Devstack => "rabbitmqctl",
+            Layout::Kolla => "podman exec rabbitmq rabbitmqctl",
+        }
+    }
+}
+
 /// Options of `up`.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -78,6 +112,8 @@ pub struct UpOptions {
     pub disk_mb: u64,
     /// Leave a failed testbed up for inspection instead of rolling it back.
     pub keep_on_failure: bool,
+    /// How the services are supervised (OpenStack mode).
+    pub layout: Layout,
     /// The `butterfly` binary that runs the recording REST proxy on the controller (bind-mounted
     /// read-only; the controller runs the same Debian release as the host). With it, the Keystone
     /// catalog and nova's glance URL point at the proxy; without it, straight at the services.
@@ -103,6 +139,9 @@ pub struct Record {
     /// the proxy existed have none).
     #[serde(default)]
     pub rest_proxy: bool,
+    /// How the services are supervised (records written before layouts existed are DevStack's).
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 impl Record {
@@ -218,7 +257,14 @@ pub fn up(options: &UpOptions, progress: &Progress) -> Result<UpReport> {
             client_venv: None,
             key: "base".to_owned(),
         },
-        Mode::OpenStack => image::ensure_openstack(&cache, progress)?,
+        Mode::OpenStack => match options.layout {
+            Layout::Devstack => image::ensure_openstack(&cache, progress)?,
+            Layout::Kolla => image::ensure_kolla(&cache, progress)?,
+        },
+    };
+    let layout = match options.mode {
+        Mode::HostsOnly => Layout::Devstack,
+        Mode::OpenStack => options.layout,
     };
     // The hosts boot from the layer's rootfs read-only (overlays), so the cache is free again.
     drop(cache_lock);
@@ -233,6 +279,7 @@ pub fn up(options: &UpOptions, progress: &Progress) -> Result<UpReport> {
         hosts: Vec::new(),
         client_venv: images.client_venv.clone(),
         rest_proxy: images.secrets.is_some() && options.rest_proxy_binary.is_some(),
+        layout,
     };
     // The record is written before anything is started, so that `down` finds an interrupted run.
     record.save(&state)?;
@@ -253,7 +300,16 @@ pub fn up(options: &UpOptions, progress: &Progress) -> Result<UpReport> {
     let booted = run_step(
         progress,
         &format!("boot {} hosts (systemd-nspawn)", topology.hosts.len()),
-        |step| hosts::start(&topology, &state, &images.rootfs, &run_files, step),
+        |step| {
+            hosts::start(
+                &topology,
+                &state,
+                &images.rootfs,
+                &run_files,
+                &hosts::host_mounts(layout, &images.rootfs),
+                step,
+            )
+        },
     );
     let result = booted.and_then(|records| {
         record.hosts = records;
@@ -327,9 +383,63 @@ fn finish_up(
             Some(health)
         }
     };
-    let inventory = inventory::generate(&record.topology, &ssh, record.services());
+    let inventory = match (record.layout, &images.secrets) {
+        (Layout::Kolla, Some(secrets)) => kolla_inventory(record, state, secrets, &ssh)?,
+        _ => inventory::generate(&record.topology, &ssh, record.services()),
+    };
     sys::write_file(&state.inventory(), &inventory.to_yaml()?, 0o644)?;
     Ok(health)
+}
+
+/// Writes kolla-ansible's own files for the testbed into `<state>/kolla/` and imports them as
+/// `discover --kolla` does; the REST proxy, the testbed's instrument and not kolla's, is added
+/// as the DevStack layout lists it.
+fn kolla_inventory(
+    record: &Record,
+    state: &StateDir,
+    secrets: &assets::Secrets,
+    ssh: &SshDefaults,
+) -> Result<inventory::Inventory> {
+    let dir = state.kolla_dir();
+    sys::mkdir(&dir)?;
+    let files = import::DeployerFiles {
+        inventory: dir.join("multinode"),
+        globals: Some(dir.join("globals.yml")),
+        passwords: Some(dir.join("passwords.yml")),
+    };
+    sys::write_file(
+        &files.inventory,
+        &kolla::inventory_ini(&record.topology),
+        0o644,
+    )?;
+    sys::write_file(
+        &dir.join("globals.yml"),
+        &kolla::globals_yml(&record.topology),
+        0o644,
+    )?;
+    sys::write_file(
+        &dir.join("passwords.yml"),
+        &kolla::passwords_yml(secrets),
+        0o600,
+    )?;
+    let imported = import::kolla::import(
+        &files,
+        &import::ImportOptions {
+            identity: ssh.identity.clone(),
+            known_hosts: ssh.known_hosts.clone(),
+        },
+    )?;
+    let mut inventory = imported.inventory;
+    if record.rest_proxy {
+        let generated = inventory::generate(&record.topology, ssh, record.services());
+        inventory.services.extend(
+            generated
+                .services
+                .into_iter()
+                .filter(|s| s.name == inventory::REST_PROXY),
+        );
+    }
+    Ok(inventory)
 }
 
 fn outputs(state: &StateDir, mode: Mode) -> Vec<(String, PathBuf)> {
@@ -358,6 +468,7 @@ fn remove_outputs(state: &StateDir) {
     ] {
         let _ = std::fs::remove_file(path);
     }
+    let _ = std::fs::remove_dir_all(state.kolla_dir());
     let _ = std::fs::remove_dir_all(state.ssh_dir());
     // Only removed when empty: the directory may be the user's and hold other files.
     let _ = std::fs::remove_dir(state.root());

@@ -22,7 +22,11 @@ pub fn stack(record: &Record, state: &StateDir, progress: &Progress) -> Result<(
         progress,
         "stack the controller (databases, Keystone, catalog, APIs)",
         |step| {
-            let mut command = hosts::ssh(state, &controller, "/usr/local/sbin/butterfly-stack.sh");
+            let script = match record.layout {
+                crate::Layout::Devstack => "/usr/local/sbin/butterfly-stack.sh",
+                crate::Layout::Kolla => crate::kolla::STACK_SCRIPT,
+            };
+            let mut command = hosts::ssh(state, &controller, script);
             let output = sys::output_with_lines(step.name(), &mut command, |line| {
                 // The script announces each stage as `stack: …`; show it beside the spinner.
                 if let Some(stage) = line.strip_prefix("stack: ") {
@@ -43,7 +47,11 @@ pub fn stack(record: &Record, state: &StateDir, progress: &Progress) -> Result<(
             progress,
             "route API calls through the recording REST proxy",
             |step| {
-                let mut command = hosts::ssh(state, &controller, &crate::assets::route_command());
+                let mut command = hosts::ssh(
+                    state,
+                    &controller,
+                    &crate::assets::route_command(record.layout),
+                );
                 sys::run(step.name(), &mut command).map(drop)
             },
         )?;
@@ -52,8 +60,9 @@ pub fn stack(record: &Record, state: &StateDir, progress: &Progress) -> Result<(
         progress,
         "start nova-compute on the compute hosts",
         |step| {
+            let start = format!("systemctl start {}", record.layout.unit("devstack@n-cpu"));
             for host in record.topology.computes() {
-                let mut command = hosts::ssh(state, &host.name, "systemctl start devstack@n-cpu");
+                let mut command = hosts::ssh(state, &host.name, &start);
                 sys::run(step.name(), &mut command)?;
             }
             Ok(())
@@ -100,11 +109,12 @@ fn wait_registered(record: &Record, state: &StateDir, step: &str) -> Result<()> 
                 "nova-compute did not register within {} s ({last})",
                 REGISTER_TIMEOUT.as_secs()
             );
+            let unit = record.layout.unit("devstack@n-cpu");
             for host in record.topology.computes() {
                 detail.push_str(&format!(
-                    "\nlast log lines of devstack@n-cpu on {}:\n{}",
+                    "\nlast log lines of {unit} on {}:\n{}",
                     host.name,
-                    health::journal_tail(state, &host.name, "devstack@n-cpu")
+                    health::journal_tail(state, &host.name, &unit)
                 ));
             }
             return Err(step_failed(step, detail));

@@ -219,6 +219,12 @@ impl StateDir {
         self.root.join("inventory.yaml")
     }
 
+    /// kolla-ansible's files of a kolla-layout testbed (`multinode`, `globals.yml`,
+    /// `passwords.yml`).
+    pub fn kolla_dir(&self) -> PathBuf {
+        self.root.join("kolla")
+    }
+
     /// The clouds.yaml with the `butterfly` cloud.
     pub fn clouds_yaml(&self) -> PathBuf {
         self.root.join("clouds.yaml")

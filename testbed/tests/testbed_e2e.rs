@@ -27,6 +27,7 @@ fn options(state: &Path, mode: Mode, instance: u8) -> UpOptions {
         computes: 2,
         disk_mb: 64,
         keep_on_failure: false,
+        layout: testbed::Layout::Devstack,
         rest_proxy_binary: None,
     }
 }

@@ -2,7 +2,8 @@
 //! (`ansible/roles/*/defaults/main.yml`, `container_name`), supervised by the systemd unit
 //! `kolla-<container>-container.service` (`ansible/module_utils/kolla_systemd_worker.py`), with
 //! host networking. Where each runs is the inventory group kolla's roles deploy it to; the ports
-//! are kolla's defaults (`ansible/group_vars/all/*.yml`); the engine is `kolla_container_engine`
+//! are kolla's defaults (`ansible/group_vars/all/*.yml`), or the `*_port` variables of
+//! `globals.yml` that move them; the engine is `kolla_container_engine`
 //! (default `docker`) and the vhost `om_rpc_vhost` (default `/`) from `globals.yml`.
 
 use std::collections::BTreeSet;
@@ -25,6 +26,8 @@ pub struct KollaService {
     pub container: &'static str,
     /// kolla's default listen ports.
     pub ports: &'static [u16],
+    /// The `globals.yml` variable that moves its port, when kolla has one (`placement_api_port`).
+    pub port_var: Option<&'static str>,
     /// Whether it talks RPC over the broker (and so has a vhost).
     pub rpc: bool,
 }
@@ -36,6 +39,7 @@ pub const SERVICES: &[KollaService] = &[
         group: "keystone",
         container: "keystone",
         ports: &[5000],
+        port_var: Some("keystone_public_port"),
         rpc: false,
     },
     KollaService {
@@ -43,6 +47,7 @@ pub const SERVICES: &[KollaService] = &[
         group: "placement-api",
         container: "placement_api",
         ports: &[8780],
+        port_var: Some("placement_api_port"),
         rpc: false,
     },
     KollaService {
@@ -50,6 +55,7 @@ pub const SERVICES: &[KollaService] = &[
         group: "glance-api",
         container: "glance_api",
         ports: &[9292],
+        port_var: Some("glance_api_port"),
         rpc: false,
     },
     KollaService {
@@ -57,6 +63,7 @@ pub const SERVICES: &[KollaService] = &[
         group: "neutron-server",
         container: "neutron_server",
         ports: &[9696],
+        port_var: Some("neutron_server_port"),
         rpc: true,
     },
     KollaService {
@@ -64,6 +71,7 @@ pub const SERVICES: &[KollaService] = &[
         group: "nova-api",
         container: "nova_api",
         ports: &[8774],
+        port_var: Some("nova_api_port"),
         rpc: true,
     },
     KollaService {
@@ -71,6 +79,7 @@ pub const SERVICES: &[KollaService] = &[
         group: "nova-conductor",
         container: "nova_conductor",
         ports: &[],
+        port_var: None,
         rpc: true,
     },
     KollaService {
@@ -78,6 +87,7 @@ pub const SERVICES: &[KollaService] = &[
         group: "nova-scheduler",
         container: "nova_scheduler",
         ports: &[],
+        port_var: None,
         rpc: true,
     },
     KollaService {
@@ -86,6 +96,31 @@ pub const SERVICES: &[KollaService] = &[
         group: "compute",
         container: "nova_compute",
         ports: &[],
+        port_var: None,
+        rpc: true,
+    },
+    KollaService {
+        name: "cinder-api",
+        group: "cinder-api",
+        container: "cinder_api",
+        ports: &[8776],
+        port_var: Some("cinder_api_port"),
+        rpc: true,
+    },
+    KollaService {
+        name: "cinder-scheduler",
+        group: "cinder-scheduler",
+        container: "cinder_scheduler",
+        ports: &[],
+        port_var: None,
+        rpc: true,
+    },
+    KollaService {
+        name: "cinder-volume",
+        group: "cinder-volume",
+        container: "cinder_volume",
+        ports: &[],
+        port_var: None,
         rpc: true,
     },
     KollaService {
@@ -93,6 +128,7 @@ pub const SERVICES: &[KollaService] = &[
         group: "rabbitmq",
         container: "rabbitmq",
         ports: &[5672],
+        port_var: Some("rabbitmq_port"),
         rpc: false,
     },
     KollaService {
@@ -100,6 +136,7 @@ pub const SERVICES: &[KollaService] = &[
         group: "mariadb",
         container: "mariadb",
         ports: &[3306],
+        port_var: Some("database_port"),
         rpc: false,
     },
 ];
@@ -190,6 +227,13 @@ pub fn import(files: &DeployerFiles, options: &ImportOptions) -> Result<Imported
             continue;
         }
         let mut ports = service.ports.to_vec();
+        if let Some(var) = service.port_var
+            && let Some(port) = globals.text(var)?
+        {
+            ports = vec![port.parse::<u16>().map_err(|_| {
+                globals.located(var, "is not a TCP port", "give a number from 1 to 65535")
+            })?];
+        }
         if service.name == "rabbitmq" && tls {
             ports = vec![5671];
         }
