@@ -450,10 +450,21 @@ impl Store {
                     .busy_timeout(BUSY_TIMEOUT)
                     .map_err(sqlite_error)?;
                 // WAL: readers do not block the writer, and a killed writer's partial
-                // transaction is never part of the database.
-                connection
-                    .pragma_update(None, "journal_mode", "WAL")
-                    .map_err(sqlite_error)?;
+                // transaction is never part of the database. Switching a new database to WAL
+                // needs an exclusive lock and SQLite answers "database is locked" at once,
+                // without its busy handler, while another process does the same: retry.
+                let since = std::time::Instant::now();
+                loop {
+                    match connection.pragma_update(None, "journal_mode", "WAL") {
+                        Err(rusqlite::Error::SqliteFailure(e, _))
+                            if e.code == rusqlite::ErrorCode::DatabaseBusy
+                                && since.elapsed() < BUSY_TIMEOUT =>
+                        {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        result => break result.map_err(sqlite_error)?,
+                    }
+                }
                 connection
                     .pragma_update(None, "foreign_keys", "ON")
                     .map_err(sqlite_error)?;
