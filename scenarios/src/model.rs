@@ -38,6 +38,9 @@ pub struct Campaign {
     pub guardrails: Vec<Guardrail>,
     /// Detectors to score.
     pub detectors: Vec<Detector>,
+    /// Runbooks answering the detectors' alarms (none: nothing is remediated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<crate::remediation::Remediation>,
     /// Window lengths and the campaign seed.
     pub timing: Timing,
     /// Where results go.
