@@ -84,7 +84,7 @@ pub(crate) fn check(what: impl Into<String>, script: impl Into<String>) -> Check
 }
 
 /// `systemctl show -p PROPERTY --value UNIT` as a command substitution.
-fn unit_property(unit: &str, property: &str) -> String {
+pub(crate) fn unit_property(unit: &str, property: &str) -> String {
     format!(
         "$({})",
         join(&["systemctl", "show", "-p", property, "--value", unit])
@@ -98,7 +98,7 @@ pub(crate) fn is_active(unit: &str) -> String {
 /// Shell that sets `cg` to the directory of a unit's cgroup that lists its processes (the
 /// cgroup2 one: `/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts; else the v1
 /// `name=systemd` one), or to nothing when the unit has none.
-fn unit_cgroup(unit: &str) -> String {
+pub(crate) fn unit_cgroup(unit: &str) -> String {
     format!(
         "{{ cg=; u={}; [ -z \"$u\" ] || for r in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do if [ -f \"$r$u/cgroup.procs\" ]; then cg=$r$u; break; fi; done; }}",
         unit_property(unit, "ControlGroup")
@@ -1522,7 +1522,7 @@ pub(crate) fn kill_guard(allow_destructive: bool) -> String {
     )
 }
 
-fn is_safe_id(id: &str) -> bool {
+pub(crate) fn is_safe_id(id: &str) -> bool {
     id.len() == 8
         && id
             .chars()

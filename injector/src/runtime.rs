@@ -43,7 +43,7 @@ pub fn observed_in(output: &str) -> Option<String> {
 /// Runs `script` in a fresh `/bin/sh` through `prefix` (`lxc-attach -n C --`, `nsenter … --`).
 /// `@PRE@` is replaced in the text as usual; `@INJ@`, which a poll loop on the host reads from a
 /// shell variable, is passed as the inner shell's arguments.
-fn through(prefix: &str, script: &str) -> String {
+pub(crate) fn through(prefix: &str, script: &str) -> String {
     if script.contains(INJECT_CAPTURE) {
         let inner = format!(
             "bfly_inj=$*; {}",
@@ -73,7 +73,7 @@ fn all_through(phases: Phases, prefix: &str, place: &str) -> Phases {
 }
 
 /// `lxc-attach` into a container with a clean environment and the usual PATH.
-fn lxc_attach(container: &str) -> String {
+pub(crate) fn lxc_attach(container: &str) -> String {
     join(&[
         "lxc-attach",
         "-n",

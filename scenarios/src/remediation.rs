@@ -1263,13 +1263,17 @@ impl Remediation {
     }
 }
 
-/// The service an action acts on, given the suspect: the one it names, else the inventory's
-/// cache or broker for the actions that act on them, else the suspect.
+/// The service an action acts on, given the suspect: none for an action on the host (free-disk,
+/// reboot-host, a command), else the one it names, else the inventory's cache or broker for the
+/// actions that act on them, else the suspect.
 pub fn acted_on<'t>(
     action: &Action,
     testbed: &'t Testbed,
     suspect: Option<&'t Service>,
 ) -> Option<&'t Service> {
+    if !action.kind.needs_service() {
+        return None;
+    }
     if let Some(name) = &action.service {
         return testbed.services.iter().find(|s| &s.name == name);
     }
