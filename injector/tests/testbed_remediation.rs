@@ -95,7 +95,7 @@ fn a_thaw_of_an_injected_freeze_is_journaled_and_the_freezes_revert_says_so() {
     let service = service_of(&unit);
     let thaw = action_plan(ActionKind::Thaw, &compute1, &service);
     let restores = thaw.restores(&[in_effect(&active, FaultKind::ProcessFreeze)]);
-    assert_eq!(restores, [active.plan.id.clone()]);
+    assert_eq!(restores, vec![active.plan.id.clone()]);
     bench
         .runtime
         .block_on(bench.injector.remediate(&thaw, &restores))
