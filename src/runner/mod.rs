@@ -90,6 +90,16 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         .map_err(|diagnostics| CliError::InvalidInput(diagnostics.to_string()))?;
     // Before anything is created or injected: a fingerprint store the campaign names must load.
     let builtin = detect::engine_of(&campaign).map_err(CliError::InvalidInput)?;
+    if let Some(remediation) = &campaign.remediation
+        && remediation.mode != scenarios::remediation::Mode::Off
+    {
+        // Said up front rather than implied: the runbooks are checked and planned, not yet run.
+        eprintln!(
+            "butterfly: warning: remediation mode {} is not acted on by `run` yet; the runbooks \
+             were validated and `plan --dry-run` shows their commands",
+            remediation.mode.as_str()
+        );
+    }
     let recording = history::plan(
         &campaign,
         options.run_dir.as_deref(),
