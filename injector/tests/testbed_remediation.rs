@@ -8,13 +8,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use injector::remediation::InEffect;
 use injector::transport::{Connections, TransportSettings};
-use injector::{ActionInput, EngineSettings, Injector, Journal};
+use injector::{ActionInput, EngineSettings};
 use scenarios::fault::{Fault, FaultKind, FreezeMethod};
 use scenarios::model::{Runtime, Service};
 use scenarios::remediation::{Action, ActionKind};
@@ -23,17 +22,22 @@ use scenarios::units::{Ident, UnitName};
 const RUN_DIR_ENV: &str = "BFLY_REMEDIATION_RUN_DIR";
 const UNIT_ENV: &str = "BFLY_REMEDIATION_UNIT";
 
-fn service_of(unit: &TestUnit) -> Service {
+/// The inventory service of systemd unit `unit` on `host`.
+fn service(unit: &str, host: &str) -> Service {
     Service {
         name: Ident::new("testsvc").unwrap(),
-        runtime: Runtime::Unit(UnitName::new(&format!("{}.service", unit.name)).unwrap()),
+        runtime: Runtime::Unit(UnitName::new(unit).unwrap()),
         vhost: None,
         process: None,
         roles: vec![],
-        hosts: vec![Ident::new(&unit.host).unwrap()],
+        hosts: vec![Ident::new(host).unwrap()],
         ports: vec![],
         function: None,
     }
+}
+
+fn service_of(unit: &TestUnit) -> Service {
+    service(&format!("{}.service", unit.name), &unit.host)
 }
 
 fn action_plan(
@@ -184,34 +188,9 @@ fn remediation_crash_child() {
     };
     let unit = std::env::var(UNIT_ENV).expect("unit name");
     let compute1 = host("compute1");
-    let service = Service {
-        name: Ident::new("testsvc").unwrap(),
-        runtime: Runtime::Unit(UnitName::new(&unit).unwrap()),
-        vhost: None,
-        process: None,
-        roles: vec![],
-        hosts: vec![Ident::new("compute1").unwrap()],
-        ports: vec![],
-        function: None,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let service = service(&unit, "compute1");
+    let (runtime, injector) = child_injector(&run_dir);
     runtime.block_on(async {
-        let journal = Arc::new(Journal::open(&run_dir).unwrap());
-        let control_dir = run_dir.join("ctl");
-        std::fs::create_dir_all(&control_dir).unwrap();
-        let settings = TransportSettings {
-            control_dir,
-            ..TransportSettings::default()
-        };
-        let injector = Injector::new(
-            Arc::new(Connections::new(settings)),
-            journal,
-            EngineSettings::default(),
-        );
         loop {
             let plan = action_plan(ActionKind::KillHungProcess, &compute1, &service);
             injector
@@ -258,7 +237,7 @@ fn a_runner_killed_mid_action_leaves_nothing_recover_cannot_settle() {
         std::thread::sleep(Duration::from_millis(100 + 250 * round));
         child.kill().unwrap();
         child.wait().unwrap();
-        close_masters(&run_dir.path().join("ctl"));
+        close_orphaned_masters(&run_dir.path().join("ctl"));
         std::thread::sleep(Duration::from_secs(1));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -291,22 +270,4 @@ fn a_runner_killed_mid_action_leaves_nothing_recover_cannot_settle() {
     // Each kill lands inside an action (the child runs one after the other), so recover had
     // actions to settle; a test that never saw one would prove nothing.
     assert!(settled > 0, "no kill landed inside an action");
-}
-
-/// Asks the SSH masters a killed child left behind to exit.
-fn close_masters(control_dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(control_dir) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let socket = entry.path().join("master");
-        if socket.exists() {
-            let _ = std::process::Command::new("ssh")
-                .arg("-S")
-                .arg(&socket)
-                .args(["-O", "exit", "orphan"])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
 }
