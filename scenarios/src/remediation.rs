@@ -4,8 +4,8 @@
 //!
 //! Three parts, in the order data flows:
 //! - the raw, spanned types ([`RawRemediation`] and below), which also generate the JSON Schema;
-//! - [`check`], which turns them into the checked [`Remediation`] while collecting every problem
-//!   as a located diagnostic;
+//! - validation (called by the `validate` module), which turns them into the checked
+//!   [`Remediation`] while collecting every problem as a located diagnostic;
 //! - [`Remediation::select`] (which runbook matches an alarm, on which service and host) and
 //!   [`Governor`] (the guardrails: hold time, most actions per window, never during a baseline,
 //!   only on hosts the campaign owns). Both are pure: the clock is a parameter.
