@@ -159,53 +159,21 @@ pub fn remediation_dry_runs(
             .collect();
         for suspect in suspects {
             for host in testbed.hosts.iter().filter(|h| suspect.runs_on(h)) {
-                let spec = injector::HostSpec::from(host);
-                let host_of = |service: Option<&scenarios::model::Service>| {
-                    service
-                        .and_then(|s| testbed.hosts.iter().find(|h| s.runs_on(h)))
-                        .map(injector::HostSpec::from)
-                        .unwrap_or_else(|| spec.clone())
-                };
-                let mut diagnostics = Vec::new();
-                for step in &runbook.diagnostics {
-                    let read = match step {
-                        scenarios::remediation::DiagnosticStep::Collect(evidence) => evidence
-                            .reads()
-                            .and_then(|f| testbed.services.iter().find(|s| s.function == Some(f))),
-                        scenarios::remediation::DiagnosticStep::Command(_) => None,
-                    };
-                    let (on, service) = match read {
-                        Some(other) => (host_of(Some(other)), Some(other)),
-                        None => (spec.clone(), Some(suspect)),
-                    };
-                    diagnostics.push(
-                        injector::remediation::plan_diagnostic(step, &on, service, 0)
-                            .map_err(|e| format!("runbook {}: {e}", runbook.name))?,
-                    );
-                }
-                let mut actions = Vec::new();
-                for action in &runbook.actions {
-                    let service = scenarios::remediation::acted_on(action, testbed, Some(suspect));
-                    let on = if action.kind.default_function().is_some() || action.service.is_some()
-                    {
-                        host_of(service)
-                    } else {
-                        spec.clone()
-                    };
+                let mut next_id = || {
                     counter += 1;
-                    let id = format!("{:08x}", 0xa000_0000u32 + counter);
-                    actions.push(
-                        injector::ActionInput {
-                            id: &id,
-                            runbook: runbook.name.as_str(),
-                            action,
-                            host: &on,
-                            service,
-                        }
-                        .plan()
-                        .map_err(|e| format!("runbook {}: {e}", runbook.name))?,
-                    );
-                }
+                    format!("{:08x}", 0xa000_0000u32 + counter)
+                };
+                let crate::runner::remediate::RunbookPlans {
+                    diagnostics,
+                    actions,
+                } = crate::runner::remediate::runbook_plans(
+                    testbed,
+                    runbook,
+                    Some(suspect),
+                    host,
+                    0,
+                    &mut next_id,
+                )?;
                 out.push(RemediationDryRun {
                     runbook: runbook.name.to_string(),
                     service: Some(suspect.name.to_string()),

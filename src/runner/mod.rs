@@ -14,6 +14,7 @@ pub mod history;
 pub mod learn;
 pub mod live;
 pub mod openstack;
+pub mod remediate;
 pub mod resources;
 pub mod trace;
 pub mod workload;
@@ -90,16 +91,6 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         .map_err(|diagnostics| CliError::InvalidInput(diagnostics.to_string()))?;
     // Before anything is created or injected: a fingerprint store the campaign names must load.
     let builtin = detect::engine_of(&campaign).map_err(CliError::InvalidInput)?;
-    if let Some(remediation) = &campaign.remediation
-        && remediation.mode != scenarios::remediation::Mode::Off
-    {
-        // Said up front rather than implied: the runbooks are checked and planned, not yet run.
-        eprintln!(
-            "butterfly: warning: remediation mode {} is not acted on by `run` yet; the runbooks \
-             were validated and `plan --dry-run` shows their commands",
-            remediation.mode.as_str()
-        );
-    }
     let recording = history::plan(
         &campaign,
         options.run_dir.as_deref(),
@@ -180,6 +171,7 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         ),
         _ => None,
     };
+    let faults_in_effect = remediate::FaultsInEffect::default();
     let context = Context {
         campaign: &campaign,
         session: &session,
@@ -187,15 +179,43 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         tracer: &tracer,
         live: &live,
         cancel: &cancel,
+        faults: &faults_in_effect,
     };
-    let outcome = run_plan(
-        &context,
-        &plan,
-        &workload,
-        &cancel_tx,
-        options.skip_health_check,
-    )
-    .await;
+    let (done_tx, done_rx) = watch::channel(false);
+    let log = |line: &str| live.log(line);
+    let remediator = campaign
+        .remediation
+        .as_ref()
+        .filter(|r| r.mode != scenarios::remediation::Mode::Off)
+        .map(|remediation| remediate::Remediator {
+            campaign: &campaign,
+            remediation,
+            injector: &injector,
+            faults: &faults_in_effect,
+            phases: live.phases(),
+            run_dir: &run_dir,
+            log: &log,
+        });
+    let (outcome, remediation_steps) = tokio::join!(
+        async {
+            let outcome = run_plan(
+                &context,
+                &plan,
+                &workload,
+                &cancel_tx,
+                options.skip_health_check,
+            )
+            .await;
+            let _ = done_tx.send(true);
+            outcome
+        },
+        async {
+            match remediator {
+                Some(remediator) => remediator.run(done_rx).await,
+                None => Vec::new(),
+            }
+        }
+    );
 
     // Whatever happened, stop the workload, clean up, stop tracing, then judge.
     let (records, cleanup) = workload.stop().await;
@@ -230,7 +250,7 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     let journal = injector::journal::read(&run_dir)
         .map_err(|e| CliError::Setup(format!("reading the fault journal: {e}")))?;
     apply_journal_times(&mut results, &journal);
-    let report = build_report(
+    let mut report = build_report(
         &campaign,
         &options.campaign,
         &credentials,
@@ -239,6 +259,11 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         &results,
         detected,
         stop.as_ref(),
+    );
+    remediate::attach(
+        &mut report,
+        &remediation_steps,
+        &evaluate::to_stats(&records),
     );
     live.finish(&report, &external);
     let paths = reports::render_all(&report, &run_dir)
@@ -296,6 +321,8 @@ struct Context<'a> {
     tracer: &'a trace::LiveTrace,
     live: &'a live::Live,
     cancel: &'a watch::Receiver<Option<Stop>>,
+    /// What a remediation action may restore.
+    faults: &'a remediate::FaultsInEffect,
 }
 
 async fn run_plan(
@@ -650,6 +677,12 @@ async fn run_repetition(
                     observed: None,
                 });
                 live.injected(name, faults.last().expect("just pushed"));
+                context.faults.injected(
+                    &plan.id,
+                    &plan.kind,
+                    host_name.as_str(),
+                    service.map(|s| s.name.as_str()),
+                );
                 active.push(fault);
             }
             Err(error) => {
@@ -679,6 +712,7 @@ async fn run_repetition(
                     ));
                 }
                 report.reverted_at = Some(Timestamp::now());
+                context.faults.reverted(&fault.plan.id);
                 live.reverted(name, report);
             }
             Err(error) => live.log(&format!(
@@ -963,6 +997,9 @@ fn build_report(
                     .cloned()
                     .unwrap_or_default(),
                 unsteady: result.unsteady.clone(),
+                // Filled by `remediate::attach` once the report is built.
+                remediation: Vec::new(),
+                loop_times: rm::LoopTimes::default(),
             });
     }
     let mut names: Vec<String> = campaign
