@@ -709,6 +709,9 @@ pub enum Metric {
     },
     /// Time from the revert until the success ratio is back to its baseline level.
     RecoveryTime,
+    /// Time from the fault until the workload is back at its baseline success ratio, whoever
+    /// repaired it (a remediation action or the revert): the loop's time to recover.
+    Mttr,
 }
 
 /// A bound a metric must respect.

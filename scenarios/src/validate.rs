@@ -2346,7 +2346,7 @@ fn check_destructive(
 }
 
 fn metric_names() -> &'static [&'static str] {
-    &["success-ratio", "latency", "recovery-time"]
+    &["success-ratio", "latency", "recovery-time", "mttr"]
 }
 
 /// Checks the metric, its parameters and its bound; shared by hypotheses and guardrails.
@@ -2399,7 +2399,7 @@ fn check_metric(
             let max = check.duration(max, "latency bound", false)?;
             Some((Metric::Latency { percentile }, Bound::MaxDuration(max)))
         }
-        "recovery-time" if allow_recovery_time => {
+        name @ ("recovery-time" | "mttr") if allow_recovery_time => {
             if let Some(percentile) = percentile {
                 check.error(
                     percentile.at,
@@ -2416,16 +2416,25 @@ fn check_metric(
                 return None;
             }
             let Some(max) = max else {
-                check.error_hint(at, "metric `recovery-time` needs `max`", "e.g. `max: 60s`");
+                check.error_hint(
+                    at,
+                    format!("metric `{name}` needs `max`"),
+                    "e.g. `max: 60s`",
+                );
                 return None;
             };
             let max = check.duration(max, "recovery bound", false)?;
-            Some((Metric::RecoveryTime, Bound::MaxDuration(max)))
+            let metric = if name == "mttr" {
+                Metric::Mttr
+            } else {
+                Metric::RecoveryTime
+            };
+            Some((metric, Bound::MaxDuration(max)))
         }
-        "recovery-time" => {
+        name @ ("recovery-time" | "mttr") => {
             check.error(
                 metric.at,
-                "a guardrail cannot watch `recovery-time`; use `success-ratio` or `latency`",
+                format!("a guardrail cannot watch `{name}`; use `success-ratio` or `latency`"),
             );
             None
         }
@@ -2465,14 +2474,18 @@ fn check_hypotheses(
             true,
         );
         let windows = match (&metric, &h.windows) {
-            (Some((Metric::RecoveryTime, _)), Some(windows)) => {
+            (Some((Metric::RecoveryTime | Metric::Mttr, _)), Some(windows)) => {
                 check.error(
                     windows.first().map_or(raw.at, |w| w.at),
-                    "`recovery-time` is always measured in the recovery window; remove `windows`",
+                    format!(
+                        "`{}` is always measured after the fault; remove `windows`",
+                        h.metric.value
+                    ),
                 );
                 None
             }
             (Some((Metric::RecoveryTime, _)), None) => Some(vec![Window::Recovery]),
+            (Some((Metric::Mttr, _)), None) => Some(vec![Window::Fault, Window::Recovery]),
             (_, Some(windows)) if windows.is_empty() => {
                 check.error(raw.at, "the window list is empty");
                 None

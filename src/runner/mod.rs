@@ -967,7 +967,15 @@ fn build_report(
             .hypotheses
             .iter()
             .filter(|h| evaluate::applies(h, experiment))
-            .flat_map(|h| evaluate::evaluate(h, records, &result.windows, result.reverted_at))
+            .flat_map(|h| {
+                let injected_at = result
+                    .faults
+                    .iter()
+                    .map(|f| f.injected_at)
+                    .min()
+                    .unwrap_or(result.windows.fault.start);
+                evaluate::evaluate(h, records, &result.windows, injected_at, result.reverted_at)
+            })
             .collect();
         let alarms: Vec<rm::Alarm> = detectors
             .alarms
