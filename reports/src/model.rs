@@ -206,7 +206,7 @@ pub struct Repetition {
     pub remediation: Vec<RemediationStep>,
     /// The detect → remediate → recover loop, measured from the fault (see
     /// [`crate::stats::loop_times`]).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "LoopTimes::is_unmeasured")]
     pub loop_times: LoopTimes,
 }
 
@@ -229,6 +229,13 @@ pub struct LoopTimes {
     /// baseline's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downtime_s: Option<f64>,
+}
+
+impl LoopTimes {
+    /// Nothing was measured (no fault, or a report from before these times).
+    pub fn is_unmeasured(&self) -> bool {
+        *self == LoopTimes::default()
+    }
 }
 
 /// One runbook answering one alarm streak on one host.
