@@ -36,6 +36,9 @@ pub const REMEDIATION_FILE: &str = "remediation.jsonl";
 pub const POLL: Duration = Duration::from_millis(200);
 /// A streak ends when no alarm it matches came for this long: the failure stopped.
 pub const STREAK_GAP: Duration = Duration::from_secs(15);
+/// Alarms of a runbook and host raised this soon after one of its actions succeeded are about
+/// transactions the failure already hit (they close, or are judged, late): they start no streak.
+pub const AFTER_ACTION_QUIET: Duration = Duration::from_secs(10);
 /// The most bytes of alarms read per poll (the rest is read at the next one).
 const READ_MAX: u64 = 4 * 1024 * 1024;
 
@@ -260,6 +263,8 @@ impl Remediator<'_> {
         let mut follow = Follow::new(&self.run_dir.join(super::ALARMS_FILE));
         let mut governor = Governor::new(self.remediation);
         let mut streaks: BTreeMap<(String, String), Streak> = BTreeMap::new();
+        // Per runbook and host: alarms before this (µs) start no streak.
+        let mut quiet_until: BTreeMap<(String, String), i64> = BTreeMap::new();
         let mut steps = Vec::new();
         let mut out = std::fs::File::create(self.run_dir.join(REMEDIATION_FILE)).ok();
         let mut counter = 0u32;
@@ -272,7 +277,7 @@ impl Remediator<'_> {
                 changed = done.changed() => if changed.is_err() || *done.borrow() { break },
             }
             for alarm in follow.read() {
-                self.note(&alarm, &mut streaks);
+                self.note(&alarm, &mut streaks, &quiet_until);
             }
             let now_us = Timestamp::now().as_microsecond();
             let phase = phase_of(*self.phases.borrow());
@@ -311,6 +316,18 @@ impl Remediator<'_> {
                 {
                     let _ = writeln!(file, "{line}");
                 }
+                if let Some(done) = step
+                    .actions
+                    .iter()
+                    .filter(|a| a.error.is_none())
+                    .filter_map(|a| a.done_at)
+                    .max()
+                {
+                    quiet_until.insert(
+                        key.clone(),
+                        done.as_microsecond() + AFTER_ACTION_QUIET.as_micros() as i64,
+                    );
+                }
                 steps.push(step);
                 match self.remediation.mode {
                     Mode::Suggest => {
@@ -328,7 +345,12 @@ impl Remediator<'_> {
         steps
     }
 
-    fn note(&self, alarm: &rm::Alarm, streaks: &mut BTreeMap<(String, String), Streak>) {
+    fn note(
+        &self,
+        alarm: &rm::Alarm,
+        streaks: &mut BTreeMap<(String, String), Streak>,
+        quiet_until: &BTreeMap<(String, String), i64>,
+    ) {
         let Some(facts) = facts(self.campaign, alarm) else {
             return;
         };
@@ -345,6 +367,12 @@ impl Remediator<'_> {
             selected.runbook.name.as_str().to_owned(),
             host.name.as_str().to_owned(),
         );
+        if quiet_until
+            .get(&key)
+            .is_some_and(|until| alarm.ts_us < *until)
+        {
+            return;
+        }
         let gap = STREAK_GAP.as_micros() as i64;
         match streaks.get_mut(&key) {
             Some(streak) if alarm.ts_us - streak.last_us <= gap => {
