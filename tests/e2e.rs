@@ -310,7 +310,7 @@ fn a_frozen_conductor_is_thawed_by_its_runbook_and_the_loop_is_measured() {
         "no thaw ran: {:?}",
         repetition.remediation
     );
-    assert_eq!(thaws[0].restores, [fault.id.clone()]);
+    assert_eq!(thaws[0].restores, std::slice::from_ref(&fault.id));
     // Repaired before the fault's own revert, which the journal says it found restored.
     assert!(thaws[0].done_at < fault.reverted_at);
     let journal = injector::journal::read(&run_dir).unwrap();
