@@ -21,19 +21,22 @@ fn state_dir() -> PathBuf {
     )
 }
 
+/// A shipped campaign's text pointed at the testbed instance under test.
+fn at_testbed(text: &str) -> String {
+    let state = state_dir();
+    let state = state.to_str().expect("the state directory is UTF-8");
+    text.replace(
+        "inventory: testbed-inventory.yaml",
+        &format!("inventory: {state}/inventory.yaml"),
+    )
+    .replace("/var/lib/butterfly/testbed/", &format!("{state}/"))
+}
+
 /// The CI campaign, pointed at the testbed instance under test: the shipped file names the
 /// default instance's state directory and its inventory, another instance has its own.
 fn campaign(dir: &Path) -> PathBuf {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples/ci-smoke.yaml");
-    let text = std::fs::read_to_string(shipped).expect("the CI campaign reads");
-    let state = state_dir();
-    let state = state.to_str().expect("the state directory is UTF-8");
-    let text = text
-        .replace(
-            "inventory: testbed-inventory.yaml",
-            &format!("inventory: {state}/inventory.yaml"),
-        )
-        .replace("/var/lib/butterfly/testbed/", &format!("{state}/"));
+    let text = at_testbed(&std::fs::read_to_string(shipped).expect("the CI campaign reads"));
     let path = dir.join("ci-smoke.yaml");
     std::fs::write(&path, text).expect("the campaign copy is written");
     path
@@ -44,15 +47,7 @@ fn campaign(dir: &Path) -> PathBuf {
 fn self_healing(dir: &Path) -> PathBuf {
     let shipped =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples/self-healing.yaml");
-    let text = std::fs::read_to_string(shipped).expect("the example reads");
-    let state = state_dir();
-    let state = state.to_str().expect("the state directory is UTF-8");
-    let text = text
-        .replace(
-            "inventory: testbed-inventory.yaml",
-            &format!("inventory: {state}/inventory.yaml"),
-        )
-        .replace("/var/lib/butterfly/testbed/", &format!("{state}/"))
+    let text = at_testbed(&std::fs::read_to_string(shipped).expect("the example reads"))
         .replace("    repetitions: 3\n", "    repetitions: 1\n");
     let start = text
         .find("  - name: stop-scheduler")

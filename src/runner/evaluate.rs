@@ -111,6 +111,62 @@ fn command_label(commands: &[CommandKind]) -> Option<String> {
     })
 }
 
+/// The verdict of a `recovery-time` (from the revert) or `mttr` (`from_fault`) hypothesis.
+fn recovery_result(
+    hypothesis: &Hypothesis,
+    command: Option<String>,
+    scope: &str,
+    recovery: Recovery,
+    max: std::time::Duration,
+    from_fault: bool,
+) -> HypothesisResult {
+    let bound = max.as_secs_f64();
+    let from = if from_fault {
+        "the fault"
+    } else {
+        "the revert"
+    };
+    let (verdict, reason) = match (recovery.recovery_s, recovery.baseline_success_ratio) {
+        (_, None) => (
+            Verdict::Fail,
+            format!("no command{scope} ran in the baseline window, so recovery cannot be measured"),
+        ),
+        (None, Some(base)) => (
+            Verdict::Fail,
+            format!(
+                "the success ratio{scope} did not get back to the baseline's {:.0}% before the recovery window ended",
+                base * 100.0
+            ),
+        ),
+        (Some(seconds), _) if seconds <= bound => (
+            Verdict::Pass,
+            format!("back to baseline {seconds:.1}s after {from} (bound {bound:.0}s)"),
+        ),
+        (Some(seconds), _) => (
+            Verdict::Fail,
+            format!(
+                "back to baseline only {seconds:.1}s after {from}, above the bound of {bound:.0}s"
+            ),
+        ),
+    };
+    HypothesisResult {
+        name: hypothesis.name.as_str().to_owned(),
+        metric: if from_fault { "mttr" } else { "recovery_time" }.into(),
+        command,
+        window: if from_fault {
+            WindowKind::Fault
+        } else {
+            WindowKind::Recovery
+        },
+        comparison: Comparison::AtMost,
+        bound,
+        unit: "s".into(),
+        observed: recovery.recovery_s,
+        verdict,
+        reason,
+    }
+}
+
 /// Evaluates one hypothesis over one repetition whose (first) fault was injected at
 /// `injected_at` and (last) reverted at `reverted_at`.
 pub fn evaluate(
@@ -131,44 +187,9 @@ pub fn evaluate(
     match (hypothesis.metric, hypothesis.bound) {
         (Metric::RecoveryTime, Bound::MaxDuration(max)) => {
             let recovery = recovery(records, windows, reverted_at, &filter);
-            let bound = max.as_secs_f64();
-            let (verdict, reason) = match (recovery.recovery_s, recovery.baseline_success_ratio) {
-                (_, None) => (
-                    Verdict::Fail,
-                    format!(
-                        "no command{scope} ran in the baseline window, so recovery cannot be measured"
-                    ),
-                ),
-                (None, Some(base)) => (
-                    Verdict::Fail,
-                    format!(
-                        "the success ratio{scope} did not get back to the baseline's {:.0}% before the recovery window ended",
-                        base * 100.0
-                    ),
-                ),
-                (Some(seconds), _) if seconds <= bound => (
-                    Verdict::Pass,
-                    format!("back to baseline {seconds:.1}s after the revert (bound {bound:.0}s)"),
-                ),
-                (Some(seconds), _) => (
-                    Verdict::Fail,
-                    format!(
-                        "back to baseline only {seconds:.1}s after the revert, above the bound of {bound:.0}s"
-                    ),
-                ),
-            };
-            vec![HypothesisResult {
-                name: hypothesis.name.as_str().to_owned(),
-                metric: "recovery_time".into(),
-                command,
-                window: WindowKind::Recovery,
-                comparison: Comparison::AtMost,
-                bound,
-                unit: "s".into(),
-                observed: recovery.recovery_s,
-                verdict,
-                reason,
-            }]
+            vec![recovery_result(
+                hypothesis, command, &scope, recovery, max, false,
+            )]
         }
         (Metric::Mttr, Bound::MaxDuration(max)) => {
             let kept: Vec<CommandRecord> = records.iter().filter(|r| filter(r)).cloned().collect();
@@ -184,44 +205,9 @@ pub fn evaluate(
                 RECOVERY_SPAN_S,
                 RECOVERY_STEP_S,
             );
-            let bound = max.as_secs_f64();
-            let (verdict, reason) = match (recovery.recovery_s, recovery.baseline_success_ratio) {
-                (_, None) => (
-                    Verdict::Fail,
-                    format!(
-                        "no command{scope} ran in the baseline window, so the time to recover cannot be measured"
-                    ),
-                ),
-                (None, Some(base)) => (
-                    Verdict::Fail,
-                    format!(
-                        "the success ratio{scope} did not get back to the baseline's {:.0}% before the recovery window ended",
-                        base * 100.0
-                    ),
-                ),
-                (Some(seconds), _) if seconds <= bound => (
-                    Verdict::Pass,
-                    format!("back to baseline {seconds:.1}s after the fault (bound {bound:.0}s)"),
-                ),
-                (Some(seconds), _) => (
-                    Verdict::Fail,
-                    format!(
-                        "back to baseline only {seconds:.1}s after the fault, above the bound of {bound:.0}s"
-                    ),
-                ),
-            };
-            vec![HypothesisResult {
-                name: hypothesis.name.as_str().to_owned(),
-                metric: "mttr".into(),
-                command,
-                window: WindowKind::Fault,
-                comparison: Comparison::AtMost,
-                bound,
-                unit: "s".into(),
-                observed: recovery.recovery_s,
-                verdict,
-                reason,
-            }]
+            vec![recovery_result(
+                hypothesis, command, &scope, recovery, max, true,
+            )]
         }
         (metric, bound) => hypothesis
             .windows
