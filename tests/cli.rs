@@ -365,6 +365,38 @@ fn plan_dry_run_prints_every_phase_for_every_host() {
     assert!(text.contains("10.77.0.2"), "{text}");
 }
 
+#[test]
+fn plan_dry_run_prints_every_runbook_command_of_the_self_healing_example() {
+    let output = butterfly()
+        .args(["plan", "--dry-run", &example("self-healing.yaml")])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let remediation = text
+        .split("## remediation")
+        .nth(1)
+        .expect("a remediation section");
+    for expected in [
+        "runbook thaw-conductor for nova-conductor on controller",
+        "(thaw) of runbook thaw-conductor",
+        "(restart-service) of runbook start-scheduler",
+        "systemctl restart devstack@n-sch",
+        "find /srv/glance -xdev -type f -name '.bfly-fill-*' -print -delete",
+        "collect disk-usage on",
+        "settle (recover):",
+    ] {
+        assert!(
+            remediation.contains(expected),
+            "no {expected:?} in:\n{remediation}"
+        );
+    }
+}
+
 // The tracer's RabbitMQ test helpers: a vhost of the test's own and `rabbitmqctl`.
 #[allow(dead_code)]
 #[path = "../tracer/tests/common/rabbitmq.rs"]

@@ -21,20 +21,42 @@ fn state_dir() -> PathBuf {
     )
 }
 
+/// A shipped campaign's text pointed at the testbed instance under test.
+fn at_testbed(text: &str) -> String {
+    let state = state_dir();
+    let state = state.to_str().expect("the state directory is UTF-8");
+    text.replace(
+        "inventory: testbed-inventory.yaml",
+        &format!("inventory: {state}/inventory.yaml"),
+    )
+    .replace("/var/lib/butterfly/testbed/", &format!("{state}/"))
+}
+
 /// The CI campaign, pointed at the testbed instance under test: the shipped file names the
 /// default instance's state directory and its inventory, another instance has its own.
 fn campaign(dir: &Path) -> PathBuf {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples/ci-smoke.yaml");
-    let text = std::fs::read_to_string(shipped).expect("the CI campaign reads");
-    let state = state_dir();
-    let state = state.to_str().expect("the state directory is UTF-8");
-    let text = text
-        .replace(
-            "inventory: testbed-inventory.yaml",
-            &format!("inventory: {state}/inventory.yaml"),
-        )
-        .replace("/var/lib/butterfly/testbed/", &format!("{state}/"));
+    let text = at_testbed(&std::fs::read_to_string(shipped).expect("the CI campaign reads"));
     let path = dir.join("ci-smoke.yaml");
+    std::fs::write(&path, text).expect("the campaign copy is written");
+    path
+}
+
+/// The self-healing example pointed at the testbed under test, cut to its frozen-conductor
+/// experiment with one repetition (the whole example is the MTTR benchmark, not a CI test).
+fn self_healing(dir: &Path) -> PathBuf {
+    let shipped =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples/self-healing.yaml");
+    let text = at_testbed(&std::fs::read_to_string(shipped).expect("the example reads"))
+        .replace("    repetitions: 3\n", "    repetitions: 1\n");
+    let start = text
+        .find("  - name: stop-scheduler")
+        .expect("the example has it");
+    let end = text
+        .find("hypotheses:")
+        .expect("the example has hypotheses");
+    let text = format!("{}{}", &text[..start], &text[end..]);
+    let path = dir.join("self-healing.yaml");
     std::fs::write(&path, text).expect("the campaign copy is written");
     path
 }
@@ -268,6 +290,56 @@ fn ci_campaign_runs_end_to_end_and_reports_compare() {
                 .status();
         }
     }
+}
+
+#[test]
+#[ignore = "needs the local testbed with OpenStack (root, minutes); run by scripts/test"]
+fn a_frozen_conductor_is_thawed_by_its_runbook_and_the_loop_is_measured() {
+    let base = tempfile::tempdir().unwrap();
+    let run_dir = base.path().join("run");
+    let status = butterfly()
+        .args(["run", "--no-history", "--run-dir"])
+        .arg(&run_dir)
+        .arg(self_healing(base.path()))
+        .status()
+        .expect("butterfly runs");
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "butterfly run exited {status}; see {}",
+        run_dir.display()
+    );
+    let report = reports::read_run(&run_dir).expect("report.json parses and checks");
+    let repetition = &report.experiments[0].repetitions[0];
+    let fault = &repetition.faults[0];
+    let thaws: Vec<_> = repetition
+        .remediation
+        .iter()
+        .flat_map(|step| &step.actions)
+        .filter(|a| a.action == "thaw" && a.error.is_none() && a.done_at.is_some())
+        .collect();
+    assert!(
+        !thaws.is_empty(),
+        "no thaw ran: {:?}",
+        repetition.remediation
+    );
+    assert_eq!(thaws[0].restores, std::slice::from_ref(&fault.id));
+    // Repaired before the fault's own revert, which the journal says it found restored.
+    assert!(thaws[0].done_at < fault.reverted_at);
+    let journal = injector::journal::read(&run_dir).unwrap();
+    assert_eq!(
+        injector::journal::restored_by(&journal, &fault.id).map(|(id, _)| id),
+        Some(thaws[0].id.clone())
+    );
+    let times = repetition.loop_times;
+    let (detect, remediate) = (
+        times.time_to_detect_s.expect("an alarm after the fault"),
+        times
+            .time_to_remediate_s
+            .expect("an action after the alarm"),
+    );
+    assert!(detect >= 0.0 && remediate >= 0.0, "{times:?}");
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(summary.contains("thaw-conductor thaw (done)"), "{summary}");
 }
 
 #[test]

@@ -85,7 +85,7 @@ pub(crate) fn check(what: impl Into<String>, script: impl Into<String>) -> Check
 }
 
 /// `systemctl show -p PROPERTY --value UNIT` as a command substitution.
-fn unit_property(unit: &str, property: &str) -> String {
+pub(crate) fn unit_property(unit: &str, property: &str) -> String {
     format!(
         "$({})",
         join(&["systemctl", "show", "-p", property, "--value", unit])
@@ -1567,7 +1567,7 @@ pub(crate) fn kill_guard(allow_destructive: bool) -> String {
     )
 }
 
-fn is_safe_id(id: &str) -> bool {
+pub(crate) fn is_safe_id(id: &str) -> bool {
     id.len() == 8
         && id
             .chars()

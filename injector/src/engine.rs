@@ -116,6 +116,11 @@ impl Injector {
         &self.connections
     }
 
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     /// Preflight, journal, inject and verify ([`Injector::prepare`] then [`Injector::fire`]).
     /// On any failure after the journal record the fault is reverted before the error is
     /// returned.
@@ -491,11 +496,25 @@ async fn revert_on(
     .await;
     match result {
         Ok(observed) => {
+            // The revert ran anyway (reverts are idempotent); when a remediation had already
+            // restored the host, the record says so rather than claiming the revert did.
+            let restored = journal
+                .records()
+                .ok()
+                .and_then(|records| journal::restored_by(&records, &plan.id));
+            let observed = match (&restored, observed) {
+                (Some((_, action)), Some(observed)) => {
+                    Some(format!("already restored by {action}; {observed}"))
+                }
+                (Some((_, action)), None) => Some(format!("already restored by {action}")),
+                (None, observed) => observed,
+            };
             journal.append(&Record::Reverted {
                 at_ms: now_ms(),
                 id: plan.id.clone(),
                 by: by.to_owned(),
                 observed: observed.clone(),
+                restored_by: restored.map(|(id, _)| id),
             })?;
             Ok(observed)
         }
@@ -534,6 +553,16 @@ pub async fn recover(
     let records = journal::read(run_dir)?;
     let journal = Journal::open(run_dir)?;
     let mut report = Vec::new();
+    // Actions first: a unit an interrupted restart left stopped is started before the faults'
+    // reverts check that their hosts are back.
+    for settled in crate::remediation::settle_pending(&records, &journal, connections).await? {
+        report.push(Recovered {
+            id: settled.id,
+            kind: format!("remediation {}", settled.action),
+            host: settled.host,
+            outcome: settled.outcome,
+        });
+    }
     for pending in journal::pending(&records).into_iter().rev() {
         let plan = &pending.plan;
         let outcome = revert_on(

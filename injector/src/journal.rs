@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::plan::{Check, FaultPlan};
+use crate::remediation::ActionPlan;
 
 /// The journal's file name inside a run directory.
 pub const JOURNAL_FILE: &str = "faults.jsonl";
@@ -51,6 +52,32 @@ pub enum Record {
         /// container that its supervisor restarted), `stayed down until the revert`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         observed: Option<String>,
+        /// The remediation action that had already restored the host when the revert ran (the
+        /// revert then only confirmed it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restored_by: Option<String>,
+    },
+    /// About to run a remediation action: the plan, and the faults in effect it restores.
+    Remediating {
+        /// Milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The action (host, every script, the settle script for `recover`).
+        action: Box<ActionPlan>,
+        /// Ids of the faults in effect whose effect the action undoes.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        restores: Vec<String>,
+    },
+    /// A remediation action is over (done, failed, or settled by `recover`).
+    Remediated {
+        /// Milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// Action id.
+        id: String,
+        /// Who finished it: `runner`, `recover`.
+        by: String,
+        /// Why it failed, when it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// A revert attempt failed; the fault stays pending.
     RevertFailed {
@@ -98,6 +125,11 @@ impl Journal {
     /// The journal's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Every record written so far (this run's and earlier ones').
+    pub fn records(&self) -> Result<Vec<Record>, Error> {
+        read(self.path.parent().unwrap_or(Path::new(".")))
     }
 
     /// Appends one record and fsyncs it before returning.
@@ -191,12 +223,65 @@ pub fn pending(records: &[Record]) -> Vec<Pending> {
             Record::Reverted { id, .. } => {
                 open.remove(id);
             }
-            Record::RevertFailed { .. } => {}
+            Record::RevertFailed { .. }
+            | Record::Remediating { .. }
+            | Record::Remediated { .. } => {}
         }
     }
     let mut list: Vec<(usize, Pending)> = open.into_values().collect();
     list.sort_by_key(|(index, _)| *index);
     list.into_iter().map(|(_, pending)| pending).collect()
+}
+
+/// The remediation actions announced in `records` and never recorded as over, in journal order.
+pub fn pending_actions(records: &[Record]) -> Vec<ActionPlan> {
+    let mut open: Vec<ActionPlan> = Vec::new();
+    for record in records {
+        match record {
+            Record::Remediating { action, .. } => open.push((**action).clone()),
+            Record::Remediated { id, .. } => open.retain(|action| &action.id != id),
+            _ => {}
+        }
+    }
+    open
+}
+
+/// The remediation action that restored fault `fault_id` (it listed the fault and succeeded),
+/// as `thaw 1a2b3c4d of runbook thaw-conductor`.
+pub fn restored_by(records: &[Record], fault_id: &str) -> Option<(String, String)> {
+    let mut candidates: Vec<(&ActionPlan, bool)> = Vec::new();
+    for record in records {
+        match record {
+            Record::Remediating {
+                action, restores, ..
+            } if restores.iter().any(|id| id == fault_id) => candidates.push((action, false)),
+            Record::Remediated {
+                id,
+                error: None,
+                by,
+                ..
+            } if by == "runner" => {
+                for (action, done) in &mut candidates {
+                    if &action.id == id {
+                        *done = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|(_, done)| *done)
+        .map(|(action, _)| {
+            (
+                action.id.clone(),
+                format!(
+                    "{} {} of runbook {}",
+                    action.action, action.id, action.runbook
+                ),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -253,6 +338,7 @@ mod tests {
                 id: "aaaaaaaa".into(),
                 by: "runner".into(),
                 observed: None,
+                restored_by: None,
             },
             Record::RevertFailed {
                 at_ms: 4,

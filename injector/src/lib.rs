@@ -7,7 +7,8 @@
 //! [`catalog`] turns them into a [`FaultPlan`] (pure data: shell scripts built from quoted argv,
 //! see [`shell`]), which `--dry-run` prints ([`FaultPlan::dry_run`]) and the [`Injector`] runs
 //! over a [`transport::Connections`] pool. Every step is journaled ([`journal`]) in the run
-//! directory; [`recover`] reverts whatever a dead runner left behind. Services in containers
+//! directory; [`recover`] reverts whatever a dead runner left behind. Remediation actions
+//! ([`remediation`]) are planned, run and journaled the same way. Services in containers
 //! (Docker/Podman, LXC) are reached as [`runtime`] describes.
 #![warn(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod host;
 pub mod journal;
 pub mod plan;
+pub mod remediation;
 pub mod runtime;
 pub mod shell;
 pub mod transport;
@@ -27,6 +29,7 @@ pub use engine::{Active, EngineSettings, Injector, Prepared, Recovered, recover,
 pub use host::{HostSpec, Reach, SshSpec};
 pub use journal::Journal;
 pub use plan::{DryRun, FaultPlan};
+pub use remediation::{ActionDone, ActionInput, ActionPlan, DiagnosticPlan};
 
 /// Everything that can go wrong in the injector.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,16 @@ pub enum Error {
         host: String,
         /// Fault kind.
         kind: String,
+        /// What went wrong.
+        output: String,
+    },
+    /// A remediation action failed or its check did not hold.
+    #[error("{action} on {host}: remediation failed: {output}")]
+    Remediation {
+        /// Host name.
+        host: String,
+        /// Action name.
+        action: String,
         /// What went wrong.
         output: String,
     },

@@ -64,7 +64,7 @@ pub fn observed_in(output: &str) -> Option<String> {
 /// Runs `script` in a fresh `/bin/sh` through `prefix` (`lxc-attach -n C --`, `nsenter … --`).
 /// `@PRE@` is replaced in the text as usual; `@INJ@`, which a poll loop on the host reads from a
 /// shell variable, is passed as the inner shell's arguments.
-fn through(prefix: &str, script: &str) -> String {
+pub(crate) fn through(prefix: &str, script: &str) -> String {
     if script.contains(INJECT_CAPTURE) {
         let inner = format!(
             "bfly_inj=$*; {}",
@@ -109,7 +109,7 @@ fn lxc_attach_argv(container: &str) -> Vec<String> {
     .collect()
 }
 
-fn lxc_attach(container: &str) -> String {
+pub(crate) fn lxc_attach(container: &str) -> String {
     join(&lxc_attach_argv(container))
 }
 

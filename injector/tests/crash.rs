@@ -8,12 +8,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use injector::EngineSettings;
 use injector::transport::{Connections, TransportSettings};
-use injector::{EngineSettings, Injector, Journal};
 use scenarios::fault::{Fault, FillAmount, Peer};
 use scenarios::units::{PathName, Percent};
 
@@ -67,24 +66,8 @@ fn crash_child() {
             None,
         ),
     ];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (runtime, injector) = child_injector(&run_dir);
     runtime.block_on(async {
-        let journal = Arc::new(Journal::open(&run_dir).unwrap());
-        let control_dir = run_dir.join("ctl");
-        std::fs::create_dir_all(&control_dir).unwrap();
-        let settings = TransportSettings {
-            control_dir,
-            ..TransportSettings::default()
-        };
-        let injector = Injector::new(
-            Arc::new(Connections::new(settings)),
-            journal,
-            EngineSettings::default(),
-        );
         for (fault, host, service) in &faults {
             let plan = plan(fault, host, *service, Duration::from_secs(120));
             injector.inject(&plan).await.expect("inject");
@@ -163,24 +146,5 @@ fn sigkill_at_random_points_then_recover_restores_every_host() {
             assert_host_clean(&host.name);
         }
         drop(unit);
-    }
-}
-
-/// Asks the SSH masters a killed child left behind to exit (`ssh -O exit`), so that nothing of
-/// the test stays on this machine.
-fn close_orphaned_masters(control_dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(control_dir) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let socket = entry.path().join("master");
-        if socket.exists() {
-            let _ = std::process::Command::new("ssh")
-                .arg("-S")
-                .arg(&socket)
-                .args(["-O", "exit", "orphan"])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
     }
 }

@@ -150,6 +150,7 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    render_loop(report, &mut out);
     let _ = writeln!(out, "\nFull report: `report.html` in the run directory.");
     out
 }
@@ -160,6 +161,57 @@ fn repetition_name(experiment: &Experiment, repetition: &Repetition) -> String {
         format!("{} #{}", experiment.name, repetition.index + 1)
     } else {
         experiment.name.clone()
+    }
+}
+
+/// The detect → remediate → recover loop per repetition, when it was measured.
+fn render_loop(report: &Report, out: &mut String) {
+    let rows: Vec<_> = report
+        .experiments
+        .iter()
+        .flat_map(|e| e.repetitions.iter().map(move |r| (e, r)))
+        .filter(|(_, r)| !r.loop_times.is_unmeasured() || !r.remediation.is_empty())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n| Repetition | Time to detect | Time to remediate | Time to recover | Downtime | Actions |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for (experiment, repetition) in rows {
+        let times = &repetition.loop_times;
+        let actions: Vec<String> = repetition
+            .remediation
+            .iter()
+            .flat_map(|step| {
+                step.actions.iter().map(move |a| {
+                    let how = match (&step.refused, &a.error, a.done_at) {
+                        (Some(_), _, _) => "refused",
+                        (_, Some(_), _) => "failed",
+                        (_, None, Some(_)) => "done",
+                        _ => "suggested",
+                    };
+                    format!("{} {} ({how})", step.runbook, a.action)
+                })
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} #{} | {} | {} | {} | {} | {} |",
+            cell(&experiment.name),
+            repetition.index + 1,
+            fmt::opt_value(times.time_to_detect_s, "s"),
+            fmt::opt_value(times.time_to_remediate_s, "s"),
+            fmt::opt_value(times.time_to_recover_s, "s"),
+            fmt::opt_value(times.downtime_s, "s"),
+            if actions.is_empty() {
+                fmt::DASH.to_owned()
+            } else {
+                cell(&actions.join(", "))
+            }
+        );
     }
 }
 

@@ -200,6 +200,124 @@ pub struct Repetition {
     /// after the runner had waited for it: the baseline may hold the previous fault's aftermath.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsteady: Option<String>,
+    /// What the remediation runbooks did (or, in `suggest` mode, would have done) on this
+    /// repetition's alarms, in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remediation: Vec<RemediationStep>,
+    /// The detect → remediate → recover loop, measured from the fault (see
+    /// [`crate::stats::loop_times`]).
+    #[serde(default, skip_serializing_if = "LoopTimes::is_unmeasured")]
+    pub loop_times: LoopTimes,
+}
+
+/// Times of the detect → remediate → recover loop of one repetition, in seconds; each is absent
+/// when what ends it did not happen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoopTimes {
+    /// From the (first) injection to the first alarm after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_detect_s: Option<f64>,
+    /// From the first alarm to the end of the first remediation action that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_remediate_s: Option<f64>,
+    /// From the injection until the workload is back at its baseline success ratio and every
+    /// stretch after it holds that ratio (the same rule as [`Recovery`], measured from the fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_recover_s: Option<f64>,
+    /// Seconds of timeline buckets, from the injection on, whose success ratio is below the
+    /// baseline's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_s: Option<f64>,
+}
+
+impl LoopTimes {
+    /// Nothing was measured (no fault, or a report from before these times).
+    pub fn is_unmeasured(&self) -> bool {
+        *self == LoopTimes::default()
+    }
+}
+
+/// One runbook answering one alarm streak on one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationStep {
+    /// The runbook.
+    pub runbook: String,
+    /// `suggest` (nothing acted on) or `auto`.
+    pub mode: String,
+    /// The detector of the alarm that started the streak.
+    pub detector: String,
+    /// The suspect's host the runbook acted on.
+    pub host: String,
+    /// The suspect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The first alarm of the streak.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub alarm_at: Timestamp,
+    /// When the runner decided (after the hold, in `auto`).
+    #[schemars(schema_with = "timestamp_schema")]
+    pub decided_at: Timestamp,
+    /// Why the guardrails refused to act, when they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// Evidence collected, in the runbook's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<EvidenceItem>,
+    /// The actions, run (`auto`) or only planned (`suggest`, or refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionOutcome>,
+}
+
+/// One piece of evidence a runbook collected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceItem {
+    /// What (`unit-journal`, or a command's program).
+    pub name: String,
+    /// Where it ran.
+    pub host: String,
+    /// Its output, bounded by the injector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Why it could not be collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One remediation action, run or planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionOutcome {
+    /// Its journal id.
+    pub id: String,
+    /// The catalog action (`thaw`, `command`, …).
+    pub action: String,
+    /// The host.
+    pub host: String,
+    /// The service acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The script sent (or that would be sent).
+    pub command: String,
+    /// Faults in effect whose effect it undoes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restores: Vec<String>,
+    /// When it was journaled and ran; absent when it was only planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp_schema")]
+    pub started_at: Option<Timestamp>,
+    /// When it was done (its check held, or it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp_schema")]
+    pub done_at: Option<Timestamp>,
+    /// What it observed (`removed 3 files`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The windows of a repetition. They are contiguous: baseline, then fault, then recovery.

@@ -9,8 +9,8 @@
 use jiff::Timestamp;
 
 use crate::model::{
-    Bucket, CommandStats, Percentiles, Recovery, Timeline, Window, WindowKind, WindowStats,
-    seconds_between,
+    Bucket, CommandStats, LoopTimes, Percentiles, Recovery, Timeline, Window, WindowKind,
+    WindowStats, Windows, seconds_between,
 };
 
 /// One workload command as the runner recorded it.
@@ -190,6 +190,67 @@ pub fn recovery(
     }
 }
 
+/// The detect → remediate → recover loop of one repetition, from its first injection at
+/// `injected_at`: the first alarm at or after it, the first successful remediation action after
+/// that alarm, the recovery (the [`recovery`] rule measured from the injection over the rest of
+/// the repetition) and the downtime (seconds of `timeline` buckets from the injection on whose
+/// success ratio is below the baseline's). `rule` is [`recovery`]'s `(span_s, step_s)`. Times
+/// need not be sorted.
+pub fn loop_times(
+    windows: &Windows,
+    injected_at: Timestamp,
+    alarms: &[Timestamp],
+    actions_done: &[Timestamp],
+    records: &[CommandRecord],
+    timeline: &Timeline,
+    rule: (f64, f64),
+) -> LoopTimes {
+    let (span_s, step_s) = rule;
+    let first_alarm = alarms
+        .iter()
+        .filter(|at| **at >= injected_at)
+        .min()
+        .copied();
+    let remediated = first_alarm.and_then(|alarm| {
+        actions_done
+            .iter()
+            .filter(|at| **at >= alarm)
+            .min()
+            .map(|done| seconds_between(alarm, *done))
+    });
+    let after_fault = Window {
+        start: injected_at,
+        end: windows.recovery.end,
+    };
+    let recovered = recovery(
+        windows.baseline,
+        after_fault,
+        injected_at,
+        records,
+        span_s,
+        step_s,
+    );
+    let downtime_s = recovered.baseline_success_ratio.map(|target| {
+        let origin = seconds_between(windows.baseline.start, injected_at);
+        timeline
+            .buckets
+            .iter()
+            .filter(|b| (f64::from(b.index) + 1.0) * timeline.bucket_s > origin)
+            .filter(|b| {
+                let total = f64::from(b.ok + b.failed);
+                total > 0.0 && f64::from(b.ok) < target * total - 1e-9
+            })
+            .count() as f64
+            * timeline.bucket_s
+    });
+    LoopTimes {
+        time_to_detect_s: first_alarm.map(|at| seconds_between(injected_at, at)),
+        time_to_remediate_s: remediated,
+        time_to_recover_s: recovered.recovery_s,
+        downtime_s,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +312,60 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(0, 1, 0), (4, 0, 1), (5, 1, 0)]
         );
+    }
+
+    #[test]
+    fn the_loop_is_measured_from_the_fault_to_alarm_action_and_recovery() {
+        // Baseline 0..60 s all ok; fault at 60 s; commands fail 60..70 s; an alarm before the
+        // fault (a false alarm) and one at 63 s; an action done at 66 s and one before the alarm.
+        let mut records = vec![];
+        for i in 0..120 {
+            let t = f64::from(i);
+            records.push(record("server list", t, 200.0, !(60.0..70.0).contains(&t)));
+        }
+        let windows = Windows {
+            baseline: Window {
+                start: at(0.0),
+                end: at(60.0),
+            },
+            fault: Window {
+                start: at(60.0),
+                end: at(90.0),
+            },
+            recovery: Window {
+                start: at(90.0),
+                end: at(120.0),
+            },
+        };
+        let series = timeline(at(0.0), at(120.0), 2.0, &records);
+        let times = loop_times(
+            &windows,
+            at(60.0),
+            &[at(63.0), at(10.0)],
+            &[at(62.0), at(66.0)],
+            &records,
+            &series,
+            (10.0, 1.0),
+        );
+        assert_eq!(times.time_to_detect_s, Some(3.0));
+        assert_eq!(times.time_to_remediate_s, Some(3.0));
+        assert_eq!(times.time_to_recover_s, Some(10.0));
+        assert_eq!(times.downtime_s, Some(10.0));
+        // Nothing raised, nothing done: only the recovery is measured.
+        let quiet = loop_times(
+            &windows,
+            at(60.0),
+            &[at(10.0)],
+            &[],
+            &records,
+            &series,
+            (10.0, 1.0),
+        );
+        assert_eq!(
+            (quiet.time_to_detect_s, quiet.time_to_remediate_s),
+            (None, None)
+        );
+        assert_eq!(quiet.time_to_recover_s, Some(10.0));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod model;
 pub mod plan;
 pub mod rally;
 pub mod raw;
+pub mod remediation;
 pub mod safety;
 pub mod units;
 pub mod validate;

@@ -38,6 +38,9 @@ pub struct Campaign {
     pub guardrails: Vec<Guardrail>,
     /// Detectors to score.
     pub detectors: Vec<Detector>,
+    /// Runbooks answering the detectors' alarms (none: nothing is remediated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<crate::remediation::Remediation>,
     /// Window lengths and the campaign seed.
     pub timing: Timing,
     /// Where results go.
@@ -706,6 +709,9 @@ pub enum Metric {
     },
     /// Time from the revert until the success ratio is back to its baseline level.
     RecoveryTime,
+    /// Time from the fault until the workload is back at its baseline success ratio, whoever
+    /// repaired it (a remediation action or the revert): the loop's time to recover.
+    Mttr,
 }
 
 /// A bound a metric must respect.

@@ -134,6 +134,8 @@ pub struct RawCampaign {
     pub guardrails: Option<Vec<Sp<RawGuardrail>>>,
     /// Detectors to score against the ground truth.
     pub detectors: Option<Vec<Sp<RawDetector>>>,
+    /// Runbooks that collect evidence about an alarm's suspect and repair it.
+    pub remediation: Option<Sp<crate::remediation::RawRemediation>>,
     /// Window lengths and the seed.
     pub campaign: Option<Sp<RawTiming>>,
     /// Where and how results are written.

@@ -36,17 +36,22 @@ impl<'d> Checker<'d> {
         }
     }
 
-    fn error(&mut self, at: Pos, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, at: Pos, message: impl Into<String>) {
         self.diagnostics
             .push(Diagnostic::new(&self.file, at, message));
     }
 
-    fn error_hint(&mut self, at: Pos, message: impl Into<String>, hint: impl Into<String>) {
+    pub(crate) fn error_hint(
+        &mut self,
+        at: Pos,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.diagnostics
             .push(Diagnostic::new(&self.file, at, message).with_hint(hint));
     }
 
-    fn ident(&mut self, value: &Sp<String>, what: &str) -> Option<Ident> {
+    pub(crate) fn ident(&mut self, value: &Sp<String>, what: &str) -> Option<Ident> {
         match Ident::new(&value.value) {
             Ok(ident) => Some(ident),
             Err(message) => {
@@ -56,7 +61,12 @@ impl<'d> Checker<'d> {
         }
     }
 
-    fn duration(&mut self, value: &Sp<Scalar>, what: &str, allow_zero: bool) -> Option<Duration> {
+    pub(crate) fn duration(
+        &mut self,
+        value: &Sp<Scalar>,
+        what: &str,
+        allow_zero: bool,
+    ) -> Option<Duration> {
         match parse_duration(&value.value.0) {
             Ok(duration) if duration.is_zero() && !allow_zero => {
                 self.error(
@@ -75,7 +85,7 @@ impl<'d> Checker<'d> {
         }
     }
 
-    fn integer(
+    pub(crate) fn integer(
         &mut self,
         value: &Sp<Scalar>,
         what: &str,
@@ -107,7 +117,7 @@ impl<'d> Checker<'d> {
         }
     }
 
-    fn number(
+    pub(crate) fn number(
         &mut self,
         value: &Sp<Scalar>,
         what: &str,
@@ -137,7 +147,11 @@ impl<'d> Checker<'d> {
     }
 
     /// Checks that names in a list are unique, reporting each repetition where it occurs.
-    fn unique<'v>(&mut self, names: impl IntoIterator<Item = &'v Sp<String>>, what: &str) {
+    pub(crate) fn unique<'v>(
+        &mut self,
+        names: impl IntoIterator<Item = &'v Sp<String>>,
+        what: &str,
+    ) {
         let mut seen = HashSet::new();
         for name in names {
             if !seen.insert(name.value.as_str()) {
@@ -237,6 +251,22 @@ pub fn validate_campaign(
             file,
             raw.detectors.as_deref().unwrap_or_default(),
         );
+        let detector_names: Vec<&str> = raw
+            .detectors
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| d.value.name.value.as_str())
+            .collect();
+        let remediation = raw.remediation.as_ref().map(|remediation| {
+            crate::remediation::check(
+                &mut check,
+                remediation,
+                testbed.as_ref(),
+                &detectors,
+                &detector_names,
+            )
+        });
         let output = check_output(&mut check, file, raw.output.as_ref());
         match (name, testbed, timing, output) {
             (Some(name), Some(testbed), Some(timing), Some(output)) => Some(Campaign {
@@ -251,6 +281,7 @@ pub fn validate_campaign(
                 hypotheses,
                 guardrails,
                 detectors,
+                remediation: remediation.flatten(),
                 timing,
                 output,
             }),
@@ -2315,7 +2346,7 @@ fn check_destructive(
 }
 
 fn metric_names() -> &'static [&'static str] {
-    &["success-ratio", "latency", "recovery-time"]
+    &["success-ratio", "latency", "recovery-time", "mttr"]
 }
 
 /// Checks the metric, its parameters and its bound; shared by hypotheses and guardrails.
@@ -2368,7 +2399,7 @@ fn check_metric(
             let max = check.duration(max, "latency bound", false)?;
             Some((Metric::Latency { percentile }, Bound::MaxDuration(max)))
         }
-        "recovery-time" if allow_recovery_time => {
+        name @ ("recovery-time" | "mttr") if allow_recovery_time => {
             if let Some(percentile) = percentile {
                 check.error(
                     percentile.at,
@@ -2385,16 +2416,25 @@ fn check_metric(
                 return None;
             }
             let Some(max) = max else {
-                check.error_hint(at, "metric `recovery-time` needs `max`", "e.g. `max: 60s`");
+                check.error_hint(
+                    at,
+                    format!("metric `{name}` needs `max`"),
+                    "e.g. `max: 60s`",
+                );
                 return None;
             };
             let max = check.duration(max, "recovery bound", false)?;
-            Some((Metric::RecoveryTime, Bound::MaxDuration(max)))
+            let metric = if name == "mttr" {
+                Metric::Mttr
+            } else {
+                Metric::RecoveryTime
+            };
+            Some((metric, Bound::MaxDuration(max)))
         }
-        "recovery-time" => {
+        name @ ("recovery-time" | "mttr") => {
             check.error(
                 metric.at,
-                "a guardrail cannot watch `recovery-time`; use `success-ratio` or `latency`",
+                format!("a guardrail cannot watch `{name}`; use `success-ratio` or `latency`"),
             );
             None
         }
@@ -2434,14 +2474,18 @@ fn check_hypotheses(
             true,
         );
         let windows = match (&metric, &h.windows) {
-            (Some((Metric::RecoveryTime, _)), Some(windows)) => {
+            (Some((Metric::RecoveryTime | Metric::Mttr, _)), Some(windows)) => {
                 check.error(
                     windows.first().map_or(raw.at, |w| w.at),
-                    "`recovery-time` is always measured in the recovery window; remove `windows`",
+                    format!(
+                        "`{}` is always measured after the fault; remove `windows`",
+                        h.metric.value
+                    ),
                 );
                 None
             }
             (Some((Metric::RecoveryTime, _)), None) => Some(vec![Window::Recovery]),
+            (Some((Metric::Mttr, _)), None) => Some(vec![Window::Fault, Window::Recovery]),
             (_, Some(windows)) if windows.is_empty() => {
                 check.error(raw.at, "the window list is empty");
                 None

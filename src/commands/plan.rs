@@ -23,6 +23,8 @@ pub struct Args {
     /// Also print, for every repetition and host, the exact commands the injector would send:
     /// preflight, dead-man timer, inject, verify, revert, verify-reverted.
     /// With `--json`, each run gets `commands`: `[{host, kind, steps: [{phase, command}]}]`.
+    /// A campaign with `remediation:` also gets every command of its runbooks, for each suspect
+    /// and host they may act on.
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -43,6 +45,11 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
     } else {
         None
     };
+    let remediation = if args.dry_run {
+        remediation_dry_runs(&campaign).map_err(CliError::InvalidInput)?
+    } else {
+        Vec::new()
+    };
     if args.json {
         let mut json = serde_json::to_value(&plan)
             .map_err(|error| CliError::Setup(format!("cannot render the plan: {error}")))?;
@@ -50,6 +57,9 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             for (run, dry_runs) in runs.iter_mut().zip(commands) {
                 run["commands"] = dry_runs.iter().map(dry_run_json).collect();
             }
+        }
+        if args.dry_run && campaign.remediation.is_some() {
+            json["remediation"] = remediation.iter().map(RemediationDryRun::json).collect();
         }
         let text = serde_json::to_string_pretty(&json)
             .map_err(|error| CliError::Setup(format!("cannot render the plan: {error}")))?;
@@ -60,7 +70,121 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
     if let Some(commands) = &commands {
         print!("{}", render_dry_runs(&plan, commands));
     }
+    if !remediation.is_empty() {
+        println!("\n## remediation");
+        for dry_run in &remediation {
+            print!("{}", dry_run.render());
+        }
+    }
     Ok(Exit::Pass)
+}
+
+/// What a runbook would run on one suspect: its evidence steps and its actions.
+pub struct RemediationDryRun {
+    runbook: String,
+    service: Option<String>,
+    host: String,
+    diagnostics: Vec<injector::DiagnosticPlan>,
+    actions: Vec<injector::ActionPlan>,
+}
+
+impl RemediationDryRun {
+    fn render(&self) -> String {
+        let mut out = format!(
+            "\nrunbook {} for {} on {}\n",
+            self.runbook,
+            self.service.as_deref().unwrap_or("any suspect"),
+            self.host
+        );
+        for step in &self.diagnostics {
+            out.push_str(&format!(
+                "  collect {} on {}: {}\n",
+                step.name, step.host.name, step.script
+            ));
+        }
+        for action in &self.actions {
+            out.push_str(&action.dry_run());
+        }
+        out
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let diagnostics: Vec<_> = self
+            .diagnostics
+            .iter()
+            .map(|d| serde_json::json!({"collect": d.name, "host": d.host.name, "command": d.script}))
+            .collect();
+        let actions: Vec<_> = self
+            .actions
+            .iter()
+            .map(|a| {
+                serde_json::json!({"action": a.action, "host": a.host.name, "service": a.service,
+                    "command": a.script, "settle": a.settle})
+            })
+            .collect();
+        serde_json::json!({"runbook": self.runbook, "service": self.service, "host": self.host,
+            "diagnostics": diagnostics, "actions": actions})
+    }
+}
+
+/// For every runbook, on every suspect it may answer (the service its `when:` names, the
+/// services of the function it names, else the experiments' target services) and every host
+/// that suspect runs on: the commands it would send. Alarms are only known at run time, so this
+/// is every command a runbook can send in this campaign.
+pub fn remediation_dry_runs(
+    campaign: &scenarios::model::Campaign,
+) -> Result<Vec<RemediationDryRun>, String> {
+    let Some(remediation) = &campaign.remediation else {
+        return Ok(Vec::new());
+    };
+    let testbed = &campaign.testbed;
+    let targeted: Vec<&str> = campaign
+        .experiments
+        .iter()
+        .filter_map(|e| e.target.service.as_ref().map(|s| s.name.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    let mut counter = 0u32;
+    for runbook in &remediation.runbooks {
+        let suspects: Vec<&scenarios::model::Service> = testbed
+            .services
+            .iter()
+            .filter(
+                |service| match (&runbook.when.service, runbook.when.function) {
+                    (Some(name), _) => &service.name == name,
+                    (None, Some(function)) => service.function == Some(function),
+                    (None, None) => targeted.contains(&service.name.as_str()),
+                },
+            )
+            .collect();
+        for suspect in suspects {
+            for host in testbed.hosts.iter().filter(|h| suspect.runs_on(h)) {
+                let mut next_id = || {
+                    counter += 1;
+                    format!("{:08x}", 0xa000_0000u32 + counter)
+                };
+                let crate::runner::remediate::RunbookPlans {
+                    diagnostics,
+                    actions,
+                } = crate::runner::remediate::runbook_plans(
+                    testbed,
+                    runbook,
+                    Some(suspect),
+                    host,
+                    0,
+                    &mut next_id,
+                )?;
+                out.push(RemediationDryRun {
+                    runbook: runbook.name.to_string(),
+                    service: Some(suspect.name.to_string()),
+                    host: host.name.to_string(),
+                    diagnostics,
+                    actions,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// For every run of the plan, the commands each of its hosts would receive; an error when the
@@ -94,13 +218,18 @@ pub fn dry_runs(
         .collect()
 }
 
-/// The commands the injector would send for every repetition and host of `plan`, as
-/// `plan --dry-run` prints them; an error when the injector would refuse a fault.
+/// The commands the injector would send for every repetition and host of `plan`, and those of
+/// every runbook, as `plan --dry-run` prints them; an error when the injector would refuse a
+/// fault or an action.
 pub fn dry_run(
     campaign: &scenarios::model::Campaign,
     plan: &scenarios::plan::Plan,
 ) -> Result<String, String> {
-    Ok(render_dry_runs(plan, &dry_runs(campaign, plan)?))
+    let mut out = render_dry_runs(plan, &dry_runs(campaign, plan)?);
+    for dry_run in remediation_dry_runs(campaign)? {
+        out.push_str(&dry_run.render());
+    }
+    Ok(out)
 }
 
 fn render_dry_runs(plan: &scenarios::plan::Plan, commands: &[Vec<injector::DryRun>]) -> String {

@@ -111,11 +111,69 @@ fn command_label(commands: &[CommandKind]) -> Option<String> {
     })
 }
 
-/// Evaluates one hypothesis over one repetition.
+/// The verdict of a `recovery-time` (from the revert) or `mttr` (`from_fault`) hypothesis.
+fn recovery_result(
+    hypothesis: &Hypothesis,
+    command: Option<String>,
+    scope: &str,
+    recovery: Recovery,
+    max: std::time::Duration,
+    from_fault: bool,
+) -> HypothesisResult {
+    let bound = max.as_secs_f64();
+    let from = if from_fault {
+        "the fault"
+    } else {
+        "the revert"
+    };
+    let (verdict, reason) = match (recovery.recovery_s, recovery.baseline_success_ratio) {
+        (_, None) => (
+            Verdict::Fail,
+            format!("no command{scope} ran in the baseline window, so recovery cannot be measured"),
+        ),
+        (None, Some(base)) => (
+            Verdict::Fail,
+            format!(
+                "the success ratio{scope} did not get back to the baseline's {:.0}% before the recovery window ended",
+                base * 100.0
+            ),
+        ),
+        (Some(seconds), _) if seconds <= bound => (
+            Verdict::Pass,
+            format!("back to baseline {seconds:.1}s after {from} (bound {bound:.0}s)"),
+        ),
+        (Some(seconds), _) => (
+            Verdict::Fail,
+            format!(
+                "back to baseline only {seconds:.1}s after {from}, above the bound of {bound:.0}s"
+            ),
+        ),
+    };
+    HypothesisResult {
+        name: hypothesis.name.as_str().to_owned(),
+        metric: if from_fault { "mttr" } else { "recovery_time" }.into(),
+        command,
+        window: if from_fault {
+            WindowKind::Fault
+        } else {
+            WindowKind::Recovery
+        },
+        comparison: Comparison::AtMost,
+        bound,
+        unit: "s".into(),
+        observed: recovery.recovery_s,
+        verdict,
+        reason,
+    }
+}
+
+/// Evaluates one hypothesis over one repetition whose (first) fault was injected at
+/// `injected_at` and (last) reverted at `reverted_at`.
 pub fn evaluate(
     hypothesis: &Hypothesis,
     records: &[CommandRecord],
     windows: &Windows,
+    injected_at: Timestamp,
     reverted_at: Timestamp,
 ) -> Vec<HypothesisResult> {
     let filter = |r: &CommandRecord| {
@@ -129,44 +187,27 @@ pub fn evaluate(
     match (hypothesis.metric, hypothesis.bound) {
         (Metric::RecoveryTime, Bound::MaxDuration(max)) => {
             let recovery = recovery(records, windows, reverted_at, &filter);
-            let bound = max.as_secs_f64();
-            let (verdict, reason) = match (recovery.recovery_s, recovery.baseline_success_ratio) {
-                (_, None) => (
-                    Verdict::Fail,
-                    format!(
-                        "no command{scope} ran in the baseline window, so recovery cannot be measured"
-                    ),
-                ),
-                (None, Some(base)) => (
-                    Verdict::Fail,
-                    format!(
-                        "the success ratio{scope} did not get back to the baseline's {:.0}% before the recovery window ended",
-                        base * 100.0
-                    ),
-                ),
-                (Some(seconds), _) if seconds <= bound => (
-                    Verdict::Pass,
-                    format!("back to baseline {seconds:.1}s after the revert (bound {bound:.0}s)"),
-                ),
-                (Some(seconds), _) => (
-                    Verdict::Fail,
-                    format!(
-                        "back to baseline only {seconds:.1}s after the revert, above the bound of {bound:.0}s"
-                    ),
-                ),
+            vec![recovery_result(
+                hypothesis, command, &scope, recovery, max, false,
+            )]
+        }
+        (Metric::Mttr, Bound::MaxDuration(max)) => {
+            let kept: Vec<CommandRecord> = records.iter().filter(|r| filter(r)).cloned().collect();
+            let after_fault = Window {
+                start: injected_at,
+                end: windows.recovery.end,
             };
-            vec![HypothesisResult {
-                name: hypothesis.name.as_str().to_owned(),
-                metric: "recovery_time".into(),
-                command,
-                window: WindowKind::Recovery,
-                comparison: Comparison::AtMost,
-                bound,
-                unit: "s".into(),
-                observed: recovery.recovery_s,
-                verdict,
-                reason,
-            }]
+            let recovery = stats::recovery(
+                windows.baseline,
+                after_fault,
+                injected_at,
+                &to_stats(&kept),
+                RECOVERY_SPAN_S,
+                RECOVERY_STEP_S,
+            );
+            vec![recovery_result(
+                hypothesis, command, &scope, recovery, max, true,
+            )]
         }
         (metric, bound) => hypothesis
             .windows
@@ -432,7 +473,7 @@ mod tests {
             commands: vec![CommandKind::ServerCreate],
             experiments: vec![],
         };
-        let results = evaluate(&hypothesis, &records, &windows(), at(20));
+        let results = evaluate(&hypothesis, &records, &windows(), at(10), at(20));
         assert_eq!(results.len(), 2);
         assert_eq!(results[0].verdict, Verdict::Pass);
         assert_eq!(results[1].verdict, Verdict::Fail);
@@ -448,9 +489,40 @@ mod tests {
             windows: vec![CampaignWindow::Recovery],
             ..hypothesis
         };
-        let results = evaluate(&recovery_time, &records, &windows(), at(20));
+        let results = evaluate(&recovery_time, &records, &windows(), at(10), at(20));
         assert_eq!(results[0].verdict, Verdict::Pass, "{}", results[0].reason);
         assert_eq!(results[0].observed, Some(0.0));
+    }
+
+    #[test]
+    fn mttr_is_measured_from_the_fault_whoever_repaired_it() {
+        // Fault injected at 12 s; failures until 15 s (a remediation before the revert at 20 s).
+        let records: Vec<CommandRecord> = (0..40)
+            .map(|s| record("server create", s, 100, !(12..15).contains(&s)))
+            .collect();
+        let mttr = |max_s: u64| Hypothesis {
+            name: scenarios::units::Ident::new("m").unwrap(),
+            metric: Metric::Mttr,
+            bound: Bound::MaxDuration(std::time::Duration::from_secs(max_s)),
+            windows: vec![CampaignWindow::Fault, CampaignWindow::Recovery],
+            commands: vec![],
+            experiments: vec![],
+        };
+        let results = evaluate(&mttr(5), &records, &windows(), at(12), at(20));
+        assert_eq!(results.len(), 1);
+        // The last failure started at 14 s: from 14.5 s (the next step) on, every stretch holds.
+        assert_eq!(
+            (results[0].metric.as_str(), results[0].observed),
+            ("mttr", Some(2.5))
+        );
+        assert_eq!(results[0].verdict, Verdict::Pass, "{}", results[0].reason);
+        let results = evaluate(&mttr(2), &records, &windows(), at(12), at(20));
+        assert_eq!(results[0].verdict, Verdict::Fail);
+        assert!(
+            results[0].reason.contains("after the fault"),
+            "{}",
+            results[0].reason
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod learn;
 pub mod live;
 pub mod openstack;
 pub mod production;
+pub mod remediate;
 pub mod replay;
 pub mod resources;
 pub mod trace;
@@ -175,6 +176,7 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         ),
         _ => None,
     };
+    let faults_in_effect = remediate::FaultsInEffect::default();
     let context = Context {
         campaign: &campaign,
         session: &session,
@@ -182,15 +184,43 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         tracer: &tracer,
         live: &live,
         cancel: &cancel,
+        faults: &faults_in_effect,
     };
-    let outcome = run_plan(
-        &context,
-        &plan,
-        &workload,
-        &cancel_tx,
-        options.skip_health_check,
-    )
-    .await;
+    let (done_tx, done_rx) = watch::channel(false);
+    let log = |line: &str| live.log(line);
+    let remediator = campaign
+        .remediation
+        .as_ref()
+        .filter(|r| r.mode != scenarios::remediation::Mode::Off)
+        .map(|remediation| remediate::Remediator {
+            campaign: &campaign,
+            remediation,
+            injector: &injector,
+            faults: &faults_in_effect,
+            phases: live.phases(),
+            run_dir: &run_dir,
+            log: &log,
+        });
+    let (outcome, remediation_steps) = tokio::join!(
+        async {
+            let outcome = run_plan(
+                &context,
+                &plan,
+                &workload,
+                &cancel_tx,
+                options.skip_health_check,
+            )
+            .await;
+            let _ = done_tx.send(true);
+            outcome
+        },
+        async {
+            match remediator {
+                Some(remediator) => remediator.run(done_rx).await,
+                None => Vec::new(),
+            }
+        }
+    );
 
     // Whatever happened, stop the workload, clean up, stop tracing, then judge.
     let (records, cleanup) = workload.stop().await;
@@ -225,7 +255,7 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
     let journal = injector::journal::read(&run_dir)
         .map_err(|e| CliError::Setup(format!("reading the fault journal: {e}")))?;
     apply_journal_times(&mut results, &journal);
-    let report = build_report(
+    let mut report = build_report(
         &campaign,
         &options.campaign,
         &credentials,
@@ -234,6 +264,11 @@ pub async fn run(options: RunOptions) -> Result<Exit, CliError> {
         &results,
         detected,
         stop.as_ref(),
+    );
+    remediate::attach(
+        &mut report,
+        &remediation_steps,
+        &evaluate::to_stats(&records),
     );
     live.finish(&report, &external);
     let paths = reports::render_all(&report, &run_dir)
@@ -291,6 +326,8 @@ struct Context<'a> {
     tracer: &'a trace::LiveTrace,
     live: &'a live::Live,
     cancel: &'a watch::Receiver<Option<Stop>>,
+    /// What a remediation action may restore.
+    faults: &'a remediate::FaultsInEffect,
 }
 
 async fn run_plan(
@@ -645,6 +682,12 @@ async fn run_repetition(
                     observed: None,
                 });
                 live.injected(name, faults.last().expect("just pushed"));
+                context.faults.injected(
+                    &plan.id,
+                    &plan.kind,
+                    host_name.as_str(),
+                    service.map(|s| s.name.as_str()),
+                );
                 active.push(fault);
             }
             Err(error) => {
@@ -674,6 +717,7 @@ async fn run_repetition(
                     ));
                 }
                 report.reverted_at = Some(Timestamp::now());
+                context.faults.reverted(&fault.plan.id);
                 live.reverted(name, report);
             }
             Err(error) => live.log(&format!(
@@ -928,7 +972,15 @@ fn build_report(
             .hypotheses
             .iter()
             .filter(|h| evaluate::applies(h, experiment))
-            .flat_map(|h| evaluate::evaluate(h, records, &result.windows, result.reverted_at))
+            .flat_map(|h| {
+                let injected_at = result
+                    .faults
+                    .iter()
+                    .map(|f| f.injected_at)
+                    .min()
+                    .unwrap_or(result.windows.fault.start);
+                evaluate::evaluate(h, records, &result.windows, injected_at, result.reverted_at)
+            })
             .collect();
         let alarms: Vec<rm::Alarm> = detectors
             .alarms
@@ -958,6 +1010,9 @@ fn build_report(
                     .cloned()
                     .unwrap_or_default(),
                 unsteady: result.unsteady.clone(),
+                // Filled by `remediate::attach` once the report is built.
+                remediation: Vec::new(),
+                loop_times: rm::LoopTimes::default(),
             });
     }
     let mut names: Vec<String> = campaign

@@ -348,3 +348,46 @@ pub fn plan(
     .plan(&injector::PlanOptions::default())
     .unwrap_or_else(|e| panic!("plan: {e}"))
 }
+
+/// The runtime and injector of a crash test's child process: its SSH masters' sockets under
+/// `RUN_DIR/ctl`, so that the test can close them after killing the child
+/// ([`close_orphaned_masters`]).
+pub fn child_injector(run_dir: &std::path::Path) -> (tokio::runtime::Runtime, Injector) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let journal = Arc::new(Journal::open(run_dir).unwrap());
+    let control_dir = run_dir.join("ctl");
+    std::fs::create_dir_all(&control_dir).unwrap();
+    let settings = TransportSettings {
+        control_dir,
+        ..TransportSettings::default()
+    };
+    let injector = Injector::new(
+        Arc::new(Connections::new(settings)),
+        journal,
+        EngineSettings::default(),
+    );
+    (runtime, injector)
+}
+
+/// Asks the SSH masters a killed child left behind to exit (`ssh -O exit`), so that nothing of
+/// the test stays on this machine.
+pub fn close_orphaned_masters(control_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(control_dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let socket = entry.path().join("master");
+        if socket.exists() {
+            let _ = Command::new("ssh")
+                .arg("-S")
+                .arg(&socket)
+                .args(["-O", "exit", "orphan"])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
