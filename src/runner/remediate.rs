@@ -228,6 +228,11 @@ impl Follow {
         self.offset += read as u64;
         self.partial.extend_from_slice(&bytes);
         let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            // No alarm line is that long (a trace line's limit, 16 MiB): drop what can never
+            // become one, so the buffer stays bounded.
+            if self.partial.len() > 4 * READ_MAX as usize {
+                self.partial.clear();
+            }
             return Vec::new();
         };
         let complete: Vec<u8> = self.partial.drain(..=end).collect();
